@@ -1,0 +1,106 @@
+"""Dense embeddings, computed once per (model, chunk hash) and cached durably.
+
+The cache is what makes "unchanged chunks are never embedded twice" hold across documents,
+re-syncs and restarts: a chunk that moved, or survived an edit, is looked up, not re-encoded.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from core.sqlite import SqliteStore
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS embeddings (
+    model TEXT NOT NULL,
+    chunk_hash TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY (model, chunk_hash)
+) WITHOUT ROWID;
+"""
+_SQL_VARS = 500
+
+
+class Embedder:
+    """A sentence-transformers bi-encoder; `texts_embedded` counts every text sent to the model."""
+
+    def __init__(self, model: str, batch_size: int = 64, query_prefix: str = "") -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.model_name = model
+        self._model = SentenceTransformer(model, device="cpu")
+        self.dim = int(self._model.get_embedding_dimension())
+        self.tokenizer = self._model.tokenizer
+        self._batch_size = batch_size
+        self._query_prefix = query_prefix
+        self._lock = threading.Lock()
+        self.texts_embedded = 0
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            self.texts_embedded += len(texts)
+        return self._encode(list(texts))
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._encode([self._query_prefix + text])[0]
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        vectors = self._model.encode(
+            texts, batch_size=self._batch_size, normalize_embeddings=True, convert_to_numpy=True
+        )
+        return vectors.astype(np.float32, copy=False)
+
+
+class EmbeddingCache(SqliteStore):
+    """Vectors by (model, chunk hash)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, _SCHEMA)
+
+    def get_many(self, model: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        unique = list(dict.fromkeys(hashes))
+        with self._lock:
+            for start in range(0, len(unique), _SQL_VARS):
+                part = unique[start : start + _SQL_VARS]
+                marks = ",".join("?" * len(part))
+                rows = self._conn.execute(
+                    f"SELECT chunk_hash, vector FROM embeddings "
+                    f"WHERE model = ? AND chunk_hash IN ({marks})",
+                    [model, *part],
+                )
+                for chunk_hash, blob in rows:
+                    found[chunk_hash] = np.frombuffer(blob, dtype=np.float32)
+        return found
+
+    def put_many(self, model: str, vectors: dict[str, np.ndarray]) -> None:
+        rows = [(model, h, v.astype(np.float32).tobytes()) for h, v in vectors.items()]
+        with self._lock:
+            self._conn.execute("BEGIN")
+            self._conn.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)", rows)
+            self._conn.execute("COMMIT")
+
+
+class CachedEmbedder:
+    """Embeds chunks by hash: cached vectors are reused, only unseen hashes reach the model."""
+
+    def __init__(self, embedder: Embedder, cache: EmbeddingCache) -> None:
+        self.embedder = embedder
+        self._cache = cache
+
+    def embed_chunks(self, hashes: Sequence[str], texts: Sequence[str]) -> list[np.ndarray]:
+        model = self.embedder.model_name
+        vectors = self._cache.get_many(model, hashes)
+        missing = {h: t for h, t in zip(hashes, texts, strict=True) if h not in vectors}
+        if missing:
+            fresh = self.embedder.embed_documents(list(missing.values()))
+            new = dict(zip(missing, fresh, strict=True))
+            self._cache.put_many(model, new)
+            vectors.update(new)
+        return [vectors[h] for h in hashes]

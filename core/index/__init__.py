@@ -1,0 +1,31 @@
+"""Open the index the settings name: the embedded shard, or a Qdrant server."""
+
+from __future__ import annotations
+
+from core.index.base import ChunkIndex
+from core.index.lock import ShardLockedError
+from core.index.query import EngineQuery, FieldFilter, Range
+from core.index.schema import TextIndexConfig
+from core.settings import Settings
+
+__all__ = ["ChunkIndex", "EngineQuery", "FieldFilter", "Range", "ShardLockedError", "open_index"]
+
+
+def open_index(settings: Settings, dim: int) -> ChunkIndex:
+    bm25 = (settings.bm25_k1, settings.bm25_b)
+    if settings.index_mode == "edge":
+        from core.index.edge import EdgeIndex
+
+        return EdgeIndex(settings.shard_path, dim, TextIndexConfig(), bm25)
+
+    from qdrant_client import QdrantClient
+
+    from core.index.server import ServerIndex
+
+    if settings.qdrant_url:
+        key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        client = QdrantClient(url=settings.qdrant_url, api_key=key)
+    else:
+        path = settings.qdrant_path or settings.data_dir / "qdrant-local"
+        client = QdrantClient(path=str(path))
+    return ServerIndex(client, settings.collection, dim, TextIndexConfig(), bm25)

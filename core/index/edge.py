@@ -1,0 +1,180 @@
+"""The embedded default: Qdrant's engine in this process, through qdrant-edge-py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import qdrant_edge as qe
+
+from core.index.base import ChunkIndex
+from core.index.dialect import FilterDialect
+from core.index.lock import ShardLock
+from core.index.query import EngineQuery, LegName
+from core.index.schema import DENSE_VECTOR, PAYLOAD_INDEXES, TEXT_FIELD, TextIndexConfig
+from core.types import Hit, IndexedChunk, TenantScope
+
+DIALECT = FilterDialect(
+    filter=qe.Filter,
+    field=qe.FieldCondition,
+    match_value=qe.MatchValue,
+    match_any=qe.MatchAny,
+    number_range=qe.RangeFloat,
+    datetime_range=qe.RangeDateTime,
+)
+_FACET_LIMIT = 10_000_000
+_SCROLL_PAGE = 1_000
+
+
+def _text_index(cfg: TextIndexConfig) -> qe.TextIndexParams:
+    return qe.TextIndexParams(
+        tokenizer=qe.TokenizerType.Word,
+        lowercase=cfg.lowercase,
+        ascii_folding=cfg.ascii_folding,
+        stemmer=(
+            qe.SnowballParams(getattr(qe.SnowballLanguage, cfg.stemmer.capitalize()))
+            if cfg.stemmer
+            else qe.DisabledStemmer()
+        ),
+        stopwords=(
+            getattr(qe.Language, cfg.stopwords.capitalize())
+            if cfg.stopwords
+            else qe.StopwordsSet(languages=set(), custom=set())
+        ),
+        scoring=True,
+    )
+
+
+def _schema(kind: str, cfg: TextIndexConfig) -> Any:
+    if kind == "text":
+        return _text_index(cfg)
+    return getattr(qe.PayloadSchemaType, kind.capitalize())
+
+
+class EdgeIndex(ChunkIndex):
+    """One shard directory, owned exclusively by this process for as long as it is open."""
+
+    dialect = DIALECT
+
+    def __init__(
+        self,
+        path: Path,
+        dim: int,
+        text_index: TextIndexConfig | None = None,
+        bm25: tuple[float, float] = (1.2, 0.75),
+    ) -> None:
+        self._lock = ShardLock(path)
+        self._lock.acquire()
+        try:
+            config = qe.EdgeConfig(
+                vectors={DENSE_VECTOR: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)}
+            )
+            if (path / "edge_config.json").exists():
+                self._shard = qe.EdgeShard.load(str(path), config)
+            else:
+                self._shard = qe.EdgeShard.create(str(path), config)
+                cfg = text_index or TextIndexConfig()
+                for field, kind in PAYLOAD_INDEXES.items():
+                    self._shard.update(
+                        qe.UpdateOperation.create_field_index(field, _schema(kind, cfg))
+                    )
+        except BaseException:
+            self._lock.release()
+            raise
+        self._bm25 = qe.Bm25Params(k=bm25[0], b=bm25[1])
+
+    def upsert(self, chunks: Sequence[IndexedChunk]) -> None:
+        if chunks:
+            points = [
+                qe.Point(id=c.id, vector={DENSE_VECTOR: c.vector.tolist()}, payload=c.payload)
+                for c in chunks
+            ]
+            self._shard.update(qe.UpdateOperation.upsert_points(points))
+
+    def delete(self, ids: Sequence[str]) -> None:
+        if ids:
+            self._shard.update(qe.UpdateOperation.delete_points(list(ids)))
+
+    def delete_document(self, scope: TenantScope, doc_id: str) -> None:
+        flt = self._scope_filter(scope, doc_id)
+        self._shard.update(qe.UpdateOperation.delete_points_by_filter(flt))
+
+    def document_ids(self) -> dict[str, int]:
+        facet = self._shard.facet(qe.FacetRequest(key="doc_id", limit=_FACET_LIMIT, exact=True))
+        return {str(hit.value): hit.count for hit in facet.hits}
+
+    def _leg_query(self, query: EngineQuery, leg: LegName) -> Any:
+        if leg == "dense":
+            return qe.Query.Nearest(query.dense.tolist(), using=DENSE_VECTOR)
+        return qe.TextQuery(TEXT_FIELD, query.text, self._bm25)
+
+    def _leg_request(self, query: EngineQuery, leg: LegName) -> qe.QueryRequest:
+        flt = self._filter(query)
+        return qe.QueryRequest(
+            limit=query.candidates,
+            query=self._leg_query(query, leg),
+            filter=flt,
+            with_payload=False,
+        )
+
+    def _fused_request(self, query: EngineQuery) -> qe.QueryRequest:
+        flt = self._filter(query)
+        if len(query.legs) == 1:
+            leg_query = self._leg_query(query, query.legs[0])
+            return qe.QueryRequest(
+                limit=query.limit, query=leg_query, filter=flt, with_payload=True
+            )
+        prefetches = [
+            qe.Prefetch(limit=query.candidates, query=self._leg_query(query, leg), filter=flt)
+            for leg in query.legs
+        ]
+        weights = list(query.weights) if query.weights else None
+        return qe.QueryRequest(
+            limit=query.limit,
+            prefetches=prefetches,
+            # Qdrant ranks from 0: 1/(k' + rank0) equals the paper's 1/(k + rank1) at k' = k + 1.
+            query=qe.Fusion.Rrf(k=query.rrf_k + 1, weights=weights),
+            filter=flt,
+            with_payload=True,
+        )
+
+    def _run(self, requests: list[Any]) -> list[list[Hit]]:
+        batches = self._shard.query_batch(qe.QueryBatchRequest(requests))
+        return [[Hit(str(p.id), p.score, p.payload or {}) for p in batch] for batch in batches]
+
+    def retrieve(self, scope: TenantScope, ids: Sequence[str]) -> list[Hit]:
+        records = self._shard.retrieve(list(ids), with_payload=True)
+        return [
+            Hit(str(r.id), 0.0, r.payload)
+            for r in records
+            if r.payload and r.payload.get("tenant_id") == scope.tenant_id
+        ]
+
+    def scroll(
+        self, scope: TenantScope | None, fields: Sequence[str], doc_id: str | None = None
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        flt = self._scope_filter(scope, doc_id)
+        payload = qe.PayloadSelector.Include(list(fields)) if fields else False
+        offset = None
+        while True:
+            records, offset = self._shard.scroll(
+                qe.ScrollRequest(
+                    offset=offset, limit=_SCROLL_PAGE, filter=flt, with_payload=payload
+                )
+            )
+            for r in records:
+                yield str(r.id), r.payload or {}
+            if offset is None:
+                return
+
+    def count(self, scope: TenantScope | None = None) -> int:
+        flt = self._scope_filter(scope)
+        return self._shard.count(qe.CountRequest(filter=flt, exact=True))
+
+    def close(self) -> None:
+        if getattr(self, "_shard", None) is not None:
+            self._shard.flush()
+            self._shard.close()
+            self._shard = None
+        self._lock.release()

@@ -1,0 +1,44 @@
+"""The payload every chunk carries and how each field is indexed.
+
+Both backends create exactly these payload indexes, so filters and BM25 behave the same on the
+embedded shard and on a Qdrant server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+DENSE_VECTOR = "dense"
+TEXT_FIELD = "text"
+META_PREFIX = "meta."
+
+IndexKind = Literal["keyword", "integer", "float", "datetime", "text"]
+
+PAYLOAD_INDEXES: dict[str, IndexKind] = {
+    "tenant_id": "keyword",
+    "doc_id": "keyword",
+    "source": "keyword",
+    "doc_type": "keyword",
+    "mime_type": "keyword",
+    "author": "keyword",
+    "title": "keyword",
+    "size": "integer",
+    "modified_at": "datetime",
+    TEXT_FIELD: "text",
+}
+
+# Fields a user may filter on: every indexed field but the text itself, plus sidecar metadata.
+FILTERABLE_FIELDS: dict[str, IndexKind] = {
+    k: v for k, v in PAYLOAD_INDEXES.items() if k not in (TEXT_FIELD, "tenant_id")
+}
+
+
+@dataclass(frozen=True)
+class TextIndexConfig:
+    """How the BM25 text index tokenizes; identical on both backends."""
+
+    lowercase: bool = True
+    ascii_folding: bool = True
+    stemmer: str | None = "english"
+    stopwords: str | None = "english"

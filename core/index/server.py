@@ -1,0 +1,178 @@
+"""Qdrant as a server or cluster, through qdrant-client.
+
+`QdrantClient(path=...)` (local mode) runs the same calls in-process, which is how tests exercise
+this backend without a server binary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+
+from core.index.base import ChunkIndex
+from core.index.dialect import FilterDialect
+from core.index.query import EngineQuery, LegName
+from core.index.schema import DENSE_VECTOR, PAYLOAD_INDEXES, TEXT_FIELD, TextIndexConfig
+from core.types import Hit, IndexedChunk, TenantScope
+
+DIALECT = FilterDialect(
+    filter=qm.Filter,
+    field=qm.FieldCondition,
+    match_value=qm.MatchValue,
+    match_any=qm.MatchAny,
+    number_range=qm.Range,
+    datetime_range=qm.DatetimeRange,
+)
+_SCROLL_PAGE = 1_000
+_UPSERT_BATCH = 256
+
+
+def _text_index(cfg: TextIndexConfig) -> qm.TextIndexParams:
+    return qm.TextIndexParams(
+        type=qm.TextIndexType.TEXT,
+        tokenizer=qm.TokenizerType.WORD,
+        lowercase=cfg.lowercase,
+        ascii_folding=cfg.ascii_folding,
+        stemmer=(
+            qm.SnowballParams(type=qm.Snowball.SNOWBALL, language=cfg.stemmer)
+            if cfg.stemmer
+            else None
+        ),
+        stopwords=cfg.stopwords,
+        scoring=True,
+    )
+
+
+def _schema(kind: str, cfg: TextIndexConfig) -> Any:
+    if kind == "text":
+        return _text_index(cfg)
+    return qm.PayloadSchemaType(kind)
+
+
+class ServerIndex(ChunkIndex):
+    """One collection on a Qdrant server; any number of processes may share it."""
+
+    dialect = DIALECT
+
+    def __init__(
+        self,
+        client: QdrantClient,
+        collection: str,
+        dim: int,
+        text_index: TextIndexConfig | None = None,
+        bm25: tuple[float, float] = (1.2, 0.75),
+    ) -> None:
+        self._client = client
+        self._collection = collection
+        self._bm25 = bm25
+        if not client.collection_exists(collection):
+            client.create_collection(
+                collection,
+                vectors_config={
+                    DENSE_VECTOR: qm.VectorParams(size=dim, distance=qm.Distance.COSINE)
+                },
+            )
+            cfg = text_index or TextIndexConfig()
+            for field, kind in PAYLOAD_INDEXES.items():
+                client.create_payload_index(collection, field, _schema(kind, cfg), wait=True)
+        else:
+            existing = client.get_collection(collection).config.params.vectors[DENSE_VECTOR].size
+            if existing != dim:
+                raise ValueError(
+                    f"collection {collection!r} holds {existing}-d vectors but the embedding "
+                    f"model makes {dim}-d ones; use another collection or re-index"
+                )
+
+    def upsert(self, chunks: Sequence[IndexedChunk]) -> None:
+        for start in range(0, len(chunks), _UPSERT_BATCH):
+            batch = chunks[start : start + _UPSERT_BATCH]
+            points = [
+                qm.PointStruct(id=c.id, vector={DENSE_VECTOR: c.vector.tolist()}, payload=c.payload)
+                for c in batch
+            ]
+            self._client.upsert(self._collection, points, wait=True)
+
+    def delete(self, ids: Sequence[str]) -> None:
+        if ids:
+            self._client.delete(self._collection, qm.PointIdsList(points=list(ids)), wait=True)
+
+    def delete_document(self, scope: TenantScope, doc_id: str) -> None:
+        flt = self._scope_filter(scope, doc_id)
+        self._client.delete(self._collection, qm.FilterSelector(filter=flt), wait=True)
+
+    def document_ids(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for _, payload in self.scroll(None, ("doc_id",)):
+            counts[payload["doc_id"]] = counts.get(payload["doc_id"], 0) + 1
+        return counts
+
+    def _leg_prefetch(self, query: EngineQuery, leg: LegName, limit: int) -> dict[str, Any]:
+        flt = self._filter(query)
+        if leg == "dense":
+            return {
+                "query": query.dense.tolist(),
+                "using": DENSE_VECTOR,
+                "filter": flt,
+                "limit": limit,
+            }
+        text = qm.TextQuery(text=query.text)
+        return {"query": text, "using": TEXT_FIELD, "filter": flt, "limit": limit}
+
+    def _leg_request(self, query: EngineQuery, leg: LegName) -> qm.QueryRequest:
+        return qm.QueryRequest(
+            **self._leg_prefetch(query, leg, query.candidates), with_payload=False
+        )
+
+    def _fused_request(self, query: EngineQuery) -> qm.QueryRequest:
+        if len(query.legs) == 1:
+            leg = self._leg_prefetch(query, query.legs[0], query.limit)
+            return qm.QueryRequest(**leg, with_payload=True)
+        prefetch = [
+            qm.Prefetch(**self._leg_prefetch(query, leg, query.candidates)) for leg in query.legs
+        ]
+        weights = list(query.weights) if query.weights else None
+        return qm.QueryRequest(
+            prefetch=prefetch,
+            # Qdrant ranks from 0: 1/(k' + rank0) equals the paper's 1/(k + rank1) at k' = k + 1.
+            query=qm.RrfQuery(rrf=qm.Rrf(k=query.rrf_k + 1, weights=weights)),
+            filter=self._filter(query),
+            limit=query.limit,
+            with_payload=True,
+        )
+
+    def _run(self, requests: list[Any]) -> list[list[Hit]]:
+        responses = self._client.query_batch_points(self._collection, requests)
+        return [[Hit(str(p.id), p.score, p.payload or {}) for p in r.points] for r in responses]
+
+    def retrieve(self, scope: TenantScope, ids: Sequence[str]) -> list[Hit]:
+        records = self._client.retrieve(self._collection, list(ids), with_payload=True)
+        return [
+            Hit(str(r.id), 0.0, r.payload)
+            for r in records
+            if r.payload and r.payload.get("tenant_id") == scope.tenant_id
+        ]
+
+    def scroll(
+        self, scope: TenantScope | None, fields: Sequence[str], doc_id: str | None = None
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        flt = self._scope_filter(scope, doc_id)
+        payload = list(fields) if fields else False
+        offset = None
+        while True:
+            records, offset = self._client.scroll(
+                self._collection, flt, limit=_SCROLL_PAGE, offset=offset, with_payload=payload
+            )
+            for r in records:
+                yield str(r.id), r.payload or {}
+            if offset is None:
+                return
+
+    def count(self, scope: TenantScope | None = None) -> int:
+        flt = self._scope_filter(scope)
+        return self._client.count(self._collection, flt, exact=True).count
+
+    def close(self) -> None:
+        self._client.close()

@@ -1,0 +1,54 @@
+"""The heavy, shared objects of one process: the model, the index, the manifest, the cache.
+
+Each is created on first use and reused, so the CLI, the API and a worker each load the model and
+open the index once. Closing the runtime flushes and releases the embedded shard's lock.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+
+from core.embedding import CachedEmbedder, Embedder, EmbeddingCache
+from core.index import ChunkIndex, open_index
+from core.manifest import Manifest
+from core.settings import Settings
+
+# Models load from local folders or the local hub cache only; nothing is fetched at run time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        s = self.settings
+        return Embedder(s.embedding_model, s.embedding_batch_size, s.query_prefix)
+
+    @cached_property
+    def cached_embedder(self) -> CachedEmbedder:
+        return CachedEmbedder(self.embedder, EmbeddingCache(self.settings.embedding_cache_path))
+
+    @cached_property
+    def index(self) -> ChunkIndex:
+        return open_index(self.settings, self.embedder.dim)
+
+    @cached_property
+    def manifest(self) -> Manifest:
+        return Manifest(self.settings.manifest_path)
+
+    def close(self) -> None:
+        for name in ("index", "manifest"):
+            if name in self.__dict__:
+                self.__dict__.pop(name).close()
+        if "cached_embedder" in self.__dict__:
+            self.__dict__.pop("cached_embedder")._cache.close()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

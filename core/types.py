@@ -1,0 +1,56 @@
+"""Plain data passed between ingestion, the index and retrieval."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+_TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_POINT_NAMESPACE = uuid.UUID("6f1c2a3e-4b5d-4e6f-8a9b-0c1d2e3f4a5b")
+
+
+class InvalidTenantError(ValueError):
+    """A tenant id that could widen or escape a tenant scope (empty, wildcard, path-like)."""
+
+
+@dataclass(frozen=True)
+class TenantScope:
+    """The tenant every index read is confined to.
+
+    Queries take a scope rather than a tenant string so that an unscoped query cannot be
+    expressed: the scope validates its id once, and the index turns it into a must-filter.
+    """
+
+    tenant_id: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.tenant_id, str) or not _TENANT_ID.match(self.tenant_id):
+            raise InvalidTenantError(f"invalid tenant id {self.tenant_id!r}")
+
+
+def chunk_point_id(tenant_id: str, doc_id: str, chunk_hash: str) -> str:
+    """Deterministic point id, so re-ingesting the same chunk overwrites instead of duplicating."""
+    return str(uuid.uuid5(_POINT_NAMESPACE, f"{tenant_id}\x1f{doc_id}\x1f{chunk_hash}"))
+
+
+@dataclass(frozen=True)
+class IndexedChunk:
+    """One point to write: id, dense vector and the payload that BM25 and filters read."""
+
+    id: str
+    vector: np.ndarray
+    payload: dict[str, Any]
+
+
+@dataclass
+class Hit:
+    """One ranked chunk from the index; `leg_ranks` tells which leg found it at which rank."""
+
+    id: str
+    score: float
+    payload: dict[str, Any]
+    leg_ranks: dict[str, int] = field(default_factory=dict)

@@ -1,0 +1,138 @@
+"""Turn one bucket object (and its optional sidecar) into chunks ready to embed.
+
+Everything that decides *what* a document is lives here: its tenant (from the path, never from
+its content or sidecar), its metadata, its chunks and the payload each chunk carries.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+from typing import Any
+
+from core.types import InvalidTenantError, TenantScope, chunk_point_id
+from ingest.bucket import ObjectInfo, sha256
+from ingest.chunking import Chunk, Chunker
+from ingest.parsers import ParseError, parse_document
+
+_META_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_META_MAX_BYTES = 64 * 1024
+# Sidecar keys that would let a file claim another tenant or overwrite system fields.
+_RESERVED_META = frozenset({"tenant_id", "tenant", "doc_id", "text", "chunk_hash", "content_hash"})
+# Sidecar keys promoted to top-level, indexed payload fields.
+_PROMOTED_META = ("title", "author")
+
+
+class DocumentError(ValueError):
+    """Why a document was quarantined; `reason` is shown in status."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def tenant_of(key: str, default_tenant: str) -> TenantScope:
+    """`tenants/<id>/...` belongs to tenant <id>; every other key to the default tenant."""
+    parts = PurePosixPath(key).parts
+    if len(parts) >= 3 and parts[0] == "tenants":
+        try:
+            return TenantScope(parts[1])
+        except InvalidTenantError as exc:
+            raise DocumentError(str(exc)) from None
+    return TenantScope(default_tenant)
+
+
+def parse_sidecar(data: bytes | None) -> dict[str, Any]:
+    """User metadata: a flat JSON object of scalars or lists of scalars."""
+    if data is None:
+        return {}
+    if len(data) > _META_MAX_BYTES:
+        raise DocumentError(f"sidecar metadata over {_META_MAX_BYTES} bytes")
+    try:
+        meta = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DocumentError(f"sidecar metadata is not valid JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise DocumentError("sidecar metadata must be a JSON object")
+    for key, value in meta.items():
+        if key in _RESERVED_META:
+            raise DocumentError(
+                f"sidecar metadata may not set {key!r}: a document's tenant and identity come "
+                "from its path"
+            )
+        if not _META_KEY.match(key):
+            raise DocumentError(f"sidecar metadata key {key!r} is not a plain identifier")
+        values = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, str | int | float | bool) for v in values):
+            raise DocumentError(f"sidecar metadata {key!r} must be a scalar or a list of scalars")
+    return meta
+
+
+@dataclass(frozen=True)
+class PreparedDocument:
+    doc_id: str
+    scope: TenantScope
+    content_hash: str
+    meta_hash: str
+    chunks: list[Chunk]
+    base_payload: dict[str, Any]
+
+    def point_id(self, chunk: Chunk) -> str:
+        return chunk_point_id(self.scope.tenant_id, self.doc_id, chunk.hash)
+
+    def payload(self, chunk: Chunk) -> dict[str, Any]:
+        return {
+            **self.base_payload,
+            "chunk_hash": chunk.hash,
+            "ordinal": chunk.ordinal,
+            "text": chunk.text,
+        }
+
+
+class DocumentBuilder:
+    """Parses, chunks and describes a document; raises DocumentError for anything unusable."""
+
+    def __init__(self, chunker: Chunker, default_tenant: str) -> None:
+        self._chunker = chunker
+        self._default_tenant = default_tenant
+
+    def build(
+        self, obj: ObjectInfo, uri: str, data: bytes, content_hash: str, sidecar: bytes | None
+    ) -> PreparedDocument:
+        scope = tenant_of(obj.key, self._default_tenant)
+        meta = parse_sidecar(sidecar)
+        try:
+            parsed = parse_document(obj.key, data)
+        except ParseError as exc:
+            raise DocumentError(exc.reason) from None
+        chunks = self._chunker.split(parsed.text)
+        if not chunks:
+            raise DocumentError("no extractable text")
+        suffix = PurePosixPath(obj.key).suffix.lower().lstrip(".")
+        payload: dict[str, Any] = {
+            "tenant_id": scope.tenant_id,
+            "doc_id": obj.key,
+            "source": uri,
+            "title": parsed.title,
+            "doc_type": suffix,
+            "mime_type": parsed.mime_type,
+            "size": obj.size,
+            "modified_at": datetime.fromtimestamp(obj.mtime, UTC).isoformat(),
+            "content_hash": content_hash,
+            "meta": {**parsed.metadata, **meta},
+        }
+        for key in _PROMOTED_META:
+            value = meta.get(key, parsed.metadata.get(key))
+            if isinstance(value, str):
+                payload[key] = value
+        return PreparedDocument(
+            doc_id=obj.key,
+            scope=scope,
+            content_hash=content_hash,
+            meta_hash=sha256(sidecar) if sidecar is not None else "",
+            chunks=chunks,
+            base_payload=payload,
+        )

@@ -1,0 +1,496 @@
+"""Turn uploaded documents into plain text for chunking and indexing.
+
+Every failure a user can cause with a bad upload surfaces as `ParseError`, whose `reason` is
+short enough to show in an ingestion status; no parser library exception escapes.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import json
+import re
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+import docx
+from bs4 import BeautifulSoup, NavigableString, Tag
+from bs4.element import PageElement, PreformattedString
+from docx.document import Document as DocxDocument
+from docx.oxml.ns import qn
+from docx.table import Table
+from docx.text.paragraph import Paragraph
+from pypdf import PdfReader
+from pypdf.errors import DependencyError, FileNotDecryptedError
+
+Scalar = str | int | float | bool
+Metadata = dict[str, Scalar]
+
+DEFAULT_MAX_EXPANDED_BYTES = 200_000_000
+_MAX_TITLE_CHARS = 500
+_MAX_REASON_DETAIL = 200
+
+
+@dataclass(frozen=True)
+class ParsedDocument:
+    text: str
+    title: str
+    mime_type: str
+    metadata: Metadata
+
+
+class ParseError(Exception):
+    """A document that cannot be turned into text; `reason` is shown to users in status."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class _Extracted:
+    """What a format parser found; `parse_document` applies the shared fallbacks and checks."""
+
+    text: str
+    title: str | None = None
+    metadata: Metadata = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _detail(exc: BaseException) -> str:
+    """Library messages can be empty or huge; users need something short and non-blank."""
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    if len(message) > _MAX_REASON_DETAIL:
+        message = message[: _MAX_REASON_DETAIL - 3] + "..."
+    return message
+
+
+def _clean_title(raw: object) -> str | None:
+    """Titles come from untrusted metadata: collapse whitespace and bound the length."""
+    if not isinstance(raw, str):
+        return None
+    title = " ".join(raw.split())
+    return title[:_MAX_TITLE_CHARS] or None
+
+
+def _normalize_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _add_if_set(metadata: Metadata, key: str, value: object) -> None:
+    """Only plain non-empty strings are kept so metadata stays JSON-safe and meaningful."""
+    if isinstance(value, str):
+        cleaned = " ".join(value.split())
+        if cleaned:
+            metadata[key] = cleaned
+
+
+def _decode_text(data: bytes, fmt: str) -> tuple[str, str]:
+    """Strict decoding: silently mangled text would poison search results downstream.
+
+    Only UTF-8 (optionally with BOM) and BOM-marked UTF-16 are accepted. NUL bytes are the
+    cheapest reliable sign that a binary file was uploaded under a text suffix.
+    """
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            text = data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise ParseError(f"{fmt} is not valid UTF-16: {_detail(exc)}") from exc
+        encoding = "utf-16"
+    else:
+        if b"\x00" in data:
+            raise ParseError(f"binary content in {fmt} file (NUL bytes)")
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ParseError(f"{fmt} is not valid UTF-8: {_detail(exc)}") from exc
+        encoding = "utf-8"
+    if "\x00" in text:
+        raise ParseError(f"binary content in {fmt} file (NUL bytes)")
+    return _normalize_newlines(text), encoding
+
+
+# --------------------------------------------------------------------------- plain text
+
+
+def _parse_txt(data: bytes, _limit: int) -> _Extracted:
+    text, encoding = _decode_text(data, "text")
+    return _Extracted(text=text.strip(), metadata={"encoding": encoding})
+
+
+# --------------------------------------------------------------------------- markdown
+
+_MD_H1 = re.compile(r"^ {0,3}#[ \t]+(?P<title>.*?)(?:[ \t]+#+)?[ \t]*$")
+_MD_FENCE = re.compile(r"^ {0,3}(```|~~~)")
+
+
+def _markdown_title(text: str) -> str | None:
+    """Skips front matter and fenced code, where `# ` lines are comments, not headings."""
+    lines = text.split("\n")
+    start = 0
+    if lines and lines[0].strip() == "---":
+        for index in range(1, len(lines)):
+            if lines[index].strip() in ("---", "..."):
+                start = index + 1
+                break
+    fence: str | None = None
+    for line in lines[start:]:
+        fence_match = _MD_FENCE.match(line)
+        if fence_match:
+            marker = fence_match.group(1)
+            if fence is None:
+                fence = marker
+            elif marker == fence:
+                fence = None
+            continue
+        if fence is None:
+            heading = _MD_H1.match(line)
+            if heading and heading.group("title").strip():
+                return heading.group("title")
+    return None
+
+
+def _parse_markdown(data: bytes, _limit: int) -> _Extracted:
+    """The markdown source is kept verbatim: chunkers and LLM prompts read it well as-is."""
+    text, encoding = _decode_text(data, "markdown")
+    text = text.strip()
+    return _Extracted(text=text, title=_markdown_title(text), metadata={"encoding": encoding})
+
+
+# --------------------------------------------------------------------------- html
+
+_HTML_SKIP = frozenset({"script", "style", "noscript", "template", "title", "head"})
+_HTML_BLOCKS = frozenset(
+    {
+        "address", "article", "aside", "blockquote", "body", "caption", "dd", "details",
+        "dialog", "div", "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form",
+        "h1", "h2", "h3", "h4", "h5", "h6", "header", "hgroup", "hr", "html", "legend", "li",
+        "main", "nav", "ol", "p", "pre", "section", "summary", "table", "tbody", "tfoot",
+        "thead", "tr", "ul",
+    }
+)  # fmt: skip
+_HTML_CELLS = frozenset({"td", "th"})
+_SPACES = re.compile(r"[^\S\n]+")
+_WHITESPACE = re.compile(r"\s+")
+
+
+class _HtmlTextCollector:
+    """Builds blank-line separated paragraphs from block elements, the way a browser lays out."""
+
+    def __init__(self) -> None:
+        self.paragraphs: list[str] = []
+        self._parts: list[str] = []
+        self._has_text = False
+        self._preformatted = False
+
+    def flush(self) -> None:
+        raw = "".join(self._parts)
+        self._parts = []
+        self._has_text = False
+        if self._preformatted:
+            text = raw.strip("\n").rstrip()
+        else:
+            lines = (_SPACES.sub(" ", line).strip() for line in raw.split("\n"))
+            text = "\n".join(line for line in lines if line)
+        if text.strip():
+            self.paragraphs.append(text)
+
+    def start(self, name: str) -> None:
+        if name in _HTML_BLOCKS:
+            self.flush()
+            self._preformatted = name == "pre"
+        elif name == "br":
+            self._parts.append("\n")
+        elif name in _HTML_CELLS and self._has_text:
+            self._parts.append(" | ")
+
+    def end(self, name: str) -> None:
+        if name in _HTML_BLOCKS:
+            self.flush()
+            self._preformatted = False
+
+    def text(self, value: str) -> None:
+        self._has_text = self._has_text or bool(value.strip())
+        self._parts.append(value if self._preformatted else _WHITESPACE.sub(" ", value))
+
+
+def _html_text(soup: BeautifulSoup) -> str:
+    """Iterative walk: recursion over the tree would overflow on hostile nesting depth."""
+    collector = _HtmlTextCollector()
+    stack: list[tuple[Tag | None, Iterator[PageElement]]] = [(None, iter(soup.contents))]
+    while stack:
+        tag, children = stack[-1]
+        node = next(children, None)
+        if node is None:
+            stack.pop()
+            if tag is not None:
+                collector.end(tag.name)
+            continue
+        if isinstance(node, Tag):
+            if node.name in _HTML_SKIP:
+                continue
+            collector.start(node.name)
+            stack.append((node, iter(node.contents)))
+        elif isinstance(node, NavigableString) and not isinstance(node, PreformattedString):
+            collector.text(str(node))
+    collector.flush()
+    return "\n\n".join(collector.paragraphs)
+
+
+def _parse_html(data: bytes, _limit: int) -> _Extracted:
+    markup, encoding = _decode_text(data, "HTML")
+    try:
+        soup = BeautifulSoup(markup, "lxml")
+        text = _html_text(soup)
+        title_tag = soup.find("title")
+        title = _clean_title(title_tag.get_text()) if title_tag else None
+        if title is None:
+            h1 = soup.find("h1")
+            title = _clean_title(h1.get_text(" ")) if h1 else None
+        metadata: Metadata = {"encoding": encoding}
+        for name in ("author", "description"):
+            meta = soup.find("meta", attrs={"name": name})
+            if meta is not None:
+                _add_if_set(metadata, name, meta.get("content"))
+        html_tag = soup.find("html")
+        if html_tag is not None:
+            _add_if_set(metadata, "language", html_tag.get("lang"))
+    except RecursionError as exc:
+        raise ParseError("HTML too deeply nested") from exc
+    return _Extracted(text=text, title=title, metadata=metadata)
+
+
+# --------------------------------------------------------------------------- pdf
+
+
+def _parse_pdf(data: bytes, _limit: int) -> _Extracted:
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise ParseError("encrypted PDF: a password is required")
+        pages = [(page.extract_text() or "").strip() for page in reader.pages]
+        info = reader.metadata
+        metadata: Metadata = {"page_count": len(pages)}
+        title = None
+        if info is not None:
+            title = _clean_title(info.title)
+            _add_if_set(metadata, "author", info.author)
+            _add_if_set(metadata, "subject", info.subject)
+    except ParseError:
+        raise
+    except (FileNotDecryptedError, DependencyError) as exc:
+        raise ParseError(f"encrypted PDF: {_detail(exc)}") from exc
+    except RecursionError as exc:
+        raise ParseError("corrupt PDF: structure too deeply nested") from exc
+    except Exception as exc:  # pypdf raises many unrelated types on malformed input
+        raise ParseError(f"corrupt PDF: {_detail(exc)}") from exc
+    text = "\n\n".join(_normalize_newlines(page) for page in pages if page)
+    return _Extracted(text=text, title=title, metadata=metadata)
+
+
+# --------------------------------------------------------------------------- docx
+
+
+def _check_docx_archive(data: bytes, max_expanded_bytes: int) -> None:
+    """Runs before python-docx, which would inflate every member into memory unchecked.
+
+    Declared sizes are a sound bound: zipfile stops inflating a member at its declared size.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+    except zipfile.BadZipFile as exc:
+        raise ParseError(f"corrupt DOCX: not a zip archive ({_detail(exc)})") from exc
+    except Exception as exc:  # truncated central directories raise assorted errors
+        raise ParseError(f"corrupt DOCX: {_detail(exc)}") from exc
+    expanded = sum(member.file_size for member in members)
+    if expanded > max_expanded_bytes:
+        raise ParseError(
+            f"DOCX rejected as a zip bomb: expands to {expanded} bytes (limit {max_expanded_bytes})"
+        )
+
+
+def _docx_blocks(document: DocxDocument) -> list[str]:
+    """Body paragraphs and tables in reading order, including content controls (w:sdt)."""
+    body = document.element.body
+    blocks: list[str] = []
+    pending = [iter(body.iterchildren())]
+    while pending:
+        element = next(pending[-1], None)
+        if element is None:
+            pending.pop()
+        elif element.tag == qn("w:p"):
+            text = Paragraph(element, document).text.strip()
+            if text:
+                blocks.append(text)
+        elif element.tag == qn("w:tbl"):
+            table_text = _docx_table_text(Table(element, document))
+            if table_text:
+                blocks.append(table_text)
+        elif element.tag == qn("w:sdt"):
+            content = element.find(qn("w:sdtContent"))
+            if content is not None:
+                pending.append(iter(content.iterchildren()))
+    return blocks
+
+
+def _docx_table_text(table: Table) -> str:
+    """One line per row, cells joined by ` | `; merged cells are emitted once."""
+    seen: set[object] = set()  # lxml elements, not ids: proxies die and their ids get reused
+    lines: list[str] = []
+    for row in table.rows:
+        cells: list[str] = []
+        for cell in row.cells:
+            if cell._tc in seen:
+                continue
+            seen.add(cell._tc)
+            # Nested tables are flattened into their cell: every descendant paragraph counts.
+            paragraphs = (Paragraph(p, cell).text.strip() for p in cell._tc.iter(qn("w:p")))
+            text = " ".join(p for p in paragraphs if p)
+            if text:
+                cells.append(text)
+        if cells:
+            lines.append(" | ".join(cells))
+    return "\n".join(lines)
+
+
+def _docx_heading(document: DocxDocument) -> str | None:
+    for paragraph in document.paragraphs:
+        style = paragraph.style
+        name = style.name if style is not None else None
+        if name and (name.startswith("Heading") or name == "Title"):
+            title = _clean_title(paragraph.text)
+            if title:
+                return title
+    return None
+
+
+def _parse_docx(data: bytes, max_expanded_bytes: int) -> _Extracted:
+    _check_docx_archive(data, max_expanded_bytes)
+    try:
+        document = docx.Document(io.BytesIO(data))
+        blocks = _docx_blocks(document)
+        properties = document.core_properties
+        title = _clean_title(properties.title) or _docx_heading(document)
+        metadata: Metadata = {}
+        _add_if_set(metadata, "author", properties.author)
+        _add_if_set(metadata, "subject", properties.subject)
+    except RecursionError as exc:
+        raise ParseError("corrupt DOCX: structure too deeply nested") from exc
+    except Exception as exc:  # python-docx/lxml raise many types on malformed packages
+        raise ParseError(f"corrupt DOCX: {_detail(exc)}") from exc
+    text = "\n\n".join(_normalize_newlines(block) for block in blocks)
+    return _Extracted(text=text, title=title, metadata=metadata)
+
+
+# --------------------------------------------------------------------------- json
+
+
+def _json_scalar(value: object) -> str:
+    """JSON spelling for literals so `null`/`true` read the same as in the source."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _flatten_json(value: object) -> list[str]:
+    """`path.to.key: value` lines let keyword search match both field names and values.
+
+    Iterative so that nesting depth is bounded only by what json.loads accepted.
+    """
+    lines: list[str] = []
+    pending: list[tuple[str, object]] = [("", value)]
+    while pending:
+        path, node = pending.pop()
+        if isinstance(node, dict):
+            items = [(str(key), child) for key, child in node.items()]
+        elif isinstance(node, list):
+            items = [(str(index), child) for index, child in enumerate(node)]
+        else:
+            rendered = _json_scalar(node)
+            lines.append(f"{path}: {rendered}" if path else rendered)
+            continue
+        pending.extend(
+            (f"{path}.{name}" if path else name, child) for name, child in reversed(items)
+        )
+    return lines
+
+
+def _json_type_name(value: object) -> str:
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    return "scalar"
+
+
+def _parse_json(data: bytes, _limit: int) -> _Extracted:
+    source, encoding = _decode_text(data, "JSON")
+    try:
+        value = json.loads(source)
+    except RecursionError as exc:
+        raise ParseError("JSON too deeply nested") from exc
+    except ValueError as exc:
+        raise ParseError(f"invalid JSON: {_detail(exc)}") from exc
+    title = None
+    if isinstance(value, dict):
+        title = _clean_title(value.get("title")) or _clean_title(value.get("name"))
+    metadata: Metadata = {"encoding": encoding, "top_level_type": _json_type_name(value)}
+    return _Extracted(text="\n".join(_flatten_json(value)).strip(), title=title, metadata=metadata)
+
+
+# --------------------------------------------------------------------------- dispatch
+
+_DOCX_MIME = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+_Parser = Callable[[bytes, int], _Extracted]
+
+_FORMATS: dict[str, tuple[str, str, _Parser]] = {
+    ".txt": ("text", "text/plain", _parse_txt),
+    ".md": ("markdown", "text/markdown", _parse_markdown),
+    ".markdown": ("markdown", "text/markdown", _parse_markdown),
+    ".html": ("HTML", "text/html", _parse_html),
+    ".htm": ("HTML", "text/html", _parse_html),
+    ".pdf": ("PDF", "application/pdf", _parse_pdf),
+    ".docx": ("DOCX", _DOCX_MIME, _parse_docx),
+    ".json": ("JSON", "application/json", _parse_json),
+}
+
+SUPPORTED_SUFFIXES: frozenset[str] = frozenset(_FORMATS)
+
+
+def parse_document(
+    key: str, data: bytes, *, max_expanded_bytes: int = DEFAULT_MAX_EXPANDED_BYTES
+) -> ParsedDocument:
+    """Dispatch on the key's suffix (case-insensitive); every failure becomes `ParseError`.
+
+    `max_expanded_bytes` bounds the total uncompressed size of a DOCX archive.
+    """
+    path = PurePosixPath(key)
+    suffix = path.suffix.lower()
+    if suffix not in _FORMATS:
+        shown = suffix or "(none)"
+        raise ParseError(f"unsupported file type {shown}")
+    fmt, mime_type, parser = _FORMATS[suffix]
+    if not data:
+        raise ParseError("empty document (0 bytes)")
+    try:
+        extracted = parser(data, max_expanded_bytes)
+    except ParseError:
+        raise
+    except RecursionError as exc:
+        raise ParseError(f"{fmt} too deeply nested") from exc
+    except Exception as exc:  # last line of defence: a library failure is the document's fault
+        raise ParseError(f"could not parse {fmt}: {_detail(exc)}") from exc
+    if not extracted.text.strip():
+        raise ParseError("no extractable text")
+    return ParsedDocument(
+        text=extracted.text,
+        title=extracted.title or path.stem or path.name,
+        mime_type=mime_type,
+        metadata=dict(extracted.metadata),
+    )

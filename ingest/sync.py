@@ -1,0 +1,204 @@
+"""Bring the index in line with a batch of bucket objects, touching only what changed.
+
+Per document: an unchanged content hash costs a hash and nothing else; a changed one is parsed and
+chunked, only chunk hashes never seen before reach the model (the rest come from the embedding
+cache), new points are upserted, and then every point the index still holds for the document but
+the new version lacks is deleted. Diffing against the index, not the manifest, is what lets a sync
+clean up after a crashed predecessor.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from core.embedding import CachedEmbedder
+from core.index import ChunkIndex
+from core.manifest import DocStatus, DocumentRecord, Manifest
+from core.types import IndexedChunk
+from ingest.bucket import (
+    Bucket,
+    ObjectInfo,
+    ObjectTooLargeError,
+    UnsafeKeyError,
+    check_key,
+    sha256,
+    sidecar_for,
+)
+from ingest.documents import DocumentBuilder, DocumentError, PreparedDocument, tenant_of
+
+OutcomeKind = Literal["added", "modified", "unchanged", "failed", "deleted"]
+
+
+@dataclass
+class SyncOutcome:
+    doc_id: str
+    kind: OutcomeKind
+    chunks: int = 0
+    error: str = ""
+
+
+@dataclass
+class _Pending:
+    """A document read and hashed, waiting in the batch to be embedded and written."""
+
+    obj: ObjectInfo
+    sidecar: ObjectInfo | None
+    record: DocumentRecord | None
+    doc: PreparedDocument
+    outcome: SyncOutcome = field(init=False)
+
+
+class DocumentSyncer:
+    """Syncs documents in batches so the model sees large, efficient embedding batches."""
+
+    def __init__(
+        self,
+        bucket: Bucket,
+        index: ChunkIndex,
+        manifest: Manifest,
+        embedder: CachedEmbedder,
+        builder: DocumentBuilder,
+        max_file_bytes: int,
+        default_tenant: str,
+    ) -> None:
+        self.bucket = bucket
+        self._index = index
+        self._manifest = manifest
+        self._embedder = embedder
+        self._builder = builder
+        self._max_bytes = max_file_bytes
+        self._default_tenant = default_tenant
+
+    @property
+    def embedded_count(self) -> int:
+        """Texts sent to the model so far; the cache keeps this at 0 for unchanged chunks."""
+        return self._embedder.embedder.texts_embedded
+
+    def sync(
+        self, objects: Sequence[ObjectInfo], sidecars: dict[str, ObjectInfo]
+    ) -> list[SyncOutcome]:
+        """Sync documents given their listing entries and the sidecars listed beside them."""
+        outcomes: list[SyncOutcome] = []
+        pending: list[_Pending] = []
+        for obj in objects:
+            sidecar = sidecars.get(sidecar_for(obj.key))
+            result = self._prepare(obj, sidecar)
+            (pending if isinstance(result, _Pending) else outcomes).append(result)
+        if pending:
+            self._write(pending)
+            outcomes += [p.outcome for p in pending]
+        return outcomes
+
+    def delete(self, doc_id: str) -> SyncOutcome:
+        """Remove a document that left the bucket: its points, then its record."""
+        record = self._manifest.get(doc_id)
+        try:
+            scope = tenant_of(doc_id, self._default_tenant)
+        except DocumentError:
+            scope = None
+        if scope is not None:
+            self._index.delete_document(scope, doc_id)
+        if record is not None:
+            record.status, record.chunk_ids, record.error = DocStatus.DELETED, [], ""
+            record.updated_at = time.time()
+            self._manifest.put(record)
+        return SyncOutcome(doc_id, "deleted")
+
+    def _prepare(self, obj: ObjectInfo, sidecar: ObjectInfo | None) -> _Pending | SyncOutcome:
+        record = self._manifest.get(obj.key)
+        sidecar_sig = sidecar.signature if sidecar else ""
+        try:
+            check_key(obj.key)
+            data = self.bucket.read(obj.key, self._max_bytes)
+            content_hash = sha256(data)
+            meta = self.bucket.read(sidecar.key, self._max_bytes) if sidecar else None
+            meta_hash = sha256(meta) if meta is not None else ""
+            if (
+                record is not None
+                and record.status == DocStatus.INDEXED
+                and (record.content_hash, record.meta_hash) == (content_hash, meta_hash)
+            ):
+                self._touch(record, obj, sidecar_sig)
+                return SyncOutcome(obj.key, "unchanged", len(record.chunk_ids))
+            doc = self._builder.build(obj, self.bucket.uri(obj.key), data, content_hash, meta)
+        except (DocumentError, ObjectTooLargeError, UnsafeKeyError, OSError) as exc:
+            return self._fail(obj, sidecar_sig, record, getattr(exc, "reason", None) or str(exc))
+        return _Pending(obj, sidecar, record, doc)
+
+    def _write(self, pending: list[_Pending]) -> None:
+        hashes = [c.hash for p in pending for c in p.doc.chunks]
+        texts = [c.text for p in pending for c in p.doc.chunks]
+        vectors = iter(self._embedder.embed_chunks(hashes, texts))
+        points = [
+            IndexedChunk(p.doc.point_id(c), next(vectors), p.doc.payload(c))
+            for p in pending
+            for c in p.doc.chunks
+        ]
+        self._index.upsert(points)
+        records = []
+        for p in pending:
+            new_ids = [p.doc.point_id(c) for c in p.doc.chunks]
+            stale = self._index.chunk_ids(p.doc.scope, p.doc.doc_id) - set(new_ids)
+            self._index.delete(sorted(stale))
+            existed = p.record is not None and p.record.status != DocStatus.DELETED
+            p.outcome = SyncOutcome(p.obj.key, "modified" if existed else "added", len(new_ids))
+            records.append(
+                DocumentRecord(
+                    doc_id=p.doc.doc_id,
+                    tenant_id=p.doc.scope.tenant_id,
+                    source=p.doc.base_payload["source"],
+                    status=DocStatus.INDEXED,
+                    size=p.obj.size,
+                    mtime=p.obj.mtime,
+                    etag=p.obj.etag,
+                    sidecar=p.sidecar.signature if p.sidecar else "",
+                    content_hash=p.doc.content_hash,
+                    meta_hash=p.doc.meta_hash,
+                    chunk_ids=new_ids,
+                )
+            )
+        self._manifest.put(*records)
+
+    def _touch(self, record: DocumentRecord, obj: ObjectInfo, sidecar_sig: str) -> None:
+        """Same content under new stat data (a `touch`, a copy): remember the new stat only."""
+        if not record.same_object(obj.size, obj.mtime, obj.etag, sidecar_sig):
+            record.size, record.mtime, record.etag, record.sidecar = (
+                obj.size,
+                obj.mtime,
+                obj.etag,
+                sidecar_sig,
+            )
+            self._manifest.put(record)
+
+    def _fail(
+        self, obj: ObjectInfo, sidecar_sig: str, record: DocumentRecord | None, reason: str
+    ) -> SyncOutcome:
+        """Quarantine: no chunks of a document that failed stay searchable, and the reason is kept.
+
+        The stat data is recorded so the same bytes are not retried on every scan; a new version
+        of the object (new size, mtime or etag) is picked up again.
+        """
+        try:
+            scope = tenant_of(obj.key, self._default_tenant)
+            self._index.delete_document(scope, obj.key)
+            tenant_id = scope.tenant_id
+        except DocumentError:
+            tenant_id = ""
+        self._manifest.put(
+            DocumentRecord(
+                doc_id=obj.key,
+                tenant_id=tenant_id,
+                source=obj.key,
+                status=DocStatus.FAILED,
+                size=obj.size,
+                mtime=obj.mtime,
+                etag=obj.etag,
+                sidecar=sidecar_sig,
+                error=reason,
+                attempts=(record.attempts if record else 0) + 1,
+            )
+        )
+        return SyncOutcome(obj.key, "failed", error=reason)

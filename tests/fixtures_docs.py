@@ -1,0 +1,185 @@
+"""Generators for real test documents, as bytes, shared by every test that ingests files.
+
+The documents are produced by the real format libraries (fpdf2 for PDF, python-docx for DOCX)
+so parsers are exercised on what users actually upload, not on hand-written stubs. Output is
+deterministic: fixed dates and seeded randomness, so failures reproduce byte for byte.
+
+fpdf2's built-in Helvetica font covers Latin-1 only: keep PDF text to Latin-1 characters.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import io
+import json
+import random
+import zipfile
+
+import docx
+from fpdf import FPDF
+from fpdf.enums import EncryptionMethod
+
+FIXED_DATE = _dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=_dt.UTC)
+_ZIP_DATE = (2024, 1, 2, 3, 4, 6)
+
+DOCX_MIME = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+def make_pdf(
+    text_pages: list[str],
+    title: str | None = None,
+    *,
+    author: str | None = None,
+    user_password: str | None = None,
+    owner_password: str | None = None,
+) -> bytes:
+    """A real PDF with one page per entry (an empty string gives a page without text).
+
+    Passing `user_password` encrypts it so it cannot be opened without that password; passing
+    only `owner_password` encrypts it with an empty user password, which readers open freely.
+    """
+    pdf = FPDF()
+    pdf.set_creation_date(FIXED_DATE)
+    pdf.set_font("Helvetica", size=12)
+    if title is not None:
+        pdf.set_title(title)
+    if author is not None:
+        pdf.set_author(author)
+    for page_text in text_pages:
+        pdf.add_page()
+        if page_text:
+            pdf.multi_cell(0, 8, page_text)
+    if user_password is not None or owner_password is not None:
+        pdf.set_encryption(
+            owner_password=owner_password or "owner-secret",
+            user_password=user_password or "",
+            encryption_method=EncryptionMethod.RC4,
+        )
+    return bytes(pdf.output())
+
+
+def corrupt_pdf() -> bytes:
+    """A real PDF cut in half: valid header, no cross-reference table or trailer."""
+    whole = make_pdf(["This PDF is truncated and cannot be read."], title="Broken")
+    return whole[: len(whole) // 2]
+
+
+def make_docx(
+    paragraphs: list[str],
+    title: str | None = None,
+    *,
+    author: str | None = None,
+    heading: str | None = None,
+    table: list[list[str]] | None = None,
+) -> bytes:
+    """A real DOCX: optional Heading 1, then the paragraphs, then an optional table.
+
+    `title` goes into the core properties. python-docx's template names its author
+    "python-docx"; it is cleared unless `author` is given so tests see only what they set.
+    """
+    document = docx.Document()
+    properties = document.core_properties
+    properties.title = title or ""
+    properties.author = author or ""
+    properties.last_modified_by = ""
+    properties.created = FIXED_DATE.replace(tzinfo=None)
+    properties.modified = FIXED_DATE.replace(tzinfo=None)
+    if heading is not None:
+        document.add_heading(heading, level=1)
+    for paragraph in paragraphs:
+        document.add_paragraph(paragraph)
+    if table:
+        grid = document.add_table(rows=len(table), cols=max(len(row) for row in table))
+        for row_cells, row in zip(grid.rows, table, strict=True):
+            for cell, value in zip(row_cells.cells, row, strict=False):
+                cell.text = value
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return buffer.getvalue()
+
+
+def zip_bomb_docx(expanded_bytes: int = 50_000_000) -> bytes:
+    """A valid DOCX plus an unreferenced member of zeros that inflates to `expanded_bytes`.
+
+    Everything else about the package is sound, so only a size check can reject it.
+    """
+    base = make_docx(["An innocent looking paragraph."], title="Bomb")
+    buffer = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(base)) as source,
+        zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as target,
+    ):
+        for member in source.infolist():
+            target.writestr(member, source.read(member.filename))
+        info = zipfile.ZipInfo("word/media/padding.bin", date_time=_ZIP_DATE)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        chunk = bytes(1 << 20)
+        with target.open(info, "w", force_zip64=True) as padding:
+            remaining = expanded_bytes
+            while remaining > 0:
+                step = min(remaining, len(chunk))
+                padding.write(chunk[:step])
+                remaining -= step
+    return buffer.getvalue()
+
+
+def zip_not_docx() -> bytes:
+    """A well-formed zip archive that is not an Office package."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(zipfile.ZipInfo("readme.txt", date_time=_ZIP_DATE), "just a zip")
+    return buffer.getvalue()
+
+
+def make_html(
+    title: str | None,
+    body_paragraphs: list[str],
+    *,
+    h1: str | None = None,
+    head_extra: str = "",
+    body_extra: str = "",
+) -> bytes:
+    """A complete UTF-8 HTML page; text is escaped, `*_extra` is inserted as raw markup."""
+    title_tag = f"<title>{html.escape(title)}</title>" if title is not None else ""
+    heading = f"<h1>{html.escape(h1)}</h1>\n" if h1 is not None else ""
+    body = "\n".join(f"<p>{html.escape(p)}</p>" for p in body_paragraphs)
+    page = (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"{title_tag}\n{head_extra}\n</head>\n<body>\n{heading}{body}\n{body_extra}\n"
+        "</body>\n</html>\n"
+    )
+    return page.encode("utf-8")
+
+
+def deep_html(depth: int = 20_000, text: str = "Deeply buried sentence.") -> bytes:
+    """Hostile nesting: far deeper than Python's default recursion limit."""
+    page = (
+        "<html><body>" + "<div>" * depth + f"<p>{html.escape(text)}</p>" + "</div>" * depth
+    ) + "<p>After the nest.</p></body></html>"
+    return page.encode("utf-8")
+
+
+def make_markdown(title: str | None, paragraphs: list[str]) -> bytes:
+    """Markdown with an optional `# title` heading followed by blank-line separated paragraphs."""
+    parts = ([f"# {title}"] if title is not None else []) + list(paragraphs)
+    return ("\n\n".join(parts) + "\n").encode("utf-8")
+
+
+def make_text(paragraphs: list[str], encoding: str = "utf-8") -> bytes:
+    """Plain text; `utf-8-sig` adds a UTF-8 BOM and `utf-16` a UTF-16 BOM (Python's codecs)."""
+    return "\n\n".join(paragraphs).encode(encoding)
+
+
+def make_json(value: object) -> bytes:
+    return json.dumps(value, ensure_ascii=False, indent=2).encode("utf-8")
+
+
+def deep_json(depth: int = 100_000) -> bytes:
+    """Nested arrays deep enough to exhaust the JSON decoder's recursion limit."""
+    return ("[" * depth + "]" * depth).encode("ascii")
+
+
+def binary_garbage(n: int = 4096, seed: int = 1234) -> bytes:
+    """Deterministic random bytes: not a zip, not a PDF, contains NULs and invalid UTF-8."""
+    return random.Random(seed).randbytes(n)
