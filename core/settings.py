@@ -66,6 +66,14 @@ class Settings(BaseSettings):
     default_tenant: str = "default"
     ingest_batch_docs: int = 64
 
+    # --- workers and the watched bucket (issue 3) ---
+
+    # --- API, auth and reranking (issue 4) ---
+
+    # --- knowledge graph (issue 5) ---
+
+    # --- evaluation (issue 6) ---
+
     @property
     def shard_path(self) -> Path:
         return self.data_dir / "shard"

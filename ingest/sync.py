@@ -12,12 +12,12 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from core.embedding import CachedEmbedder
 from core.index import ChunkIndex
 from core.manifest import DocStatus, DocumentRecord, Manifest
-from core.types import IndexedChunk
+from core.types import IndexedChunk, TenantScope
 from ingest.bucket import (
     Bucket,
     ObjectInfo,
@@ -38,6 +38,18 @@ class SyncOutcome:
     kind: OutcomeKind
     chunks: int = 0
     error: str = ""
+
+
+class DocumentListener(Protocol):
+    """Told after a document's chunks are written or removed, e.g. to keep the graph in step.
+
+    Called after the index write, so a listener that fails leaves the index correct and the
+    document is retried on the next scan (its manifest row is not yet written).
+    """
+
+    def on_indexed(self, doc: PreparedDocument, point_ids: list[str]) -> None: ...
+
+    def on_deleted(self, scope: TenantScope, doc_id: str) -> None: ...
 
 
 @dataclass
@@ -63,6 +75,7 @@ class DocumentSyncer:
         builder: DocumentBuilder,
         max_file_bytes: int,
         default_tenant: str,
+        listeners: Sequence[DocumentListener] = (),
     ) -> None:
         self.bucket = bucket
         self._index = index
@@ -71,6 +84,7 @@ class DocumentSyncer:
         self._builder = builder
         self._max_bytes = max_file_bytes
         self._default_tenant = default_tenant
+        self._listeners = list(listeners)
 
     @property
     def embedded_count(self) -> int:
@@ -101,6 +115,8 @@ class DocumentSyncer:
             scope = None
         if scope is not None:
             self._index.delete_document(scope, doc_id)
+            for listener in self._listeners:
+                listener.on_deleted(scope, doc_id)
         if record is not None:
             record.status, record.chunk_ids, record.error = DocStatus.DELETED, [], ""
             record.updated_at = time.time()
@@ -143,6 +159,8 @@ class DocumentSyncer:
             new_ids = [p.doc.point_id(c) for c in p.doc.chunks]
             stale = self._index.chunk_ids(p.doc.scope, p.doc.doc_id) - set(new_ids)
             self._index.delete(sorted(stale))
+            for listener in self._listeners:
+                listener.on_indexed(p.doc, new_ids)
             existed = p.record is not None and p.record.status != DocStatus.DELETED
             p.outcome = SyncOutcome(p.obj.key, "modified" if existed else "added", len(new_ids))
             records.append(
@@ -184,6 +202,8 @@ class DocumentSyncer:
         try:
             scope = tenant_of(obj.key, self._default_tenant)
             self._index.delete_document(scope, obj.key)
+            for listener in self._listeners:
+                listener.on_deleted(scope, obj.key)
             tenant_id = scope.tenant_id
         except DocumentError:
             tenant_id = ""
