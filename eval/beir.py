@@ -1,0 +1,53 @@
+"""Read a BEIR-format dataset: corpus.jsonl, queries.jsonl and qrels/<split>.tsv (graded)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class BeirDoc:
+    id: str
+    title: str
+    text: str
+
+
+@dataclass
+class BeirDataset:
+    name: str
+    corpus: dict[str, BeirDoc]
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]  # query id -> doc id -> graded relevance (> 0 is relevant)
+
+    @property
+    def judged_queries(self) -> dict[str, str]:
+        """Queries with at least one relevant document in the chosen split."""
+        return {
+            q: t
+            for q, t in self.queries.items()
+            if any(g > 0 for g in self.qrels.get(q, {}).values())
+        }
+
+
+def load_beir(root: Path, split: str = "test") -> BeirDataset:
+    corpus: dict[str, BeirDoc] = {}
+    with (root / "corpus.jsonl").open(encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            corpus[str(row["_id"])] = BeirDoc(str(row["_id"]), row.get("title", ""), row["text"])
+    queries: dict[str, str] = {}
+    with (root / "queries.jsonl").open(encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            queries[str(row["_id"])] = row["text"]
+    qrels: dict[str, dict[str, int]] = {}
+    with (root / "qrels" / f"{split}.tsv").open(encoding="utf-8") as f:
+        reader = csv.reader(f, delimiter="\t")
+        next(reader)  # header: query-id, corpus-id, score
+        for qid, did, score in reader:
+            qrels.setdefault(qid, {})[did] = int(score)
+    queries = {q: t for q, t in queries.items() if q in qrels}
+    return BeirDataset(root.name, corpus, queries, qrels)

@@ -1,0 +1,60 @@
+"""Ranking metrics over graded judgements, as BEIR and trec_eval define them.
+
+`run` maps a query id to its ranked document ids (best first, no duplicates); `qrels` maps a query
+id to graded relevance per document (> 0 is relevant). Queries without any relevant document are
+skipped, as trec_eval does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+Run = Mapping[str, Sequence[str]]
+Qrels = Mapping[str, Mapping[str, int]]
+
+
+def _judged(qrels: Qrels) -> list[str]:
+    return [q for q, judged in qrels.items() if any(g > 0 for g in judged.values())]
+
+
+def ndcg_at(run: Run, qrels: Qrels, k: int) -> dict[str, float]:
+    """Per-query nDCG@k with gain = grade and log2(rank + 1) discount."""
+    scores = {}
+    for q in _judged(qrels):
+        grades = qrels[q]
+        ranked = run.get(q, [])[:k]
+        dcg = sum(grades.get(d, 0) / math.log2(i + 2) for i, d in enumerate(ranked))
+        ideal = sorted((g for g in grades.values() if g > 0), reverse=True)[:k]
+        idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
+        scores[q] = dcg / idcg
+    return scores
+
+
+def recall_at(run: Run, qrels: Qrels, k: int) -> dict[str, float]:
+    scores = {}
+    for q in _judged(qrels):
+        relevant = {d for d, g in qrels[q].items() if g > 0}
+        scores[q] = len(relevant & set(run.get(q, [])[:k])) / len(relevant)
+    return scores
+
+
+def precision_at(run: Run, qrels: Qrels, k: int) -> dict[str, float]:
+    scores = {}
+    for q in _judged(qrels):
+        relevant = {d for d, g in qrels[q].items() if g > 0}
+        scores[q] = len(relevant & set(run.get(q, [])[:k])) / k
+    return scores
+
+
+def mrr_at(run: Run, qrels: Qrels, k: int) -> dict[str, float]:
+    scores = {}
+    for q in _judged(qrels):
+        relevant = {d for d, g in qrels[q].items() if g > 0}
+        ranked = run.get(q, [])[:k]
+        scores[q] = next((1 / (i + 1) for i, d in enumerate(ranked) if d in relevant), 0.0)
+    return scores
+
+
+def mean(per_query: Mapping[str, float]) -> float:
+    return sum(per_query.values()) / len(per_query) if per_query else 0.0
