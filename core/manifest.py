@@ -3,6 +3,10 @@
 A document moves through `queued -> processing -> indexed | failed`, and to `deleted` when it
 leaves the bucket. The manifest is a cache of that state for cheap scans and for status; the index
 stays the truth for which chunks exist, so a lost manifest row costs a re-sync, never a duplicate.
+
+`documents` holds each document's settled state, written by the syncer; work in flight (queued,
+processing) lives in `pending` beside it, so a queued document keeps its settled record and the
+syncer's "same bytes, nothing to do" check still applies when its task runs. Status reads both.
 """
 
 from __future__ import annotations
@@ -56,19 +60,41 @@ class RunSummary:
     chunks_embedded: int = 0
     started_at: float = field(default_factory=time.time)
     finished_at: float = 0.0
+    # Worker runs: documents a scan enqueued, and how many of their tasks have reported back.
+    planned: int = 0
+    completed: int = 0
 
     @property
     def seconds(self) -> float:
         return (self.finished_at or time.time()) - self.started_at
 
 
+@dataclass
+class PendingWork:
+    """A document with a task queued or running; `attempts` counts runs started on it."""
+
+    doc_id: str
+    tenant_id: str
+    status: DocStatus
+    task_id: str
+    since: float
+    attempts: int = 0
+    error: str = ""
+
+
 _COLUMNS = [f.name for f in fields(DocumentRecord)]
+_PENDING_COLUMNS = [f.name for f in fields(PendingWork)]
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS documents (
     {", ".join(f"{c} {'TEXT PRIMARY KEY' if c == 'doc_id' else ''}" for c in _COLUMNS)}
 );
 CREATE INDEX IF NOT EXISTS documents_tenant ON documents (tenant_id, status);
 CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY AUTOINCREMENT, summary TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pending (
+    doc_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, status TEXT NOT NULL, task_id TEXT NOT NULL,
+    since REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -118,12 +144,89 @@ class Manifest(SqliteStore):
             self._conn.execute("COMMIT")
 
     def status_counts(self, tenant_id: str | None = None) -> dict[str, int]:
-        sql = "SELECT status, COUNT(*) FROM documents"
+        """Documents per state; a document with work in flight counts as queued or processing."""
+        counts: dict[str, int] = {}
+        for record in self.current(tenant_id).values():
+            counts[record.status] = counts.get(record.status, 0) + 1
+        return counts
+
+    def current(self, tenant_id: str | None = None) -> dict[str, DocumentRecord]:
+        """Each document's record as status shows it: in-flight work overrides the settled state.
+
+        A document that is new to the manifest and already queued appears with its pending state
+        only; attempts and the last transient error come from the pending work.
+        """
+        records = self.all(tenant_id)
+        for work in self.pending(tenant_id).values():
+            record = records.get(work.doc_id) or DocumentRecord(
+                work.doc_id, work.tenant_id, work.doc_id, work.status
+            )
+            record.status, record.attempts = work.status, work.attempts
+            record.error = work.error or record.error
+            record.updated_at = work.since
+            records[work.doc_id] = record
+        return records
+
+    # --- work in flight, written by the scan and the workers
+
+    def pending(self, tenant_id: str | None = None) -> dict[str, PendingWork]:
+        sql = f"SELECT {','.join(_PENDING_COLUMNS)} FROM pending"
         args: tuple = ()
         if tenant_id is not None:
             sql, args = sql + " WHERE tenant_id = ?", (tenant_id,)
         with self._lock:
-            return dict(self._conn.execute(sql + " GROUP BY status", args).fetchall())
+            rows = self._conn.execute(sql, args).fetchall()
+        works = [PendingWork(**dict(zip(_PENDING_COLUMNS, r, strict=True))) for r in rows]
+        for work in works:
+            work.status = DocStatus(work.status)
+        return {w.doc_id: w for w in works}
+
+    def mark_queued(self, tasks: dict[str, tuple[str, str]]) -> None:
+        """Record `{doc_id: (tenant_id, task_id)}` as queued; attempts so far are kept."""
+        now = time.time()
+        rows = [(d, t, DocStatus.QUEUED.value, task, now) for d, (t, task) in tasks.items()]
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany(
+                "INSERT INTO pending (doc_id, tenant_id, status, task_id, since) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (doc_id) DO UPDATE SET "
+                "status = excluded.status, task_id = excluded.task_id, since = excluded.since",
+                rows,
+            )
+            self._conn.execute("COMMIT")
+
+    def mark_processing(self, doc_id: str, tenant_id: str, task_id: str) -> PendingWork:
+        """A task starts on the document: one more attempt, returned with the last error."""
+        with self._lock:
+            attempts, error = self._conn.execute(
+                "INSERT INTO pending (doc_id, tenant_id, status, task_id, since, attempts) "
+                "VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (doc_id) DO UPDATE SET "
+                "status = excluded.status, task_id = excluded.task_id, since = excluded.since, "
+                "attempts = pending.attempts + 1 RETURNING attempts, error",
+                (doc_id, tenant_id, DocStatus.PROCESSING.value, task_id, time.time()),
+            ).fetchone()
+        return PendingWork(
+            doc_id, tenant_id, DocStatus.PROCESSING, task_id, time.time(), attempts, error
+        )
+
+    def note_error(self, doc_id: str, error: str) -> None:
+        """Keep a transient failure's reason for status while the document waits for a retry."""
+        with self._lock:
+            self._conn.execute("UPDATE pending SET error = ? WHERE doc_id = ?", (error, doc_id))
+
+    def finish(self, doc_id: str, task_id: str) -> None:
+        """The task settled the document. A newer task queued meanwhile keeps its entry, but the
+        attempts of the version just settled no longer count against it."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            gone = self._conn.execute(
+                "DELETE FROM pending WHERE doc_id = ? AND task_id = ?", (doc_id, task_id)
+            ).rowcount
+            if not gone:
+                self._conn.execute(
+                    "UPDATE pending SET attempts = 0, error = '' WHERE doc_id = ?", (doc_id,)
+                )
+            self._conn.execute("COMMIT")
 
     def record_run(self, summary: RunSummary) -> None:
         with self._lock:
@@ -135,3 +238,41 @@ class Manifest(SqliteStore):
         with self._lock:
             row = self._conn.execute("SELECT summary FROM runs ORDER BY id DESC LIMIT 1").fetchone()
         return RunSummary(**json.loads(row[0])) if row else None
+
+    def start_run(self, summary: RunSummary) -> int:
+        """A run whose outcomes arrive later, one task at a time; returns its id."""
+        with self._lock:
+            cursor = self._conn.execute(
+                "INSERT INTO runs (summary) VALUES (?)", (json.dumps(asdict(summary)),)
+            )
+        return int(cursor.lastrowid or 0)
+
+    def add_outcome(self, run_id: int, kind: str, chunks_embedded: int = 0) -> None:
+        """Count one task's outcome (a `RunSummary` counter name) into its run."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            row = self._conn.execute("SELECT summary FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is not None:
+                summary = RunSummary(**json.loads(row[0]))
+                setattr(summary, kind, getattr(summary, kind) + 1)
+                summary.chunks_embedded += chunks_embedded
+                summary.completed += 1
+                if summary.completed >= summary.planned:
+                    summary.finished_at = time.time()
+                self._conn.execute(
+                    "UPDATE runs SET summary = ? WHERE id = ?",
+                    (json.dumps(asdict(summary)), run_id),
+                )
+            self._conn.execute("COMMIT")
+
+    def set_meta(self, key: str, value: dict) -> None:
+        """Small JSON facts beside the documents, e.g. what the last scan found."""
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value))
+            )
+
+    def get_meta(self, key: str) -> dict | None:
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None

@@ -20,8 +20,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 class Runtime:
-    def __init__(self, settings: Settings) -> None:
+    """`embedder` may be passed in to share one loaded model between runtimes (tests, benches)."""
+
+    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
         self.settings = settings
+        if embedder is not None:
+            self.__dict__["embedder"] = embedder
 
     @cached_property
     def embedder(self) -> Embedder:

@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     candidates_per_leg: int = 50
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
+    # How the BM25 text index tokenizes. Fixed when an index is created.
+    bm25_stemmer: str | None = "english"  # a Snowball language, or None
+    bm25_stopwords: str | None = "english"  # a stopword language, or None
+    bm25_ascii_folding: bool = True
 
     # Ingestion limits and defaults.
     max_file_bytes: int = 50 * 1024 * 1024
@@ -67,12 +71,82 @@ class Settings(BaseSettings):
     ingest_batch_docs: int = 64
 
     # --- workers and the watched bucket (issue 3) ---
+    # An S3 bucket_url carries its prefix: s3://bucket/some/prefix. Polling is the source of
+    # truth; the watchers (a local folder's filesystem events, S3 events through SQS) only hint.
+    scan_interval_seconds: float = 30.0
+    watch_bucket: bool = True  # filesystem events for a local bucket under `rag up`
+    sqs_queue_url: str | None = None  # S3 event notifications for an S3 bucket
+    celery_scan_queue: str = "rag.scan"
+    celery_documents_queue: str = "rag.documents"
+    worker_concurrency: int = 2  # threads in the `rag up` worker pool
+    # A held per-document lock is renewed every third of its TTL; a dead worker's lapses.
+    document_lock_ttl_seconds: float = 60.0
+    # A document queued longer than this is queued again: its message may have been lost.
+    requeue_after_seconds: float = 300.0
+    max_attempts: int = 3  # tries per document version, then it is quarantined until it changes
+    retry_backoff_seconds: float = 2.0  # transient errors: full-jitter exponential backoff
+    retry_backoff_max_seconds: float = 120.0
+    broker_visibility_timeout_seconds: int = 3600  # an unacked message returns after this
 
     # --- API, auth and reranking (issue 4) ---
+    # The operator key: manages keys of every tenant; its own searches run as default_tenant.
+    admin_api_key: SecretStr | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_threads: int = 8  # the thread pool that runs model inference and engine calls
+    api_max_inflight: int = 64  # room for load shedding; not enforced yet
+    max_query_chars: int = 2_000
+    max_top_k: int = 100
+    max_filters: int = 16
+    max_filter_values: int = 100  # values in one any-of condition
+    max_body_bytes: int = 64 * 1024
+    rerank_top_n: int = 20  # fused hits the reranker re-scores by default
+    max_rerank_top_n: int = 50
+    rerank_batch_size: int = 32
+    cohere_base_url: str = "https://api.cohere.com"
+    cohere_rerank_model: str = "rerank-v3.5"
+    llm_base_url: str | None = None  # any OpenAI-compatible API, e.g. http://127.0.0.1:11434/v1
+    llm_model: str = "gpt-4o-mini"
+    llm_api_key: SecretStr | None = None
+    llm_timeout_s: float = 60.0
+    llm_max_tokens: int = 512
 
     # --- knowledge graph (issue 5) ---
+    # Entities are extracted at ingestion ("rules": offline, no model; "llm": the endpoint below)
+    # and stored per tenant under data_dir/graph ("file", one process) or in Redis ("redis").
+    graph_enabled: bool = True
+    graph_extractor: Literal["rules", "llm"] = "rules"
+    graph_llm_base_url: str | None = None  # None: llm_base_url
+    graph_llm_model: str | None = None  # None: llm_model
+    graph_llm_api_key: SecretStr | None = None  # None: llm_api_key
+    graph_store: Literal["file", "redis"] = "file"
+    graph_redis_url: str | None = None  # None: redis_url
+    graph_max_hops: int = Field(default=2, ge=0, le=3)
+    graph_max_chunks: int = 20  # chunks the graph leg contributes to a fusion
 
     # --- evaluation (issue 6) ---
+    # `rag eval` and the nightly job write reports_dir/<timestamp>/report.{html,json}; a metric
+    # that drops by more than the threshold (absolute: 0.03 = 3 points) against the previous run
+    # of the same dataset is a regression, and the run exits non-zero.
+    eval_reports_dir: Path = Path("reports")
+    eval_regression_threshold: float = 0.03
+    eval_dataset: Path | None = None  # the BEIR-format folder the nightly job evaluates
+    eval_golden: Path | None = None  # golden set JSONL; None: retrieval-only, from the qrels
+    eval_split: str = "test"
+    eval_nightly_hour: int = Field(default=2, ge=0, le=23)  # Celery beat crontab, beat's timezone
+    eval_nightly_minute: int = Field(default=30, ge=0, le=59)
+    eval_sample: int | None = None  # retrieval queries per run; None: every judged query
+    eval_ragas_sample: int = 50  # golden items RAGAS scores per run: the bound on LLM cost
+    eval_context_k: int = 5  # chunks handed to the answer LLM and the judge
+    eval_tenant: str = "eval"
+    eval_data_dir: Path | None = None  # the eval's own shard and manifest; None: data_dir/eval
+    # Answers come from the llm_* endpoint above; the judge may be another model or endpoint.
+    eval_judge_model: str | None = None  # None: no judge, RAGAS runs its non-LLM metrics only
+    eval_judge_base_url: str | None = None  # None: llm_base_url
+    eval_judge_api_key: SecretStr | None = None  # None: llm_api_key
+    eval_embedding_model: str | None = None  # answer relevancy's embedder; None: embedding_model
+    eval_concurrency: int = 4  # golden items in flight against the LLMs
+    eval_timeout_s: float = 120.0  # per golden item, answer and judging together
 
     @property
     def shard_path(self) -> Path:

@@ -1,13 +1,24 @@
-"""Split document text into overlapping chunks measured in the embedding model's own tokens."""
+"""Split document text into chunks measured in the embedding model's own tokens.
+
+Chunks are edit-local: an edit to one paragraph changes only the chunks that contain it, so a
+modified document re-embeds a few chunks instead of everything after the edit. Greedy packing
+(what a plain sentence splitter does across a whole document) shifts every later boundary when one
+paragraph changes length; here paragraphs are grouped with content-defined cut points, the way
+rsync and restic chunk files, so boundaries re-synchronise right after an edit.
+"""
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from llama_index.core.node_parser import SentenceSplitter
+
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+_CUT_ONE_IN = 3  # a paragraph ends a chunk with probability 1/3 once the chunk is big enough
 
 
 @dataclass(frozen=True)
@@ -21,8 +32,13 @@ def chunk_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _is_cut_point(paragraph: str) -> bool:
+    return int(chunk_hash(paragraph)[:8], 16) % _CUT_ONE_IN == 0
+
+
 class Chunker:
-    """llama-index's sentence splitter, sized by the embedder's tokenizer.
+    """Paragraph groups up to `chunk_size` tokens; llama-index's sentence splitter (with overlap)
+    for paragraphs longer than that.
 
     Counting the model's tokens (not tiktoken's) keeps a 512-token chunk within what a 512-token
     model reads. Duplicate chunk texts within one document collapse to one chunk, since a point id
@@ -34,21 +50,48 @@ class Chunker:
         backend = copy.deepcopy(hf_tokenizer.backend_tokenizer)
         backend.no_truncation()
         backend.no_padding()
-        self._count = lambda text: backend.encode(text, add_special_tokens=False).ids
-        self._chunk_size = chunk_size
+        self._tokens = lambda text: len(backend.encode(text, add_special_tokens=False).ids)
+        self._size = chunk_size
+        self._min_size = chunk_size // 4
         self._splitter = SentenceSplitter(
-            chunk_size=chunk_size, chunk_overlap=chunk_overlap, tokenizer=self._count
+            chunk_size=chunk_size,
+            chunk_overlap=chunk_overlap,
+            tokenizer=lambda text: backend.encode(text, add_special_tokens=False).ids,
         )
 
     def split(self, text: str) -> list[Chunk]:
         text = text.strip()
         if not text:
             return []
-        # Most documents fit in one chunk; skip the splitter's sentence machinery for them.
-        pieces = (
-            [text]
-            if len(self._count(text)) <= self._chunk_size
-            else self._splitter.split_text(text)
-        )
+        pieces = [text] if self._tokens(text) <= self._size else self._group(text)
         unique = dict.fromkeys(p.strip() for p in pieces if p.strip())
         return [Chunk(i, t, chunk_hash(t)) for i, t in enumerate(unique)]
+
+    def _group(self, text: str) -> list[str]:
+        pieces: list[str] = []
+        group: list[str] = []
+        size = 0
+
+        def flush() -> None:
+            nonlocal size
+            if group:
+                pieces.append("\n\n".join(group))
+                group.clear()
+                size = 0
+
+        for paragraph in (p.strip() for p in _PARAGRAPH_BREAK.split(text)):
+            if not paragraph:
+                continue
+            tokens = self._tokens(paragraph)
+            if tokens > self._size:
+                flush()
+                pieces.extend(self._splitter.split_text(paragraph))
+                continue
+            if size + tokens > self._size:
+                flush()
+            group.append(paragraph)
+            size += tokens
+            if size >= self._min_size and _is_cut_point(paragraph):
+                flush()
+        flush()
+        return pieces

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from core.manifest import RunSummary
 from core.runtime import Runtime
+from core.settings import Settings, get_settings
 from ingest.bucket import Bucket, LocalBucket
 from ingest.chunking import Chunker
 from ingest.documents import DocumentBuilder
@@ -11,8 +12,13 @@ from ingest.scan import BucketScanner, Progress, ScanPlan, execute
 from ingest.sync import DocumentSyncer
 
 
-def open_bucket(url: str) -> Bucket:
-    """A local folder path (or file:// URL); S3 buckets come with the workers."""
+def open_bucket(url: str, settings: Settings | None = None) -> Bucket:
+    """`s3://bucket/prefix` (credentials and endpoint from the settings), else a local folder
+    path or file:// URL."""
+    if url.startswith("s3://"):
+        from ingest.s3 import S3Bucket
+
+        return S3Bucket(url, settings or get_settings())
     from pathlib import Path
 
     return LocalBucket(Path(url.removeprefix("file://")))

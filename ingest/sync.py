@@ -132,11 +132,7 @@ class DocumentSyncer:
             content_hash = sha256(data)
             meta = self.bucket.read(sidecar.key, self._max_bytes) if sidecar else None
             meta_hash = sha256(meta) if meta is not None else ""
-            if (
-                record is not None
-                and record.status == DocStatus.INDEXED
-                and (record.content_hash, record.meta_hash) == (content_hash, meta_hash)
-            ):
+            if self._still_indexed(record, content_hash, meta_hash):
                 self._touch(record, obj, sidecar_sig)
                 return SyncOutcome(obj.key, "unchanged", len(record.chunk_ids))
             doc = self._builder.build(obj, self.bucket.uri(obj.key), data, content_hash, meta)
@@ -161,8 +157,8 @@ class DocumentSyncer:
             self._index.delete(sorted(stale))
             for listener in self._listeners:
                 listener.on_indexed(p.doc, new_ids)
-            existed = p.record is not None and p.record.status != DocStatus.DELETED
-            p.outcome = SyncOutcome(p.obj.key, "modified" if existed else "added", len(new_ids))
+            replaced = p.record is not None and bool(p.record.chunk_ids)
+            p.outcome = SyncOutcome(p.obj.key, "modified" if replaced else "added", len(new_ids))
             records.append(
                 DocumentRecord(
                     doc_id=p.doc.doc_id,
@@ -179,6 +175,22 @@ class DocumentSyncer:
                 )
             )
         self._manifest.put(*records)
+
+    def _still_indexed(
+        self, record: DocumentRecord | None, content_hash: str, meta_hash: str
+    ) -> bool:
+        """Same bytes, same sidecar, and the index holds exactly the recorded chunks.
+
+        The last check lets a scan that noticed missing or extra points repair them: the document
+        is rebuilt from the embedding cache, costing no model calls.
+        """
+        return (
+            record is not None
+            and record.status == DocStatus.INDEXED
+            and (record.content_hash, record.meta_hash) == (content_hash, meta_hash)
+            and self._index.chunk_ids(TenantScope(record.tenant_id), record.doc_id)
+            == set(record.chunk_ids)
+        )
 
     def _touch(self, record: DocumentRecord, obj: ObjectInfo, sidecar_sig: str) -> None:
         """Same content under new stat data (a `touch`, a copy): remember the new stat only."""

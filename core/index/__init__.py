@@ -13,10 +13,15 @@ __all__ = ["ChunkIndex", "EngineQuery", "FieldFilter", "Range", "ShardLockedErro
 
 def open_index(settings: Settings, dim: int) -> ChunkIndex:
     bm25 = (settings.bm25_k1, settings.bm25_b)
+    text = TextIndexConfig(
+        ascii_folding=settings.bm25_ascii_folding,
+        stemmer=settings.bm25_stemmer,
+        stopwords=settings.bm25_stopwords,
+    )
     if settings.index_mode == "edge":
         from core.index.edge import EdgeIndex
 
-        return EdgeIndex(settings.shard_path, dim, TextIndexConfig(), bm25)
+        return EdgeIndex(settings.shard_path, dim, text, bm25)
 
     from qdrant_client import QdrantClient
 
@@ -28,4 +33,4 @@ def open_index(settings: Settings, dim: int) -> ChunkIndex:
     else:
         path = settings.qdrant_path or settings.data_dir / "qdrant-local"
         client = QdrantClient(path=str(path))
-    return ServerIndex(client, settings.collection, dim, TextIndexConfig(), bm25)
+    return ServerIndex(client, settings.collection, dim, text, bm25)

@@ -102,7 +102,8 @@ class EdgeIndex(ChunkIndex):
 
     def document_ids(self) -> dict[str, int]:
         facet = self._shard.facet(qe.FacetRequest(key="doc_id", limit=_FACET_LIMIT, exact=True))
-        return {str(hit.value): hit.count for hit in facet.hits}
+        # The exact facet keeps values whose points were all deleted, with a count of 0.
+        return {str(hit.value): hit.count for hit in facet.hits if hit.count > 0}
 
     def _leg_query(self, query: EngineQuery, leg: LegName) -> Any:
         if leg == "dense":
@@ -144,7 +145,7 @@ class EdgeIndex(ChunkIndex):
         return [[Hit(str(p.id), p.score, p.payload or {}) for p in batch] for batch in batches]
 
     def retrieve(self, scope: TenantScope, ids: Sequence[str]) -> list[Hit]:
-        records = self._shard.retrieve(list(ids), with_payload=True)
+        records = self._shard.retrieve(list(ids), with_payload=True, with_vector=False)
         return [
             Hit(str(r.id), 0.0, r.payload)
             for r in records

@@ -36,9 +36,9 @@ FILTERABLE_FIELDS: dict[str, IndexKind] = {
 
 @dataclass(frozen=True)
 class TextIndexConfig:
-    """How the BM25 text index tokenizes; identical on both backends."""
+    """How the BM25 text index tokenizes; identical on both backends. Defaults: plain words."""
 
     lowercase: bool = True
-    ascii_folding: bool = True
-    stemmer: str | None = "english"
-    stopwords: str | None = "english"
+    ascii_folding: bool = False
+    stemmer: str | None = None
+    stopwords: str | None = None

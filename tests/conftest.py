@@ -1,0 +1,64 @@
+"""Shared fixtures: one real embedding model per test session, fresh data dirs per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from core.embedding import Embedder
+from core.runtime import Runtime
+from core.settings import Settings
+
+BACKENDS = ["edge", "server"]
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    """The shipped all-MiniLM-L6-v2, loaded once; tests compare `texts_embedded` deltas."""
+    return Embedder(Settings().embedding_model)
+
+
+def make_settings(tmp: Path, backend: str = "edge", **overrides: object) -> Settings:
+    if backend == "server":
+        # qdrant-client's local mode scores BM25 only with the plain word tokenizer; a real
+        # server takes the configured stemmer and stopwords.
+        overrides = {
+            "bm25_stemmer": None,
+            "bm25_stopwords": None,
+            "bm25_ascii_folding": False,
+            **overrides,
+        }
+    return Settings(
+        data_dir=tmp / "data",
+        bucket_url=str(tmp / "bucket"),
+        index_mode=backend,
+        qdrant_path=tmp / "qdrant-local" if backend == "server" else None,
+        **overrides,
+    )
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def bucket_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "bucket"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def runtime(
+    tmp_path: Path, bucket_dir: Path, embedder: Embedder, backend: str
+) -> Iterator[Runtime]:
+    """A runtime on each backend in turn: the embedded shard and qdrant-client's local mode."""
+    rt = Runtime(make_settings(tmp_path, backend), embedder)
+    yield rt
+    rt.close()

@@ -1,0 +1,219 @@
+"""The index contract, run against both Qdrant backends with real vectors from the real model."""
+
+from __future__ import annotations
+
+import math
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rank_bm25 import BM25Okapi
+
+from core.embedding import Embedder
+from core.index import ChunkIndex, EngineQuery, FieldFilter, Range, ShardLockedError
+from core.index.edge import EdgeIndex
+from core.index.schema import TextIndexConfig
+from core.index.server import ServerIndex
+from core.types import IndexedChunk, InvalidTenantError, TenantScope, chunk_point_id
+from retrieval.fusion import rrf
+
+A, B = TenantScope("a"), TenantScope("b")
+
+CORPUS = [
+    "the heart pumps blood through arteries and veins",
+    "blood pressure rises with salt intake in many adults",
+    "vaccines train the immune system to recognise a virus",
+    "a virus replicates inside host cells",
+    "arteries harden with age and cholesterol",
+    "the immune system attacks infected host cells",
+    "salt and water balance is regulated by the kidneys",
+    "kidneys filter blood and produce urine",
+]
+
+
+def open_backend(kind: str, path: Path, dim: int, text: TextIndexConfig) -> ChunkIndex:
+    if kind == "edge":
+        return EdgeIndex(path / "shard", dim, text)
+    from qdrant_client import QdrantClient
+
+    return ServerIndex(QdrantClient(path=str(path / "local")), "chunks", dim, text)
+
+
+@pytest.fixture
+def index(tmp_path: Path, backend: str, embedder: Embedder) -> Iterator[ChunkIndex]:
+    """Both tenants hold the same corpus; tenant b also has one private document."""
+    idx = open_backend(backend, tmp_path, embedder.dim, TextIndexConfig())
+    vectors = embedder.embed_documents([*CORPUS, "a private note for tenant b about kidneys"])
+    chunks = []
+    for scope in (A, B):
+        for i, text in enumerate(CORPUS):
+            payload = {
+                "tenant_id": scope.tenant_id,
+                "doc_id": f"d{i}",
+                "text": text,
+                "size": i * 100,
+                "modified_at": datetime(2024, 1, 1 + i, tzinfo=UTC).isoformat(),
+                "meta": {"topic": "cardio" if i in (0, 1, 4) else "other"},
+            }
+            chunks.append(
+                IndexedChunk(chunk_point_id(scope.tenant_id, f"d{i}", text), vectors[i], payload)
+            )
+    private = {
+        "tenant_id": "b",
+        "doc_id": "secret",
+        "text": "a private note for tenant b about kidneys",
+    }
+    chunks.append(IndexedChunk(chunk_point_id("b", "secret", "x"), vectors[-1], private))
+    idx.upsert(chunks)
+    yield idx
+    idx.close()
+
+
+def test_unscoped_queries_cannot_be_built() -> None:
+    with pytest.raises(TypeError):
+        EngineQuery("a", limit=1, text="x")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        EngineQuery(None, limit=1, text="x")  # type: ignore[arg-type]
+    for bad in ("", "*", "../a", "a b", "a/b", "x" * 65):
+        with pytest.raises(InvalidTenantError):
+            TenantScope(bad)
+
+
+def test_every_mode_stays_inside_the_tenant(index: ChunkIndex, embedder: Embedder) -> None:
+    vector = embedder.embed_query("private note about kidneys")
+    for dense, text in ((vector, None), (None, "private kidneys"), (vector, "private kidneys")):
+        hits = index.search(EngineQuery(A, limit=20, dense=dense, text=text))
+        assert hits and {h.payload["tenant_id"] for h in hits} == {"a"}
+        assert "secret" not in {h.payload["doc_id"] for h in hits}
+    hits = index.search(EngineQuery(B, limit=1, dense=vector, text="private kidneys"))
+    assert hits[0].payload["doc_id"] == "secret"
+    assert (index.count(A), index.count(B), index.count()) == (8, 9, 17)
+    assert index.retrieve(A, [hits[0].id]) == []
+
+
+def test_engine_rrf_equals_python_rrf(index: ChunkIndex, embedder: Embedder) -> None:
+    query = "blood pressure and salt"
+    vector = embedder.embed_query(query)
+    dense = index.search(EngineQuery(A, limit=8, dense=vector))
+    bm25 = index.search(EngineQuery(A, limit=8, text=query))
+    expected = rrf({"dense": [h.id for h in dense], "bm25": [h.id for h in bm25]}, k=60)
+    fused = index.search(
+        EngineQuery(A, limit=8, dense=vector, text=query, candidates=8, with_leg_ranks=True)
+    )
+    assert [h.id for h in fused] == [f.id for f in expected][: len(fused)]
+    for hit, ref in zip(fused, expected, strict=False):
+        assert math.isclose(hit.score, ref.score, rel_tol=1e-5)
+        assert hit.leg_ranks == ref.leg_ranks
+
+
+def test_weighted_rrf_follows_the_heavier_leg(index: ChunkIndex, embedder: Embedder) -> None:
+    query = "urine"  # BM25 finds only d7; dense ranks other kidney/blood texts too
+    vector = embedder.embed_query("how the body removes waste")
+    dense_first = index.search(EngineQuery(A, limit=1, dense=vector))[0].id
+    heavy_dense = index.search(EngineQuery(A, 1, vector, query, weights=(10.0, 0.1)))[0].id
+    heavy_bm25 = index.search(EngineQuery(A, 1, vector, query, weights=(0.1, 10.0)))[0].id
+    assert heavy_dense == dense_first
+    assert index.retrieve(A, [heavy_bm25])[0].payload["doc_id"] == "d7"
+
+
+def _lucene_bm25(corpus: list[list[str]]) -> BM25Okapi:
+    """rank-bm25's Okapi BM25 with Lucene's non-negative idf, the variant Qdrant implements."""
+
+    class LuceneBM25(BM25Okapi):
+        def _calc_idf(self, nd: dict[str, int]) -> None:
+            self.idf = {
+                w: math.log(1 + (self.corpus_size - n + 0.5) / (n + 0.5)) for w, n in nd.items()
+            }
+
+    return LuceneBM25(corpus, k1=1.2, b=0.75)
+
+
+def test_engine_bm25_matches_the_rank_bm25_oracle(index: ChunkIndex) -> None:
+    # BM25 statistics (idf, average length) are shard-wide: the oracle sees all 17 points.
+    private = "a private note for tenant b about kidneys"
+    oracle = _lucene_bm25([t.split() for t in [*CORPUS, *CORPUS, private]])
+    for query in ("blood", "immune system virus", "salt kidneys blood", "host cells"):
+        expected = oracle.get_scores(query.split())[: len(CORPUS)]
+        hits = index.search(EngineQuery(A, limit=8, text=query))
+        got = {h.payload["doc_id"]: h.score for h in hits}
+        want = {f"d{i}": s for i, s in enumerate(expected) if s > 0}
+        assert got.keys() == want.keys(), query
+        for doc, score in want.items():
+            assert math.isclose(got[doc], score, rel_tol=0.02), (query, doc)
+
+
+def test_filters_on_keywords_numbers_dates_and_sidecar_fields(index: ChunkIndex) -> None:
+    def docs(*filters: FieldFilter) -> set[str]:
+        return {
+            h.payload["doc_id"]
+            for h in index.search(
+                EngineQuery(
+                    A,
+                    20,
+                    text="the blood salt immune virus cells kidneys arteries",
+                    filters=filters,
+                )
+            )
+        }
+
+    assert docs(FieldFilter("doc_id", "eq", "d1")) == {"d1"}
+    assert docs(FieldFilter("doc_id", "any", ("d1", "d3"))) == {"d1", "d3"}
+    assert docs(FieldFilter("size", "range", Range(gte=500))) == {"d5", "d6", "d7"}
+    since = datetime(2024, 1, 7, tzinfo=UTC)
+    assert docs(FieldFilter("modified_at", "range", Range(gte=since))) == {"d6", "d7"}
+    assert docs(FieldFilter("meta.topic", "eq", "cardio")) == {"d0", "d1", "d4"}
+    with pytest.raises(ValueError):
+        Range()
+    with pytest.raises(ValueError):
+        Range(gte=1, lte=since)
+
+
+def test_document_ids_delete_document_and_chunk_ids(index: ChunkIndex) -> None:
+    assert index.document_ids()["d0"] == 2  # one chunk per tenant
+    index.delete_document(A, "d0")
+    assert index.chunk_ids(A, "d0") == set()
+    assert len(index.chunk_ids(B, "d0")) == 1
+    assert index.document_ids()["d0"] == 1
+
+
+def test_a_second_owner_of_the_shard_is_refused(tmp_path: Path) -> None:
+    first = EdgeIndex(tmp_path / "shard", 4)
+    with pytest.raises(ShardLockedError, match=r"pid \d+"):
+        EdgeIndex(tmp_path / "shard", 4)
+    first.close()
+    EdgeIndex(tmp_path / "shard", 4).close()
+
+
+def test_a_killed_owner_releases_the_shard(tmp_path: Path) -> None:
+    holder = textwrap.dedent(f"""
+        import time
+        from pathlib import Path
+        from core.index.edge import EdgeIndex
+        EdgeIndex(Path({str(tmp_path / "shard")!r}), 4)
+        print("ready", flush=True)
+        time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    with pytest.raises(ShardLockedError, match=str(proc.pid)):
+        EdgeIndex(tmp_path / "shard", 4)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    reopened = EdgeIndex(tmp_path / "shard", 4)
+    reopened.upsert(
+        [
+            IndexedChunk(
+                "00000000-0000-0000-0000-000000000001",
+                np.ones(4),
+                {"tenant_id": "a", "doc_id": "x", "text": "ok"},
+            )
+        ]
+    )
+    assert reopened.count(A) == 1
+    reopened.close()
