@@ -98,34 +98,45 @@ def status(
     tenant: Annotated[str | None, typer.Option(help="Only this tenant")] = None,
     failed: Annotated[bool, typer.Option("--failed", help="List failed documents and why")] = False,
 ) -> None:
-    """Documents per state, chunks in the index, the last run, and failures with their reasons."""
-    from core.manifest import DocStatus, Manifest
+    """Documents per state, the last run and scan, and failures with their reasons."""
+    from core.manifest import Manifest
+    from workers.status import read_status
 
-    s = get_settings()
-    manifest = Manifest(s.manifest_path)
-    counts = manifest.status_counts(tenant)
+    manifest = Manifest(get_settings().manifest_path)
+    report = read_status(manifest, tenant)
+    manifest.close()
     table = Table(title="documents")
     table.add_column("status")
     table.add_column("count", justify="right")
-    for st in DocStatus:
-        table.add_row(str(st), str(counts.get(st, 0)))
+    for name, count in report.counts.items():
+        table.add_row(name, str(count))
     console.print(table)
-    last = manifest.last_run()
-    if last:
+    if last := report.last_run:
         console.print(
             f"last run: +{last.added} ~{last.modified} -{last.deleted} ={last.unchanged} "
             f"!{last.failed}, {last.chunks_embedded} chunks embedded, {last.seconds:.1f}s"
         )
+    if report.last_scan:
+        console.print(f"last scan: {report.last_scan}")
     if failed:
-        bad = [r for r in manifest.all(tenant).values() if r.status == DocStatus.FAILED]
-        ftable = Table(title=f"{len(bad)} failed documents")
+        ftable = Table(title=f"{len(report.failed)} failed documents")
         ftable.add_column("document")
         ftable.add_column("attempts", justify="right")
         ftable.add_column("reason")
-        for r in sorted(bad, key=lambda r: r.doc_id):
+        for r in report.failed:
             ftable.add_row(r.doc_id, str(r.attempts), r.error)
         console.print(ftable)
-    manifest.close()
+
+
+def _register_subcommands() -> None:
+    """Commands owned by the other packages, each kept beside the code it drives."""
+    from workers.cli import up, worker
+
+    app.command()(up)
+    app.command()(worker)
+
+
+_register_subcommands()
 
 
 def main() -> None:

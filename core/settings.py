@@ -103,6 +103,7 @@ class Settings(BaseSettings):
     rerank_top_n: int = 20  # fused hits the reranker re-scores by default
     max_rerank_top_n: int = 50
     rerank_batch_size: int = 32
+    rerank_max_tokens: int | None = None  # truncate query + chunk pairs; None: the model's limit
     cohere_base_url: str = "https://api.cohere.com"
     cohere_rerank_model: str = "rerank-v3.5"
     llm_base_url: str | None = None  # any OpenAI-compatible API, e.g. http://127.0.0.1:11434/v1

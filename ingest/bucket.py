@@ -62,6 +62,10 @@ class Bucket(ABC):
     def list(self) -> Iterator[ObjectInfo]: ...
 
     @abstractmethod
+    def stat(self, key: str) -> ObjectInfo | None:
+        """The entry `list()` would give for `key` now, or None when it is not listed."""
+
+    @abstractmethod
     def read(self, key: str, max_bytes: int) -> bytes:
         """The object's bytes; raise ObjectTooLargeError past `max_bytes` without reading it all."""
 
@@ -88,11 +92,22 @@ class LocalBucket(Bucket):
                 if name.startswith("."):
                     continue
                 path = Path(dirpath, name)
-                st = path.lstat()
-                if not stat.S_ISREG(st.st_mode):
-                    continue
-                key = path.relative_to(self.root).as_posix()
-                yield ObjectInfo(key=key, size=st.st_size, mtime=st.st_mtime_ns / 1e9)
+                entry = _entry(path.relative_to(self.root).as_posix(), path.lstat())
+                if entry is not None:
+                    yield entry
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        try:
+            check_key(key)
+        except UnsafeKeyError:
+            return None
+        if any(part.startswith(".") for part in key.split("/")):
+            return None
+        try:
+            st = (self.root / key).lstat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return _entry(key, st)
 
     def read(self, key: str, max_bytes: int) -> bytes:
         path = self._path(key)
@@ -113,6 +128,13 @@ class LocalBucket(Bucket):
         if not path.is_relative_to(self.root):
             raise UnsafeKeyError(f"object key {key!r} resolves outside the bucket")
         return path
+
+
+def _entry(key: str, st: os.stat_result) -> ObjectInfo | None:
+    """Regular files only: symlinks and special files are never read as documents."""
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return ObjectInfo(key=key, size=st.st_size, mtime=st.st_mtime_ns / 1e9)
 
 
 def sha256(data: bytes) -> str:

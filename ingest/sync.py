@@ -137,7 +137,8 @@ class DocumentSyncer:
                 return SyncOutcome(obj.key, "unchanged", len(record.chunk_ids))
             doc = self._builder.build(obj, self.bucket.uri(obj.key), data, content_hash, meta)
         except (DocumentError, ObjectTooLargeError, UnsafeKeyError, OSError) as exc:
-            return self._fail(obj, sidecar_sig, record, getattr(exc, "reason", None) or str(exc))
+            reason = getattr(exc, "reason", None) or str(exc)
+            return self.quarantine(obj, sidecar_sig, reason, (record.attempts if record else 0) + 1)
         return _Pending(obj, sidecar, record, doc)
 
     def _write(self, pending: list[_Pending]) -> None:
@@ -203,8 +204,8 @@ class DocumentSyncer:
             )
             self._manifest.put(record)
 
-    def _fail(
-        self, obj: ObjectInfo, sidecar_sig: str, record: DocumentRecord | None, reason: str
+    def quarantine(
+        self, obj: ObjectInfo, sidecar_sig: str, reason: str, attempts: int
     ) -> SyncOutcome:
         """Quarantine: no chunks of a document that failed stay searchable, and the reason is kept.
 
@@ -230,7 +231,7 @@ class DocumentSyncer:
                 etag=obj.etag,
                 sidecar=sidecar_sig,
                 error=reason,
-                attempts=(record.attempts if record else 0) + 1,
+                attempts=attempts,
             )
         )
         return SyncOutcome(obj.key, "failed", error=reason)

@@ -1,0 +1,73 @@
+"""`rag up`: the API, a worker pool, beat and the folder watcher in one process, with a Redis it
+starts itself because none answers at the configured URL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from core.embedding import Embedder
+from core.manifest import DocStatus
+from core.runtime import Runtime
+from tests.test_workers import deployment
+from workers.redis_server import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def test_rag_up_runs_api_workers_beat_and_watcher_in_one_process(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """`rag up` with no Redis at the configured URL starts its own; a file dropped into the
+    folder is indexed through the filesystem watcher's hint long before the next periodic scan;
+    the API answers from the same process; SIGTERM stops it cleanly and releases the shard."""
+    bucket_dir = tmp_path / "bucket"
+    bucket_dir.mkdir()
+    port = free_port()
+    dep = deployment(
+        tmp_path,
+        str(bucket_dir),
+        f"redis://127.0.0.1:{free_port()}/3",  # nothing listens there
+        RAG_SCAN_INTERVAL_SECONDS="600",
+        RAG_API_PORT=str(port),
+    )
+    code = "from core.settings import get_settings; from workers.embedded import run_up; "
+    code += "run_up(get_settings())"
+    log = (tmp_path / "up.log").open("wb")
+    up = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env={**os.environ, **dep.env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while "worker pool (2 threads), beat and watcher started" not in (
+            tmp_path / "up.log"
+        ).read_text(errors="replace"):
+            assert up.poll() is None and time.monotonic() < deadline, "rag up did not start"
+            time.sleep(0.5)
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).json() == {"status": "ok"}
+        (bucket_dir / "dropped.txt").write_text("Dropped while running: quokka404.")
+        manifest = dep.manifest()
+        while (r := manifest.get("dropped.txt")) is None or r.status != DocStatus.INDEXED:
+            assert up.poll() is None and time.monotonic() < deadline, "not indexed by the hint"
+            time.sleep(0.5)
+        manifest.close()
+    finally:
+        up.send_signal(signal.SIGTERM)
+        code = up.wait(timeout=60)
+        log.close()
+    assert code in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once shut down
+    text = (tmp_path / "up.log").read_text(errors="replace")
+    assert "started one at redis://127.0.0.1:" in text and "rag.scan_keys" in text
+    with Runtime(dep.settings, embedder) as rt:  # the shard lock was released
+        assert rt.index.document_ids() == {"dropped.txt": 1}

@@ -1,0 +1,234 @@
+"""The workers' pieces in this process: locks and Redis, the manifest's in-flight work, and the
+tasks run eagerly (`Task.apply`) against the real model, a real shard and the real Redis (DB 11).
+
+The real worker processes, kill -9 and Redis restarts are in test_workers.py and
+test_workers_fault.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+from redis import Redis
+
+from core.embedding import Embedder
+from core.manifest import DocStatus, DocumentRecord, Manifest
+from core.runtime import Runtime
+from core.settings import Settings
+from core.types import TenantScope
+from tests import test_workers
+from tests.conftest import make_settings
+from tests.test_workers import REDIS_URL
+from workers import context
+from workers.app import configure
+from workers.context import WorkerContext
+from workers.locks import RedisLock, is_locked
+from workers.redis_server import answers, ensure_redis, free_port
+from workers.status import read_status
+from workers.tasks.ingestion import scan_bucket, scan_keys, sync_document
+
+redis_db = test_workers.redis_db  # the fixture: DB 11, flushed before and after
+
+
+def _context(settings: Settings, embedder: Embedder) -> Iterator[WorkerContext]:
+    runtime = Runtime(settings, embedder)
+    configure(settings)
+    ctx = context.install(runtime)
+    yield ctx
+    context.close()
+    runtime.close()
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, embedder: Embedder, redis_db: Redis) -> Iterator[WorkerContext]:
+    settings = make_settings(tmp_path, redis_url=REDIS_URL, requeue_after_seconds=1.0)
+    Path(settings.bucket_url).mkdir()
+    yield from _context(settings, embedder)
+
+
+def _write(ctx: WorkerContext, key: str, text: str) -> None:
+    path = Path(ctx.settings.bucket_url) / key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+# --------------------------------------------------------------------------- locks and Redis
+
+
+def test_lock_excludes_renews_and_releases(redis_db: Redis) -> None:
+    first = RedisLock(redis_db, "doc.txt", ttl_seconds=0.3)
+    assert first.acquire()
+    assert not RedisLock(redis_db, "doc.txt", ttl_seconds=0.3).acquire()
+    time.sleep(0.8)  # well past the TTL: only renewal keeps it
+    assert is_locked(redis_db, "doc.txt") and not first.lost
+    first.release()
+    assert not is_locked(redis_db, "doc.txt")
+    second = RedisLock(redis_db, "doc.txt", ttl_seconds=0.3)
+    assert second.acquire()
+    second.release()
+
+
+def test_dead_holders_lock_lapses(redis_db: Redis) -> None:
+    """A holder killed with its renewal thread leaves a key that expires within one TTL."""
+    redis_db.set("rag:lock:doc.txt", "someone-dead", px=300)
+    assert not RedisLock(redis_db, "doc.txt", ttl_seconds=1).acquire()
+    time.sleep(0.4)
+    lock = RedisLock(redis_db, "doc.txt", ttl_seconds=1)
+    assert lock.acquire()
+    lock.release()
+
+
+def test_ensure_redis_uses_a_live_one_or_starts_its_own(tmp_path: Path) -> None:
+    live = ensure_redis(REDIS_URL, tmp_path / "redis")
+    assert live.url == REDIS_URL and not live.started_here
+    dead_url = f"redis://127.0.0.1:{free_port()}/5"
+    started = ensure_redis(dead_url, tmp_path / "redis")
+    try:
+        assert started.started_here and started.url != dead_url
+        assert started.url.endswith("/5") and answers(started.url)
+    finally:
+        started.stop()
+    assert not answers(started.url)
+
+
+# --------------------------------------------------------------------------- the manifest
+
+
+def test_pending_work_overlays_settled_state(tmp_path: Path) -> None:
+    manifest = Manifest(tmp_path / "m.sqlite")
+    manifest.put(DocumentRecord("old.txt", "default", "old.txt", DocStatus.INDEXED))
+    manifest.mark_queued({"new.txt": ("default", "t1"), "old.txt": ("default", "t2")})
+    assert manifest.status_counts() == {"queued": 2}
+    assert manifest.get("old.txt").status == DocStatus.INDEXED  # the syncer still sees this
+    assert manifest.mark_processing("old.txt", "default", "t2").attempts == 1
+    assert manifest.mark_processing("old.txt", "default", "t3").attempts == 2
+    manifest.note_error("old.txt", "ConnectionError: boom")
+    current = manifest.current()["old.txt"]
+    assert (current.status, current.attempts, current.error) == (
+        DocStatus.PROCESSING,
+        2,
+        "ConnectionError: boom",
+    )
+    manifest.finish("old.txt", "t2")  # an older task: the newer one's entry stays, attempts reset
+    assert manifest.pending()["old.txt"].attempts == 0
+    manifest.finish("old.txt", "t3")
+    manifest.finish("new.txt", "t1")
+    assert manifest.status_counts() == {"indexed": 1}
+    manifest.close()
+
+
+# --------------------------------------------------------------------------- tasks, eagerly
+
+
+def test_scan_enqueues_once_and_requeues_what_was_lost(ctx: WorkerContext, redis_db: Redis) -> None:
+    for name in ("a", "b", "c"):
+        _write(ctx, f"{name}.txt", f"document {name}")
+    queue = ctx.settings.celery_documents_queue
+    first = scan_bucket.apply().get()
+    assert (first["sync"], first["delete"], redis_db.llen(queue)) == (3, 0, 3)
+    assert read_status(ctx.runtime.manifest).counts["queued"] == 3
+    again = scan_bucket.apply().get()  # the messages are still queued: nothing new to send
+    assert (again["sync"], again["in_flight"], redis_db.llen(queue)) == (0, 3, 3)
+
+    # A task that started but holds no lock died with its worker: enqueue it again at once.
+    ctx.runtime.manifest.mark_processing("a.txt", "default", "dead-task")
+    with RedisLock(redis_db, "b.txt", 60):
+        ctx.runtime.manifest.mark_processing("b.txt", "default", "live-task")
+        report = scan_bucket.apply().get()
+    assert (report["sync"], report["in_flight"]) == (1, 2)
+    time.sleep(1.1)  # past requeue_after: c's message may have been lost with a Redis restart
+    report = scan_bucket.apply().get()
+    assert report["sync"] == 3 and redis_db.llen(queue) == 3 + 1 + 3
+
+
+def test_document_task_syncs_and_is_idempotent(ctx: WorkerContext) -> None:
+    _write(ctx, "tenants/acme/doc.txt", "Zebras graze on the savanna.")
+    first = sync_document.apply(("tenants/acme/doc.txt",), {"run_id": None}).get()
+    again = sync_document.apply(("tenants/acme/doc.txt",), {"run_id": None}).get()
+    assert (first["outcome"], again["outcome"]) == ("added", "unchanged")
+    scope = TenantScope("acme")
+    assert ctx.runtime.index.count(scope) == 1
+    assert not ctx.runtime.manifest.pending()
+    (Path(ctx.settings.bucket_url) / "tenants/acme/doc.txt").unlink()
+    gone = sync_document.apply(("tenants/acme/doc.txt",), {"run_id": None}).get()
+    assert gone["outcome"] == "deleted"  # the message said sync; the bucket said gone
+    assert ctx.runtime.index.count(scope) == 0
+
+
+def test_busy_document_is_left_to_its_holder(ctx: WorkerContext, redis_db: Redis) -> None:
+    _write(ctx, "doc.txt", "Held by another worker.")
+    with RedisLock(redis_db, "doc.txt", 60):
+        result = sync_document.apply(("doc.txt",))
+    assert ctx.runtime.manifest.get("doc.txt") is None
+    assert ctx.runtime.index.count() == 0
+    assert result.get()["outcome"] == "busy"
+    assert sync_document.apply(("doc.txt",)).get()["outcome"] == "added"
+
+
+def test_run_summary_counts_task_outcomes(ctx: WorkerContext) -> None:
+    _write(ctx, "good.txt", "Readable text.")
+    (Path(ctx.settings.bucket_url) / "bad.txt").write_bytes(b"caf\xe9 au lait \xc3\x28")
+    run_id = scan_bucket.apply().get()["run_id"]
+    for doc in ("good.txt", "bad.txt"):
+        sync_document.apply((doc,), {"run_id": run_id}).get()
+    run = ctx.runtime.manifest.last_run()
+    assert (run.planned, run.completed, run.added, run.failed) == (2, 2, 1, 1)
+    assert run.finished_at > 0
+    status = read_status(ctx.runtime.manifest)
+    assert [r.doc_id for r in status.failed] == ["bad.txt"]
+    assert "UTF-8" in status.failed[0].error
+
+
+def test_worker_deaths_quarantine_until_the_content_changes(ctx: WorkerContext) -> None:
+    """Every start counts: a document whose worker died max_attempts times is given up on."""
+    _write(ctx, "poison.txt", "Pretend this kills the worker.")
+    manifest = ctx.runtime.manifest
+    for n in range(ctx.settings.max_attempts):
+        manifest.mark_processing("poison.txt", "default", f"died-{n}")
+    result = sync_document.apply(("poison.txt",)).get()
+    record = manifest.get("poison.txt")
+    assert result["outcome"] == "failed" and record.status == DocStatus.FAILED
+    assert record.error.startswith("gave up after 3 attempts: its worker stopped")
+    assert ctx.runtime.index.count() == 0 and not manifest.pending()
+    assert "poison.txt" not in {o.key for o in ctx.ingestion.plan().to_sync}  # quarantined
+    time.sleep(0.01)
+    _write(ctx, "poison.txt", "A new version.")
+    assert "poison.txt" in {o.key for o in ctx.ingestion.plan().to_sync}
+    assert sync_document.apply(("poison.txt",)).get()["outcome"] == "added"
+
+
+def test_hints_enqueue_only_the_named_documents(ctx: WorkerContext, redis_db: Redis) -> None:
+    _write(ctx, "a.txt", "A")
+    _write(ctx, "b.txt", "B")
+    sync_document.apply(("a.txt",)).get()
+    (Path(ctx.settings.bucket_url) / "a.txt").unlink()
+    report = scan_keys.apply((["a.txt", "b.txt.meta.json", "never-existed.txt"],)).get()
+    assert (report["sync"], report["delete"]) == (1, 1)
+    assert ctx.runtime.manifest.pending().keys() == {"a.txt", "b.txt"}
+
+
+@pytest.fixture
+def unreachable_s3(tmp_path: Path, embedder: Embedder, redis_db: Redis) -> Iterator[WorkerContext]:
+    settings = make_settings(tmp_path, redis_url=REDIS_URL).model_copy(
+        update={
+            "bucket_url": "s3://docs",
+            "s3_endpoint_url": f"http://127.0.0.1:{free_port()}",
+            "aws_access_key_id": SecretStr("test"),
+            "aws_secret_access_key": SecretStr("test"),
+        }
+    )
+    yield from _context(settings, embedder)
+
+
+def test_transient_errors_are_retried_then_given_up(unreachable_s3: WorkerContext) -> None:
+    """A bucket that refuses connections: each attempt fails transiently; after max_attempts
+    the document is failed with the error, without stat data so a later scan retries it."""
+    assert sync_document.apply(("doc.txt",)).get()["outcome"] == "failed"
+    record = unreachable_s3.runtime.manifest.get("doc.txt")
+    assert record.status == DocStatus.FAILED and record.attempts == 3
+    assert record.error.startswith("gave up after 3 attempts: EndpointConnectionError")
+    assert record.size == -1 and not unreachable_s3.runtime.manifest.pending()

@@ -1,0 +1,45 @@
+"""The Celery app: Redis as broker and result backend, configured from the settings.
+
+Delivery is at-least-once by design (late acks, a task whose worker dies is delivered again,
+prefetch of one so a dead worker strands at most one message per thread). Every task is idempotent
+and the periodic scan reconciles whatever a lost or repeated message leaves behind.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from core.settings import Settings, get_settings
+from workers.beat import beat_schedule
+
+app = Celery("rag", include=["workers.tasks.ingestion"])
+
+
+def configure(settings: Settings) -> None:
+    """Point the app at `settings`; `rag up` calls it again once it knows which Redis to use."""
+    app.conf.update(
+        broker_url=settings.redis_url,
+        result_backend=settings.redis_url,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        result_expires=3600,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=settings.celery_documents_queue,
+        task_routes={
+            "rag.scan_bucket": {"queue": settings.celery_scan_queue},
+            "rag.scan_keys": {"queue": settings.celery_scan_queue},
+        },
+        broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout_seconds},
+        result_backend_transport_options={"retry_policy": {"timeout": 5.0}},
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        beat_schedule=beat_schedule(settings),
+        timezone="UTC",
+    )
+
+
+configure(get_settings())

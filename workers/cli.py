@@ -1,0 +1,37 @@
+"""`rag up` and `rag worker`; cli/main.py registers them with `app.command()(up)` etc."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from core.settings import get_settings
+from workers.process import worker_argv
+
+
+def up(
+    api: Annotated[bool, typer.Option(help="Serve the API in this process too")] = True,
+) -> None:
+    """The embedded default: one process with the index, the API, a worker pool and beat.
+
+    Uses the Redis at RAG_REDIS_URL, or starts a local one if none answers.
+    """
+    from workers.embedded import run_up
+
+    run_up(get_settings(), with_api=api)
+
+
+def worker(
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1)] = 2,
+    beat: Annotated[bool, typer.Option(help="Also run the scheduler (one per deployment)")] = False,
+    pool: Annotated[str, typer.Option(help="threads | prefork | solo")] = "threads",
+) -> None:
+    """Distributed mode: a Celery worker (`celery -A workers worker` with the right queues).
+
+    Any number may run against a Qdrant server (RAG_INDEX_MODE=server, RAG_QDRANT_URL); with the
+    embedded index only one process may open it, so use `rag up` instead.
+    """
+    argv = worker_argv(get_settings(), concurrency, pool=pool, beat=beat)
+    os.execv(argv[0], argv)

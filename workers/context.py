@@ -1,0 +1,104 @@
+"""The worker process's one runtime: the model, the index, the manifest, the bucket, Redis.
+
+A worker process builds it once when it starts (`worker_process_init` for prefork and solo pools,
+`worker_init` for the threads pool, whose tasks run in the starting process) and closes it on
+shutdown, releasing the embedded shard's lock. `rag up` installs the runtime it already holds, so
+its API and its worker pool share one model and one open index.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from functools import cached_property
+
+from celery import signals
+from redis import Redis
+
+from core.runtime import Runtime
+from core.settings import Settings, get_settings
+from ingest.bucket import Bucket
+from ingest.service import Ingestion, open_bucket
+
+
+@dataclass
+class WorkerContext:
+    runtime: Runtime
+    owned: bool  # closed on worker shutdown; `rag up` closes its own runtime itself
+
+    @property
+    def settings(self) -> Settings:
+        return self.runtime.settings
+
+    @cached_property
+    def bucket(self) -> Bucket:
+        return open_bucket(self.settings.bucket_url, self.settings)
+
+    @cached_property
+    def ingestion(self) -> Ingestion:
+        return Ingestion(self.runtime, self.bucket)
+
+    @cached_property
+    def redis(self) -> Redis:
+        return redis_client(self.settings.redis_url)
+
+
+def redis_client(url: str) -> Redis:
+    return Redis.from_url(
+        url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
+    )
+
+
+_context: WorkerContext | None = None
+_guard = threading.Lock()
+
+
+def install(runtime: Runtime) -> WorkerContext:
+    """Use a runtime the caller owns and closes (the `rag up` process)."""
+    global _context
+    with _guard:
+        _context = WorkerContext(runtime, owned=False)
+        return _context
+
+
+def context() -> WorkerContext:
+    """The process's context, built from the environment's settings on first use."""
+    global _context
+    with _guard:
+        if _context is None:
+            ctx = WorkerContext(Runtime(get_settings()), owned=True)
+            ctx.ingestion  # noqa: B018 - load the model and open the index before any task
+            _context = ctx
+        return _context
+
+
+def close() -> None:
+    global _context
+    with _guard:
+        ctx, _context = _context, None
+    if ctx is not None and ctx.owned:
+        ctx.runtime.close()
+
+
+@signals.worker_process_init.connect
+def _on_process_init(**_: object) -> None:
+    context()
+
+
+@signals.worker_init.connect
+def _on_worker_init(sender: object = None, **_: object) -> None:
+    if "thread" in str(getattr(sender, "pool_cls", "")).lower():
+        context()
+
+
+@signals.after_setup_logger.connect
+def quiet_progress_bars(**_: object) -> None:
+    """sentence-transformers draws a progress bar per encode at INFO: noise in a worker log."""
+    logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
+
+
+@signals.worker_process_shutdown.connect
+@signals.worker_shutdown.connect
+def _on_shutdown(**_: object) -> None:
+    close()

@@ -1,0 +1,129 @@
+"""`rag up`: one process holding the index, serving the API, running a worker pool and beat.
+
+The embedded shard admits one process, so everything that touches it lives here: a Celery worker
+with a threads pool (started in-process, sharing the API's runtime: one model, one open index),
+beat as a thread, and the bucket watcher. Redis is the configured one if it answers, else one this
+process starts. The pool starts after the API's runtime is up and stops before it closes, as a
+lifespan of a router added to the API app.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from celery.beat import EmbeddedService
+from fastapi import APIRouter, FastAPI
+
+from core.runtime import Runtime
+from core.settings import Settings
+from ingest.watch import Watcher, watcher_for
+from workers import context
+from workers.app import app, configure
+from workers.context import quiet_progress_bars
+from workers.redis_server import ensure_redis
+from workers.tasks.ingestion import scan_bucket, scan_keys
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedPool:
+    """The worker pool, beat and the watcher, inside the process that owns `runtime`."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._worker: Any = None
+        self._thread: threading.Thread | None = None
+        self._beat: Any = None
+        self._watcher: Watcher | None = None
+
+    def start(self) -> None:
+        s = self.runtime.settings
+        configure(s)
+        ctx = context.install(self.runtime)
+        self._worker = app.WorkController(
+            pool_cls="threads",
+            concurrency=s.worker_concurrency,
+            hostname=f"rag-up@{socket.gethostname()}",
+            queues=[s.celery_scan_queue, s.celery_documents_queue],
+            without_gossip=True,
+            without_mingle=True,
+        )
+        self._thread = threading.Thread(target=self._worker.start, name="worker", daemon=True)
+        self._thread.start()
+        self._beat = EmbeddedService(
+            app, thread=True, schedule_filename=str(s.data_dir / "celerybeat-schedule")
+        )
+        self._beat.start()
+        self._watcher = watcher_for(ctx.bucket, s, lambda keys: scan_keys.delay(keys))
+        if self._watcher is not None:
+            self._watcher.start()
+        scan_bucket.delay()  # now, not one interval from now
+        log.info("worker pool (%d threads), beat and watcher started", s.worker_concurrency)
+
+    def stop(self) -> None:
+        """Stop taking work, let running tasks finish, and leave the runtime to its owner."""
+        if self._watcher is not None:
+            self._watcher.stop()
+        if self._beat is not None:
+            self._beat.stop()
+        if self._worker is not None:
+            self._worker.stop(in_sighandler=False)
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+        context.close()
+
+    def router(self) -> APIRouter:
+        """A router whose lifespan runs the pool inside the API's (which owns the runtime)."""
+
+        @asynccontextmanager
+        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+            await anyio.to_thread.run_sync(self.start)
+            try:
+                yield
+            finally:
+                await anyio.to_thread.run_sync(self.stop)
+
+        return APIRouter(lifespan=lifespan)
+
+
+def run_up(settings: Settings, with_api: bool = True) -> None:
+    """Run until SIGINT or SIGTERM: the API (unless `with_api` is off), workers, beat, watcher."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    quiet_progress_bars()
+    redis = ensure_redis(settings.redis_url, settings.data_dir / "redis")
+    if redis.started_here:
+        log.info("no Redis at %s; started one at %s", settings.redis_url, redis.url)
+    settings = settings.model_copy(update={"redis_url": redis.url})
+    runtime = Runtime(settings)
+    pool = EmbeddedPool(runtime)
+    try:
+        if with_api:
+            import uvicorn
+
+            from api.app import create_app
+
+            api = create_app(runtime, extra_routers=[pool.router()])  # the API closes runtime
+            uvicorn.run(api, host=settings.api_host, port=settings.api_port, access_log=False)
+        else:
+            with runtime:
+                pool.start()
+                _wait_for_signal()
+                pool.stop()
+    finally:
+        redis.stop()
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()

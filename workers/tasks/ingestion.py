@@ -1,0 +1,230 @@
+"""Ingestion tasks: the reconciling scan and the per-document sync and delete.
+
+The scan enqueues work and marks it queued in the manifest; a document task locks the document,
+re-reads its current state from the bucket, and lets the syncer bring the index in line (sync if
+the object is there, delete if it is not), whatever its message said. So a duplicate, stale or
+reordered message costs at most a hash, and a lost one is re-enqueued by a later scan: one still
+queued after `requeue_after_seconds`, or one marked processing whose lock lapsed with its worker.
+
+Attempts are counted per document version in the manifest, so they survive a worker killed
+mid-task: transient errors (network, Redis, a busy database) are retried with full-jitter
+exponential backoff; past `max_attempts` the document is quarantined until its content changes.
+Parse errors never reach here as errors: the syncer quarantines them with their reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sqlite3
+import time
+import uuid
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from celery import Task
+from qdrant_client.http.exceptions import ResponseHandlingException
+from redis.exceptions import RedisError
+
+from core.manifest import DocStatus, PendingWork, RunSummary
+from ingest.bucket import SIDECAR_SUFFIX, ObjectInfo
+from ingest.documents import DocumentError, tenant_of
+from ingest.sync import SyncOutcome
+from workers.app import app
+from workers.context import WorkerContext, context
+from workers.locks import RedisLock, is_locked
+from workers.objects import current
+
+log = logging.getLogger(__name__)
+
+_SCAN_LOCK = "scan"
+_S3_TRANSIENT = {"SlowDown", "Throttling", "RequestTimeout", "InternalError", "ServiceUnavailable"}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Errors worth another try later: the network, Redis, a locked database, a busy store."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return error.get("Code") in _S3_TRANSIENT or status >= 500
+    return isinstance(
+        exc,
+        ConnectionError
+        | TimeoutError
+        | RedisError
+        | BotoCoreError
+        | ResponseHandlingException
+        | sqlite3.OperationalError,
+    )
+
+
+def _tenant(ctx: WorkerContext, doc_id: str) -> str:
+    try:
+        return tenant_of(doc_id, ctx.settings.default_tenant).tenant_id
+    except DocumentError:
+        return ""
+
+
+# --------------------------------------------------------------------------- scans
+
+
+@app.task(name="rag.scan_bucket")
+def scan_bucket() -> dict[str, Any]:
+    """Diff the whole bucket against the manifest and the index; enqueue what differs."""
+    ctx = context()
+    with RedisLock(ctx.redis, _SCAN_LOCK, ctx.settings.document_lock_ttl_seconds) as held:
+        if not held:
+            return {"skipped": "another scan is running"}
+        started = time.time()
+        plan = ctx.ingestion.plan()
+        report = _enqueue(ctx, [o.key for o in plan.to_sync], plan.to_delete, plan.unchanged)
+        ctx.runtime.manifest.set_meta("last_scan", {"started_at": started, **report})
+        return report
+
+
+@app.task(name="rag.scan_keys")
+def scan_keys(keys: list[str]) -> dict[str, Any]:
+    """A watcher's hint that these keys changed: enqueue them without listing the bucket.
+
+    A sidecar's change is its document's change. A key that is gone is enqueued only when the
+    manifest knows it; anything else a hint misses, the periodic scan still finds.
+    """
+    ctx = context()
+    docs = sorted({k.removesuffix(SIDECAR_SUFFIX) for k in keys})
+    records = ctx.runtime.manifest.all()
+    to_sync, to_delete = [], []
+    for key in docs:
+        obj, _ = current(ctx.bucket, key)
+        if obj is not None:
+            to_sync.append(key)
+        elif key in records and records[key].status != DocStatus.DELETED:
+            to_delete.append(key)
+    return _enqueue(ctx, to_sync, to_delete, unchanged=0)
+
+
+def _in_flight(ctx: WorkerContext, work: PendingWork, now: float) -> bool:
+    """Whether a task already holds the document, so the scan need not enqueue it again."""
+    if work.status == DocStatus.QUEUED:
+        return now - work.since < ctx.settings.requeue_after_seconds
+    return is_locked(ctx.redis, work.doc_id)  # processing, and its worker is alive
+
+
+def _enqueue(
+    ctx: WorkerContext, to_sync: list[str], to_delete: list[str], unchanged: int
+) -> dict[str, Any]:
+    manifest = ctx.runtime.manifest
+    pending = manifest.pending()
+    now = time.time()
+    work = [
+        (task, doc_id)
+        for task, doc_ids in ((sync_document, to_sync), (delete_document, to_delete))
+        for doc_id in doc_ids
+        if doc_id not in pending or not _in_flight(ctx, pending[doc_id], now)
+    ]
+    report = {
+        "sync": sum(t is sync_document for t, _ in work),
+        "delete": sum(t is delete_document for t, _ in work),
+        "in_flight": len(to_sync) + len(to_delete) - len(work),
+        "unchanged": unchanged,
+    }
+    if not work:
+        return report
+    task_ids = {doc_id: uuid.uuid4().hex for _, doc_id in work}
+    # Marked before sending: a task that finishes first must find its mark to clear it.
+    manifest.mark_queued({d: (_tenant(ctx, d), t) for d, t in task_ids.items()})
+    run_id = manifest.start_run(RunSummary(unchanged=unchanged, planned=len(work)))
+    for task, doc_id in work:
+        task.apply_async((doc_id,), {"run_id": run_id}, task_id=task_ids[doc_id])
+    return {**report, "run_id": run_id}
+
+
+# --------------------------------------------------------------------------- documents
+
+
+@app.task(name="rag.sync_document", bind=True, max_retries=None)
+def sync_document(self: Task, doc_id: str, run_id: int | None = None) -> dict[str, Any]:
+    """Bring one document in line with the bucket (it was new or changed when enqueued)."""
+    return _settle(self, doc_id, run_id)
+
+
+@app.task(name="rag.delete_document", bind=True, max_retries=None)
+def delete_document(self: Task, doc_id: str, run_id: int | None = None) -> dict[str, Any]:
+    """Bring one document in line with the bucket (it was gone when enqueued)."""
+    return _settle(self, doc_id, run_id)
+
+
+def _backoff(ctx: WorkerContext, retries: int) -> float:
+    """Full jitter: uniform over [0, base * 2^retries], capped, so retries spread out."""
+    s = ctx.settings
+    return random.uniform(0, min(s.retry_backoff_max_seconds, s.retry_backoff_seconds * 2**retries))
+
+
+def _settle(task: Task, doc_id: str, run_id: int | None) -> dict[str, Any]:
+    ctx = context()
+    s, manifest = ctx.settings, ctx.runtime.manifest
+    task_id, tenant = task.request.id or uuid.uuid4().hex, _tenant(ctx, doc_id)
+    with RedisLock(ctx.redis, doc_id, s.document_lock_ttl_seconds) as held:
+        if not held:
+            # Another worker has it and re-reads the bucket itself; if the object changed after
+            # that read, the next scan sees the new stat data.
+            if task.request.retries < s.max_attempts:
+                raise task.retry(countdown=_backoff(ctx, task.request.retries))
+            return {"doc_id": doc_id, "outcome": "busy"}
+        work = manifest.mark_processing(doc_id, tenant, task_id)
+        try:
+            if work.attempts > s.max_attempts:
+                why = work.error or "its worker stopped while syncing it"
+                reason = f"gave up after {s.max_attempts} attempts: {why}"
+                outcome = _quarantine(ctx, doc_id, reason, work.attempts)
+            else:
+                outcome = _reconcile(ctx, doc_id)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            if not is_transient(exc):
+                log.exception("quarantining %s after an unexpected error", doc_id)
+                outcome = _quarantine(ctx, doc_id, f"internal error: {reason}", work.attempts)
+            elif work.attempts < s.max_attempts:
+                manifest.note_error(doc_id, reason)
+                manifest.mark_queued({doc_id: (tenant, task_id)})
+                raise task.retry(exc=exc, countdown=_backoff(ctx, work.attempts)) from exc
+            else:
+                reason = f"gave up after {work.attempts} attempts: {reason}"
+                outcome = _quarantine(ctx, doc_id, reason, work.attempts)
+        manifest.finish(doc_id, task_id)
+        if run_id is not None:
+            manifest.add_outcome(run_id, outcome.kind)
+    return {
+        "doc_id": doc_id,
+        "outcome": outcome.kind,
+        "chunks": outcome.chunks,
+        "error": outcome.error,
+    }
+
+
+def _reconcile(ctx: WorkerContext, doc_id: str) -> SyncOutcome:
+    obj, sidecars = current(ctx.bucket, doc_id)
+    syncer = ctx.ingestion.syncer
+    if obj is None:
+        return syncer.delete(doc_id)
+    return syncer.sync([obj], sidecars)[0]
+
+
+def _quarantine(ctx: WorkerContext, doc_id: str, reason: str, attempts: int) -> SyncOutcome:
+    """Failed for good (this version): none of its chunks stay searchable, the reason is kept.
+
+    The syncer's delete removes the chunks and tells the listeners; the failed record then keeps
+    the current stat data, so the scan leaves the document alone until the object changes.
+    """
+    try:
+        obj, sidecars = current(ctx.bucket, doc_id)
+    except Exception:
+        # The bucket itself is failing: keep no stat data, so a scan that can list the bucket
+        # again sees a change and retries the document, rather than quarantining it for good.
+        obj, sidecars = ObjectInfo(doc_id, size=-1, mtime=0.0), {}
+    ctx.ingestion.syncer.delete(doc_id)
+    if obj is None:
+        return SyncOutcome(doc_id, "deleted")
+    sidecar = next(iter(sidecars.values()), None)
+    return ctx.ingestion.syncer.quarantine(
+        obj, sidecar.signature if sidecar else "", reason, attempts
+    )
