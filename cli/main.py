@@ -130,10 +130,12 @@ def status(
 
 def _register_subcommands() -> None:
     """Commands owned by the other packages, each kept beside the code it drives."""
+    from eval.cli import eval_app
     from workers.cli import up, worker
 
     app.command()(up)
     app.command()(worker)
+    app.add_typer(eval_app, name="eval")
 
 
 _register_subcommands()

@@ -8,7 +8,7 @@ skipped, as trec_eval does.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 Run = Mapping[str, Sequence[str]]
 Qrels = Mapping[str, Mapping[str, int]]
@@ -58,3 +58,22 @@ def mrr_at(run: Run, qrels: Qrels, k: int) -> dict[str, float]:
 
 def mean(per_query: Mapping[str, float]) -> float:
     return sum(per_query.values()) / len(per_query) if per_query else 0.0
+
+
+# Every metric a report carries, by name: (per-query function, cutoff). Recall@50 needs systems to
+# return at least 50 documents.
+METRICS: dict[str, tuple[Callable[[Run, Qrels, int], dict[str, float]], int]] = {
+    "ndcg@10": (ndcg_at, 10),
+    "recall@5": (recall_at, 5),
+    "recall@10": (recall_at, 10),
+    "recall@50": (recall_at, 50),
+    "mrr@10": (mrr_at, 10),
+    "precision@5": (precision_at, 5),
+    "precision@10": (precision_at, 10),
+}
+MAX_CUTOFF = max(k for _, k in METRICS.values())
+
+
+def score_run(run: Run, qrels: Qrels) -> dict[str, dict[str, float]]:
+    """Per-query values of every metric in METRICS: metric name -> query id -> value."""
+    return {name: fn(run, qrels, k) for name, (fn, k) in METRICS.items()}

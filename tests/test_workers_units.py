@@ -232,3 +232,12 @@ def test_transient_errors_are_retried_then_given_up(unreachable_s3: WorkerContex
     assert record.status == DocStatus.FAILED and record.attempts == 3
     assert record.error.startswith("gave up after 3 attempts: EndpointConnectionError")
     assert record.size == -1 and not unreachable_s3.runtime.manifest.pending()
+
+
+def test_nightly_eval_is_scheduled_only_with_a_dataset(tmp_path: Path) -> None:
+    from workers.beat import beat_schedule
+
+    assert "nightly-eval" not in beat_schedule(Settings(data_dir=tmp_path))
+    entry = beat_schedule(Settings(data_dir=tmp_path, eval_dataset=tmp_path, eval_nightly_hour=3))
+    assert entry["nightly-eval"]["task"] == "rag.eval.nightly"
+    assert entry["nightly-eval"]["schedule"].hour == {3}

@@ -12,7 +12,7 @@ from celery import Celery
 from core.settings import Settings, get_settings
 from workers.beat import beat_schedule
 
-app = Celery("rag", include=["workers.tasks.ingestion"])
+app = Celery("rag", include=["workers.tasks.ingestion", "workers.tasks.evaluation"])
 
 
 def configure(settings: Settings) -> None:
@@ -32,6 +32,7 @@ def configure(settings: Settings) -> None:
         task_routes={
             "rag.scan_bucket": {"queue": settings.celery_scan_queue},
             "rag.scan_keys": {"queue": settings.celery_scan_queue},
+            "rag.eval.nightly": {"queue": settings.celery_scan_queue},
         },
         broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout_seconds},
         result_backend_transport_options={"retry_policy": {"timeout": 5.0}},

@@ -1,15 +1,18 @@
-"""What beat runs: the reconciling scan of the whole bucket, every `scan_interval_seconds`."""
+"""What beat runs: the reconciling scan of the whole bucket, every `scan_interval_seconds`, and the
+nightly evaluation when a dataset is configured."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from celery.schedules import crontab
 
 from core.settings import Settings
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     interval = settings.scan_interval_seconds
-    return {
+    schedule: dict[str, dict[str, Any]] = {
         "scan-bucket": {
             "task": "rag.scan_bucket",
             "schedule": interval,
@@ -17,3 +20,13 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "options": {"queue": settings.celery_scan_queue, "expires": interval},
         }
     }
+    if settings.eval_dataset is not None:
+        schedule["nightly-eval"] = {
+            "task": "rag.eval.nightly",
+            "schedule": crontab(
+                hour=settings.eval_nightly_hour, minute=settings.eval_nightly_minute
+            ),
+            # Every worker consumes the scan queue; scans wait behind the nightly run.
+            "options": {"queue": settings.celery_scan_queue},
+        }
+    return schedule

@@ -1,0 +1,78 @@
+"""The golden set: questions with a reference answer and/or the documents that answer them.
+
+Stored as JSONL, one item a line, so a reviewer can edit, reorder or delete candidates by hand.
+An item without a reference answer is retrieval-only: RAGAS scores its contexts against the
+relevant documents, and skips the metrics that need an answer to compare with.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, Field, ValidationError
+
+from eval.beir import BeirDataset
+
+T = TypeVar("T")
+
+
+class GoldenItem(BaseModel):
+    id: str = Field(min_length=1)
+    question: str = Field(min_length=1)
+    reference: str | None = None  # the reference answer
+    relevant_doc_ids: list[str] = Field(default_factory=list)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class GoldenSetError(ValueError):
+    """A golden file that cannot be used; the message names the line."""
+
+
+def load_golden(path: Path) -> list[GoldenItem]:
+    items: list[GoldenItem] = []
+    seen: set[str] = set()
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                item = GoldenItem.model_validate_json(line)
+            except ValidationError as exc:
+                raise GoldenSetError(f"{path}:{n}: {exc.errors()[0]['msg']}") from None
+            if item.id in seen:
+                raise GoldenSetError(f"{path}:{n}: duplicate id {item.id!r}")
+            seen.add(item.id)
+            items.append(item)
+    return items
+
+
+def save_golden(items: Sequence[GoldenItem], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for item in items:
+            f.write(json.dumps(item.model_dump(), ensure_ascii=False) + "\n")
+
+
+def golden_from_qrels(dataset: BeirDataset) -> list[GoldenItem]:
+    """A retrieval-only golden set: each judged query with its relevant documents."""
+    return [
+        GoldenItem(
+            id=qid,
+            question=text,
+            relevant_doc_ids=[d for d, g in dataset.qrels[qid].items() if g > 0],
+            tags={"source": "qrels"},
+        )
+        for qid, text in dataset.judged_queries.items()
+    ]
+
+
+def sample(items: Sequence[T], n: int | None, seed: int = 0) -> list[T]:
+    """The same `n` items every run (seeded), in their original order, so runs compare."""
+    if n is None or n >= len(items):
+        return list(items)
+    keep = set(random.Random(seed).sample(range(len(items)), n))
+    return [item for i, item in enumerate(items) if i in keep]

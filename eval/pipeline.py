@@ -1,0 +1,357 @@
+"""`rag eval` end to end: ingest the dataset, score retrieval and RAGAS, write the report, gate.
+
+Also the golden-set builder and `run_nightly`, the body of the nightly Celery beat task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.embedding import Embedder
+from core.runtime import Runtime
+from core.settings import Settings
+from eval.beir import BeirDataset, load_beir
+from eval.compare import compare, past_reports
+from eval.golden import GoldenItem, golden_from_qrels, load_golden, sample
+from eval.llm import (
+    Answerer,
+    QuestionWriter,
+    answer_endpoint,
+    bounded_map,
+    judge_endpoint,
+    judge_llm,
+    openai_answerer,
+    openai_question_writer,
+)
+from eval.report import write_report
+from eval.runner import (
+    Retrieved,
+    SystemFactory,
+    SystemRun,
+    eval_retriever,
+    evaluate_systems,
+    mode_systems,
+)
+from eval.slices import query_tags, slice_means
+from eval.workspace import EvalWorkspace
+from retrieval.hybrid import HybridRetriever
+
+if TYPE_CHECKING:
+    from ragas.llms.base import InstructorBaseRagasLLM
+
+    from eval.ragas_scoring import RagasResult
+
+log = logging.getLogger(__name__)
+_WORST = 10
+_HISTORY = 30  # runs on the trend chart
+
+
+@dataclass
+class EvalLLMs:
+    """Who answers and who judges; `identity` names them so a change invalidates cached items."""
+
+    answerer: Answerer | None = None
+    judge: InstructorBaseRagasLLM | None = None
+    identity: str = ""
+
+
+def llms_from_settings(settings: Settings) -> EvalLLMs:
+    answer, judge = answer_endpoint(settings), judge_endpoint(settings)
+    return EvalLLMs(
+        openai_answerer(answer) if answer else None,
+        judge_llm(judge) if judge else None,
+        f"answer={answer.model if answer else None} judge={judge.model if judge else None}",
+    )
+
+
+@dataclass
+class EvalOutcome:
+    run_dir: Path
+    report: dict[str, Any]
+
+    @property
+    def regression(self) -> bool:
+        return bool(self.report["regression"])
+
+
+def _run_dir(reports_dir: Path, dataset: str, resume: bool) -> Path:
+    """The latest unfinished run of this dataset when resuming, else a new timestamped folder."""
+    if resume:
+        for path in sorted(reports_dir.glob("*/run.json"), reverse=True):
+            started = json.loads(path.read_text(encoding="utf-8"))
+            if started.get("dataset") == dataset and not (path.parent / "report.json").exists():
+                return path.parent
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    run_dir, n = reports_dir / run_id, 0
+    while run_dir.exists():
+        n += 1
+        run_dir = reports_dir / f"{run_id}-{n}"
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text(
+        json.dumps({"dataset": dataset, "started_at": time.time()}), encoding="utf-8"
+    )
+    return run_dir
+
+
+def _ragas(
+    settings: Settings,
+    runtime: Runtime,
+    retriever: HybridRetriever,
+    workspace: EvalWorkspace,
+    dataset: BeirDataset,
+    items: list[GoldenItem],
+    llms: EvalLLMs,
+    cache_dir: Path,
+) -> RagasResult:
+    from eval.ragas_scoring import LocalRagasEmbeddings, RagasCase, RagasScorer
+
+    retrieve = mode_systems(retriever, workspace.scope, depth=settings.eval_context_k)["hybrid"]
+    cases = []
+    for item in items:
+        hits = retrieve(item.question)
+        contexts = [
+            Retrieved(workspace.doc_id(h.payload["doc_id"]) or "", h.payload["text"]) for h in hits
+        ]
+        relevant = [dataset.corpus[d].content for d in item.relevant_doc_ids if d in dataset.corpus]
+        cases.append(RagasCase(item, contexts, relevant))
+    embeddings = None
+    if llms.judge is not None:
+        model = settings.eval_embedding_model
+        embeddings = LocalRagasEmbeddings(Embedder(model) if model else runtime.embedder)
+    scorer = RagasScorer(
+        cache_dir,
+        answerer=llms.answerer,
+        judge=llms.judge,
+        embeddings=embeddings,
+        identity=llms.identity,
+        concurrency=settings.eval_concurrency,
+        timeout_s=settings.eval_timeout_s,
+    )
+    return scorer.score(cases)
+
+
+def _worst(dataset: BeirDataset, run: SystemRun) -> dict[str, Any]:
+    ndcg, recall = run.per_query["ndcg@10"], run.per_query["recall@50"]
+    worst = sorted(ndcg, key=lambda q: (ndcg[q], recall[q], q))[:_WORST]
+    queries = []
+    for qid in worst:
+        grades = dataset.qrels[qid]
+        queries.append(
+            {
+                "id": qid,
+                "query": dataset.queries[qid],
+                "ndcg@10": ndcg[qid],
+                "recall@50": recall[qid],
+                "relevant": [
+                    {
+                        "doc_id": d,
+                        "grade": g,
+                        "title": dataset.corpus[d].title if d in dataset.corpus else "",
+                    }
+                    for d, g in grades.items()
+                    if g > 0
+                ],
+                "retrieved": [
+                    {
+                        "rank": rank,
+                        "doc_id": doc.doc_id,
+                        "relevant": grades.get(doc.doc_id, 0) > 0,
+                        "text": doc.text,
+                    }
+                    for rank, doc in enumerate(run.ranked[qid][:5], start=1)
+                ],
+            }
+        )
+    return {"system": run.name, "queries": queries}
+
+
+def _history_point(report: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "run_id": report["run_id"],
+        "retrieval": {s: r["means"] for s, r in report["retrieval"].items()},
+        "ragas": report["ragas"]["means"],
+    }
+
+
+def _config(settings: Settings, llms: EvalLLMs) -> dict[str, Any]:
+    return {
+        "embedding_model": "/".join(Path(settings.embedding_model).parts[-2:]),
+        "chunk_size": settings.chunk_size,
+        "chunk_overlap": settings.chunk_overlap,
+        "candidates_per_leg": settings.candidates_per_leg,
+        "rrf_k": settings.rrf_k,
+        "bm25": f"k1={settings.bm25_k1},b={settings.bm25_b}",
+        "llms": llms.identity or "none",
+    }
+
+
+def run_eval(
+    settings: Settings,
+    dataset_path: Path,
+    *,
+    golden_path: Path | None = None,
+    sample_size: int | None = None,
+    ragas_sample: int | None = None,
+    reports_dir: Path | None = None,
+    extra_systems: SystemFactory | None = None,
+    llms: EvalLLMs | None = None,
+    embedder: Embedder | None = None,
+    resume: bool = False,
+) -> EvalOutcome:
+    """Evaluate one BEIR-format dataset and write reports_dir/<run id>/report.{json,html}.
+
+    `sample_size` and `ragas_sample` default to the settings; `llms` to the configured endpoints.
+    """
+    started = time.perf_counter()
+    dataset = load_beir(dataset_path, settings.eval_split)
+    items = load_golden(golden_path) if golden_path else golden_from_qrels(dataset)
+    items = sample(items, ragas_sample if ragas_sample is not None else settings.eval_ragas_sample)
+    llms = llms if llms is not None else llms_from_settings(settings)
+    reports_dir = reports_dir or settings.eval_reports_dir
+    run_dir = _run_dir(reports_dir, dataset.name, resume)
+    workspace = EvalWorkspace.for_dataset(settings, dataset.name)
+    timings: dict[str, float] = {}
+    with workspace.open_runtime(embedder) as runtime:
+        t = time.perf_counter()
+        workspace.write_corpus(dataset.corpus)
+        ingest = workspace.ingest(runtime)
+        timings["ingest"] = time.perf_counter() - t
+        qids = sample(list(dataset.judged_queries), sample_size or settings.eval_sample)
+        queries = {q: dataset.queries[q] for q in qids}
+        t = time.perf_counter()
+        retriever = eval_retriever(runtime, [*queries.values(), *(i.question for i in items)])
+        runs = evaluate_systems(workspace, runtime, retriever, dataset, queries, extra_systems)
+        timings["retrieval"] = time.perf_counter() - t
+        t = time.perf_counter()
+        ragas = _ragas(
+            settings, runtime, retriever, workspace, dataset, items, llms, run_dir / "ragas-items"
+        )
+        timings["ragas"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - started
+
+    tags = {q: query_tags(dataset, q) for q in queries}
+    item_tags = {
+        i.id: {**(query_tags(dataset, i.id) if i.id in dataset.qrels else {}), **i.tags}
+        for i in ragas.items
+    }
+    report: dict[str, Any] = {
+        "run_id": run_dir.name,
+        "created_at": datetime.now(UTC).isoformat(),
+        "dataset": {
+            "name": dataset.name,
+            "path": str(dataset_path),
+            "split": settings.eval_split,
+            "docs": len(dataset.corpus),
+            "queries": len(dataset.judged_queries),
+            "queries_evaluated": len(queries),
+        },
+        "config": _config(settings, llms),
+        "ingest": asdict(ingest),
+        "timings": timings,
+        "retrieval": {
+            name: {"means": run.means, "per_query": run.per_query, "seconds": run.seconds}
+            for name, run in runs.items()
+        },
+        "ragas": {
+            "llm_metrics": ragas.llm_metrics,
+            "notes": ragas.notes,
+            "means": ragas.means,
+            "per_item": ragas.per_item,
+            "items": [asdict(i) for i in ragas.items],
+            "n_items": len(ragas.items),
+            "errors": sum(1 for i in ragas.items if i.error),
+            "from_cache": ragas.from_cache,
+        },
+        "slices": {
+            "retrieval: nDCG@10 per system": [
+                asdict(row)
+                for row in slice_means(
+                    tags, {name: run.per_query["ndcg@10"] for name, run in runs.items()}
+                )
+            ],
+            "RAGAS": [asdict(row) for row in slice_means(item_tags, ragas.per_item)],
+        },
+        "worst": _worst(dataset, next(iter(runs.values()))),
+    }
+    past = past_reports(reports_dir, dataset.name, before=run_dir.name)
+    comparison = compare(report, past[-1] if past else None, settings.eval_regression_threshold)
+    report["comparison"] = comparison.to_json()
+    report["regression"] = bool(comparison.regressions)
+    report["history"] = [_history_point(p) for p in past[-(_HISTORY - 1) :]]
+    report["history"].append(_history_point(report))
+    write_report(run_dir, report)
+    return EvalOutcome(run_dir, report)
+
+
+def run_nightly(settings: Settings) -> Path:
+    """The nightly job: the configured dataset, resuming a run a crash left unfinished.
+
+    Returns the run folder. A regression is logged and recorded in the report; it is the CLI's
+    exit code, not the beat task, that gates.
+    """
+    if settings.eval_dataset is None:
+        raise ValueError("set RAG_EVAL_DATASET to the BEIR-format folder the nightly job evaluates")
+    outcome = run_eval(
+        settings, settings.eval_dataset, golden_path=settings.eval_golden, resume=True
+    )
+    if outcome.regression:
+        log.warning("evaluation regression, see %s", outcome.run_dir / "report.html")
+    return outcome.run_dir
+
+
+def make_golden(
+    settings: Settings,
+    dataset_path: Path,
+    n: int | None,
+    writer: QuestionWriter | None = None,
+    embedder: Embedder | None = None,
+) -> list[GoldenItem]:
+    """Candidate golden items for review.
+
+    With a question writer (the configured LLM unless one is passed), `n` chunks are sampled from
+    the evaluation index and the LLM writes a question and reference answer for each, tagged
+    `review: pending`; items it failed on are left out. Without one, the golden set is the
+    retrieval-only one from the qrels.
+    """
+    dataset = load_beir(dataset_path, settings.eval_split)
+    endpoint = answer_endpoint(settings)
+    writer = writer or (openai_question_writer(endpoint) if endpoint else None)
+    if writer is None:
+        return sample(golden_from_qrels(dataset), n)
+    workspace = EvalWorkspace.for_dataset(settings, dataset.name)
+    with workspace.open_runtime(embedder) as runtime:
+        workspace.write_corpus(dataset.corpus)
+        workspace.ingest(runtime)
+        chunks = sorted(runtime.index.scroll(workspace.scope, ["doc_id", "text", "doc_type"]))
+    picked = sample(chunks, n or 50)
+    replies = bounded_map(
+        writer, [p["text"] for _, p in picked], settings.eval_concurrency, settings.eval_timeout_s
+    )
+    items = []
+    for (point_id, payload), reply in zip(picked, asyncio.run(replies), strict=True):
+        if isinstance(reply, BaseException):
+            log.warning("no question for chunk %s: %s", point_id, reply)
+            continue
+        question, answer = reply
+        items.append(
+            GoldenItem(
+                id=f"gen-{point_id[:12]}",
+                question=question,
+                reference=answer,
+                relevant_doc_ids=[workspace.doc_id(payload["doc_id"]) or payload["doc_id"]],
+                tags={
+                    "source": "llm",
+                    "doc_type": payload.get("doc_type", ""),
+                    "review": "pending",
+                },
+            )
+        )
+    return items

@@ -1,0 +1,300 @@
+"""RAGAS over a golden set: answer each question from the retrieved chunks, then score it.
+
+With a judge, the four RAGAS LLM metrics run (faithfulness, answer relevancy, context precision
+and context recall, through ragas's structured-output LLM interface, so any judge implementing
+`InstructorBaseRagasLLM` plugs in). Without one, only RAGAS's non-LLM metrics run (ID-based and
+string-similarity context precision/recall against the relevant documents, and answer-vs-reference
+string similarity when there is an answer), and the result says the LLM metrics were skipped.
+
+Cost is bounded by the caller's sample size, `concurrency` items in flight, a per-item timeout,
+and a cache: each finished item is written to `cache_dir/<id>.json` with a fingerprint of its
+inputs, so an interrupted run resumes where it stopped and a finished item is never paid twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.embedding import Embedder
+from eval.golden import GoldenItem
+from eval.llm import Answerer, bounded_map
+from eval.metrics import mean
+from eval.runner import Retrieved
+
+os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")  # ragas reports usage over the network
+
+from ragas.embeddings.base import BaseRagasEmbedding
+
+if TYPE_CHECKING:
+    from ragas.llms.base import InstructorBaseRagasLLM
+
+LLM_METRICS = ("faithfulness", "answer_relevancy", "context_precision", "context_recall")
+NON_LLM_METRICS = (
+    "id_context_precision",
+    "id_context_recall",
+    "nonllm_context_precision",
+    "nonllm_context_recall",
+    "string_similarity",
+)
+_VERSION = 1  # bump when scoring changes, so cached items are recomputed
+
+
+class LocalRagasEmbeddings(BaseRagasEmbedding):
+    """The platform's own bi-encoder behind ragas's embeddings interface (answer relevancy).
+
+    Questions are embedded as documents (no query prefix) because answer relevancy compares a
+    question with questions, symmetrically.
+    """
+
+    def __init__(self, embedder: Embedder) -> None:
+        super().__init__()
+        self._embedder = embedder
+
+    def embed_text(self, text: str, **kwargs: Any) -> list[float]:
+        return self.embed_texts([text])[0]
+
+    def embed_texts(self, texts: list[str], **kwargs: Any) -> list[list[float]]:
+        return self._embedder.embed_documents(texts).tolist()
+
+    async def aembed_text(self, text: str, **kwargs: Any) -> list[float]:
+        return await asyncio.to_thread(self.embed_text, text)
+
+    async def aembed_texts(self, texts: list[str], **kwargs: Any) -> list[list[float]]:
+        return await asyncio.to_thread(self.embed_texts, texts)
+
+
+@dataclass
+class RagasCase:
+    """One golden item with what retrieval gave it."""
+
+    item: GoldenItem
+    contexts: list[Retrieved]  # the retrieved chunks, best first
+    reference_contexts: list[str]  # the relevant documents' texts
+
+
+@dataclass
+class ItemResult:
+    id: str
+    question: str
+    reference: str | None
+    response: str | None
+    contexts: list[dict[str, str]]
+    scores: dict[str, float]  # only the metrics that apply to this item
+    tags: dict[str, str] = field(default_factory=dict)
+    error: str = ""
+    fingerprint: str = ""
+
+
+@dataclass
+class RagasResult:
+    items: list[ItemResult]
+    llm_metrics: bool
+    notes: list[str]
+    from_cache: int
+
+    @property
+    def per_item(self) -> dict[str, dict[str, float]]:
+        """Metric -> item id -> value, skipping values that are not numbers (NaN)."""
+        table: dict[str, dict[str, float]] = {}
+        for r in self.items:
+            for metric, value in r.scores.items():
+                if not math.isnan(value):
+                    table.setdefault(metric, {})[r.id] = value
+        return table
+
+    @property
+    def means(self) -> dict[str, float]:
+        return {metric: mean(values) for metric, values in self.per_item.items()}
+
+
+def _legacy(name: str) -> Any:
+    """A metric class from ragas's legacy namespace: 0.4 has no collections port for these yet."""
+    import ragas.metrics
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return getattr(ragas.metrics, name)
+
+
+class RagasScorer:
+    def __init__(
+        self,
+        cache_dir: Path,
+        *,
+        answerer: Answerer | None = None,
+        judge: InstructorBaseRagasLLM | None = None,
+        embeddings: BaseRagasEmbedding | None = None,
+        identity: str = "",
+        concurrency: int = 4,
+        timeout_s: float = 120.0,
+    ) -> None:
+        """`identity` names the answerer and judge models; a change invalidates cached items."""
+        from ragas.metrics.collections import (
+            AnswerRelevancy,
+            ContextPrecisionWithReference,
+            ContextRecall,
+            Faithfulness,
+            NonLLMStringSimilarity,
+        )
+
+        if judge is not None and embeddings is None:
+            raise ValueError("the judge's answer relevancy needs embeddings")
+        self._cache_dir = cache_dir
+        self._answerer = answerer
+        self._judge = judge
+        self._identity = identity
+        self._concurrency = concurrency
+        self._timeout_s = timeout_s
+        self._string = NonLLMStringSimilarity()
+        self._id_precision = _legacy("IDBasedContextPrecision")()
+        self._id_recall = _legacy("IDBasedContextRecall")()
+        self._text_precision = _legacy("NonLLMContextPrecisionWithReference")()
+        self._text_recall = _legacy("NonLLMContextRecall")()
+        if judge is not None:
+            self._faithfulness = Faithfulness(llm=judge)
+            self._relevancy = AnswerRelevancy(llm=judge, embeddings=embeddings)
+            self._precision = ContextPrecisionWithReference(llm=judge)
+            self._recall = ContextRecall(llm=judge)
+
+    def notes(self) -> list[str]:
+        notes = []
+        if self._answerer is None:
+            notes.append(
+                "No answer LLM configured (RAG_LLM_BASE_URL): answers were not generated, so "
+                "faithfulness, answer relevancy and string similarity were skipped."
+            )
+        if self._judge is None:
+            notes.append(
+                "No judge configured (RAG_EVAL_JUDGE_MODEL): the RAGAS LLM metrics "
+                f"({', '.join(LLM_METRICS)}) were skipped; only the non-LLM metrics ran."
+            )
+        return notes
+
+    def score(self, cases: Sequence[RagasCase]) -> RagasResult:
+        return asyncio.run(self.ascore(cases))
+
+    async def ascore(self, cases: Sequence[RagasCase]) -> RagasResult:
+        self._cache_dir.mkdir(parents=True, exist_ok=True)
+        results: dict[str, ItemResult] = {}
+        todo: list[RagasCase] = []
+        for case in cases:
+            cached = self._cached(case)
+            if cached is not None:
+                results[case.item.id] = cached
+            else:
+                todo.append(case)
+        from_cache = len(results)
+        outcomes = await bounded_map(self._score_one, todo, self._concurrency, self._timeout_s)
+        for case, outcome in zip(todo, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                # Not cached: a resumed run tries the item again.
+                result = self._skeleton(case)
+                result.scores = await self._non_llm_scores(case, None)
+                result.error = f"{type(outcome).__name__}: {outcome}".strip().rstrip(":")
+            else:
+                result = outcome
+                self._cache_path(case).write_text(json.dumps(asdict(result)), encoding="utf-8")
+            results[case.item.id] = result
+        ordered = [results[c.item.id] for c in cases]
+        return RagasResult(ordered, self._judge is not None, self.notes(), from_cache)
+
+    def _fingerprint(self, case: RagasCase) -> str:
+        payload = {
+            "v": _VERSION,
+            "who": self._identity,
+            "answerer": self._answerer is not None,
+            "judge": self._judge is not None,
+            "item": case.item.model_dump(),
+            "contexts": [asdict(c) for c in case.contexts],
+            "reference_contexts": case.reference_contexts,
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    def _cache_path(self, case: RagasCase) -> Path:
+        name = hashlib.sha256(case.item.id.encode()).hexdigest()[:32]
+        return self._cache_dir / f"{name}.json"
+
+    def _cached(self, case: RagasCase) -> ItemResult | None:
+        path = self._cache_path(case)
+        if not path.exists():
+            return None
+        try:
+            result = ItemResult(**json.loads(path.read_text(encoding="utf-8")))
+        except (ValueError, TypeError):
+            return None
+        return result if result.fingerprint == self._fingerprint(case) else None
+
+    def _skeleton(self, case: RagasCase) -> ItemResult:
+        return ItemResult(
+            id=case.item.id,
+            question=case.item.question,
+            reference=case.item.reference,
+            response=None,
+            contexts=[asdict(c) for c in case.contexts],
+            scores={},
+            tags=dict(case.item.tags),
+            fingerprint=self._fingerprint(case),
+        )
+
+    async def _score_one(self, case: RagasCase) -> ItemResult:
+        result = self._skeleton(case)
+        texts = [c.text for c in case.contexts]
+        if self._answerer is not None and texts:
+            result.response = await self._answerer(case.item.question, texts)
+        result.scores = await self._non_llm_scores(case, result.response)
+        if self._judge is not None and texts:
+            result.scores.update(await self._llm_scores(case, texts, result.response))
+        return result
+
+    async def _non_llm_scores(self, case: RagasCase, response: str | None) -> dict[str, float]:
+        from ragas import SingleTurnSample
+
+        item, scores = case.item, {}
+        retrieved_ids = [c.doc_id for c in case.contexts]
+        texts = [c.text for c in case.contexts]
+        if item.relevant_doc_ids and retrieved_ids:
+            ids = SingleTurnSample(
+                retrieved_context_ids=retrieved_ids, reference_context_ids=item.relevant_doc_ids
+            )
+            scores["id_context_precision"] = await self._id_precision.single_turn_ascore(ids)
+            scores["id_context_recall"] = await self._id_recall.single_turn_ascore(ids)
+        if case.reference_contexts and texts:
+            ctx = SingleTurnSample(
+                retrieved_contexts=texts, reference_contexts=case.reference_contexts
+            )
+            scores["nonllm_context_precision"] = await self._text_precision.single_turn_ascore(ctx)
+            scores["nonllm_context_recall"] = await self._text_recall.single_turn_ascore(ctx)
+        if response and item.reference:
+            similar = await self._string.ascore(reference=item.reference, response=response)
+            scores["string_similarity"] = similar.value
+        return {k: float(v) for k, v in scores.items()}
+
+    async def _llm_scores(
+        self, case: RagasCase, texts: list[str], response: str | None
+    ) -> dict[str, float]:
+        question, reference = case.item.question, case.item.reference
+        scores = {}
+        if response:
+            faithful = await self._faithfulness.ascore(
+                user_input=question, response=response, retrieved_contexts=texts
+            )
+            relevant = await self._relevancy.ascore(user_input=question, response=response)
+            scores["faithfulness"], scores["answer_relevancy"] = faithful.value, relevant.value
+        if reference:
+            precision = await self._precision.ascore(
+                user_input=question, reference=reference, retrieved_contexts=texts
+            )
+            recall = await self._recall.ascore(
+                user_input=question, retrieved_contexts=texts, reference=reference
+            )
+            scores["context_precision"], scores["context_recall"] = precision.value, recall.value
+        return {k: float(v) for k, v in scores.items()}

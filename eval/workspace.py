@@ -1,0 +1,99 @@
+"""The evaluation's own index: a BEIR corpus written as files into a bucket, synced like any other.
+
+Where it lives, and why: every dataset gets a dedicated folder (`eval_data_dir/<dataset>/`, by
+default `data_dir/eval/<dataset>/`) holding its bucket and its own embedded shard, manifest and
+embedding cache, with the documents under the `eval_tenant` tenant. Not the served index, because
+
+- the embedded shard takes an exclusive lock, so a nightly job could not open the index the API
+  holds, and evaluation documents must never show up in a served tenant's results;
+- ingestion goes through the real path (bucket -> `ingest.service.Ingestion` -> chunking,
+  embedding, the engine's BM25), so the numbers measure what users get.
+
+It is kept between runs rather than thrown away: the files are rewritten only when their content
+changed, so the next run's scan finds them unchanged and a nightly costs a scan, not a re-embed of
+the corpus; the scan's reconciliation still makes the index equal to the dataset (documents that
+left the dataset are deleted). Delete the folder to start from nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+from core.embedding import Embedder
+from core.manifest import RunSummary
+from core.runtime import Runtime
+from core.settings import Settings
+from core.types import TenantScope
+from eval.beir import BeirDoc
+from ingest.bucket import LocalBucket
+from ingest.service import Ingestion
+
+_SUFFIX = ".txt"
+
+
+def eval_root(settings: Settings) -> Path:
+    return settings.eval_data_dir or settings.data_dir / "eval"
+
+
+@dataclass(frozen=True)
+class EvalWorkspace:
+    root: Path
+    scope: TenantScope
+    settings: Settings  # the platform's settings, pointed at this workspace's own data dir
+
+    @classmethod
+    def for_dataset(cls, settings: Settings, dataset_name: str) -> EvalWorkspace:
+        root = eval_root(settings) / (re.sub(r"[^A-Za-z0-9_.-]", "-", dataset_name) or "dataset")
+        own = settings.model_copy(
+            update={
+                "data_dir": root / "data",
+                "bucket_url": str(root / "bucket"),
+                "index_mode": "edge",
+            }
+        )
+        return cls(root, TenantScope(settings.eval_tenant), own)
+
+    @property
+    def bucket_root(self) -> Path:
+        return self.root / "bucket"
+
+    @property
+    def _prefix(self) -> str:
+        return f"tenants/{self.scope.tenant_id}/"
+
+    def key(self, doc_id: str) -> str:
+        """The bucket key of a BEIR document; ids are percent-quoted so any id is a safe name."""
+        name = quote(doc_id, safe="")
+        if name.startswith("."):  # the bucket skips hidden files
+            name = "%2E" + name[1:]
+        return f"{self._prefix}{name}{_SUFFIX}"
+
+    def doc_id(self, key: str) -> str | None:
+        """The BEIR id behind an indexed document's key; None for anything else."""
+        if not (key.startswith(self._prefix) and key.endswith(_SUFFIX)):
+            return None
+        return unquote(key[len(self._prefix) : -len(_SUFFIX)])
+
+    def write_corpus(self, corpus: dict[str, BeirDoc]) -> int:
+        """Mirror the corpus into the bucket; returns how many files were (re)written."""
+        folder = self.bucket_root / self._prefix
+        folder.mkdir(parents=True, exist_ok=True)
+        wanted = {self.key(d).removeprefix(self._prefix): doc for d, doc in corpus.items()}
+        for stale in set(p.name for p in folder.iterdir()) - set(wanted):
+            (folder / stale).unlink()
+        written = 0
+        for name, doc in wanted.items():
+            path, data = folder / name, doc.content.encode("utf-8")
+            if not path.exists() or path.read_bytes() != data:
+                path.write_bytes(data)
+                written += 1
+        return written
+
+    def open_runtime(self, embedder: Embedder | None = None) -> Runtime:
+        return Runtime(self.settings, embedder)
+
+    def ingest(self, runtime: Runtime) -> RunSummary:
+        return Ingestion(runtime, LocalBucket(self.bucket_root)).run()

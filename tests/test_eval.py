@@ -1,0 +1,332 @@
+"""`rag eval` end to end on a dozen-document BEIR-format dataset written by the test.
+
+Real ingestion, the real engine and the real MiniLM model; the LLMs are the local stubs from
+test_eval_ragas (marked there), since no LLM can run here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from core.embedding import Embedder
+from core.runtime import Runtime
+from core.settings import Settings, get_settings
+from core.types import Hit, TenantScope
+from eval.api import eval_router, reports_dir
+from eval.cli import eval_app
+from eval.golden import GoldenItem, load_golden, save_golden
+from eval.pipeline import EvalLLMs, EvalOutcome, make_golden, run_eval, run_nightly
+from eval.runner import Retrieved, to_documents
+from eval.workspace import EvalWorkspace
+from tests.test_eval_ragas import StubAnswerer, StubJudge
+
+DOCS = {
+    "d1": ("Photosynthesis", "Plants convert sunlight, water and carbon dioxide into glucose."),
+    "d2": ("Volcanoes", "A volcano erupts when magma rises through the crust and escapes as lava."),
+    "d3": ("Mitochondria", "Mitochondria are the powerhouse of the cell, producing ATP energy."),
+    "d4": ("Honey bees", "Honey bees tell the hive where flowers are with a waggle dance."),
+    "d5": ("Glaciers", "Glaciers are slow rivers of ice that carve valleys as they move downhill."),
+    "d6": ("Vaccines", "Vaccines train the immune system to recognise a pathogen safely."),
+    "d7": ("Chess openings", "The Sicilian Defence is a chess opening that begins e4 c5."),
+    "d8": ("Coffee", "Coffee beans are roasted seeds of the Coffea plant and contain caffeine."),
+    "d9": (
+        "Black holes",
+        "A black hole is a region where gravity is so strong light cannot escape.",
+    ),
+    "d10": ("Roman roads", "The Romans built paved roads across their empire to move armies."),
+    "d11": ("Jazz", "Jazz music originated in New Orleans and is known for improvisation."),
+    "d12": ("Tides", "Ocean tides are caused by the gravitational pull of the Moon and the Sun."),
+    "a/b": ("Odd id", "A document whose id has a slash, to prove ids survive the bucket key."),
+}
+QUERIES = {
+    "q1": ("How do plants make glucose from sunlight?", {"d1": 2}, "biology"),
+    "q2": ("What makes a volcano erupt lava?", {"d2": 1}, "earth"),
+    "q3": ("Which organelle produces ATP energy in cells?", {"d3": 2}, "biology"),
+    "q4": ("How do bees tell the hive where flowers are?", {"d4": 1}, "biology"),
+    "q5": ("What causes the ocean tides?", {"d12": 2, "d9": 1}, "earth"),
+    "q6": ("How does a vaccine train the immune system?", {"d6": 1}, "biology"),
+    "q7": ("Where did jazz music start?", {"d11": 1}, "culture"),
+    "q8": ("Which document has an id with a slash?", {"a/b": 1}, "culture"),
+}
+
+
+def write_tiny_beir(root: Path) -> Path:
+    (root / "qrels").mkdir(parents=True)
+    with (root / "corpus.jsonl").open("w") as f:
+        for doc_id, (title, text) in DOCS.items():
+            f.write(json.dumps({"_id": doc_id, "title": title, "text": text}) + "\n")
+    with (root / "queries.jsonl").open("w") as f:
+        for qid, (text, _, topic) in QUERIES.items():
+            f.write(json.dumps({"_id": qid, "text": text, "metadata": {"topic": topic}}) + "\n")
+    with (root / "qrels" / "test.tsv").open("w") as f:
+        f.write("query-id\tcorpus-id\tscore\n")
+        for qid, (_, rel, _) in QUERIES.items():
+            f.writelines(f"{qid}\t{d}\t{g}\n" for d, g in rel.items())
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_beir(tmp_path_factory.mktemp("beir") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """One eval workspace for the module: later runs find the corpus already ingested."""
+    return Settings(data_dir=tmp_path_factory.mktemp("data"), llm_base_url=None, llm_api_key=None)
+
+
+@pytest.fixture(scope="module")
+def first(
+    settings: Settings, tiny: Path, embedder: Embedder, tmp_path_factory: pytest.TempPathFactory
+) -> EvalOutcome:
+    reports = tmp_path_factory.mktemp("reports")
+    return run_eval(settings, tiny, reports_dir=reports, llms=EvalLLMs(), embedder=embedder)
+
+
+def test_report_scores_every_mode(first: EvalOutcome) -> None:
+    r = first.report
+    assert set(r["retrieval"]) == {"hybrid", "dense", "bm25"}
+    assert r["ingest"]["added"] == len(DOCS) and r["ingest"]["failed"] == 0
+    for run in r["retrieval"].values():
+        assert set(run["per_query"]["ndcg@10"]) == set(QUERIES)
+        assert all(0.0 <= v <= 1.0 for v in run["means"].values())
+    # Distinct topics: the hybrid mode finds almost everything near the top.
+    hybrid = r["retrieval"]["hybrid"]["means"]
+    assert hybrid["ndcg@10"] > 0.8 and hybrid["recall@10"] == 1.0
+    assert hybrid["precision@10"] == pytest.approx(9 / 8 / 10)  # 9 relevant over 8 queries
+    # Chunk hits were mapped back to BEIR ids, the slash id included.
+    assert r["retrieval"]["hybrid"]["per_query"]["recall@10"]["q8"] == 1.0
+    worst = r["worst"]["queries"]
+    assert r["worst"]["system"] == "hybrid" and len(worst) == len(QUERIES)
+    assert worst[0]["ndcg@10"] <= worst[-1]["ndcg@10"]
+    assert {c["doc_id"] for q in worst for c in q["retrieved"]} <= set(DOCS)
+    assert any(c["relevant"] and c["text"] for q in worst for c in q["retrieved"])
+
+
+def test_report_ragas_without_llm_says_skipped(first: EvalOutcome) -> None:
+    g = first.report["ragas"]
+    assert g["llm_metrics"] is False and g["n_items"] == len(QUERIES)
+    assert set(g["means"]) == {
+        "id_context_precision",
+        "id_context_recall",
+        "nonllm_context_precision",
+        "nonllm_context_recall",
+    }
+    html = (first.run_dir / "report.html").read_text()
+    assert "LLM metrics" in html and "were skipped" in html
+
+
+def test_report_slices_and_html(first: EvalOutcome) -> None:
+    rows = first.report["slices"]["retrieval: nDCG@10 per system"]
+    topics = {row["value"]: row["n"] for row in rows if row["tag"] == "topic"}
+    assert topics == {"biology": 4, "earth": 2, "culture": 2}
+    assert {row["value"] for row in rows if row["tag"] == "relevant docs"} == {"1", "2"}
+    html = (first.run_dir / "report.html").read_text()
+    # Self-contained: every plot inline (bars, RAGAS bars, two trends), no external resource.
+    assert html.count('src="data:image/png;base64,') == 4
+    assert "http://" not in html and "https://" not in html
+    assert "First run of this dataset" in html
+    assert "Worst 8 queries" in html
+    assert json.loads((first.run_dir / "report.json").read_text())["run_id"] == first.run_dir.name
+
+
+def _worse_system(runtime: Runtime, scope: TenantScope) -> dict[str, Any]:
+    return {"reversed": lambda query: sorted(DOCS, reverse=True)}
+
+
+def _good_system(runtime: Runtime, scope: TenantScope) -> dict[str, Any]:
+    return {"reversed": lambda query: [d for q in QUERIES.values() if q[0] == query for d in q[1]]}
+
+
+def test_gate_flags_a_worse_run_and_not_an_equal_one(
+    settings: Settings, tiny: Path, embedder: Embedder, tmp_path: Path
+) -> None:
+    def run(extra: Any) -> EvalOutcome:
+        return run_eval(
+            settings,
+            tiny,
+            reports_dir=tmp_path,
+            llms=EvalLLMs(),
+            embedder=embedder,
+            extra_systems=extra,
+            ragas_sample=0,
+        )
+
+    base = run(_good_system)
+    assert base.report["comparison"]["previous_run"] is None and not base.regression
+    # Already ingested: the second run's scan finds nothing to do and embeds nothing.
+    assert base.report["ingest"]["unchanged"] == len(DOCS)
+    assert base.report["ingest"]["chunks_embedded"] == 0
+    equal = run(_good_system)
+    assert equal.report["comparison"]["previous_run"] == base.run_dir.name
+    assert not equal.regression and equal.report["comparison"]["regressions"] == []
+    assert len(equal.report["history"]) == 2
+    worse = run(_worse_system)
+    assert worse.regression
+    flagged = {(d["section"], d["metric"]) for d in worse.report["comparison"]["regressions"]}
+    assert ("retrieval/reversed", "ndcg@10") in flagged
+    assert not any(s.startswith("retrieval/hybrid") for s, _ in flagged)  # unchanged system
+    ndcg = next(d for d in worse.report["comparison"]["regressions"] if d["metric"] == "ndcg@10")
+    assert ndcg["previous"] == pytest.approx(1.0) and ndcg["worse"][0]["current"] < 1.0
+    html = (worse.run_dir / "report.html").read_text()
+    assert "REGRESSION" in html and "retrieval/reversed" in html
+
+
+PLANTS_REF = "Plants convert sunlight, water and carbon dioxide into glucose."
+JAZZ_REF = "Jazz music originated in New Orleans."
+
+
+def test_golden_set_with_stub_llms(
+    settings: Settings, tiny: Path, embedder: Embedder, tmp_path: Path
+) -> None:
+    golden = tmp_path / "golden.jsonl"
+    rows = [
+        ("g1", "How do plants make glucose from sunlight?", PLANTS_REF, "d1", "how"),
+        ("g2", "Where did jazz music originate?", JAZZ_REF, "d11", "where"),
+    ]
+    save_golden(
+        [
+            GoldenItem(id=i, question=q, reference=r, relevant_doc_ids=[d], tags={"kind": k})
+            for i, q, r, d, k in rows
+        ],
+        golden,
+    )
+    llms = EvalLLMs(StubAnswerer(), StubJudge(), identity="stub")
+    outcome = run_eval(
+        settings,
+        tiny,
+        golden_path=golden,
+        reports_dir=tmp_path / "r",
+        llms=llms,
+        embedder=embedder,
+    )
+    g = outcome.report["ragas"]
+    assert g["llm_metrics"] and g["notes"] == [] and g["errors"] == 0
+    assert g["per_item"]["faithfulness"] == {"g1": 1.0, "g2": 0.0}  # g2's answer is fabricated
+    assert g["per_item"]["context_recall"]["g1"] == 1.0
+    kinds = {r["value"] for r in outcome.report["slices"]["RAGAS"] if r["tag"] == "kind"}
+    assert kinds == {"how", "where"}
+    assert "LLM judge" in (outcome.run_dir / "report.html").read_text()
+
+
+def test_make_golden_from_qrels_and_with_a_writer(
+    settings: Settings, tiny: Path, embedder: Embedder
+) -> None:
+    items = make_golden(settings, tiny, None)
+    assert [i.id for i in items] == list(QUERIES)
+    assert items[4].relevant_doc_ids == ["d12", "d9"] and items[4].reference is None
+
+    async def writer(passage: str) -> tuple[str, str]:
+        """STUB question writer (stands in for the LLM): refuses one passage."""
+        if "Sicilian" in passage:
+            raise ValueError("no question for chess")
+        return f"What is said about {passage.split()[0]}?", passage
+
+    written = make_golden(settings, tiny, 20, writer=writer, embedder=embedder)
+    assert len(written) == len(DOCS) - 1  # one chunk per document, chess refused
+    for item in written:
+        [doc_id] = item.relevant_doc_ids
+        assert item.reference.startswith(DOCS[doc_id][0])  # the chunk's document, as a BEIR id
+        assert item.tags["review"] == "pending"
+
+
+@pytest.fixture
+def cli_env(
+    settings: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """The CLI reads settings from the environment; the module's model is shared with it."""
+    monkeypatch.setenv("RAG_DATA_DIR", str(settings.data_dir))
+    monkeypatch.delenv("RAG_LLM_BASE_URL", raising=False)
+    monkeypatch.setattr(
+        EvalWorkspace, "open_runtime", lambda self, embedder_=None: Runtime(self.settings, embedder)
+    )
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_cli_exit_codes(cli_env: None, first: EvalOutcome, tiny: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    missing = runner.invoke(eval_app, ["--dataset", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "not a BEIR-format folder" in " ".join(missing.output.split())
+    # A previous run that scored better everywhere: this run regresses, the CLI exits 1.
+    better = json.loads((first.run_dir / "report.json").read_text())
+    for run in better["retrieval"].values():
+        for values in run["per_query"].values():
+            values.update(dict.fromkeys(values, 1.0))
+    (tmp_path / "20000101T000000Z").mkdir()
+    (tmp_path / "20000101T000000Z" / "report.json").write_text(json.dumps(better))
+    args = ["--dataset", str(tiny), "--reports-dir", str(tmp_path), "--ragas-sample", "0"]
+    regressed = runner.invoke(eval_app, args)
+    assert regressed.exit_code == 1, regressed.output
+    assert "regression: retrieval/" in regressed.output
+    same = runner.invoke(eval_app, args)  # against the run just made: equal, exit 0
+    assert same.exit_code == 0, same.output
+    out = tmp_path / "g.jsonl"
+    written = runner.invoke(eval_app, ["make-golden", "--dataset", str(tiny), "--out", str(out)])
+    assert written.exit_code == 0 and len(load_golden(out)) == len(QUERIES)
+
+
+def test_api_serves_the_latest_report(first: EvalOutcome, tmp_path: Path) -> None:
+    app = FastAPI()
+    app.include_router(eval_router)
+    app.dependency_overrides[reports_dir] = lambda: first.run_dir.parent
+    client = TestClient(app)
+    latest = client.get("/v1/eval/latest")
+    assert latest.status_code == 200 and latest.json()["run_id"] == first.run_dir.name
+    page = client.get("/v1/eval/latest", params={"format": "html"})
+    assert page.headers["content-type"].startswith("text/html") and "<img" in page.text
+    assert client.get("/v1/eval/latest", params={"format": "pdf"}).status_code == 422
+    app.dependency_overrides[reports_dir] = lambda: tmp_path
+    empty = client.get("/v1/eval/latest")
+    assert empty.status_code == 404 and empty.json()["detail"]["reason"] == "no_report"
+
+
+def test_chunk_hits_map_to_documents_at_their_first_rank(settings: Settings) -> None:
+    ws = EvalWorkspace.for_dataset(settings, "tiny")
+    assert ws.doc_id(ws.key("a/b")) == "a/b" and ws.doc_id(ws.key(".hidden")) == ".hidden"
+    assert not ws.key(".hidden").rsplit("/", 1)[1].startswith(".")
+    assert ws.doc_id("tenants/other/d1.txt") is None
+
+    def hit(key: str, text: str) -> Hit:
+        return Hit(id=text, score=0.0, payload={"doc_id": key, "text": text})
+
+    hits = [
+        hit(ws.key("d2"), "d2 first chunk"),
+        hit(ws.key("d1"), "d1 chunk"),
+        hit("tenants/other/x.txt", "not an evaluation document"),
+        hit(ws.key("d2"), "d2 second chunk"),
+    ]
+    assert to_documents(hits, ws.doc_id) == [
+        Retrieved("d2", "d2 first chunk"),
+        Retrieved("d1", "d1 chunk"),
+    ]
+    assert to_documents(["d3", "d1", "d3"], ws.doc_id) == [Retrieved("d3"), Retrieved("d1")]
+
+
+def test_nightly_resumes_an_unfinished_run(
+    cli_env: None, settings: Settings, tiny: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match="RAG_EVAL_DATASET"):
+        run_nightly(settings)
+    nightly = settings.model_copy(update={"eval_dataset": tiny, "eval_reports_dir": tmp_path})
+    crashed = tmp_path / "20000101T000000Z"
+    crashed.mkdir()
+    (crashed / "run.json").write_text(json.dumps({"dataset": "tiny", "started_at": 0}))
+    assert run_nightly(nightly) == crashed
+    assert json.loads((crashed / "report.json").read_text())["run_id"] == crashed.name
+    # Finished now: the next night starts a new run, and compares with this one.
+    following = run_nightly(nightly)
+    assert following != crashed
+    report = json.loads((following / "report.json").read_text())
+    assert report["comparison"]["previous_run"] == crashed.name
+    assert report["ragas"]["from_cache"] == 0  # a new run folder has its own item cache
