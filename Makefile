@@ -7,6 +7,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BUCKET ?= examples/docs
 REDIS_URL ?= redis://127.0.0.1:6379/0
+# The venv's console scripts (moto_server, celery, rag) must be found by the tests' subprocesses.
+export PATH := $(abspath $(BIN)):$(PATH)
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
