@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from core.embedding import CachedEmbedder, Embedder, EmbeddingCache
 from core.index import ChunkIndex, open_index
 from core.manifest import Manifest
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    from graph.store import GraphStore
 
 # Models load from local folders or the local hub cache only; nothing is fetched at run time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -44,8 +48,15 @@ class Runtime:
     def manifest(self) -> Manifest:
         return Manifest(self.settings.manifest_path)
 
+    @cached_property
+    def graph_store(self) -> GraphStore:
+        """One per process: ingestion writes it and the API's graph leg reads the same object."""
+        from graph.factory import open_graph_store
+
+        return open_graph_store(self.settings)
+
     def close(self) -> None:
-        for name in ("index", "manifest"):
+        for name in ("index", "manifest", "graph_store"):
             if name in self.__dict__:
                 self.__dict__.pop(name).close()
         if "cached_embedder" in self.__dict__:

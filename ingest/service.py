@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from core.manifest import RunSummary
 from core.runtime import Runtime
 from core.settings import Settings, get_settings
@@ -9,7 +11,7 @@ from ingest.bucket import Bucket, LocalBucket
 from ingest.chunking import Chunker
 from ingest.documents import DocumentBuilder
 from ingest.scan import BucketScanner, Progress, ScanPlan, execute
-from ingest.sync import DocumentSyncer
+from ingest.sync import DocumentListener, DocumentSyncer
 
 
 def open_bucket(url: str, settings: Settings | None = None) -> Bucket:
@@ -25,11 +27,19 @@ def open_bucket(url: str, settings: Settings | None = None) -> Bucket:
 
 
 class Ingestion:
-    """Ties a bucket to the runtime's index, manifest and embedder."""
+    """Ties a bucket to the runtime's index, manifest, embedder and (when enabled) graph."""
 
-    def __init__(self, runtime: Runtime, bucket: Bucket) -> None:
+    def __init__(
+        self, runtime: Runtime, bucket: Bucket, listeners: Sequence[DocumentListener] = ()
+    ) -> None:
+        """`listeners` are told of every document change, beside the graph when it is enabled."""
         s = runtime.settings
         self.runtime = runtime
+        listeners = list(listeners)
+        if s.graph_enabled:
+            from graph.factory import make_updater
+
+            listeners.append(make_updater(s, runtime.graph_store))
         chunker = Chunker(runtime.embedder.tokenizer, s.chunk_size, s.chunk_overlap)
         self.syncer = DocumentSyncer(
             bucket,
@@ -39,6 +49,7 @@ class Ingestion:
             DocumentBuilder(chunker, s.default_tenant),
             s.max_file_bytes,
             s.default_tenant,
+            listeners,
         )
         self.scanner = BucketScanner(bucket, runtime.manifest, runtime.index)
 

@@ -1,0 +1,38 @@
+"""Keeps each tenant's graph in step with its documents, as a listener of the document syncer.
+
+The unit of change is the chunk: a chunk's point id is derived from its text, so a chunk whose id
+survives an edit says the same thing and keeps its stored extraction; only new chunks go through
+the extractor, and the store retracts exactly the chunks that disappeared.
+"""
+
+from __future__ import annotations
+
+from core.types import TenantScope
+from graph.extract import EntityExtractor
+from graph.model import DocFacts
+from graph.store import GraphStore
+from ingest.documents import PreparedDocument
+
+
+class GraphUpdater:
+    """Implements `ingest.sync.DocumentListener`."""
+
+    def __init__(self, store: GraphStore, extractor: EntityExtractor) -> None:
+        self._store = store
+        self._extractor = extractor
+        self.chunks_extracted = 0  # chunks sent to the extractor, to show edits stay proportional
+
+    def on_indexed(self, doc: PreparedDocument, point_ids: list[str]) -> None:
+        old = self._store.document(doc.scope, doc.doc_id) or {}
+        facts: DocFacts = {}
+        for chunk, point_id in zip(doc.chunks, point_ids, strict=True):
+            if point_id in old:
+                facts[point_id] = old[point_id]
+            else:
+                facts[point_id] = self._extractor.extract(chunk.text)
+                self.chunks_extracted += 1
+        if facts != old:  # a sidecar-only change leaves the chunks, and so the graph, as they are
+            self._store.put(doc.scope, doc.doc_id, facts)
+
+    def on_deleted(self, scope: TenantScope, doc_id: str) -> None:
+        self._store.put(scope, doc_id, None)
