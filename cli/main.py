@@ -130,9 +130,12 @@ def status(
 
 def _register_subcommands() -> None:
     """Commands owned by the other packages, each kept beside the code it drives."""
+    from api.cli import keys_app, serve
     from eval.cli import eval_app
     from workers.cli import up, worker
 
+    app.command()(serve)
+    app.add_typer(keys_app, name="keys")
     app.command()(up)
     app.command()(worker)
     app.add_typer(eval_app, name="eval")

@@ -124,6 +124,10 @@ class Settings(BaseSettings):
     graph_redis_url: str | None = None  # None: redis_url
     graph_max_hops: int = Field(default=2, ge=0, le=3)
     graph_max_chunks: int = 20  # chunks the graph leg contributes to a fusion
+    # Whether `hybrid` fuses the graph leg in when the query names known entities (`graph` mode
+    # always can). Off by default: on SciFact it lowered hybrid NDCG@10 from 0.720 to 0.69
+    # (docs/benchmarks.md); turn it on for multi-hop corpora, where it finds what the others miss.
+    graph_in_hybrid: bool = False
 
     # --- evaluation (issue 6) ---
     # `rag eval` and the nightly job write reports_dir/<timestamp>/report.{html,json}; a metric

@@ -109,9 +109,9 @@ def run_up(settings: Settings, with_api: bool = True) -> None:
         if with_api:
             import uvicorn
 
-            from api.app import create_app
+            from api.platform import platform_app
 
-            api = create_app(runtime, extra_routers=[pool.router()])  # the API closes runtime
+            api = platform_app(runtime, extra_routers=[pool.router()])  # the API closes runtime
             uvicorn.run(api, host=settings.api_host, port=settings.api_port, access_log=False)
         else:
             with runtime:

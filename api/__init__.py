@@ -1,0 +1,1 @@
+"""The REST API: search, answers, documents, status and key management over HTTP."""

@@ -1,0 +1,104 @@
+"""The FastAPI application: built around one `Runtime`, its model and index opened once.
+
+The lifespan loads the embedding model, the reranker and the index in a worker thread (so start-up
+never blocks the event loop), sizes anyio's thread pool for the sync endpoints, and on shutdown
+closes everything, which flushes the embedded shard and releases its lock.
+
+Other packages add their own routes through `extra_routers` (guarded by `api.auth.current_scope`
+or `current_principal`) and their own ranking sources through `extra_legs`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+import httpx
+from fastapi import APIRouter, FastAPI
+
+from api.answer import ChatClient
+from api.auth import KeyStore
+from api.errors import install_error_handlers
+from api.limits import BodyLimitMiddleware
+from api.metrics import Metrics, MetricsMiddleware
+from api.routes import documents, keys, ops, search
+from api.state import ApiState
+from core.runtime import Runtime
+from core.types import TenantScope
+from retrieval.hybrid import RetrievalConfig
+from retrieval.rerank import load_reranker
+from retrieval.search import Leg, SearchService
+
+log = logging.getLogger(__name__)
+
+
+def _start(
+    runtime: Runtime,
+    metrics: Metrics,
+    legs: Sequence[Leg],
+    transport: httpx.BaseTransport | None,
+) -> ApiState:
+    s = runtime.settings
+    embedder, index = runtime.embedder, runtime.index
+    runtime.manifest  # noqa: B018 - open it now, not on the first request
+    reranker = load_reranker(s, transport)
+    if reranker.available:
+        log.info("reranker loaded: %s", reranker.name)
+    else:
+        log.warning("reranking is unavailable: %s", reranker.reason)
+    keys = KeyStore.open(s)
+    config = RetrievalConfig(s.candidates_per_leg, s.rrf_k)
+    state = ApiState(
+        runtime=runtime,
+        keys=keys,
+        search=SearchService(
+            index, embedder, config, legs, reranker.reranker, legs_in_hybrid=s.graph_in_hybrid
+        ),
+        reranker=reranker,
+        llm=ChatClient.from_settings(s, transport),
+        metrics=metrics,
+    )
+
+    def index_sizes() -> dict[str, int]:
+        tenants = keys.tenants() | {s.default_tenant}
+        return {t: index.count(TenantScope(t)) for t in tenants}
+
+    metrics.track_index_sizes(index_sizes)
+    return state
+
+
+def create_app(
+    runtime: Runtime,
+    extra_routers: Sequence[APIRouter] = (),
+    extra_legs: Sequence[Leg] = (),
+    http_transport: httpx.BaseTransport | None = None,
+) -> FastAPI:
+    """`http_transport` replaces the network for the LLM and Cohere clients (tests only)."""
+    s = runtime.settings
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = s.api_threads
+        state = await anyio.to_thread.run_sync(_start, runtime, metrics, extra_legs, http_transport)
+        app.state.api = state
+        try:
+            yield
+        finally:
+            await anyio.to_thread.run_sync(state.close)
+
+    app = FastAPI(
+        title="RAG platform",
+        summary="Hybrid search (dense + BM25, RRF), reranking and grounded answers per tenant.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    for router in (search.router, documents.router, keys.router, ops.router, *extra_routers):
+        app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=s.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,211 @@
+"""API keys: who is calling, for which tenant, with which role.
+
+A key is `rag_<key id>_<secret>`. Only SHA-256 of the secret is stored (the secret is 256 random
+bits, so a plain hash is enough: there is nothing to brute-force), and it is compared in constant
+time. Missing, malformed, unknown and revoked keys all take the same path (a row lookup and a
+digest comparison against a dummy when there is no row) and get the same 401, so responses do
+not tell which keys exist.
+
+The tenant of every request comes from its key and nothing else. Roles:
+- `reader`: search, answer and read the documents and status of its own tenant.
+- `admin`: an operator key. Everything a reader can do in its own tenant, plus managing keys of
+  any tenant, deleting documents of its own tenant from the index, and reading `/metrics`.
+  Admin keys are for operators; tenants get reader keys.
+The bootstrap key `settings.admin_api_key` acts as an admin of `settings.default_tenant`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from api.errors import ApiError
+from core.settings import Settings
+from core.sqlite import SqliteStore
+from core.types import TenantScope
+
+Role = Literal["reader", "admin"]
+ROLES: tuple[Role, ...] = ("reader", "admin")
+BOOTSTRAP_KEY_ID = "bootstrap"
+
+_PREFIX = "rag"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    secret_hash TEXT NOT NULL,
+    label TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    revoked_at REAL
+);
+CREATE INDEX IF NOT EXISTS api_keys_tenant ON api_keys (tenant_id);
+"""
+_DUMMY_HASH = hashlib.sha256(b"no such key").hexdigest()
+_COLUMNS = "key_id, tenant_id, role, label, created_at, revoked_at"
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller: the tenant its key belongs to, the key's id and its role."""
+
+    scope: TenantScope
+    key_id: str
+    role: Role
+
+    @property
+    def tenant_id(self) -> str:
+        return self.scope.tenant_id
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """A key as listed: never its secret or hash."""
+
+    key_id: str
+    tenant_id: str
+    role: Role
+    label: str
+    created_at: float
+    revoked_at: float | None
+
+
+def keys_path(settings: Settings) -> Path:
+    return settings.data_dir / "api_keys.sqlite"
+
+
+class KeyStore(SqliteStore):
+    """Hashed API keys in SQLite beside the manifest."""
+
+    def __init__(self, path: Path, bootstrap: tuple[str, TenantScope] | None = None) -> None:
+        super().__init__(path, _SCHEMA)
+        self._bootstrap_hash = _digest(bootstrap[0]) if bootstrap else _DUMMY_HASH
+        self._bootstrap_scope = bootstrap[1] if bootstrap else None
+
+    @classmethod
+    def open(cls, settings: Settings) -> KeyStore:
+        admin = settings.admin_api_key
+        bootstrap = (
+            (admin.get_secret_value(), TenantScope(settings.default_tenant)) if admin else None
+        )
+        return cls(keys_path(settings), bootstrap)
+
+    def create(self, tenant: TenantScope, role: Role, label: str = "") -> tuple[str, KeyInfo]:
+        """A new key; the returned string is the only time its secret exists outside a hash."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+        info = KeyInfo(key_id, tenant.tenant_id, role, label, time.time(), None)
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO api_keys (key_id, tenant_id, role, secret_hash, label, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (key_id, tenant.tenant_id, role, _digest(secret), label, info.created_at),
+            )
+        return f"{_PREFIX}_{key_id}_{secret}", info
+
+    def verify(self, token: str) -> Principal | None:
+        """The key's principal, or None; the same work whether or not the key exists."""
+        bootstrap_ok = hmac.compare_digest(_digest(token), self._bootstrap_hash)
+        prefix, _, rest = token.partition("_")
+        key_id, _, secret = rest.partition("_")
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT tenant_id, role, secret_hash, revoked_at FROM api_keys WHERE key_id = ?",
+                (key_id if prefix == _PREFIX else "",),
+            ).fetchone()
+        stored = row[2] if row else _DUMMY_HASH
+        key_ok = hmac.compare_digest(_digest(secret), stored) and row is not None
+        if key_ok and row[3] is None:
+            return Principal(TenantScope(row[0]), key_id, row[1])
+        if bootstrap_ok and self._bootstrap_scope is not None:
+            return Principal(self._bootstrap_scope, BOOTSTRAP_KEY_ID, "admin")
+        return None
+
+    def list(self, tenant: TenantScope | None = None) -> list[KeyInfo]:
+        sql, args = f"SELECT {_COLUMNS} FROM api_keys", ()
+        if tenant is not None:
+            sql, args = sql + " WHERE tenant_id = ?", (tenant.tenant_id,)
+        with self._lock:
+            rows = self._conn.execute(sql + " ORDER BY created_at", args).fetchall()
+        return [KeyInfo(*r) for r in rows]
+
+    def revoke(self, key_id: str) -> bool:
+        with self._lock:
+            cur = self._conn.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
+                (time.time(), key_id),
+            )
+        return cur.rowcount > 0
+
+    def tenants(self) -> set[str]:
+        """Tenants with a live key: the ones that can reach the API."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT DISTINCT tenant_id FROM api_keys WHERE revoked_at IS NULL"
+            ).fetchall()
+        return {r[0] for r in rows}
+
+
+def create_key(settings: Settings, tenant: str, role: Role = "reader", label: str = "") -> str:
+    """Mint a key from the command line (`rag keys create`); prints nowhere, returns the key."""
+    store = KeyStore.open(settings)
+    try:
+        key, _ = store.create(TenantScope(tenant), role, label)
+    finally:
+        store.close()
+    return key
+
+
+# --------------------------------------------------------------------------- FastAPI dependencies
+
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: <API key>`")
+_UNAUTHORIZED_REASON = (
+    "missing or invalid API key; send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
+)
+
+
+def current_principal(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_header)],
+) -> Principal:
+    """The caller, or 401; for routers that need the role or key id.
+
+    A sync dependency on purpose: the key lookup is a SQLite read, so it runs in the thread pool.
+    """
+    token = bearer.credentials if bearer else api_key or ""
+    principal = request.app.state.api.keys.verify(token)
+    if principal is None:
+        raise ApiError(
+            401, "unauthorized", _UNAUTHORIZED_REASON, headers={"WWW-Authenticate": "Bearer"}
+        )
+    return principal
+
+
+async def current_scope(principal: Annotated[Principal, Depends(current_principal)]) -> TenantScope:
+    """The caller's tenant scope: what every index read of a request must take."""
+    return principal.scope
+
+
+async def require_admin(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    if not principal.is_admin:
+        raise ApiError(403, "forbidden", "this needs an admin key")
+    return principal

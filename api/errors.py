@@ -1,0 +1,99 @@
+"""Every error leaves the API as `{"error": {"code", "reason", "field"?}}`.
+
+Clients branch on `code` (stable, machine-readable), show `reason` (human-readable) and, for
+validation errors, highlight `field`. FastAPI's and Starlette's own errors are rewritten into the
+same shape, so no 4xx carries a different body.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
+
+
+class ApiError(Exception):
+    """An error answered in the common shape; raise it from routes and dependencies."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        reason: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.code = code
+        self.reason = reason
+        self.field = field
+        self.headers = headers
+
+    def response(self) -> JSONResponse:
+        error: dict[str, str] = {"code": self.code, "reason": self.reason}
+        if self.field is not None:
+            error["field"] = self.field
+        return JSONResponse({"error": error}, status_code=self.status, headers=self.headers)
+
+
+def _field_of(loc: Sequence[Any], body: Any) -> str:
+    """`top_k`, or for a filter condition the filter's own field name when it has one."""
+    path = [p for p in loc if p != "body"]
+    if len(path) >= 2 and path[0] == "filters" and isinstance(path[1], int):
+        try:
+            name = body["filters"][path[1]]["field"]
+            if isinstance(name, str):
+                return name
+        except (KeyError, IndexError, TypeError):
+            pass
+    return ".".join(str(p) for p in path) or "body"
+
+
+async def _api_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return exc.response()
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0]
+    if first.get("type") == "json_invalid":
+        return ApiError(422, "invalid_json", "the request body is not valid JSON").response()
+    field = _field_of(first.get("loc", ()), exc.body)
+    return ApiError(422, "invalid_request", str(first.get("msg", "invalid")), field).response()
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+    return ApiError(exc.status_code, code, str(exc.detail), headers=exc.headers).response()
+
+
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return ApiError(500, "internal_error", "internal error; see the server log").response()
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

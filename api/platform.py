@@ -1,0 +1,30 @@
+"""The served application: the API, plus the graph's and the evaluation's routes and the graph leg.
+
+`rag serve` and `rag up` both build their app here, so the two ways of running expose the same API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fastapi import APIRouter, Depends, FastAPI
+
+from api.app import create_app
+from api.auth import require_admin
+from core.runtime import Runtime
+from eval.api import eval_router
+
+
+def platform_app(runtime: Runtime, extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
+    s = runtime.settings
+    reports = APIRouter(dependencies=[Depends(require_admin)])
+    reports.include_router(eval_router)
+    routers = [reports, *extra_routers]
+    legs = []
+    if s.graph_enabled:
+        from graph.api import make_router
+        from graph.factory import make_leg
+
+        routers.append(make_router(runtime.graph_store))
+        legs.append(make_leg(s, runtime.graph_store))
+    return create_app(runtime, extra_routers=routers, extra_legs=legs)

@@ -1,0 +1,57 @@
+"""Liveness, the caller's status, and Prometheus metrics."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from api.auth import current_scope, require_admin
+from api.schemas import LastRun, RerankerOut, StatusOut
+from api.state import ApiState, api_state
+from core.types import TenantScope
+
+router = APIRouter(tags=["ops"])
+State = Annotated[ApiState, Depends(api_state)]
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is up and serving; no dependency is touched."""
+    return {"status": "ok"}
+
+
+@router.get("/v1/status", response_model=StatusOut)
+def status(state: State, scope: Annotated[TenantScope, Depends(current_scope)]) -> StatusOut:
+    """Documents per state and chunks in the index for the caller's tenant; what is loaded.
+
+    The last run is shared by all tenants, so only its times are shown, not its counts.
+    """
+    rt = state.runtime
+    last = rt.manifest.last_run()
+    return StatusOut(
+        tenant=scope.tenant_id,
+        documents=rt.manifest.status_counts(scope.tenant_id),
+        index_chunks=rt.index.count(scope),
+        last_run=LastRun(
+            started_at=datetime.fromtimestamp(last.started_at, UTC),
+            finished_at=datetime.fromtimestamp(last.finished_at, UTC) if last.finished_at else None,
+        )
+        if last
+        else None,
+        reranker=RerankerOut(
+            available=state.reranker.available,
+            name=state.reranker.name,
+            reason=state.reranker.reason,
+        ),
+        llm_configured=state.llm is not None,
+        legs=state.search.leg_names,
+    )
+
+
+@router.get("/metrics", dependencies=[Depends(require_admin)])
+def metrics(state: State) -> Response:
+    """Prometheus exposition; needs an admin key (it names every tenant)."""
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

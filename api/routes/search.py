@@ -1,0 +1,135 @@
+"""`POST /v1/search` and `POST /v1/answer`.
+
+Both are plain `def` endpoints on purpose: query embedding, the engine call and reranking are
+blocking CPU work, so FastAPI runs them in anyio's thread pool, sized by `api_threads` in the
+lifespan, and the event loop stays free.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from api.answer import LlmError
+from api.auth import current_scope
+from api.errors import ApiError
+from api.schemas import (
+    AnswerBody,
+    AnswerResponse,
+    ChunkResult,
+    Citation,
+    SearchBody,
+    SearchResponse,
+)
+from api.state import ApiState, api_state
+from core.settings import Settings
+from core.types import TenantScope
+from retrieval.filters import FilterError, FilterLimits, to_field_filters
+from retrieval.rerank import RerankerError
+from retrieval.search import RankedChunk, SearchRequest, SearchResult, SearchUnavailableError
+
+router = APIRouter(prefix="/v1", tags=["search"])
+State = Annotated[ApiState, Depends(api_state)]
+Scope = Annotated[TenantScope, Depends(current_scope)]
+
+
+def to_search_request(body: SearchBody, s: Settings) -> SearchRequest:
+    """Apply the request limits from settings and translate the filters; 422 names the field."""
+    if len(body.query) > s.max_query_chars:
+        raise ApiError(
+            422, "query_too_long", f"query is limited to {s.max_query_chars} characters", "query"
+        )
+    if not body.query.strip():
+        raise ApiError(422, "empty_query", "query is blank", "query")
+    if body.top_k > s.max_top_k:
+        raise ApiError(422, "invalid_request", f"top_k is limited to {s.max_top_k}", "top_k")
+    top_n = body.rerank_top_n or s.rerank_top_n
+    if top_n > s.max_rerank_top_n:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"rerank_top_n is limited to {s.max_rerank_top_n}",
+            "rerank_top_n",
+        )
+    try:
+        filters = to_field_filters(
+            [(c.field, c.operators()) for c in body.filters],
+            FilterLimits(s.max_filters, s.max_filter_values),
+        )
+    except FilterError as exc:
+        raise ApiError(422, "invalid_filter", exc.reason, exc.field) from None
+    return SearchRequest(body.query, body.top_k, body.mode, filters, body.rerank, top_n)
+
+
+def run_search(state: ApiState, scope: TenantScope, req: SearchRequest) -> SearchResult:
+    try:
+        result = state.search.search(scope, req)
+    except SearchUnavailableError as exc:
+        reason = exc.reason
+        if exc.code == "reranker_unavailable" and state.reranker.reason:
+            reason = f"{reason}: {state.reranker.reason}"
+        field = "rerank" if exc.code == "reranker_unavailable" else "mode"
+        raise ApiError(400, exc.code, reason, field) from None
+    except RerankerError as exc:
+        raise ApiError(502, "reranker_failed", str(exc)) from None
+    state.metrics.observe_stages(result.timings_ms)
+    return result
+
+
+def _result(c: RankedChunk) -> ChunkResult:
+    return ChunkResult.from_payload(c.id, c.payload, c.score, c.leg_ranks, c.rerank_score)
+
+
+@router.post("/search", response_model=SearchResponse)
+def search(body: SearchBody, state: State, scope: Scope) -> SearchResponse:
+    """Hybrid (dense + BM25, RRF), single-leg or graph search over the caller's tenant."""
+    result = run_search(state, scope, to_search_request(body, state.runtime.settings))
+    return SearchResponse(
+        query=body.query,
+        mode=body.mode,
+        results=[_result(c) for c in result.chunks],
+        timings_ms=result.timings_ms,
+    )
+
+
+@router.post(
+    "/answer",
+    response_model=AnswerResponse,
+    responses={503: {"description": "no LLM endpoint is configured"}},
+)
+def answer(body: AnswerBody, state: State, scope: Scope) -> AnswerResponse:
+    """Retrieve, then answer from the retrieved chunks with citations to their ids."""
+    if state.llm is None:
+        raise ApiError(
+            503,
+            "llm_unavailable",
+            "no LLM is configured; set RAG_LLM_BASE_URL (and RAG_LLM_MODEL, RAG_LLM_API_KEY) "
+            "to an OpenAI-compatible endpoint",
+        )
+    result = run_search(state, scope, to_search_request(body, state.runtime.settings))
+    start = time.perf_counter()
+    try:
+        reply = state.llm.answer(body.query, result.chunks)
+    except LlmError as exc:
+        raise ApiError(502, "llm_failed", str(exc)) from None
+    timings = {**result.timings_ms, "llm": (time.perf_counter() - start) * 1000}
+    state.metrics.observe_stages({"llm": timings["llm"]})
+    by_id = {c.id: c for c in result.chunks}
+    return AnswerResponse(
+        query=body.query,
+        answer=reply.text,
+        model=reply.model,
+        citations=[
+            Citation(
+                id=i,
+                doc_id=by_id[i].payload.get("doc_id", ""),
+                source=by_id[i].payload.get("source", ""),
+                title=by_id[i].payload.get("title"),
+            )
+            for i in reply.citations
+        ],
+        sources=[_result(c) for c in result.chunks],
+        timings_ms=timings,
+    )

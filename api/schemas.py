@@ -1,0 +1,193 @@
+"""Request and response bodies, as the OpenAPI docs at /docs show them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.auth import Role
+from core.index.schema import META_PREFIX
+from retrieval.search import SearchMode
+
+Scalar = str | bool | int | float
+
+# Payload fields the response lifts out of `metadata` or leaves out of it.
+_TOP_LEVEL = ("doc_id", "source", "title", "text", "ordinal")
+_HIDDEN = ("tenant_id", "chunk_hash", "content_hash")
+
+
+class FilterCondition(BaseModel):
+    """One condition on a metadata field; a request's conditions must all hold.
+
+    Give exactly one of `eq`, `any`, or range bounds. Values are scalars, so filters nest no
+    deeper than this object.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {"field": "doc_type", "eq": "pdf"},
+                {"field": "author", "any": ["Ada", "Grace"]},
+                {"field": "modified_at", "gte": "2024-01-01T00:00:00Z"},
+                {"field": f"{META_PREFIX}year", "gte": 2020, "lt": 2024},
+            ]
+        },
+    )
+
+    field: str = Field(
+        description="doc_id, source, doc_type, mime_type, author, title, size, modified_at, or "
+        f"{META_PREFIX}<key> for sidecar metadata"
+    )
+    eq: Scalar | None = None
+    any: list[Scalar] | None = None
+    gte: float | str | None = Field(None, description="number, or ISO-8601 datetime")
+    gt: float | str | None = None
+    lte: float | str | None = None
+    lt: float | str | None = None
+
+    def operators(self) -> dict[str, Any]:
+        """The operators given, including unknown ones (rejected later, naming the field)."""
+        ops = {k: v for k, v in self.model_dump(exclude={"field"}).items() if v is not None}
+        return {**ops, **(self.model_extra or {})}
+
+
+class SearchBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, description="at most max_query_chars characters")
+    top_k: int = Field(10, ge=1, description="1 to max_top_k (100)")
+    filters: list[FilterCondition] = Field(default_factory=list)
+    mode: SearchMode = "hybrid"
+    rerank: bool = False
+    rerank_top_n: int | None = Field(
+        None, ge=1, description="fused hits to rerank; default rerank_top_n (20), at most 50"
+    )
+
+
+class AnswerBody(SearchBody):
+    top_k: int = Field(5, ge=1, le=20, description="chunks given to the LLM")
+
+
+class ChunkResult(BaseModel):
+    id: str
+    doc_id: str
+    source: str
+    title: str | None = None
+    ordinal: int | None = None
+    text: str
+    metadata: dict[str, Any]
+    score: float = Field(description="fused RRF score; the leg's own score in dense/bm25 mode")
+    leg_ranks: dict[str, int] = Field(description="1-based rank of this chunk in each leg")
+    rerank_score: float | None = None
+
+    @classmethod
+    def from_payload(
+        cls,
+        id: str,
+        payload: dict[str, Any],
+        score: float,
+        leg_ranks: dict[str, int],
+        rerank_score: float | None,
+    ) -> ChunkResult:
+        skip = (*_TOP_LEVEL, *_HIDDEN)
+        return cls(
+            id=id,
+            doc_id=payload.get("doc_id", ""),
+            source=payload.get("source", ""),
+            title=payload.get("title"),
+            ordinal=payload.get("ordinal"),
+            text=payload.get("text", ""),
+            metadata={k: v for k, v in payload.items() if k not in skip},
+            score=score,
+            leg_ranks=leg_ranks,
+            rerank_score=rerank_score,
+        )
+
+
+class SearchResponse(BaseModel):
+    query: str
+    mode: SearchMode
+    results: list[ChunkResult]
+    timings_ms: dict[str, float] = Field(
+        description="embed, engine, fetch/fuse and outside legs when used, rerank, total"
+    )
+
+
+class Citation(BaseModel):
+    id: str
+    doc_id: str
+    source: str
+    title: str | None = None
+
+
+class AnswerResponse(BaseModel):
+    query: str
+    answer: str
+    model: str
+    citations: list[Citation]
+    sources: list[ChunkResult]
+    timings_ms: dict[str, float]
+
+
+class DocumentOut(BaseModel):
+    doc_id: str
+    source: str
+    status: str
+    size: int
+    modified_at: datetime | None
+    chunks: int
+    error: str
+    attempts: int
+    updated_at: datetime
+
+
+class DocumentPage(BaseModel):
+    documents: list[DocumentOut]
+    next_after: str | None = Field(
+        description="pass as `after` for the next page; null on the last"
+    )
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tenant: str | None = Field(None, description="default: the calling key's tenant")
+    role: Role = "reader"
+    label: str = Field("", max_length=200)
+
+
+class KeyOut(BaseModel):
+    key_id: str
+    tenant: str
+    role: Role
+    label: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyOut):
+    key: str = Field(description="the API key; shown only now, store it safely")
+
+
+class RerankerOut(BaseModel):
+    available: bool
+    name: str
+    reason: str
+
+
+class LastRun(BaseModel):
+    started_at: datetime
+    finished_at: datetime | None
+
+
+class StatusOut(BaseModel):
+    tenant: str
+    documents: dict[str, int]
+    index_chunks: int
+    last_run: LastRun | None
+    reranker: RerankerOut
+    llm_configured: bool
+    legs: list[str]

@@ -1,0 +1,241 @@
+"""One search, end to end: the legs, their fusion, optional reranking, and where the time went.
+
+When only engine legs run (dense, BM25) the engine fuses them with RRF in one batch. A leg that
+lives outside the engine (the graph) ranks chunk ids on its own; when it finds any, the dense and
+BM25 legs run one by one and all legs are fused in Python with the same RRF formula. Every id an
+outside leg returns is fetched through the tenant scope and checked against the request's filters,
+so an outside leg can widen recall but never a tenant's or a filter's reach.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from core.embedding import Embedder
+from core.index import ChunkIndex, FieldFilter
+from core.types import Hit, TenantScope
+from retrieval.filters import matches
+from retrieval.fusion import rrf
+from retrieval.hybrid import HybridRetriever, RetrievalConfig
+from retrieval.rerank import Reranker
+
+SearchMode = Literal["hybrid", "dense", "bm25", "graph"]
+
+
+class Leg(Protocol):
+    """A ranking source outside the engine, e.g. `graph.leg.GraphLeg`."""
+
+    name: str
+
+    def rank(self, scope: TenantScope, query: str, limit: int) -> list[str]:
+        """Chunk point ids of the scope's tenant, best first, at most `limit`."""
+        ...
+
+
+class SearchUnavailableError(RuntimeError):
+    """The request needs a component this process does not have; `code` says which."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    query: str
+    top_k: int = 10
+    mode: SearchMode = "hybrid"
+    filters: tuple[FieldFilter, ...] = ()
+    rerank: bool = False
+    rerank_top_n: int = 20
+
+
+@dataclass
+class RankedChunk:
+    """`score` is the fused RRF score (a leg's own score in single-leg modes)."""
+
+    id: str
+    payload: dict[str, Any]
+    score: float
+    leg_ranks: dict[str, int] = field(default_factory=dict)
+    rerank_score: float | None = None
+
+
+@dataclass
+class SearchResult:
+    chunks: list[RankedChunk]
+    timings_ms: dict[str, float]
+
+
+class _Stopwatch:
+    """Milliseconds per stage for one request; a stage timed twice adds up."""
+
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.ms[name] = self.ms.get(name, 0.0) + (time.perf_counter() - start) * 1000
+
+
+class _TimedEmbedder:
+    """Lets one request's HybridRetriever report query-embedding time apart from engine time."""
+
+    def __init__(self, embedder: Embedder, watch: _Stopwatch) -> None:
+        self._embedder = embedder
+        self._watch = watch
+
+    def embed_query(self, text: str) -> np.ndarray:
+        with self._watch.stage("embed"):
+            return self._embedder.embed_query(text)
+
+
+class SearchService:
+    """Shared by all requests; each search keeps its own state, so it is safe across threads."""
+
+    def __init__(
+        self,
+        index: ChunkIndex,
+        embedder: Embedder,
+        config: RetrievalConfig,
+        legs: Sequence[Leg] = (),
+        reranker: Reranker | None = None,
+        legs_in_hybrid: bool = True,
+    ) -> None:
+        """`legs_in_hybrid`: whether `hybrid` fuses outside legs in, or only `graph` uses them."""
+        self._index = index
+        self._embedder = embedder
+        self._config = config
+        self._legs = list(legs)
+        self.reranker = reranker
+        self._legs_in_hybrid = legs_in_hybrid
+
+    @property
+    def leg_names(self) -> list[str]:
+        return [leg.name for leg in self._legs]
+
+    def search(self, scope: TenantScope, req: SearchRequest) -> SearchResult:
+        if req.rerank and self.reranker is None:
+            raise SearchUnavailableError("reranker_unavailable", "no reranker is loaded")
+        if req.mode == "graph" and not self._legs:
+            raise SearchUnavailableError("mode_unavailable", "no graph leg is configured")
+        watch = _Stopwatch()
+        with watch.stage("total"):
+            depth = max(req.top_k, req.rerank_top_n) if req.rerank else req.top_k
+            retriever = HybridRetriever(
+                self._index,
+                _TimedEmbedder(self._embedder, watch),  # type: ignore[arg-type]
+                self._config,
+            )
+            outside: dict[str, list[str]] = {}
+            payloads: dict[str, dict[str, Any]] = {}
+            outside_modes = ("hybrid", "graph") if self._legs_in_hybrid else ("graph",)
+            if req.mode in outside_modes and self._legs:
+                outside, payloads = self._outside_rankings(scope, req, watch)
+            if req.mode == "graph" or any(outside.values()):
+                chunks = self._fuse(scope, req, retriever, outside, payloads, depth, watch)
+            else:
+                chunks = self._engine(scope, req, retriever, depth, watch)
+            if req.rerank:
+                with watch.stage("rerank"):
+                    chunks = self._rerank(req.query, chunks)
+            chunks = chunks[: req.top_k]
+        return SearchResult(chunks, watch.ms)
+
+    def _engine(
+        self,
+        scope: TenantScope,
+        req: SearchRequest,
+        retriever: HybridRetriever,
+        depth: int,
+        watch: _Stopwatch,
+    ) -> list[RankedChunk]:
+        hits = _retrieve(watch, retriever, scope, req, depth, req.mode, with_leg_ranks=True)
+        return [RankedChunk(h.id, h.payload, h.score, dict(h.leg_ranks)) for h in hits]
+
+    def _outside_rankings(
+        self, scope: TenantScope, req: SearchRequest, watch: _Stopwatch
+    ) -> tuple[dict[str, list[str]], dict[str, dict[str, Any]]]:
+        """Each outside leg's ids, kept only if they are in scope and pass the filters."""
+        limit = max(self._config.candidates_per_leg, req.top_k, req.rerank_top_n)
+        rankings: dict[str, list[str]] = {}
+        for leg in self._legs:
+            with watch.stage(leg.name):
+                rankings[leg.name] = list(leg.rank(scope, req.query, limit))[:limit]
+        ids = list(dict.fromkeys(i for ranked in rankings.values() for i in ranked))
+        if not ids:
+            return rankings, {}
+        with watch.stage("fetch"):
+            payloads = {
+                h.id: h.payload
+                for h in self._index.retrieve(scope, ids)
+                if matches(h.payload, req.filters)
+            }
+        return {leg: [i for i in r if i in payloads] for leg, r in rankings.items()}, payloads
+
+    def _fuse(
+        self,
+        scope: TenantScope,
+        req: SearchRequest,
+        retriever: HybridRetriever,
+        rankings: dict[str, list[str]],
+        payloads: dict[str, dict[str, Any]],
+        depth: int,
+        watch: _Stopwatch,
+    ) -> list[RankedChunk]:
+        """Dense and BM25 one by one (in hybrid mode), then RRF over every leg in Python."""
+        c = self._config
+        rankings = dict(rankings)
+        if req.mode == "hybrid":
+            deep = max(c.candidates_per_leg, depth)
+            for leg in ("dense", "bm25"):
+                hits = _retrieve(watch, retriever, scope, req, deep, leg)
+                rankings[leg] = [h.id for h in hits]
+                payloads.update((h.id, h.payload) for h in hits)
+        weights = dict(zip(("dense", "bm25"), c.weights, strict=True)) if c.weights else None
+        with watch.stage("fuse"):
+            fused = rrf(rankings, k=c.rrf_k, weights=weights, limit=depth)
+        return [RankedChunk(f.id, payloads[f.id], f.score, f.leg_ranks) for f in fused]
+
+    def _rerank(self, query: str, chunks: list[RankedChunk]) -> list[RankedChunk]:
+        assert self.reranker is not None
+        scores = self.reranker.score(query, [c.payload.get("text", "") for c in chunks])
+        for chunk, score in zip(chunks, scores, strict=True):
+            chunk.rerank_score = score
+        return sorted(chunks, key=lambda c: c.rerank_score, reverse=True)
+
+
+def _retrieve(
+    watch: _Stopwatch,
+    retriever: HybridRetriever,
+    scope: TenantScope,
+    req: SearchRequest,
+    limit: int,
+    mode: str,
+    with_leg_ranks: bool = False,
+) -> list[Hit]:
+    """Engine time is the retriever's time less the query embedding done inside it."""
+    embed_before = watch.ms.get("embed", 0.0)
+    start = time.perf_counter()
+    hits = retriever.retrieve(
+        scope,
+        req.query,
+        limit,
+        mode,
+        req.filters,
+        with_leg_ranks,  # type: ignore[arg-type]
+    )
+    spent = (time.perf_counter() - start) * 1000 - (watch.ms.get("embed", 0.0) - embed_before)
+    watch.ms["engine"] = watch.ms.get("engine", 0.0) + spent
+    return hits

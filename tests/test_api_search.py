@@ -1,0 +1,471 @@
+"""The search API through the real app: results, filters, limits, auth, keys, documents, status,
+metrics, reranking and answers, on a real index holding a real two-tenant corpus.
+
+Tests run in file order on one app; the document-deletion test goes last because it changes
+the corpus.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+from sentence_transformers import CrossEncoder
+
+from core.embedding import Embedder
+from retrieval.rerank import build_untrained_cross_encoder
+from tests.api_fixtures import (
+    ADMIN_KEY,
+    ApiEnv,
+    doc_ids,
+    prepare_runtime,
+    running_app,
+)
+
+LLM_URL = "http://llm.test/v1"
+
+
+def fake_llm(request: httpx.Request) -> httpx.Response:
+    """A stub for a remote OpenAI-compatible LLM, which cannot run here: it answers by citing
+    the first source it was given and an id that was not among the sources."""
+    body = json.loads(request.content)
+    prompt = body["messages"][-1]["content"]
+    if "llm outage" in prompt:
+        return httpx.Response(500, json={"error": "overloaded"})
+    first = re.search(r"id=([0-9a-f-]{36})", prompt)
+    assert first is not None
+    bogus = "00000000-0000-0000-0000-000000000000"
+    content = f"Foxes hunt at dawn [{first.group(1)}], see also [{bogus}]."
+    return httpx.Response(200, json={"choices": [{"message": {"content": content}}]})
+
+
+class LlmRecorder:
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return fake_llm(request)
+
+
+@pytest.fixture(scope="module")
+def cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Path:
+    return build_untrained_cross_encoder(embedder.model_name, tmp_path_factory.mktemp("ce"))
+
+
+@pytest.fixture(scope="module")
+def llm() -> LlmRecorder:
+    return LlmRecorder()
+
+
+@pytest.fixture(scope="module")
+def env(
+    tmp_path_factory: pytest.TempPathFactory,
+    embedder: Embedder,
+    cross_encoder_dir: Path,
+    llm: LlmRecorder,
+) -> Iterator[ApiEnv]:
+    runtime, keys = prepare_runtime(
+        tmp_path_factory.mktemp("api"),
+        embedder,
+        reranker_model=str(cross_encoder_dir),
+        llm_base_url=LLM_URL,
+        llm_model="stub-model",
+        max_body_bytes=4096,
+    )
+    with running_app(runtime, keys, transport=httpx.MockTransport(llm)) as env:
+        yield env
+
+
+def search(env: ApiEnv, tenant: str = "acme", **body: object) -> dict:
+    r = env.client.post("/v1/search", json=body, headers=env.auth(tenant))
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def error(r: httpx.Response, status: int) -> dict:
+    assert r.status_code == status, r.text
+    return r.json()["error"]
+
+
+# --------------------------------------------------------------------------- results
+
+
+def test_hybrid_results_carry_everything_a_client_needs(env: ApiEnv) -> None:
+    out = search(env, query="red fox hunting rodents", top_k=5)
+    results = out["results"]
+    top = results[0]
+    assert top["doc_id"] == "tenants/acme/fox.txt"
+    assert "Red foxes hunt" in top["text"]
+    assert top["source"].startswith("file://") and top["source"].endswith("tenants/acme/fox.txt")
+    assert top["metadata"]["doc_type"] == "txt"
+    sidecar = {"project": "apollo", "year": 2021, "confidential": True}
+    assert sidecar.items() <= top["metadata"]["meta"].items()
+    assert "tenant_id" not in top["metadata"]
+    assert set(top["leg_ranks"]) == {"dense", "bm25"}
+    assert top["rerank_score"] is None
+    scores = [h["score"] for h in results]
+    assert scores == sorted(scores, reverse=True)
+    # The engine's RRF: 1/(60 + rank) per leg.
+    expected = sum(1 / (60 + r) for r in top["leg_ranks"].values())
+    assert top["score"] == pytest.approx(expected, rel=1e-4)
+    assert {"embed", "engine", "total"} <= set(out["timings_ms"])
+    assert out["timings_ms"]["total"] >= out["timings_ms"]["engine"] > 0
+
+
+def test_bm25_mode_does_not_embed_the_query(env: ApiEnv) -> None:
+    out = search(env, query="inverter factory", mode="bm25")
+    assert out["results"][0]["doc_id"] == "tenants/acme/report.pdf"
+    assert all(set(h["leg_ranks"]) == {"bm25"} for h in out["results"])
+    assert "embed" not in out["timings_ms"]
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected_docs"),
+    [
+        ([{"field": "doc_type", "eq": "pdf"}], {"tenants/acme/report.pdf"}),
+        (
+            [{"field": "doc_type", "any": ["html", "md"]}],
+            {"tenants/acme/notes.html", "tenants/acme/shared/handbook.md"},
+        ),
+        ([{"field": "author", "eq": "Grace Hopper"}], {"tenants/acme/report.pdf"}),
+        ([{"field": "meta.project", "eq": "apollo"}], {"tenants/acme/fox.txt"}),
+        ([{"field": "meta.year", "gte": 2022}], {"tenants/acme/report.pdf"}),
+        ([{"field": "meta.year", "gt": 2020, "lt": 2022}], {"tenants/acme/fox.txt"}),
+        ([{"field": "size", "lt": 0}], set()),
+        ([{"field": "modified_at", "gte": "2999-01-01"}], set()),
+        ([{"field": "modified_at", "lt": "2999-01-01T00:00:00+00:00"}], set(doc_ids("acme"))),
+        (
+            [
+                {"field": "meta.project", "any": ["apollo", "gemini"]},
+                {"field": "doc_type", "eq": "pdf"},
+            ],
+            {"tenants/acme/report.pdf"},
+        ),
+    ],
+)
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "bm25"])
+def test_filters_select_documents_by_metadata(
+    env: ApiEnv, filters: list[dict], expected_docs: set[str], mode: str
+) -> None:
+    query = "fox revenue coffee handbook vacation"
+    out = search(env, query=query, top_k=100, mode=mode, filters=filters)
+    found = {h["doc_id"] for h in out["results"]}
+    if mode == "bm25":  # BM25 only finds documents sharing a query term
+        assert found <= expected_docs
+    else:
+        assert found == expected_docs
+
+
+@pytest.mark.parametrize(
+    ("condition", "field", "reason"),
+    [
+        ({"field": "colour", "eq": "red"}, "colour", "unknown filter field"),
+        ({"field": "doc_type", "ne": "pdf"}, "doc_type", "unknown operator 'ne'"),
+        ({"field": "doc_type", "gte": 3}, "doc_type", "keyword field takes eq or any"),
+        ({"field": "modified_at", "eq": "2024-01-01"}, "modified_at", "takes a range"),
+        ({"field": "modified_at", "gte": "last tuesday"}, "modified_at", "not an ISO-8601"),
+        ({"field": "size", "eq": "big"}, "size", "not an integer"),
+        ({"field": "size", "gte": "10"}, "size", "not a number"),
+        ({"field": "meta.a-b", "eq": 1}, "meta.a-b", "unknown filter field"),
+        ({"field": "meta.year", "any": []}, "meta.year", "any takes a list"),
+        ({"field": "meta.year", "any": [1, "x"]}, "meta.year", "mixes value types"),
+        ({"field": "meta.year", "gte": 1, "lt": "2024-01-01"}, "meta.year", "mixes datetimes"),
+        ({"field": "meta.confidential", "eq": True}, "meta.confidential", "boolean"),
+        ({"field": "doc_type", "eq": "pdf", "any": ["md"]}, "doc_type", "exactly one"),
+        ({"field": "doc_type"}, "doc_type", "exactly one"),
+        ({"field": "doc_type", "eq": {"nested": "x"}}, "doc_type", "valid"),
+        ({"field": "author", "any": [["deep"]]}, "author", "valid"),
+        ({"eq": "pdf"}, "filters.0.field", "Field required"),
+    ],
+)
+def test_invalid_filters_are_422_naming_the_field(
+    env: ApiEnv, condition: dict, field: str, reason: str
+) -> None:
+    r = env.client.post(
+        "/v1/search", json={"query": "fox", "filters": [condition]}, headers=env.auth("acme")
+    )
+    err = error(r, 422)
+    assert err["field"] == field
+    assert reason in err["reason"]
+    assert err["code"] in ("invalid_filter", "invalid_request")
+
+
+def test_too_many_filters_are_rejected(env: ApiEnv) -> None:
+    filters = [{"field": "doc_type", "eq": "pdf"}] * 17
+    r = env.client.post(
+        "/v1/search", json={"query": "fox", "filters": filters}, headers=env.auth("acme")
+    )
+    assert error(r, 422) == {
+        "code": "invalid_filter",
+        "reason": "at most 16 filter conditions",
+        "field": "filters",
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "code"),
+    [
+        ({"query": "x" * 2001}, "query", "query_too_long"),
+        ({"query": "   "}, "query", "empty_query"),
+        ({"query": ""}, "query", "invalid_request"),
+        ({"query": "fox", "top_k": 0}, "top_k", "invalid_request"),
+        ({"query": "fox", "top_k": 101}, "top_k", "invalid_request"),
+        ({"query": "fox", "rerank": True, "rerank_top_n": 51}, "rerank_top_n", "invalid_request"),
+        ({"query": "fox", "mode": "magic"}, "mode", "invalid_request"),
+        ({"query": "fox", "colour": "red"}, "colour", "invalid_request"),
+        ({"top_k": 3}, "query", "invalid_request"),
+    ],
+)
+def test_request_limits_are_422_with_the_field(
+    env: ApiEnv, body: dict, field: str, code: str
+) -> None:
+    err = error(env.client.post("/v1/search", json=body, headers=env.auth("acme")), 422)
+    assert (err["field"], err["code"]) == (field, code)
+
+
+def test_malformed_json_is_a_machine_readable_422(env: ApiEnv) -> None:
+    r = env.client.post(
+        "/v1/search",
+        content=b'{"query": ',
+        headers={**env.auth("acme"), "content-type": "application/json"},
+    )
+    assert error(r, 422)["code"] == "invalid_json"
+
+
+def test_oversized_bodies_are_413_declared_or_streamed(env: ApiEnv) -> None:
+    big = json.dumps({"query": "fox " * 2000}).encode()
+    r = env.client.post(
+        "/v1/search", content=big, headers={**env.auth("acme"), "content-type": "application/json"}
+    )
+    assert error(r, 413)["code"] == "body_too_large"
+    streamed = env.client.post(
+        "/v1/search",
+        content=iter([big[:3000], big[3000:]]),
+        headers={**env.auth("acme"), "content-type": "application/json"},
+    )
+    assert error(streamed, 413)["code"] == "body_too_large"
+
+
+def test_unknown_routes_and_methods_use_the_error_shape(env: ApiEnv) -> None:
+    assert error(env.client.get("/v1/nope"), 404)["code"] == "not_found"
+    assert error(env.client.get("/v1/search"), 405)["code"] == "method_not_allowed"
+
+
+# --------------------------------------------------------------------------- auth and keys
+
+
+def test_missing_and_unknown_keys_get_the_same_401(env: ApiEnv) -> None:
+    real = env.keys["acme:reader"]
+    key_id = real.split("_")[1]
+    attempts = [
+        {},
+        {"X-API-Key": ""},
+        {"X-API-Key": "garbage"},
+        {"X-API-Key": "rag_000000000000_" + "A" * 43},
+        {"X-API-Key": f"rag_{key_id}_" + "A" * 43},  # a real key id with the wrong secret
+        {"Authorization": f"Basic {real}"},
+        {"Authorization": "Bearer nope"},
+    ]
+    bodies = set()
+    for headers in attempts:
+        r = env.client.post("/v1/search", json={"query": "fox"}, headers=headers)
+        assert r.status_code == 401
+        assert r.headers["www-authenticate"] == "Bearer"
+        bodies.add(r.text)
+    assert len(bodies) == 1
+    assert json.loads(bodies.pop())["error"]["code"] == "unauthorized"
+
+
+def test_keys_work_as_bearer_or_header(env: ApiEnv) -> None:
+    key = env.keys["acme:reader"]
+    for headers in ({"Authorization": f"Bearer {key}"}, {"X-API-Key": key}):
+        r = env.client.get("/v1/status", headers=headers)
+        assert r.status_code == 200
+        assert r.json()["tenant"] == "acme"
+
+
+def test_readers_cannot_manage_keys_or_read_metrics(env: ApiEnv) -> None:
+    for method, path in (("GET", "/v1/keys"), ("POST", "/v1/keys"), ("GET", "/metrics")):
+        r = env.client.request(method, path, json={}, headers=env.auth("acme"))
+        assert error(r, 403)["code"] == "forbidden"
+
+
+def test_admin_creates_lists_and_revokes_keys(env: ApiEnv) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    created = env.client.post("/v1/keys", json={"tenant": "globex", "label": "ci"}, headers=admin)
+    assert created.status_code == 201
+    new = created.json()
+    assert (new["tenant"], new["role"], new["label"]) == ("globex", "reader", "ci")
+    status = env.client.get("/v1/status", headers={"X-API-Key": new["key"]}).json()
+    assert status["tenant"] == "globex"
+
+    listed = env.client.get("/v1/keys", params={"tenant": "globex"}, headers=admin).json()
+    assert new["key_id"] in {k["key_id"] for k in listed}
+    assert {k["tenant"] for k in listed} == {"globex"}
+    assert new["key"].split("_")[2] not in json.dumps(listed)
+
+    assert env.client.delete(f"/v1/keys/{new['key_id']}", headers=admin).status_code == 204
+    r = env.client.get("/v1/status", headers={"X-API-Key": new["key"]})
+    assert error(r, 401)["code"] == "unauthorized"
+    assert error(env.client.delete(f"/v1/keys/{new['key_id']}", headers=admin), 404)
+
+
+def test_key_creation_rejects_bad_tenants_and_roles(env: ApiEnv) -> None:
+    admin = env.auth("acme", "admin")
+    bad_tenant = env.client.post("/v1/keys", json={"tenant": "../globex"}, headers=admin)
+    assert error(bad_tenant, 422)["field"] == "tenant"
+    bad_role = env.client.post("/v1/keys", json={"role": "root"}, headers=admin)
+    assert error(bad_role, 422)["field"] == "role"
+
+
+# --------------------------------------------------------------------------- documents, status
+
+
+def test_documents_are_listed_in_pages(env: ApiEnv) -> None:
+    pages, after = [], None
+    while True:
+        params = {"limit": 2, **({"after": after} if after else {})}
+        page = env.client.get("/v1/documents", params=params, headers=env.auth("acme")).json()
+        pages.append([d["doc_id"] for d in page["documents"]])
+        after = page["next_after"]
+        if after is None:
+            break
+    assert [d for p in pages for d in p] == sorted(doc_ids("acme"))
+    assert all(len(p) <= 2 for p in pages)
+
+
+def test_a_document_by_url_encoded_id(env: ApiEnv) -> None:
+    doc = "tenants/acme/report.pdf"
+    r = env.client.get(f"/v1/documents/{quote(doc, safe='')}", headers=env.auth("acme"))
+    assert r.status_code == 200
+    assert (r.json()["doc_id"], r.json()["status"]) == (doc, "indexed")
+    assert r.json()["chunks"] >= 1
+
+
+def test_status_reports_what_is_loaded(env: ApiEnv) -> None:
+    status = env.client.get("/v1/status", headers=env.auth("acme")).json()
+    assert status["reranker"]["available"] is True
+    assert status["llm_configured"] is True
+    assert status["last_run"]["finished_at"] is not None
+    assert status["documents"] == {"indexed": len(doc_ids("acme"))}
+
+
+def test_health_and_docs_are_served(env: ApiEnv) -> None:
+    assert env.client.get("/healthz").json() == {"status": "ok"}
+    assert env.client.get("/docs").status_code == 200
+    paths = env.client.get("/openapi.json").json()["paths"]
+    assert {"/v1/search", "/v1/answer", "/v1/documents/{doc_id}", "/v1/status"} <= set(paths)
+
+
+# --------------------------------------------------------------------------- reranking
+
+
+@pytest.mark.parametrize(
+    "query", ["fox", "employee handbook badges", "solar revenue", "coffee brewing river"]
+)
+def test_reranking_orders_by_the_cross_encoder(
+    env: ApiEnv, cross_encoder_dir: Path, query: str
+) -> None:
+    fused = search(env, query=query, top_k=8)["results"]
+    reranked = search(env, query=query, top_k=8, rerank=True, rerank_top_n=8)["results"]
+    assert {h["id"] for h in reranked} == {h["id"] for h in fused}
+    model = CrossEncoder(str(cross_encoder_dir), device="cpu")
+    scores = model.predict([(query, h["text"]) for h in fused])
+    by_model = [h["id"] for _, h in sorted(zip(scores, fused, strict=True), key=lambda p: -p[0])]
+    assert [h["id"] for h in reranked] == by_model
+    own = {h["id"]: float(s) for h, s in zip(fused, scores, strict=True)}
+    for h in reranked:
+        assert h["rerank_score"] == pytest.approx(own[h["id"]], abs=1e-5)
+        assert set(h["leg_ranks"]) <= {"dense", "bm25"}
+
+
+def test_reranking_changes_the_fused_order_for_some_query(env: ApiEnv) -> None:
+    queries = ["fox", "employee handbook badges", "solar revenue", "coffee brewing river"]
+    changed = []
+    for query in queries:
+        fused = [h["id"] for h in search(env, query=query, top_k=8)["results"]]
+        reranked = search(env, query=query, top_k=8, rerank=True, rerank_top_n=8)["results"]
+        changed.append([h["id"] for h in reranked] != fused)
+    assert any(changed)
+
+
+def test_rerank_then_cut_to_top_k(env: ApiEnv) -> None:
+    out = search(env, query="fox", top_k=2, rerank=True, rerank_top_n=10)
+    assert len(out["results"]) == 2
+    assert out["timings_ms"]["rerank"] > 0
+    pool = search(env, query="fox", top_k=10, rerank=True, rerank_top_n=10)["results"]
+    assert [h["id"] for h in out["results"]] == [h["id"] for h in pool[:2]]
+
+
+# --------------------------------------------------------------------------- answers
+
+
+def test_answer_cites_only_chunks_it_was_given(env: ApiEnv, llm: LlmRecorder) -> None:
+    r = env.client.post(
+        "/v1/answer",
+        json={"query": "when do red foxes hunt?", "top_k": 3},
+        headers=env.auth("acme"),
+    )
+    assert r.status_code == 200, r.text
+    out = r.json()
+    sources = [s["id"] for s in out["sources"]]
+    assert len(sources) == 3
+    assert [c["id"] for c in out["citations"]] == [sources[0]]
+    assert out["citations"][0]["doc_id"] == out["sources"][0]["doc_id"]
+    assert out["model"] == "stub-model"
+    assert out["timings_ms"]["llm"] > 0
+    sent = json.loads(llm.requests[-1].content)
+    assert sent["model"] == "stub-model"
+    system, user = sent["messages"]
+    assert "untrusted" in system["content"]
+    boundary = re.search(r"BEGIN SOURCE (\w+) id=", user["content"]).group(1)
+    assert user["content"].count(f"END SOURCE {boundary}") == 3
+    for source in out["sources"]:
+        assert source["text"] in user["content"]
+
+
+def test_answer_reports_an_llm_failure_as_502(env: ApiEnv) -> None:
+    r = env.client.post("/v1/answer", json={"query": "llm outage"}, headers=env.auth("acme"))
+    assert error(r, 502)["code"] == "llm_failed"
+
+
+# --------------------------------------------------------------------------- metrics, deletion
+
+
+def test_metrics_count_requests_stages_and_index_size(env: ApiEnv) -> None:
+    text = env.client.get("/metrics", headers=env.auth("acme", "admin")).text
+    assert re.search(
+        r'rag_http_requests_total\{method="POST",route="/v1/search",status="200"\} [1-9]', text
+    )
+    assert re.search(
+        r'rag_http_requests_total\{method="POST",route="/v1/search",status="422"\} [1-9]', text
+    )
+    assert 'rag_search_stage_duration_seconds_count{stage="rerank"}' in text
+    assert 'rag_search_stage_duration_seconds_count{stage="llm"}' in text
+    acme = len(env.chunk_ids("acme"))
+    assert f'rag_index_chunks{{tenant="acme"}} {float(acme)}' in text
+    assert "/v1/documents/tenants" not in text  # routes are labelled by template
+
+
+def test_admin_deletes_a_document_from_the_index(env: ApiEnv) -> None:
+    doc = "tenants/acme/notes.html"
+    before = search(env, query="coffee beans french press", top_k=100)["results"]
+    assert doc in {h["doc_id"] for h in before}
+    r = env.client.delete(f"/v1/documents/{doc}", headers=env.auth("acme"))
+    assert error(r, 403)["code"] == "forbidden"
+    r = env.client.delete(f"/v1/documents/{doc}", headers=env.auth("acme", "admin"))
+    assert r.status_code == 200
+    assert (r.json()["status"], r.json()["chunks"]) == ("deleted", 0)
+    after = search(env, query="coffee beans french press", top_k=100)["results"]
+    assert doc not in {h["doc_id"] for h in after}
+    assert env.client.get(f"/v1/documents/{doc}", headers=env.auth("acme")).json()["status"] == (
+        "deleted"
+    )
+    globex = search(env, tenant="globex", query="employee handbook", top_k=100)["results"]
+    assert "tenants/globex/shared/handbook.md" in {h["doc_id"] for h in globex}

@@ -1,0 +1,170 @@
+"""Rerankers: the local cross-encoder, Cohere over HTTP, and an honest 'unavailable'."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from sentence_transformers import CrossEncoder
+
+from core.embedding import Embedder
+from core.settings import Settings
+from retrieval.rerank import (
+    CohereReranker,
+    CrossEncoderReranker,
+    RerankerError,
+    build_untrained_cross_encoder,
+    load_reranker,
+)
+from tests.api_fixtures import ApiEnv, prepare_runtime, running_app
+
+MISSING_MODEL = "example-org/no-such-reranker"
+TEXTS = [
+    "Red foxes hunt small rodents at dawn.",
+    "Quarterly revenue grew by twelve percent.",
+    "Arctic foxes turn white in winter.",
+]
+# Recorded from Cohere's v2 rerank endpoint (ids and billing trimmed): results come sorted by
+# relevance, each naming the index of the document it scores.
+RECORDED = {
+    "id": "07734bd2-2473-4f07-94e1-0d9f0e6843cf",
+    "results": [
+        {"index": 2, "relevance_score": 0.9871},
+        {"index": 0, "relevance_score": 0.8123},
+        {"index": 1, "relevance_score": 0.0011},
+    ],
+    "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}},
+}
+
+
+@pytest.fixture(scope="module")
+def cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Path:
+    return build_untrained_cross_encoder(embedder.model_name, tmp_path_factory.mktemp("ce"))
+
+
+def test_cross_encoder_reranker_scores_like_the_model(cross_encoder_dir: Path) -> None:
+    reranker = CrossEncoderReranker(str(cross_encoder_dir), batch_size=2)
+    scores = reranker.score("which fox hunts at dawn?", TEXTS)
+    own = CrossEncoder(str(cross_encoder_dir), device="cpu").predict(
+        [("which fox hunts at dawn?", t) for t in TEXTS]
+    )
+    assert scores == pytest.approx([float(s) for s in own], abs=1e-5)
+    assert len(set(scores)) == 3
+    assert reranker.score("anything", []) == []
+
+
+def test_cohere_reranker_replays_a_recorded_response() -> None:
+    """Cohere's API cannot be reached here: a fake transport replays a recorded response and
+    checks the request we send."""
+    seen: list[httpx.Request] = []
+
+    def cohere(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=RECORDED)
+
+    reranker = CohereReranker(
+        "secret-key", "rerank-v3.5", "https://api.cohere.com", transport=httpx.MockTransport(cohere)
+    )
+    assert reranker.score("fox", TEXTS) == [0.8123, 0.0011, 0.9871]
+    request = seen[0]
+    assert request.url == "https://api.cohere.com/v2/rerank"
+    assert request.headers["authorization"] == "Bearer secret-key"
+    assert json.loads(request.content) == {
+        "model": "rerank-v3.5",
+        "query": "fox",
+        "documents": TEXTS,
+    }
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        httpx.Response(429, json={"message": "rate limited"}),
+        httpx.Response(200, json={"unexpected": True}),
+        httpx.Response(200, content=b"not json"),
+    ],
+)
+def test_cohere_failures_raise_reranker_errors(response: httpx.Response) -> None:
+    """A fake transport stands in for Cohere's API, which cannot be reached here."""
+    reranker = CohereReranker(
+        "k",
+        "rerank-v3.5",
+        "https://api.cohere.com",
+        transport=httpx.MockTransport(lambda _: response),
+    )
+    with pytest.raises(RerankerError, match="Cohere rerank failed"):
+        reranker.score("fox", TEXTS)
+
+
+def test_load_reranker_prefers_cohere_when_a_key_is_set(tmp_path: Path) -> None:
+    status = load_reranker(
+        Settings(data_dir=tmp_path, cohere_api_key=SecretStr("k"), reranker_model=MISSING_MODEL)
+    )
+    assert status.available
+    assert status.name == "cohere:rerank-v3.5"
+
+
+def test_load_reranker_reports_why_a_model_is_missing(tmp_path: Path) -> None:
+    status = load_reranker(Settings(data_dir=tmp_path, reranker_model=MISSING_MODEL))
+    assert not status.available
+    assert status.reranker is None
+    assert MISSING_MODEL in status.reason
+    assert "RAG_RERANKER_MODEL" in status.reason
+
+
+@pytest.fixture(scope="module")
+def bare(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[ApiEnv]:
+    """An app with an empty index, no loadable reranker and no LLM."""
+    runtime, keys = prepare_runtime(
+        tmp_path_factory.mktemp("bare"), embedder, ingest=False, reranker_model=MISSING_MODEL
+    )
+    with running_app(runtime, keys) as env:
+        yield env
+
+
+def test_without_a_reranker_the_api_says_so(bare: ApiEnv) -> None:
+    status = bare.client.get("/v1/status", headers=bare.auth("acme")).json()
+    assert status["reranker"]["available"] is False
+    assert MISSING_MODEL in status["reranker"]["reason"]
+
+    body = {"query": "fox", "rerank": True}
+    r = bare.client.post("/v1/search", json=body, headers=bare.auth("acme"))
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert (error["code"], error["field"]) == ("reranker_unavailable", "rerank")
+    assert MISSING_MODEL in error["reason"]
+    plain = bare.client.post("/v1/search", json={"query": "fox"}, headers=bare.auth("acme"))
+    assert plain.status_code == 200
+    assert plain.json()["results"] == []
+
+
+def test_start_up_logs_a_missing_reranker(
+    tmp_path: Path, embedder: Embedder, caplog: pytest.LogCaptureFixture
+) -> None:
+    runtime, keys = prepare_runtime(tmp_path, embedder, ingest=False, reranker_model=MISSING_MODEL)
+    with caplog.at_level(logging.WARNING, logger="api.app"), running_app(runtime, keys):
+        pass
+    assert any(
+        "reranking is unavailable" in r.message and MISSING_MODEL in r.message
+        for r in caplog.records
+    )
+
+
+def test_without_an_llm_answers_are_503(bare: ApiEnv) -> None:
+    r = bare.client.post("/v1/answer", json={"query": "fox"}, headers=bare.auth("acme"))
+    assert r.status_code == 503
+    assert r.json()["error"]["code"] == "llm_unavailable"
+    assert "RAG_LLM_BASE_URL" in r.json()["error"]["reason"]
+
+
+def test_graph_mode_without_a_graph_leg_is_400(bare: ApiEnv) -> None:
+    r = bare.client.post(
+        "/v1/search", json={"query": "fox", "mode": "graph"}, headers=bare.auth("acme")
+    )
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "mode_unavailable"
