@@ -33,9 +33,13 @@ redis: $(STAMP)
 	     redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no >/dev/null; \
 	     sleep 1; $(BIN)/python -c "import redis; redis.Redis.from_url('$(REDIS_URL)').ping()"; }
 
+# Sync the folder once (progress bar and counts), then run the platform in one process: the API on
+# RAG_API_PORT, a worker pool and beat re-scanning the folder, and a watcher for quick updates.
 run: $(STAMP)
 	$(BIN)/rag ingest $(BUCKET)
 	$(BIN)/rag search "how are unchanged documents handled" --top-k 3
+	@echo "API docs: http://127.0.0.1:8000/docs   key: .venv/bin/rag keys create default"
+	RAG_BUCKET_URL=$(BUCKET) $(BIN)/rag up
 
 test: redis
 	$(BIN)/ruff check .
