@@ -39,7 +39,10 @@ QUERIES = ["fox", "employee vacation policy and security badges", "whale ship re
 def env(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, embedder: Embedder
 ) -> Iterator[ApiEnv]:
-    runtime, keys = prepare_runtime(tmp_path_factory.mktemp(request.param), embedder, request.param)
+    # The careless outside leg takes part in `hybrid` too, so isolation is proven for both modes.
+    runtime, keys = prepare_runtime(
+        tmp_path_factory.mktemp(request.param), embedder, request.param, graph_in_hybrid=True
+    )
     with running_app(runtime, keys, extra_legs=[EveryChunkLeg(runtime)]) as env:
         yield env
 
