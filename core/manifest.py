@@ -214,6 +214,13 @@ class Manifest(SqliteStore):
         with self._lock:
             self._conn.execute("UPDATE pending SET error = ? WHERE doc_id = ?", (error, doc_id))
 
+    def drop_pending(self, doc_ids: list[str]) -> None:
+        """Forget in-flight marks that no task will ever clear (their messages were lost)."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany("DELETE FROM pending WHERE doc_id = ?", [(d,) for d in doc_ids])
+            self._conn.execute("COMMIT")
+
     def finish(self, doc_id: str, task_id: str) -> None:
         """The task settled the document. A newer task queued meanwhile keeps its entry, but the
         attempts of the version just settled no longer count against it."""

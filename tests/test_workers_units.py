@@ -145,6 +145,21 @@ def test_scan_enqueues_once_and_requeues_what_was_lost(ctx: WorkerContext, redis
     assert report["sync"] == 3 and redis_db.llen(queue) == 3 + 1 + 3
 
 
+def test_scan_forgets_the_lost_second_message_of_a_settled_document(ctx: WorkerContext) -> None:
+    _write(ctx, "doc.txt", "Settled by the first of two messages.")
+    sync_document.apply(("doc.txt",), {"run_id": None}).get()
+    # Queued again, and that message died with a broker restart: nothing will ever clear it.
+    ctx.runtime.manifest.mark_queued({"doc.txt": ("default", "lost-task")})
+    assert read_status(ctx.runtime.manifest).counts["queued"] == 1
+    assert scan_bucket.apply().get()["in_flight"] == 0  # still young: left alone
+    assert read_status(ctx.runtime.manifest).counts["queued"] == 1
+    time.sleep(1.1)  # past requeue_after
+    report = scan_bucket.apply().get()
+    assert (report["sync"], report["unchanged"]) == (0, 1)
+    counts = read_status(ctx.runtime.manifest).counts
+    assert (counts["queued"], counts["indexed"]) == (0, 1)
+
+
 def test_document_task_syncs_and_is_idempotent(ctx: WorkerContext) -> None:
     _write(ctx, "tenants/acme/doc.txt", "Zebras graze on the savanna.")
     first = sync_document.apply(("tenants/acme/doc.txt",), {"run_id": None}).get()

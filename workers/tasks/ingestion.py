@@ -77,6 +77,8 @@ def scan_bucket() -> dict[str, Any]:
             return {"skipped": "another scan is running"}
         started = time.time()
         plan = ctx.ingestion.plan()
+        changed = {o.key for o in plan.to_sync} | set(plan.to_delete)
+        _drop_stale_pending(ctx, changed, started)
         report = _enqueue(ctx, [o.key for o in plan.to_sync], plan.to_delete, plan.unchanged)
         ctx.runtime.manifest.set_meta("last_scan", {"started_at": started, **report})
         return report
@@ -107,6 +109,23 @@ def _in_flight(ctx: WorkerContext, work: PendingWork, now: float) -> bool:
     if work.status == DocStatus.QUEUED:
         return now - work.since < ctx.settings.requeue_after_seconds
     return is_locked(ctx.redis, work.doc_id)  # processing, and its worker is alive
+
+
+def _drop_stale_pending(ctx: WorkerContext, changed: set[str], now: float) -> None:
+    """Forget pending marks of settled documents that no live task holds.
+
+    A document queued twice whose second message was lost (a broker restart without persistence)
+    is settled by the first task; the scan then finds it unchanged and would never look at its
+    leftover `queued` mark, which would show it as queued forever.
+    """
+    manifest = ctx.runtime.manifest
+    stale = [
+        doc_id
+        for doc_id, work in manifest.pending().items()
+        if doc_id not in changed and not _in_flight(ctx, work, now)
+    ]
+    if stale:
+        manifest.drop_pending(stale)
 
 
 def _enqueue(
