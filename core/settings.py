@@ -10,7 +10,7 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -49,7 +49,10 @@ class Settings(BaseSettings):
     embedding_batch_size: int = 64
     query_prefix: str = ""  # e.g. "Represent this sentence for searching relevant passages: "
     reranker_model: str = "BAAI/bge-reranker-base"
-    cohere_api_key: SecretStr | None = None
+    # Read from RAG_COHERE_API_KEY or Cohere's own COHERE_API_KEY.
+    cohere_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("RAG_COHERE_API_KEY", "COHERE_API_KEY")
+    )
 
     # Chunking, in the embedding model's tokens.
     chunk_size: int = 512

@@ -168,3 +168,11 @@ def test_graph_mode_without_a_graph_leg_is_400(bare: ApiEnv) -> None:
     )
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "mode_unavailable"
+
+
+def test_cohere_key_is_read_from_cohere_own_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.settings import Settings
+
+    monkeypatch.delenv("RAG_COHERE_API_KEY", raising=False)
+    monkeypatch.setenv("COHERE_API_KEY", "from-cohere-env")
+    assert Settings().cohere_api_key.get_secret_value() == "from-cohere-env"
