@@ -83,11 +83,22 @@ class ChunkIndex(ABC):
     def retrieve(self, scope: TenantScope, ids: Sequence[str]) -> list[Hit]:
         """Points by id, dropping any outside the scope."""
 
-    @abstractmethod
     def scroll(
         self, scope: TenantScope | None, fields: Sequence[str], doc_id: str | None = None
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """(id, selected payload) for every point, optionally in one tenant or one document."""
+        flt = self._scope_filter(scope, doc_id)
+        offset = None
+        while True:
+            records, offset = self._scroll_page(flt, fields, offset)
+            for r in records:
+                yield str(r.id), r.payload or {}
+            if offset is None:
+                return
+
+    @abstractmethod
+    def _scroll_page(self, flt: Any, fields: Sequence[str], offset: Any) -> tuple[list[Any], Any]:
+        """One page of points with the selected payload fields, and the next page's offset."""
 
     @abstractmethod
     def count(self, scope: TenantScope | None = None) -> int: ...

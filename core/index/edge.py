@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -152,22 +152,12 @@ class EdgeIndex(ChunkIndex):
             if r.payload and r.payload.get("tenant_id") == scope.tenant_id
         ]
 
-    def scroll(
-        self, scope: TenantScope | None, fields: Sequence[str], doc_id: str | None = None
-    ) -> Iterator[tuple[str, dict[str, Any]]]:
-        flt = self._scope_filter(scope, doc_id)
+    def _scroll_page(self, flt: Any, fields: Sequence[str], offset: Any) -> tuple[list[Any], Any]:
         payload = qe.PayloadSelector.Include(list(fields)) if fields else False
-        offset = None
-        while True:
-            records, offset = self._shard.scroll(
-                qe.ScrollRequest(
-                    offset=offset, limit=_SCROLL_PAGE, filter=flt, with_payload=payload
-                )
-            )
-            for r in records:
-                yield str(r.id), r.payload or {}
-            if offset is None:
-                return
+        request = qe.ScrollRequest(
+            offset=offset, limit=_SCROLL_PAGE, filter=flt, with_payload=payload
+        )
+        return self._shard.scroll(request)
 
     def count(self, scope: TenantScope | None = None) -> int:
         flt = self._scope_filter(scope)

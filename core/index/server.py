@@ -6,7 +6,7 @@ this backend without a server binary.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from qdrant_client import QdrantClient
@@ -155,20 +155,11 @@ class ServerIndex(ChunkIndex):
             if r.payload and r.payload.get("tenant_id") == scope.tenant_id
         ]
 
-    def scroll(
-        self, scope: TenantScope | None, fields: Sequence[str], doc_id: str | None = None
-    ) -> Iterator[tuple[str, dict[str, Any]]]:
-        flt = self._scope_filter(scope, doc_id)
+    def _scroll_page(self, flt: Any, fields: Sequence[str], offset: Any) -> tuple[list[Any], Any]:
         payload = list(fields) if fields else False
-        offset = None
-        while True:
-            records, offset = self._client.scroll(
-                self._collection, flt, limit=_SCROLL_PAGE, offset=offset, with_payload=payload
-            )
-            for r in records:
-                yield str(r.id), r.payload or {}
-            if offset is None:
-                return
+        return self._client.scroll(
+            self._collection, flt, limit=_SCROLL_PAGE, offset=offset, with_payload=payload
+        )
 
     def count(self, scope: TenantScope | None = None) -> int:
         flt = self._scope_filter(scope)
