@@ -12,7 +12,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install redis run test lint bench-ingest bench-quality clean
+.PHONY: install redis run test lint bench-deps bench-ingest bench-quality bench-latency clean
 
 # torch first, from its CPU wheel: a bare `torch` requirement would pull CUDA builds.
 $(STAMP): pyproject.toml
@@ -49,11 +49,17 @@ test: redis
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
+bench-deps: $(STAMP)
+	$(BIN)/pip install -q -e '.[bench]'
+
 bench-ingest: $(STAMP)
 	$(BIN)/python bench/ingest.py
 
-bench-quality: $(STAMP)
+bench-quality: bench-deps
 	$(BIN)/python bench/quality.py
+
+bench-latency: bench-deps
+	$(BIN)/python bench/latency.py
 
 clean:
 	rm -rf .rag bench/.work
