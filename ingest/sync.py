@@ -109,19 +109,26 @@ class DocumentSyncer:
     def delete(self, doc_id: str) -> SyncOutcome:
         """Remove a document that left the bucket: its points, then its record."""
         record = self._manifest.get(doc_id)
-        try:
-            scope = tenant_of(doc_id, self._default_tenant)
-        except DocumentError:
-            scope = None
-        if scope is not None:
-            self._index.delete_document(scope, doc_id)
-            for listener in self._listeners:
-                listener.on_deleted(scope, doc_id)
+        self._remove(doc_id)
         if record is not None:
             record.status, record.chunk_ids, record.error = DocStatus.DELETED, [], ""
             record.updated_at = time.time()
             self._manifest.put(record)
         return SyncOutcome(doc_id, "deleted")
+
+    def _remove(self, doc_id: str) -> TenantScope | None:
+        """Delete every point of a document and tell the listeners; its tenant, if the key has one.
+
+        A key whose tenant segment is invalid never had points, so there is nothing to remove.
+        """
+        try:
+            scope = tenant_of(doc_id, self._default_tenant)
+        except DocumentError:
+            return None
+        self._index.delete_document(scope, doc_id)
+        for listener in self._listeners:
+            listener.on_deleted(scope, doc_id)
+        return scope
 
     def _prepare(self, obj: ObjectInfo, sidecar: ObjectInfo | None) -> _Pending | SyncOutcome:
         record = self._manifest.get(obj.key)
@@ -212,18 +219,11 @@ class DocumentSyncer:
         The stat data is recorded so the same bytes are not retried on every scan; a new version
         of the object (new size, mtime or etag) is picked up again.
         """
-        try:
-            scope = tenant_of(obj.key, self._default_tenant)
-            self._index.delete_document(scope, obj.key)
-            for listener in self._listeners:
-                listener.on_deleted(scope, obj.key)
-            tenant_id = scope.tenant_id
-        except DocumentError:
-            tenant_id = ""
+        scope = self._remove(obj.key)
         self._manifest.put(
             DocumentRecord(
                 doc_id=obj.key,
-                tenant_id=tenant_id,
+                tenant_id=scope.tenant_id if scope else "",
                 source=obj.key,
                 status=DocStatus.FAILED,
                 size=obj.size,

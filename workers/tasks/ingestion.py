@@ -231,8 +231,9 @@ def _reconcile(ctx: WorkerContext, doc_id: str) -> SyncOutcome:
 def _quarantine(ctx: WorkerContext, doc_id: str, reason: str, attempts: int) -> SyncOutcome:
     """Failed for good (this version): none of its chunks stay searchable, the reason is kept.
 
-    The syncer's delete removes the chunks and tells the listeners; the failed record then keeps
-    the current stat data, so the scan leaves the document alone until the object changes.
+    The syncer's quarantine removes the chunks, tells the listeners and keeps the current stat
+    data in the failed record, so the scan leaves the document alone until the object changes; an
+    object that is gone meanwhile is simply deleted.
     """
     try:
         obj, sidecars = current(ctx.bucket, doc_id)
@@ -240,9 +241,8 @@ def _quarantine(ctx: WorkerContext, doc_id: str, reason: str, attempts: int) -> 
         # The bucket itself is failing: keep no stat data, so a scan that can list the bucket
         # again sees a change and retries the document, rather than quarantining it for good.
         obj, sidecars = ObjectInfo(doc_id, size=-1, mtime=0.0), {}
-    ctx.ingestion.syncer.delete(doc_id)
     if obj is None:
-        return SyncOutcome(doc_id, "deleted")
+        return ctx.ingestion.syncer.delete(doc_id)
     sidecar = next(iter(sidecars.values()), None)
     return ctx.ingestion.syncer.quarantine(
         obj, sidecar.signature if sidecar else "", reason, attempts
