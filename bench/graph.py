@@ -65,7 +65,7 @@ def prepare(ws: EvalWorkspace, rt: Runtime) -> list[PreparedDocument]:
     """The documents as ingestion builds them: same keys, chunks and point ids as the index."""
     s = ws.settings
     builder = DocumentBuilder(
-        Chunker(rt.embedder.tokenizer, s.chunk_size, s.chunk_overlap), s.default_tenant
+        Chunker.for_embedder(rt.embedder, s.chunk_size, s.chunk_overlap), s.default_tenant
     )
     bucket = LocalBucket(ws.bucket_root)
     docs = []

@@ -35,6 +35,8 @@ class Embedder:
         self._model = SentenceTransformer(model, device="cpu")
         self.dim = int(self._model.get_embedding_dimension())
         self.tokenizer = self._model.tokenizer
+        # What the model reads of one text, less its [CLS]/[SEP]: the longest chunk it can embed.
+        self.max_tokens = int(self._model.max_seq_length) - 2
         self._batch_size = batch_size
         self._query_prefix = query_prefix
         self._lock = threading.Lock()

@@ -54,8 +54,9 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("RAG_COHERE_API_KEY", "COHERE_API_KEY")
     )
 
-    # Chunking, in the embedding model's tokens.
-    chunk_size: int = 512
+    # Chunking, in the embedding model's tokens. None: the model's whole window (254 tokens for
+    # MiniLM-L6, 510 for BGE); a larger size is refused, since the model would never read the tail.
+    chunk_size: int | None = None
     chunk_overlap: int = 64
 
     # Retrieval.

@@ -17,6 +17,8 @@ from typing import Any
 
 from llama_index.core.node_parser import SentenceSplitter
 
+from core.embedding import Embedder
+
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 _CUT_ONE_IN = 3  # a paragraph ends a chunk with probability 1/3 once the chunk is big enough
 
@@ -40,10 +42,21 @@ class Chunker:
     """Paragraph groups up to `chunk_size` tokens; llama-index's sentence splitter (with overlap)
     for paragraphs longer than that.
 
-    Counting the model's tokens (not tiktoken's) keeps a 512-token chunk within what a 512-token
-    model reads. Duplicate chunk texts within one document collapse to one chunk, since a point id
-    is derived from the chunk's hash.
+    Counting the model's tokens (not tiktoken's) keeps every chunk within what the model reads, so
+    no chunk has text the dense vector never saw. Duplicate chunk texts within one document collapse
+    to one chunk, since a point id is derived from the chunk's hash.
     """
+
+    @classmethod
+    def for_embedder(cls, embedder: Embedder, chunk_size: int | None, overlap: int) -> Chunker:
+        """Chunks as long as the model's window, or `chunk_size` tokens if that is smaller."""
+        window = embedder.max_tokens
+        if chunk_size is not None and chunk_size > window:
+            raise ValueError(
+                f"chunk_size {chunk_size} exceeds the embedding model's window of {window} "
+                "tokens: the model would never read the end of a chunk"
+            )
+        return cls(embedder.tokenizer, chunk_size or window, overlap)
 
     def __init__(self, hf_tokenizer: Any, chunk_size: int, chunk_overlap: int) -> None:
         # The fast tokenizer ships with truncation on, which would cap every count at max_length.

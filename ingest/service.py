@@ -40,7 +40,7 @@ class Ingestion:
             from graph.factory import make_updater
 
             listeners.append(make_updater(s, runtime.graph_store))
-        chunker = Chunker(runtime.embedder.tokenizer, s.chunk_size, s.chunk_overlap)
+        chunker = Chunker.for_embedder(runtime.embedder, s.chunk_size, s.chunk_overlap)
         self.syncer = DocumentSyncer(
             bucket,
             runtime.index,

@@ -247,3 +247,18 @@ def test_scan_removes_orphans_left_by_a_crashed_run(runtime: Runtime, bucket_dir
     assert summary.deleted == 1 and summary.modified == 1
     assert set(runtime.index.document_ids()) == {"kept.txt"}
     assert len(doc_chunks(runtime, "kept.txt")) == 1
+
+
+def test_chunks_fit_the_embedding_models_window(embedder: Embedder) -> None:
+    """By default a chunk is as long as the model reads (MiniLM: 256 tokens with [CLS]/[SEP]), so
+    no chunk carries text its vector never saw; a larger chunk_size is refused outright."""
+    assert embedder.max_tokens == 254
+    chunker = Chunker.for_embedder(embedder, None, 16)
+    text = "\n\n".join(" ".join(f"word{p}x{i}" for i in range(120)) for p in range(12))
+    chunks = chunker.split(text)
+    sizes = [len(embedder.tokenizer(c.text, add_special_tokens=False)["input_ids"]) for c in chunks]
+    assert len(chunks) > 1
+    assert max(sizes) <= embedder.max_tokens
+    assert max(sizes) > embedder.max_tokens // 2  # the window is used, not a small default
+    with pytest.raises(ValueError, match="exceeds the embedding model's window of 254"):
+        Chunker.for_embedder(embedder, 512, 16)

@@ -132,7 +132,7 @@ def assert_index_matches(runtime: Runtime, expected: dict[str, tuple[set[str], s
 
 
 def builder_for(embedder: Embedder, settings: Settings) -> DocumentBuilder:
-    chunker = Chunker(embedder.tokenizer, settings.chunk_size, settings.chunk_overlap)
+    chunker = Chunker.for_embedder(embedder, settings.chunk_size, settings.chunk_overlap)
     return DocumentBuilder(chunker, settings.default_tenant)
 
 
