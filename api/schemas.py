@@ -65,6 +65,11 @@ class SearchBody(BaseModel):
     rerank_top_n: int | None = Field(
         None, ge=1, description="fused hits to rerank; default rerank_top_n (20), at most 50"
     )
+    explain: bool = Field(
+        False,
+        description="in hybrid mode, also report each hit's rank in every leg (leg_ranks); the "
+        "legs then run a second time on their own, which costs about 2 ms at 100k chunks",
+    )
 
 
 class AnswerBody(SearchBody):
@@ -80,7 +85,10 @@ class ChunkResult(BaseModel):
     text: str
     metadata: dict[str, Any]
     score: float = Field(description="fused RRF score; the leg's own score in dense/bm25 mode")
-    leg_ranks: dict[str, int] = Field(description="1-based rank of this chunk in each leg")
+    leg_ranks: dict[str, int] = Field(
+        description="1-based rank of this chunk in each leg that found it: always for single-leg "
+        "modes and Python-fused legs (graph), for engine-fused hybrid only with `explain`"
+    )
     rerank_score: float | None = None
 
     @classmethod

@@ -46,6 +46,8 @@ def ingest(
         ) as bar:
             task = bar.add_task("sync", total=plan.total_work)
             summary = ingestion.run(plan, progress=lambda n: bar.advance(task, n))
+        with console.status("building the vector index"):
+            rt.index.optimize()
     table = Table(title=f"ingest finished in {summary.seconds:.1f}s")
     for name in ("added", "modified", "deleted", "unchanged", "failed", "chunks_embedded"):
         table.add_column(name.replace("_", " "), justify="right")

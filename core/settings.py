@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     qdrant_path: Path | None = None
     qdrant_api_key: SecretStr | None = None
     collection: str = "chunks"
+    # The embedded engine builds its vector index (HNSW) only when asked: after `rag ingest`, and
+    # every `index_optimize_interval_seconds` under the workers, once this many points are
+    # unindexed (fewer are cheap to scan). A Qdrant server optimises on its own.
+    index_optimize_min_unindexed: int = 5_000
+    index_optimize_interval_seconds: float = 300.0
 
     redis_url: str = "redis://127.0.0.1:6379/0"
 

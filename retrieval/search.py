@@ -55,6 +55,7 @@ class SearchRequest:
     filters: tuple[FieldFilter, ...] = ()
     rerank: bool = False
     rerank_top_n: int = 20
+    explain: bool = False  # per-leg ranks for engine-fused hybrid hits (runs each leg again)
 
 
 @dataclass
@@ -161,7 +162,7 @@ class SearchService:
         depth: int,
         watch: _Stopwatch,
     ) -> list[RankedChunk]:
-        hits = _retrieve(watch, retriever, scope, req, depth, req.mode, with_leg_ranks=True)
+        hits = _retrieve(watch, retriever, scope, req, depth, req.mode, req.explain)
         return [RankedChunk(h.id, h.payload, h.score, dict(h.leg_ranks)) for h in hits]
 
     def _outside_rankings(

@@ -97,7 +97,7 @@ def error(r: httpx.Response, status: int) -> dict:
 
 
 def test_hybrid_results_carry_everything_a_client_needs(env: ApiEnv) -> None:
-    out = search(env, query="red fox hunting rodents", top_k=5)
+    out = search(env, query="red fox hunting rodents", top_k=5, explain=True)
     results = out["results"]
     top = results[0]
     assert top["doc_id"] == "tenants/acme/fox.txt"
@@ -116,6 +116,14 @@ def test_hybrid_results_carry_everything_a_client_needs(env: ApiEnv) -> None:
     assert top["score"] == pytest.approx(expected, rel=1e-4)
     assert {"embed", "engine", "total"} <= set(out["timings_ms"])
     assert out["timings_ms"]["total"] >= out["timings_ms"]["engine"] > 0
+
+
+def test_leg_ranks_of_engine_fused_hits_are_opt_in(env: ApiEnv) -> None:
+    plain = search(env, query="red fox hunting rodents", top_k=5)["results"]
+    explained = search(env, query="red fox hunting rodents", top_k=5, explain=True)["results"]
+    assert all(h["leg_ranks"] == {} for h in plain)
+    assert [h["id"] for h in plain] == [h["id"] for h in explained]
+    assert all(h["leg_ranks"] for h in explained)
 
 
 def test_bm25_mode_does_not_embed_the_query(env: ApiEnv) -> None:

@@ -217,3 +217,49 @@ def test_a_killed_owner_releases_the_shard(tmp_path: Path) -> None:
     )
     assert reopened.count(A) == 1
     reopened.close()
+
+
+def test_edge_index_builds_its_vector_index_when_enough_points_wait(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """The embedded engine builds HNSW only when asked, and only once `optimize_min_unindexed`
+    points wait for it; search answers the same before and after."""
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((600, embedder.dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    idx = EdgeIndex(tmp_path / "shard", embedder.dim, optimize_min_unindexed=400)
+    try:
+
+        def write(first: int, last: int) -> None:
+            idx.upsert(
+                [
+                    IndexedChunk(
+                        chunk_point_id("a", f"d{i}", str(i)),
+                        vectors[i],
+                        {"tenant_id": "a", "doc_id": f"d{i}", "text": f"chunk number {i}"},
+                    )
+                    for i in range(first, last)
+                ]
+            )
+
+        write(0, 300)
+        assert idx.optimize() is False  # 300 waiting: cheaper to scan than to index
+        write(300, 600)
+        dense = EngineQuery(A, limit=10, dense=vectors[7])
+        hybrid = EngineQuery(A, limit=10, dense=vectors[7], text="chunk number 7")
+        before = [h.id for h in idx.search(dense)]
+        assert idx.optimize() is True
+        assert idx.optimize() is False  # nothing left to index
+        assert [h.id for h in idx.search(dense)] == before
+        assert idx.search(hybrid)[0].id == before[0] == chunk_point_id("a", "d7", "7")
+        assert idx.count(A) == 600
+    finally:
+        idx.close()
+
+
+def test_a_server_optimises_on_its_own(tmp_path: Path, embedder: Embedder) -> None:
+    idx = open_backend("server", tmp_path, embedder.dim, TextIndexConfig())
+    try:
+        assert idx.optimize() is False
+    finally:
+        idx.close()

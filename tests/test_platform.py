@@ -37,7 +37,8 @@ def client(tmp_path: Path, embedder: Embedder) -> Iterator[TestClient]:
 
 
 def search(client: TestClient, mode: str) -> list[dict]:
-    response = client.post("/v1/search", json={"query": QUESTION, "top_k": 3, "mode": mode})
+    body = {"query": QUESTION, "top_k": 3, "mode": mode, "explain": True}
+    response = client.post("/v1/search", json=body)
     assert response.status_code == 200, response.text
     return response.json()["results"]
 

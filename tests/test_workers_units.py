@@ -256,3 +256,28 @@ def test_nightly_eval_is_scheduled_only_with_a_dataset(tmp_path: Path) -> None:
     entry = beat_schedule(Settings(data_dir=tmp_path, eval_dataset=tmp_path, eval_nightly_hour=3))
     assert entry["nightly-eval"]["task"] == "rag.eval.nightly"
     assert entry["nightly-eval"]["schedule"].hour == {3}
+
+
+def test_the_optimise_task_indexes_what_the_workers_wrote(
+    tmp_path: Path, embedder: Embedder, redis_db: Redis
+) -> None:
+    """Beat schedules it; it builds the vector index once enough chunks wait, holds a Redis lock
+    so two workers never optimise at once, and is a no-op with nothing to do."""
+    from workers.beat import beat_schedule
+    from workers.tasks.maintenance import optimize_index
+
+    settings = make_settings(tmp_path, redis_url=REDIS_URL, index_optimize_min_unindexed=20)
+    assert beat_schedule(settings)["optimize-index"]["task"] == "rag.index.optimize"
+    Path(settings.bucket_url).mkdir()
+    for ctx in _context(settings, embedder):
+        assert optimize_index.apply().get()["optimized"] is False
+        for n in range(30):
+            _write(ctx, f"doc{n}.txt", f"document {n} about rivers, granite and protein folding")
+        scan_bucket.apply().get()
+        for key in [f"doc{n}.txt" for n in range(30)]:
+            sync_document.apply((key,)).get()
+        assert ctx.runtime.index.count() == 30
+        with RedisLock(redis_db, "optimize", ttl_seconds=5):
+            assert "skipped" in optimize_index.apply().get()
+        assert optimize_index.apply().get()["optimized"] is True
+        assert optimize_index.apply().get()["optimized"] is False

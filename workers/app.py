@@ -12,7 +12,10 @@ from celery import Celery
 from core.settings import Settings, get_settings
 from workers.beat import beat_schedule
 
-app = Celery("rag", include=["workers.tasks.ingestion", "workers.tasks.evaluation"])
+app = Celery(
+    "rag",
+    include=["workers.tasks.ingestion", "workers.tasks.maintenance", "workers.tasks.evaluation"],
+)
 
 
 def configure(settings: Settings) -> None:
@@ -32,6 +35,7 @@ def configure(settings: Settings) -> None:
         task_routes={
             "rag.scan_bucket": {"queue": settings.celery_scan_queue},
             "rag.scan_keys": {"queue": settings.celery_scan_queue},
+            "rag.index.optimize": {"queue": settings.celery_scan_queue},
             "rag.eval.nightly": {"queue": settings.celery_scan_queue},
         },
         broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout_seconds},

@@ -1,5 +1,6 @@
-"""What beat runs: the reconciling scan of the whole bucket, every `scan_interval_seconds`, and the
-nightly evaluation when a dataset is configured."""
+"""What beat runs: the reconciling scan of the whole bucket, every `scan_interval_seconds`, the
+index's optimisation every `index_optimize_interval_seconds`, and the nightly evaluation when a
+dataset is configured."""
 
 from __future__ import annotations
 
@@ -18,7 +19,15 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "schedule": interval,
             # A scan nobody picked up in time is superseded by the next one; don't pile them up.
             "options": {"queue": settings.celery_scan_queue, "expires": interval},
-        }
+        },
+        "optimize-index": {
+            "task": "rag.index.optimize",
+            "schedule": settings.index_optimize_interval_seconds,
+            "options": {
+                "queue": settings.celery_scan_queue,
+                "expires": settings.index_optimize_interval_seconds,
+            },
+        },
     }
     if settings.eval_dataset is not None:
         schedule["nightly-eval"] = {

@@ -60,7 +60,9 @@ def to_search_request(body: SearchBody, s: Settings) -> SearchRequest:
         )
     except FilterError as exc:
         raise ApiError(422, "invalid_filter", exc.reason, exc.field) from None
-    return SearchRequest(body.query, body.top_k, body.mode, filters, body.rerank, top_n)
+    return SearchRequest(
+        body.query, body.top_k, body.mode, filters, body.rerank, top_n, body.explain
+    )
 
 
 def run_search(state: ApiState, scope: TenantScope, req: SearchRequest) -> SearchResult:

@@ -21,7 +21,8 @@ def open_index(settings: Settings, dim: int) -> ChunkIndex:
     if settings.index_mode == "edge":
         from core.index.edge import EdgeIndex
 
-        return EdgeIndex(settings.shard_path, dim, text, bm25)
+        optimize_at = settings.index_optimize_min_unindexed
+        return EdgeIndex(settings.shard_path, dim, text, bm25, optimize_at)
 
     from qdrant_client import QdrantClient
 

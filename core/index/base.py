@@ -103,6 +103,14 @@ class ChunkIndex(ABC):
     @abstractmethod
     def count(self, scope: TenantScope | None = None) -> int: ...
 
+    def optimize(self) -> bool:
+        """Build the vector index over what was written since the last call; True if it did.
+
+        A Qdrant server optimises in the background on its own, so by default there is nothing to
+        do; an embedded engine only does it when asked.
+        """
+        return False
+
     @abstractmethod
     def close(self) -> None: ...
 

@@ -63,12 +63,18 @@ class EdgeIndex(ChunkIndex):
         dim: int,
         text_index: TextIndexConfig | None = None,
         bm25: tuple[float, float] = (1.2, 0.75),
+        optimize_min_unindexed: int = 5_000,
     ) -> None:
+        self._optimize_min_unindexed = optimize_min_unindexed
         self._lock = ShardLock(path)
         self._lock.acquire()
         try:
+            # The engine indexes a segment once its vectors pass a size in KB; make that size the
+            # point count at which `optimize` asks, so an optimisation that runs indexes something.
+            threshold_kb = -(-optimize_min_unindexed * dim * 4 // 1024)
             config = qe.EdgeConfig(
-                vectors={DENSE_VECTOR: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)}
+                vectors={DENSE_VECTOR: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
+                optimizers=qe.EdgeOptimizersConfig(indexing_threshold=threshold_kb),
             )
             if (path / "edge_config.json").exists():
                 self._shard = qe.EdgeShard.load(str(path), config)
@@ -162,6 +168,18 @@ class EdgeIndex(ChunkIndex):
     def count(self, scope: TenantScope | None = None) -> int:
         flt = self._scope_filter(scope)
         return self._shard.count(qe.CountRequest(filter=flt, exact=True))
+
+    def optimize(self) -> bool:
+        """Run the engine's optimisers (HNSW build, merges, vacuum) once enough points await them.
+
+        Until then dense search scans vectors one by one: at 120k chunks that is 15 ms against
+        1.5 ms once indexed. The engine builds in this thread and holds the GIL while it does
+        (about 2 ms a point on two cores), so callers run it between batches, not per write.
+        """
+        info = self._shard.info()
+        if info.points_count - info.indexed_vectors_count < self._optimize_min_unindexed:
+            return False
+        return bool(self._shard.optimize())
 
     def close(self) -> None:
         if getattr(self, "_shard", None) is not None:
