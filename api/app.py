@@ -21,7 +21,7 @@ from fastapi import APIRouter, FastAPI
 from api.answer import ChatClient
 from api.auth import KeyStore
 from api.errors import install_error_handlers
-from api.limits import BodyLimitMiddleware
+from api.limits import BodyLimitMiddleware, LoadShedMiddleware
 from api.metrics import Metrics, MetricsMiddleware
 from api.routes import documents, keys, ops, search
 from api.state import ApiState
@@ -100,5 +100,12 @@ def create_app(
     for router in (search.router, documents.router, keys.router, ops.router, *extra_routers):
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=s.max_body_bytes)
+    # Outside the body limit, so a shed request costs no body read; inside the metrics, which
+    # count the 503s too.
+    app.add_middleware(
+        LoadShedMiddleware,
+        max_inflight=s.api_max_inflight,
+        retry_after_seconds=s.api_retry_after_seconds,
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

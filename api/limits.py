@@ -1,4 +1,5 @@
-"""Reject request bodies over `max_body_bytes` with 413 before any handler parses them."""
+"""Limits at the door: bodies over `max_body_bytes` get 413 before any handler parses them, and
+requests past `api_max_inflight` get 503 with Retry-After instead of a timeout."""
 
 from __future__ import annotations
 
@@ -50,3 +51,36 @@ class BodyLimitMiddleware:
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
         reason = f"request bodies are limited to {self.max_bytes} bytes"
         await ApiError(413, "body_too_large", reason).response()(scope, receive, send)
+
+
+class LoadShedMiddleware:
+    """Answers 503 with Retry-After once `max_inflight` requests are in the server.
+
+    Requests past the thread pool wait in anyio's queue; past this depth, a client is better
+    served by a quick "come back in a second" (which load balancers and retrying clients act on)
+    than by a timeout. Health checks and metrics are never shed, so an overloaded replica is not
+    mistaken for a dead one.
+    """
+
+    _EXEMPT = ("/healthz", "/metrics")
+
+    def __init__(self, app: ASGIApp, max_inflight: int, retry_after_seconds: int) -> None:
+        self.app = app
+        self.max_inflight = max_inflight
+        self.retry_after = str(retry_after_seconds)
+        self.inflight = 0  # the event loop is single-threaded: no lock needed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self._EXEMPT:
+            await self.app(scope, receive, send)
+            return
+        if self.inflight >= self.max_inflight:
+            reason = f"the server is at its limit of {self.max_inflight} requests in flight"
+            error = ApiError(503, "overloaded", reason, headers={"Retry-After": self.retry_after})
+            await error.response()(scope, receive, send)
+            return
+        self.inflight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.inflight -= 1

@@ -103,7 +103,10 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_threads: int = 8  # the thread pool that runs model inference and engine calls
-    api_max_inflight: int = 64  # room for load shedding; not enforced yet
+    # Requests in the server at once (running or queued for the thread pool); past it, 503 with
+    # Retry-After, so clients back off instead of timing out.
+    api_max_inflight: int = 64
+    api_retry_after_seconds: int = 1
     max_query_chars: int = 2_000
     max_top_k: int = 100
     max_filters: int = 16
