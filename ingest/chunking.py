@@ -21,6 +21,10 @@ from core.embedding import Embedder
 
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 _CUT_ONE_IN = 3  # a paragraph ends a chunk with probability 1/3 once the chunk is big enough
+# Characters a chunk may hold per token of its size. A word the tokenizer cannot split becomes one
+# unknown token whatever its length, so a megabyte without spaces would count as a single token;
+# English runs at 4 to 5 characters a token, and this leaves room for long words and URLs.
+_CHARS_PER_TOKEN = 16
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,7 @@ class Chunker:
         self._tokens = lambda text: len(backend.encode(text, add_special_tokens=False).ids)
         self._size = chunk_size
         self._min_size = chunk_size // 4
+        self._max_chars = chunk_size * _CHARS_PER_TOKEN
         self._splitter = SentenceSplitter(
             chunk_size=chunk_size,
             chunk_overlap=chunk_overlap,
@@ -77,8 +82,19 @@ class Chunker:
         if not text:
             return []
         pieces = [text] if self._tokens(text) <= self._size else self._group(text)
+        pieces = [cut for piece in pieces for cut in self._cap_chars(piece)]
         unique = dict.fromkeys(p.strip() for p in pieces if p.strip())
         return [Chunk(i, t, chunk_hash(t)) for i, t in enumerate(unique)]
+
+    def _cap_chars(self, piece: str) -> list[str]:
+        """Cut a piece longer than `_max_chars` into slices, at the last space when there is one."""
+        cuts = []
+        while len(piece) > self._max_chars:
+            space = piece.rfind(" ", self._max_chars // 2, self._max_chars)
+            end = space if space > 0 else self._max_chars
+            cuts.append(piece[:end])
+            piece = piece[end:]
+        return [*cuts, piece]
 
     def _group(self, text: str) -> list[str]:
         pieces: list[str] = []

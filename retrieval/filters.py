@@ -12,6 +12,7 @@ the engine's filter; for everything else the filter runs inside the engine query
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -55,8 +56,12 @@ def _kind(field: str) -> IndexKind | None:
     )
 
 
+_INT64 = (-(2**63), 2**63 - 1)
+
+
 def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    """An integer the engine stores (64-bit); larger ones cannot be in any payload."""
+    return isinstance(v, int) and not isinstance(v, bool) and _INT64[0] <= v <= _INT64[1]
 
 
 def _check_scalar(field: str, kind: IndexKind | None, value: object) -> Scalar:
@@ -70,9 +75,9 @@ def _check_scalar(field: str, kind: IndexKind | None, value: object) -> Scalar:
     if kind == "keyword":
         ok, expected = isinstance(value, str), "a string"
     elif kind == "integer":
-        ok, expected = _is_int(value), "an integer"
+        ok, expected = _is_int(value), "a 64-bit integer"
     else:
-        ok, expected = isinstance(value, str) or _is_int(value), "a string or an integer"
+        ok, expected = isinstance(value, str) or _is_int(value), "a string or a 64-bit integer"
     if not ok:
         raise FilterError(field, f"{value!r} is not {expected}")
     return value  # type: ignore[return-value]
@@ -88,9 +93,9 @@ def _bound(field: str, kind: IndexKind | None, value: object) -> float | datetim
     if kind == "keyword":
         raise FilterError(field, "a keyword field takes eq or any, not a range")
     if kind in ("integer", "float") or (kind is None and not isinstance(value, str)):
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
             return value
-        raise FilterError(field, f"range bound {value!r} is not a number")
+        raise FilterError(field, f"range bound {value!r} is not a finite number")
     if isinstance(value, str):
         try:
             return parse_datetime(value)

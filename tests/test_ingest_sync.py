@@ -262,3 +262,14 @@ def test_chunks_fit_the_embedding_models_window(embedder: Embedder) -> None:
     assert max(sizes) > embedder.max_tokens // 2  # the window is used, not a small default
     with pytest.raises(ValueError, match="exceeds the embedding model's window of 254"):
         Chunker.for_embedder(embedder, 512, 16)
+
+
+def test_text_the_tokenizer_cannot_split_is_still_cut_to_size(embedder: Embedder) -> None:
+    """A megabyte without spaces is one unknown token to the model; it must not become one
+    megabyte-long chunk in the index."""
+    chunker = Chunker.for_embedder(embedder, None, 16)
+    blob = "".join(f"{i:07d}" for i in range(150_000))  # 1.05 MB of digits, no space
+    text = f"A short introduction.\n\n{blob}"
+    chunks = chunker.split(text)
+    assert len(chunks) > 200 and max(len(c.text) for c in chunks) <= 254 * 16
+    assert "".join(c.text for c in chunks) == text  # cut, not lost
