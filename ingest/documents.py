@@ -7,6 +7,7 @@ its content or sidecar), its metadata, its chunks and the payload each chunk car
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from ingest.bucket import ObjectInfo, sha256
 from ingest.chunking import Chunk, Chunker
 from ingest.parsers import ParseError, parse_document
 
+log = logging.getLogger(__name__)
 _META_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _META_MAX_BYTES = 64 * 1024
 # Sidecar keys that would let a file claim another tenant or overwrite system fields.
@@ -55,6 +57,8 @@ def parse_sidecar(data: bytes | None) -> dict[str, Any]:
         meta = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise DocumentError(f"sidecar metadata is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise DocumentError("sidecar metadata is too deeply nested") from None
     if not isinstance(meta, dict):
         raise DocumentError("sidecar metadata must be a JSON object")
     for key, value in meta.items():
@@ -102,13 +106,32 @@ class DocumentBuilder:
     def build(
         self, obj: ObjectInfo, uri: str, data: bytes, content_hash: str, sidecar: bytes | None
     ) -> PreparedDocument:
+        """The document ready to embed, or DocumentError with the reason it is unusable.
+
+        Parsing hostile bytes can fail in ways no parser documents; whatever the bytes do, the
+        outcome is this document quarantined with a reason, never a failed batch or worker.
+        """
+        try:
+            return self._build(obj, uri, data, content_hash, sidecar)
+        except DocumentError:
+            raise
+        except Exception as exc:
+            log.warning("unexpected error building %r", obj.key, exc_info=True)
+            detail = f"{type(exc).__name__}: {str(exc)[:200]}"
+            raise DocumentError(f"could not read the document ({detail})") from None
+
+    def _build(
+        self, obj: ObjectInfo, uri: str, data: bytes, content_hash: str, sidecar: bytes | None
+    ) -> PreparedDocument:
         scope = tenant_of(obj.key, self._default_tenant)
         meta = parse_sidecar(sidecar)
         try:
             parsed = parse_document(obj.key, data)
         except ParseError as exc:
             raise DocumentError(exc.reason) from None
-        chunks = self._chunker.split(parsed.text)
+        # Text with no letter or digit (blank, zero-width spaces, punctuation) has nothing to find.
+        has_content = any(ch.isalnum() for ch in parsed.text)
+        chunks = self._chunker.split(parsed.text) if has_content else []
         if not chunks:
             raise DocumentError("no extractable text")
         suffix = PurePosixPath(obj.key).suffix.lower().lstrip(".")
