@@ -6,13 +6,18 @@ re-syncs and restarts: a chunk that moved, or survived an edit, is looked up, no
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from core.sqlite import SqliteStore
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS embeddings (
@@ -64,12 +69,42 @@ class Embedder:
 
 
 class EmbeddingCache(SqliteStore):
-    """Vectors by (model, chunk hash)."""
+    """Vectors by (model, chunk hash).
+
+    Only a cache: whatever happens to the file costs re-embedding, never a failed document. A file
+    that fails SQLite's integrity check when opened is set aside (renamed `*.corrupt-<time>`, kept
+    for inspection) and a fresh one started; a read or write error later counts as a miss or a
+    skipped write.
+    """
 
     def __init__(self, path: Path) -> None:
-        super().__init__(path, _SCHEMA)
+        try:
+            super().__init__(path, _SCHEMA)
+            healthy = self._conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+        except sqlite3.DatabaseError:
+            healthy = False
+        if not healthy:
+            self._set_aside(path)
+            super().__init__(path, _SCHEMA)
+
+    def _set_aside(self, path: Path) -> None:
+        if getattr(self, "_conn", None) is not None:
+            self._conn.close()
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        log.warning("embedding cache %s is corrupt; set aside, starting an empty one", path)
+        for suffix in ("", "-wal", "-shm"):
+            part = Path(f"{path}{suffix}")
+            if part.exists():
+                part.rename(f"{part}.corrupt-{stamp}")
 
     def get_many(self, model: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        try:
+            return self._get_many(model, hashes)
+        except sqlite3.DatabaseError as exc:
+            log.warning("embedding cache read failed, embedding instead: %s", exc)
+            return {}
+
+    def _get_many(self, model: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
         found: dict[str, np.ndarray] = {}
         unique = list(dict.fromkeys(hashes))
         with self._lock:
@@ -88,9 +123,14 @@ class EmbeddingCache(SqliteStore):
     def put_many(self, model: str, vectors: dict[str, np.ndarray]) -> None:
         rows = [(model, h, v.astype(np.float32).tobytes()) for h, v in vectors.items()]
         with self._lock:
-            self._conn.execute("BEGIN")
-            self._conn.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)", rows)
-            self._conn.execute("COMMIT")
+            try:
+                with self._conn:  # BEGIN ... COMMIT, or ROLLBACK on error
+                    self._conn.execute("BEGIN")
+                    self._conn.executemany(
+                        "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)", rows
+                    )
+            except sqlite3.DatabaseError as exc:
+                log.warning("embedding cache write skipped: %s", exc)
 
 
 class CachedEmbedder:
@@ -102,7 +142,9 @@ class CachedEmbedder:
 
     def embed_chunks(self, hashes: Sequence[str], texts: Sequence[str]) -> list[np.ndarray]:
         model = self.embedder.model_name
-        vectors = self._cache.get_many(model, hashes)
+        cached = self._cache.get_many(model, hashes)
+        # A damaged row decodes to the wrong length; embed it again rather than index it.
+        vectors = {h: v for h, v in cached.items() if v.shape == (self.embedder.dim,)}
         missing = {h: t for h, t in zip(hashes, texts, strict=True) if h not in vectors}
         if missing:
             fresh = self.embedder.embed_documents(list(missing.values()))
