@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     qdrant_path: Path | None = None
     qdrant_api_key: SecretStr | None = None
     collection: str = "chunks"
+    # A new collection's layout on a Qdrant cluster (None: the server's default); an existing
+    # collection is used as it is.
+    qdrant_shard_number: int | None = None
+    qdrant_replication_factor: int | None = None
+    qdrant_write_consistency_factor: int | None = None
     # The embedded engine builds its vector index (HNSW) only when asked: after `rag ingest`, and
     # every `index_optimize_interval_seconds` under the workers, once this many points are
     # unindexed (fewer are cheap to scan). A Qdrant server optimises on its own.
@@ -107,6 +112,10 @@ class Settings(BaseSettings):
     # Retry-After, so clients back off instead of timing out.
     api_max_inflight: int = 64
     api_retry_after_seconds: int = 1
+    # Every search and answer, and every refused key, as a JSON line in data_dir/audit.log;
+    # queries are logged as a SHA-256 and a length unless audit_log_queries is on.
+    audit_log: bool = True
+    audit_log_queries: bool = False
     max_query_chars: int = 2_000
     max_top_k: int = 100
     max_filters: int = 16
@@ -172,6 +181,10 @@ class Settings(BaseSettings):
     @property
     def manifest_path(self) -> Path:
         return self.data_dir / "manifest.sqlite"
+
+    @property
+    def audit_log_path(self) -> Path | None:
+        return self.data_dir / "audit.log" if self.audit_log else None
 
     @property
     def embedding_cache_path(self) -> Path:

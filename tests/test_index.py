@@ -13,12 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from qdrant_client import QdrantClient
 from rank_bm25 import BM25Okapi
 
 from core.embedding import Embedder
 from core.index import ChunkIndex, EngineQuery, FieldFilter, Range, ShardLockedError
 from core.index.edge import EdgeIndex
-from core.index.schema import TextIndexConfig
+from core.index.schema import PAYLOAD_INDEXES, TextIndexConfig
 from core.index.server import ServerIndex
 from core.types import IndexedChunk, InvalidTenantError, TenantScope, chunk_point_id
 from retrieval.fusion import rrf
@@ -263,3 +264,38 @@ def test_a_server_optimises_on_its_own(tmp_path: Path, embedder: Embedder) -> No
         assert idx.optimize() is False
     finally:
         idx.close()
+
+
+class RecordingClient(QdrantClient):
+    """qdrant-client's local mode, recording what collection creation asks of the server: a
+    stand-in for a Qdrant cluster, which cannot run here (local mode ignores layouts)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path=path)
+        self.created: dict = {}
+        self.indexes: dict = {}
+
+    def create_collection(self, name: str, **kwargs: object) -> bool:  # type: ignore[override]
+        self.created = kwargs
+        return super().create_collection(name, **kwargs)  # type: ignore[arg-type]
+
+    def create_payload_index(self, name: str, field: str, schema: object, **kw: object) -> object:  # type: ignore[override]
+        self.indexes[field] = schema
+        return super().create_payload_index(name, field, schema, **kw)  # type: ignore[arg-type]
+
+
+def test_a_new_collection_takes_the_cluster_layout_and_a_tenant_index(tmp_path: Path) -> None:
+    from qdrant_client import models as qm
+
+    from core.index.server import ClusterLayout
+
+    client = RecordingClient(str(tmp_path / "local"))
+    ServerIndex(client, "chunks", 8, layout=ClusterLayout(6, 2, 2)).close()
+    assert (
+        client.created["shard_number"],
+        client.created["replication_factor"],
+        client.created["write_consistency_factor"],
+    ) == (6, 2, 2)
+    tenant = client.indexes["tenant_id"]
+    assert isinstance(tenant, qm.KeywordIndexParams) and tenant.is_tenant
+    assert set(client.indexes) == set(PAYLOAD_INDEXES)

@@ -26,7 +26,7 @@ def open_index(settings: Settings, dim: int) -> ChunkIndex:
 
     from qdrant_client import QdrantClient
 
-    from core.index.server import ServerIndex
+    from core.index.server import ClusterLayout, ServerIndex
 
     if settings.qdrant_url:
         key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
@@ -34,4 +34,9 @@ def open_index(settings: Settings, dim: int) -> ChunkIndex:
     else:
         path = settings.qdrant_path or settings.data_dir / "qdrant-local"
         client = QdrantClient(path=str(path))
-    return ServerIndex(client, settings.collection, dim, text, bm25)
+    layout = ClusterLayout(
+        settings.qdrant_shard_number,
+        settings.qdrant_replication_factor,
+        settings.qdrant_write_consistency_factor,
+    )
+    return ServerIndex(client, settings.collection, dim, text, bm25, layout)

@@ -7,6 +7,7 @@ this backend without a server binary.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from qdrant_client import QdrantClient
@@ -46,10 +47,22 @@ def _text_index(cfg: TextIndexConfig) -> qm.TextIndexParams:
     )
 
 
-def _schema(kind: str, cfg: TextIndexConfig) -> Any:
+def _schema(field: str, kind: str, cfg: TextIndexConfig) -> Any:
     if kind == "text":
         return _text_index(cfg)
+    if field == "tenant_id":
+        # Qdrant co-locates each tenant's points and plans tenant-filtered searches around them.
+        return qm.KeywordIndexParams(type=qm.KeywordIndexType.KEYWORD, is_tenant=True)
     return qm.PayloadSchemaType(kind)
+
+
+@dataclass(frozen=True)
+class ClusterLayout:
+    """How a new collection spreads over a Qdrant cluster; None leaves the server's default."""
+
+    shard_number: int | None = None
+    replication_factor: int | None = None
+    write_consistency_factor: int | None = None
 
 
 class ServerIndex(ChunkIndex):
@@ -64,6 +77,7 @@ class ServerIndex(ChunkIndex):
         dim: int,
         text_index: TextIndexConfig | None = None,
         bm25: tuple[float, float] = (1.2, 0.75),
+        layout: ClusterLayout | None = None,
     ) -> None:
         self._client = client
         self._collection = collection
@@ -74,10 +88,12 @@ class ServerIndex(ChunkIndex):
                 vectors_config={
                     DENSE_VECTOR: qm.VectorParams(size=dim, distance=qm.Distance.COSINE)
                 },
+                **asdict(layout or ClusterLayout()),
             )
             cfg = text_index or TextIndexConfig()
             for field, kind in PAYLOAD_INDEXES.items():
-                client.create_payload_index(collection, field, _schema(kind, cfg), wait=True)
+                schema = _schema(field, kind, cfg)
+                client.create_payload_index(collection, field, schema, wait=True)
         else:
             existing = client.get_collection(collection).config.params.vectors[DENSE_VECTOR].size
             if existing != dim:
