@@ -19,6 +19,7 @@ import httpx
 from fastapi import APIRouter, FastAPI
 
 from api.answer import ChatClient
+from api.audit import AuditLog
 from api.auth import KeyStore
 from api.errors import install_error_handlers
 from api.limits import BodyLimitMiddleware, LoadShedMiddleware
@@ -59,6 +60,7 @@ def _start(
         reranker=reranker,
         llm=ChatClient.from_settings(s, transport),
         metrics=metrics,
+        audit=AuditLog(s.audit_log_path, s.audit_log_queries),
     )
 
     def index_sizes() -> dict[str, int]:

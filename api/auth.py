@@ -177,6 +177,15 @@ def create_key(settings: Settings, tenant: str, role: Role = "reader", label: st
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: <API key>`")
+
+
+def claimed_key_id(token: str) -> str:
+    """The key id a token names (the part before its secret), for the audit log; "" if none."""
+    prefix, _, rest = token.partition("_")
+    key_id = rest.partition("_")[0]
+    return key_id[:32] if prefix == _PREFIX and key_id.isalnum() else ""
+
+
 _UNAUTHORIZED_REASON = (
     "missing or invalid API key; send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
 )
@@ -192,8 +201,14 @@ def current_principal(
     A sync dependency on purpose: the key lookup is a SQLite read, so it runs in the thread pool.
     """
     token = bearer.credentials if bearer else api_key or ""
-    principal = request.app.state.api.keys.verify(token)
+    state = request.app.state.api
+    principal = state.keys.verify(token)
     if principal is None:
+        state.audit.refused(
+            client=request.client.host if request.client else "",
+            claimed_key_id=claimed_key_id(token),
+            path=request.url.path,
+        )
         raise ApiError(
             401, "unauthorized", _UNAUTHORIZED_REASON, headers={"WWW-Authenticate": "Bearer"}
         )

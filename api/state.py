@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from api.answer import ChatClient
+from api.audit import AuditLog
 from api.auth import KeyStore
 from api.metrics import Metrics
 from core.runtime import Runtime
@@ -22,6 +23,7 @@ class ApiState:
     reranker: RerankerStatus
     llm: ChatClient | None
     metrics: Metrics
+    audit: AuditLog
 
     def close(self) -> None:
         if self.llm is not None:

@@ -7,8 +7,10 @@ the corpus.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -178,8 +180,8 @@ def test_filters_select_documents_by_metadata(
         ({"field": "doc_type", "gte": 3}, "doc_type", "keyword field takes eq or any"),
         ({"field": "modified_at", "eq": "2024-01-01"}, "modified_at", "takes a range"),
         ({"field": "modified_at", "gte": "last tuesday"}, "modified_at", "not an ISO-8601"),
-        ({"field": "size", "eq": "big"}, "size", "not an integer"),
-        ({"field": "size", "gte": "10"}, "size", "not a number"),
+        ({"field": "size", "eq": "big"}, "size", "not a 64-bit integer"),
+        ({"field": "size", "gte": "10"}, "size", "not a finite number"),
         ({"field": "meta.a-b", "eq": 1}, "meta.a-b", "unknown filter field"),
         ({"field": "meta.year", "any": []}, "meta.year", "any takes a list"),
         ({"field": "meta.year", "any": [1, "x"]}, "meta.year", "mixes value types"),
@@ -288,6 +290,40 @@ def test_missing_and_unknown_keys_get_the_same_401(env: ApiEnv) -> None:
         bodies.add(r.text)
     assert len(bodies) == 1
     assert json.loads(bodies.pop())["error"]["code"] == "unauthorized"
+
+
+def test_every_search_and_refused_key_is_audited(env: ApiEnv) -> None:
+    """Each search leaves a line with the key id and tenant (never the key or the query text);
+    a refused key leaves one with the key id it claimed, so enumeration shows up."""
+    from api.audit import read_audit_log
+
+    query = f"audited query {uuid.uuid4()}"
+    digest = hashlib.sha256(query.encode()).hexdigest()
+    key = env.keys["globex:reader"]
+    ok = env.client.post(
+        "/v1/search", json={"query": query, "top_k": 3}, headers={"X-API-Key": key}
+    )
+    assert ok.status_code == 200
+    bad = {"query": query, "filters": [{"field": "colour", "eq": "red"}]}
+    assert env.client.post("/v1/search", json=bad, headers={"X-API-Key": key}).status_code == 422
+    forged = "rag_deadbeef0000_" + "A" * 43
+    r = env.client.post("/v1/search", json={"query": query}, headers={"X-API-Key": forged})
+    assert r.status_code == 401
+
+    path = env.runtime.settings.audit_log_path
+    entries = read_audit_log(path)
+    mine = [e for e in entries if e.get("query_sha256") == digest]
+    key_id = key.split("_")[1]
+    assert [(e["event"], e["key_id"], e["tenant_id"], e["status"]) for e in mine] == [
+        ("search", key_id, "globex", 200),
+        ("search", key_id, "globex", 422),
+    ]
+    assert mine[0]["hits"] == len(ok.json()["results"]) and mine[1]["filters"] == ["colour"]
+    refused = [e for e in entries if e["event"] == "auth_refused"]
+    assert refused[-1]["claimed_key_id"] == "deadbeef0000"
+    assert refused[-1]["path"] == "/v1/search"
+    text = path.read_text()
+    assert query not in text and key.split("_")[2] not in text and "A" * 43 not in text
 
 
 def test_keys_work_as_bearer_or_header(env: ApiEnv) -> None:

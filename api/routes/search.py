@@ -8,12 +8,15 @@ lifespan, and the event loop stays free.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
 from api.answer import LlmError
-from api.auth import current_scope
+from api.auth import Principal, current_principal
 from api.errors import ApiError
 from api.schemas import (
     AnswerBody,
@@ -32,7 +35,7 @@ from retrieval.search import RankedChunk, SearchRequest, SearchResult, SearchUna
 
 router = APIRouter(prefix="/v1", tags=["search"])
 State = Annotated[ApiState, Depends(api_state)]
-Scope = Annotated[TenantScope, Depends(current_scope)]
+Caller = Annotated[Principal, Depends(current_principal)]
 
 
 def to_search_request(body: SearchBody, s: Settings) -> SearchRequest:
@@ -80,14 +83,48 @@ def run_search(state: ApiState, scope: TenantScope, req: SearchRequest) -> Searc
     return result
 
 
+@dataclass
+class _Outcome:
+    hits: int = 0
+
+
+@contextmanager
+def _audited(
+    state: ApiState, caller: Principal, route: str, body: SearchBody
+) -> Iterator[_Outcome]:
+    """Logs the request to the audit trail however it ends: answered, refused or failed."""
+    outcome, status = _Outcome(), 500
+    try:
+        yield outcome
+        status = 200
+    except ApiError as exc:
+        status = exc.status
+        raise
+    finally:
+        state.audit.search(
+            route=route,
+            key_id=caller.key_id,
+            tenant_id=caller.tenant_id,
+            query=body.query,
+            mode=body.mode,
+            top_k=body.top_k,
+            filter_fields=[c.field for c in body.filters],
+            status=status,
+            hits=outcome.hits,
+        )
+
+
 def _result(c: RankedChunk) -> ChunkResult:
     return ChunkResult.from_payload(c.id, c.payload, c.score, c.leg_ranks, c.rerank_score)
 
 
 @router.post("/search", response_model=SearchResponse)
-def search(body: SearchBody, state: State, scope: Scope) -> SearchResponse:
+def search(body: SearchBody, state: State, caller: Caller) -> SearchResponse:
     """Hybrid (dense + BM25, RRF), single-leg or graph search over the caller's tenant."""
-    result = run_search(state, scope, to_search_request(body, state.runtime.settings))
+    with _audited(state, caller, "search", body) as outcome:
+        req = to_search_request(body, state.runtime.settings)
+        result = run_search(state, caller.scope, req)
+        outcome.hits = len(result.chunks)
     return SearchResponse(
         query=body.query,
         mode=body.mode,
@@ -101,21 +138,23 @@ def search(body: SearchBody, state: State, scope: Scope) -> SearchResponse:
     response_model=AnswerResponse,
     responses={503: {"description": "no LLM endpoint is configured"}},
 )
-def answer(body: AnswerBody, state: State, scope: Scope) -> AnswerResponse:
+def answer(body: AnswerBody, state: State, caller: Caller) -> AnswerResponse:
     """Retrieve, then answer from the retrieved chunks with citations to their ids."""
-    if state.llm is None:
-        raise ApiError(
-            503,
-            "llm_unavailable",
-            "no LLM is configured; set RAG_LLM_BASE_URL (and RAG_LLM_MODEL, RAG_LLM_API_KEY) "
-            "to an OpenAI-compatible endpoint",
-        )
-    result = run_search(state, scope, to_search_request(body, state.runtime.settings))
-    start = time.perf_counter()
-    try:
-        reply = state.llm.answer(body.query, result.chunks)
-    except LlmError as exc:
-        raise ApiError(502, "llm_failed", str(exc)) from None
+    with _audited(state, caller, "answer", body) as outcome:
+        if state.llm is None:
+            raise ApiError(
+                503,
+                "llm_unavailable",
+                "no LLM is configured; set RAG_LLM_BASE_URL (and RAG_LLM_MODEL, RAG_LLM_API_KEY) "
+                "to an OpenAI-compatible endpoint",
+            )
+        result = run_search(state, caller.scope, to_search_request(body, state.runtime.settings))
+        outcome.hits = len(result.chunks)
+        start = time.perf_counter()
+        try:
+            reply = state.llm.answer(body.query, result.chunks)
+        except LlmError as exc:
+            raise ApiError(502, "llm_failed", str(exc)) from None
     timings = {**result.timings_ms, "llm": (time.perf_counter() - start) * 1000}
     state.metrics.observe_stages({"llm": timings["llm"]})
     by_id = {c.id: c for c in result.chunks}
