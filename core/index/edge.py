@@ -12,7 +12,13 @@ from core.index.base import ChunkIndex
 from core.index.dialect import FilterDialect
 from core.index.lock import ShardLock
 from core.index.query import EngineQuery, LegName
-from core.index.schema import DENSE_VECTOR, PAYLOAD_INDEXES, TEXT_FIELD, TextIndexConfig
+from core.index.schema import (
+    DENSE_VECTOR,
+    HNSW_PAYLOAD_FIELDS,
+    PAYLOAD_INDEXES,
+    TEXT_FIELD,
+    TextIndexConfig,
+)
 from core.types import Hit, IndexedChunk, TenantScope
 
 DIALECT = FilterDialect(
@@ -43,13 +49,21 @@ def _text_index(cfg: TextIndexConfig) -> qe.TextIndexParams:
             else qe.StopwordsSet(languages=set(), custom=set())
         ),
         scoring=True,
+        enable_hnsw=False,
     )
 
 
-def _schema(kind: str, cfg: TextIndexConfig) -> Any:
+def _schema(field: str, kind: str, cfg: TextIndexConfig) -> Any:
+    hnsw = field in HNSW_PAYLOAD_FIELDS
     if kind == "text":
         return _text_index(cfg)
-    return getattr(qe.PayloadSchemaType, kind.capitalize())
+    if kind == "keyword":
+        return qe.KeywordIndexParams(is_tenant=field == "tenant_id", enable_hnsw=hnsw)
+    if kind == "integer":
+        return qe.IntegerIndexParams(lookup=True, range=True, enable_hnsw=hnsw)
+    if kind == "datetime":
+        return qe.DatetimeIndexParams(enable_hnsw=hnsw)
+    return qe.FloatIndexParams(enable_hnsw=hnsw)
 
 
 class EdgeIndex(ChunkIndex):
@@ -83,7 +97,7 @@ class EdgeIndex(ChunkIndex):
                 cfg = text_index or TextIndexConfig()
                 for field, kind in PAYLOAD_INDEXES.items():
                     self._shard.update(
-                        qe.UpdateOperation.create_field_index(field, _schema(kind, cfg))
+                        qe.UpdateOperation.create_field_index(field, _schema(field, kind, cfg))
                     )
         except BaseException:
             self._lock.release()

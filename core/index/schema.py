@@ -28,6 +28,12 @@ PAYLOAD_INDEXES: dict[str, IndexKind] = {
     TEXT_FIELD: "text",
 }
 
+# Fields whose values get their own HNSW links, so a search filtered on one value stays a graph
+# walk. Each such field costs the engine about one more pass over every point when it builds the
+# vector index, so only the tenant, which every query filters on, has them; other filters are
+# planned by the engine from their cardinality (payload index scan or filtered graph walk).
+HNSW_PAYLOAD_FIELDS = frozenset({"tenant_id"})
+
 # Fields a user may filter on: every indexed field but the text itself, plus sidecar metadata.
 FILTERABLE_FIELDS: dict[str, IndexKind] = {
     k: v for k, v in PAYLOAD_INDEXES.items() if k not in (TEXT_FIELD, "tenant_id")

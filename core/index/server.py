@@ -16,7 +16,13 @@ from qdrant_client import models as qm
 from core.index.base import ChunkIndex
 from core.index.dialect import FilterDialect
 from core.index.query import EngineQuery, LegName
-from core.index.schema import DENSE_VECTOR, PAYLOAD_INDEXES, TEXT_FIELD, TextIndexConfig
+from core.index.schema import (
+    DENSE_VECTOR,
+    HNSW_PAYLOAD_FIELDS,
+    PAYLOAD_INDEXES,
+    TEXT_FIELD,
+    TextIndexConfig,
+)
 from core.types import Hit, IndexedChunk, TenantScope
 
 DIALECT = FilterDialect(
@@ -44,16 +50,26 @@ def _text_index(cfg: TextIndexConfig) -> qm.TextIndexParams:
         ),
         stopwords=cfg.stopwords,
         scoring=True,
+        enable_hnsw=False,
     )
 
 
 def _schema(field: str, kind: str, cfg: TextIndexConfig) -> Any:
+    """`is_tenant` on tenant_id: Qdrant keeps each tenant's points together and plans around it."""
+    hnsw = field in HNSW_PAYLOAD_FIELDS
     if kind == "text":
         return _text_index(cfg)
-    if field == "tenant_id":
-        # Qdrant co-locates each tenant's points and plans tenant-filtered searches around them.
-        return qm.KeywordIndexParams(type=qm.KeywordIndexType.KEYWORD, is_tenant=True)
-    return qm.PayloadSchemaType(kind)
+    if kind == "keyword":
+        return qm.KeywordIndexParams(
+            type=qm.KeywordIndexType.KEYWORD, is_tenant=field == "tenant_id", enable_hnsw=hnsw
+        )
+    if kind == "integer":
+        return qm.IntegerIndexParams(
+            type=qm.IntegerIndexType.INTEGER, lookup=True, range=True, enable_hnsw=hnsw
+        )
+    if kind == "datetime":
+        return qm.DatetimeIndexParams(type=qm.DatetimeIndexType.DATETIME, enable_hnsw=hnsw)
+    return qm.FloatIndexParams(type=qm.FloatIndexType.FLOAT, enable_hnsw=hnsw)
 
 
 @dataclass(frozen=True)
