@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.inference import InferenceThread
 from core.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ class Embedder:
         self._batch_size = batch_size
         self._query_prefix = query_prefix
         self._lock = threading.Lock()
+        self._query_thread = InferenceThread("embed-query")
+        self._document_thread = InferenceThread("embed-documents")
         self.texts_embedded = 0
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
@@ -52,10 +55,10 @@ class Embedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:
             self.texts_embedded += len(texts)
-        return self._encode(list(texts))
+        return self._document_thread.run(self._encode, list(texts))
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self._encode([self._query_prefix + text])[0]
+        return self._query_thread.run(self._encode, [self._query_prefix + text])[0]
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         vectors = self._model.encode(

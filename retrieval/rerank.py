@@ -15,6 +15,7 @@ from typing import Protocol
 
 import httpx
 
+from core.inference import InferenceThread
 from core.settings import Settings
 
 
@@ -39,12 +40,15 @@ class CrossEncoderReranker:
         self.name = model
         self._model = CrossEncoder(model, device="cpu", max_length=max_tokens)
         self._batch_size = batch_size
+        self._thread = InferenceThread("rerank")
 
     def score(self, query: str, texts: Sequence[str]) -> list[float]:
         if not texts:
             return []
         pairs = [(query, t) for t in texts]
-        scores = self._model.predict(pairs, batch_size=self._batch_size, show_progress_bar=False)
+        scores = self._thread.run(
+            self._model.predict, pairs, batch_size=self._batch_size, show_progress_bar=False
+        )
         return [float(s) for s in scores]
 
 
