@@ -240,7 +240,8 @@ def test_ten_rounds_of_faults_converge_exactly(
                 worker.stop()
             what = "worker killed" + (" after a Redis restart" if round_no in (3, 6, 9) else "")
         if round_no in (4, 8):
-            what += ", embedding cache corrupted"
+            set_aside = len(list(dep.settings.data_dir.glob("embeddings.sqlite.corrupt-*")))
+            what += f", embedding cache corrupted ({set_aside} corrupt files set aside so far)"
         started = time.time()
         worker = dep.worker(f"r{round_no}-clean")
         try:
