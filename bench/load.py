@@ -13,7 +13,7 @@ ingested first. Then:
    document written during the run is indexed afterwards.
 2. Overload: the server restarted with `RAG_API_MAX_INFLIGHT=4` and twice the clients for 20 s.
    Requests past the limit must come back at once as 503 with Retry-After (counted as shed, not
-   as errors); none may time out or fail at the transport.
+   as errors); none may time out or fail at the transport. Clients wait as Retry-After says.
 
 Embeddings of the corpus come from the quality bench's cache when it exists (keyed by model and
 chunk hash), so the set-up embeds nothing already embedded there.
@@ -144,6 +144,8 @@ def client_loop(
                     tally.errors.append(f"transport: {exc!r}")
                 continue
             ms = (time.perf_counter() - start) * 1000
+            if r.status_code == 503:  # a well-behaved client waits as told, with jitter
+                time.sleep(float(r.headers.get("retry-after", 1)) * rnd.uniform(1.0, 1.5))
             with tally.lock:
                 if r.status_code == 200:
                     tally.latencies_ms.append(ms)
@@ -196,10 +198,10 @@ def report(name: str, tally: Tally, samples: list[float], wall: float) -> None:
             f"mean {statistics.mean(tally.latencies_ms):.1f}"
         )
     if samples:
-        print(
-            f"  server RSS MB       first {samples[0]:.0f}  last {samples[-1]:.0f}  "
-            f"peak {max(samples):.0f}"
-        )
+        every = max(1, len(samples) // 6)
+        trace = " ".join(f"{m:.0f}" for m in samples[::every])
+        last, peak = samples[-1], max(samples)
+        print(f"  server RSS MB       every {every}s: {trace}; last {last:.0f}, peak {peak:.0f}")
 
 
 def main() -> None:
