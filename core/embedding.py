@@ -34,7 +34,7 @@ _SQL_VARS = 500
 class Embedder:
     """A sentence-transformers bi-encoder; `texts_embedded` counts every text sent to the model."""
 
-    def __init__(self, model: str, batch_size: int = 64, query_prefix: str = "") -> None:
+    def __init__(self, model: str, batch_size: int, query_prefix: str = "") -> None:
         from sentence_transformers import SentenceTransformer
 
         self.model_name = model

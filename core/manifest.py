@@ -143,6 +143,13 @@ class Manifest(SqliteStore):
             )
             self._conn.execute("COMMIT")
 
+    def mark_deleted(self, record: DocumentRecord) -> DocumentRecord:
+        """Keep the record, marked deleted and without chunks, so status can still show it."""
+        record.status, record.chunk_ids, record.error = DocStatus.DELETED, [], ""
+        record.updated_at = time.time()
+        self.put(record)
+        return record
+
     def status_counts(self, tenant_id: str | None = None) -> dict[str, int]:
         """Documents per state; a document with work in flight counts as queued or processing."""
         counts: dict[str, int] = {}

@@ -56,7 +56,10 @@ class Settings(BaseSettings):
 
     # Models: names (hub ids resolved from the local cache) or local folders.
     embedding_model: str = Field(default_factory=_shipped_embedding_model)
-    embedding_batch_size: int = 64
+    # Texts per forward pass. Small batches pad less: on 2 CPU cores, SciFact chunks embedded at
+    # 55 chunks/s in batches of 16 against 39 in batches of 64 (calls of 160 chunks, as ingestion
+    # makes them).
+    embedding_batch_size: int = 16
     query_prefix: str = ""  # e.g. "Represent this sentence for searching relevant passages: "
     reranker_model: str = "BAAI/bge-reranker-base"
     # Read from RAG_COHERE_API_KEY or Cohere's own COHERE_API_KEY.

@@ -125,7 +125,8 @@ def _ragas(
     embeddings = None
     if llms.judge is not None:
         model = settings.eval_embedding_model
-        embeddings = LocalRagasEmbeddings(Embedder(model) if model else runtime.embedder)
+        embedder = Embedder(model, settings.embedding_batch_size) if model else runtime.embedder
+        embeddings = LocalRagasEmbeddings(embedder)
     scorer = RagasScorer(
         cache_dir,
         answerer=llms.answerer,

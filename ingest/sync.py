@@ -9,7 +9,6 @@ clean up after a crashed predecessor.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -111,9 +110,7 @@ class DocumentSyncer:
         record = self._manifest.get(doc_id)
         self._remove(doc_id)
         if record is not None:
-            record.status, record.chunk_ids, record.error = DocStatus.DELETED, [], ""
-            record.updated_at = time.time()
-            self._manifest.put(record)
+            self._manifest.mark_deleted(record)
         return SyncOutcome(doc_id, "deleted")
 
     def _remove(self, doc_id: str) -> TenantScope | None:

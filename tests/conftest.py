@@ -20,7 +20,8 @@ BACKENDS = ["edge", "server"]
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
     """The shipped all-MiniLM-L6-v2, loaded once; tests compare `texts_embedded` deltas."""
-    return Embedder(Settings().embedding_model)
+    settings = Settings()
+    return Embedder(settings.embedding_model, settings.embedding_batch_size)
 
 
 def make_settings(tmp: Path, backend: str = "edge", **overrides: object) -> Settings:

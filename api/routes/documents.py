@@ -10,7 +10,6 @@ is still in the bucket, the next scan indexes it again, so delete it there to re
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -85,10 +84,14 @@ def get_document(
 def delete_document(
     doc_id: str, state: State, principal: Annotated[Principal, Depends(require_admin)]
 ) -> DocumentOut:
-    """Remove a document's chunks from the index; its record stays, marked deleted."""
+    """Remove a document's chunks from the index and the graph; its record stays, marked deleted.
+
+    The bucket is the source of truth: if the object is still there, the next scan indexes it
+    again. Delete it from the bucket to remove it for good.
+    """
+    runtime = state.runtime
     record = _own(state, principal.scope, doc_id)
-    state.runtime.index.delete_document(principal.scope, doc_id)
-    record.status, record.chunk_ids, record.error = DocStatus.DELETED, [], ""
-    record.updated_at = time.time()
-    state.runtime.manifest.put(record)
-    return _out(record)
+    runtime.index.delete_document(principal.scope, doc_id)
+    if runtime.settings.graph_enabled:
+        runtime.graph_store.put(principal.scope, doc_id, None)
+    return _out(runtime.manifest.mark_deleted(record))
