@@ -53,6 +53,13 @@ _DUMMY_HASH = hashlib.sha256(b"no such key").hexdigest()
 _COLUMNS = "key_id, tenant_id, role, label, created_at, revoked_at"
 
 
+def _split_token(token: str) -> tuple[str, str]:
+    """(key id, secret) of a `rag_<key id>_<secret>` token; the key id is "" for any other form."""
+    prefix, _, rest = token.partition("_")
+    key_id, _, secret = rest.partition("_")
+    return (key_id if prefix == _PREFIX else ""), secret
+
+
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -123,12 +130,11 @@ class KeyStore(SqliteStore):
     def verify(self, token: str) -> Principal | None:
         """The key's principal, or None; the same work whether or not the key exists."""
         bootstrap_ok = hmac.compare_digest(_digest(token), self._bootstrap_hash)
-        prefix, _, rest = token.partition("_")
-        key_id, _, secret = rest.partition("_")
+        key_id, secret = _split_token(token)
         with self._lock:
             row = self._conn.execute(
                 "SELECT tenant_id, role, secret_hash, revoked_at FROM api_keys WHERE key_id = ?",
-                (key_id if prefix == _PREFIX else "",),
+                (key_id,),
             ).fetchone()
         stored = row[2] if row else _DUMMY_HASH
         key_ok = hmac.compare_digest(_digest(secret), stored) and row is not None
@@ -181,9 +187,8 @@ _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-K
 
 def claimed_key_id(token: str) -> str:
     """The key id a token names (the part before its secret), for the audit log; "" if none."""
-    prefix, _, rest = token.partition("_")
-    key_id = rest.partition("_")[0]
-    return key_id[:32] if prefix == _PREFIX and key_id.isalnum() else ""
+    key_id = _split_token(token)[0]
+    return key_id[:32] if key_id.isalnum() else ""
 
 
 _UNAUTHORIZED_REASON = (
