@@ -88,13 +88,13 @@ class Chunker:
 
     def _cap_chars(self, piece: str) -> list[str]:
         """Cut a piece longer than `_max_chars` into slices, at the last space when there is one."""
-        cuts = []
-        while len(piece) > self._max_chars:
-            space = piece.rfind(" ", self._max_chars // 2, self._max_chars)
-            end = space if space > 0 else self._max_chars
-            cuts.append(piece[:end])
-            piece = piece[end:]
-        return [*cuts, piece]
+        cuts, start = [], 0  # offsets, not piece[end:]: re-copying the rest is quadratic
+        while len(piece) - start > self._max_chars:
+            space = piece.rfind(" ", start + self._max_chars // 2, start + self._max_chars)
+            end = space if space > start else start + self._max_chars
+            cuts.append(piece[start:end])
+            start = end
+        return [*cuts, piece[start:]]
 
     def _group(self, text: str) -> list[str]:
         pieces: list[str] = []
