@@ -30,6 +30,7 @@ from retrieval.fusion import rrf
 from retrieval.hybrid import HybridRetriever, RetrievalConfig
 from tests.conftest import make_settings
 from tests.fixtures_docs import make_docx, make_html, make_markdown, make_pdf, make_text
+from tests.support.services import REDIS_HOST, REDIS_PORT
 
 ACME = TenantScope("acme")
 GLOBEX = TenantScope("globex")
@@ -88,7 +89,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[GraphStore
     if request.param == "file":
         yield FileGraphStore(tmp_path / "graph")
         return
-    client = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB)
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB)
     prefix = f"test-graph-{uuid4().hex}"
     yield RedisGraphStore(client, prefix=prefix)
     for key in client.scan_iter(f"{prefix}:*"):

@@ -19,6 +19,7 @@ from graph.extract import RuleExtractor
 from graph.factory import open_graph_store
 from graph.model import DocFacts, GraphDecodeError, TenantGraph
 from graph.store import FileGraphStore, GraphStore, RedisGraphStore
+from tests.support.services import REDIS_HOST, REDIS_PORT, redis_url
 
 ACME = TenantScope("acme")
 GLOBEX = TenantScope("globex")
@@ -183,7 +184,7 @@ def test_an_unreadable_document_file_is_named(tmp_path: Path) -> None:
 
 @pytest.fixture
 def redis_prefix() -> Iterator[str]:
-    client = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB)
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB)
     prefix = f"test-graph-{uuid4().hex}"
     yield prefix
     for key in client.scan_iter(f"{prefix}:*"):
@@ -192,7 +193,7 @@ def redis_prefix() -> Iterator[str]:
 
 
 def redis_store(prefix: str, log_keep: int = 10_000) -> RedisGraphStore:
-    client = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB)
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB)
     return RedisGraphStore(client, prefix=prefix, log_keep=log_keep)
 
 
@@ -246,7 +247,7 @@ def test_the_last_writer_of_a_document_wins_everywhere(redis_prefix: str) -> Non
 def test_settings_choose_the_store(tmp_path: Path) -> None:
     files = open_graph_store(Settings(data_dir=tmp_path))
     assert isinstance(files, FileGraphStore) and files.root == tmp_path / "graph"
-    url = f"redis://127.0.0.1:6379/{REDIS_DB}"
+    url = redis_url(REDIS_DB)
     shared = open_graph_store(Settings(data_dir=tmp_path, graph_store="redis", redis_url=url))
     assert isinstance(shared, RedisGraphStore)
     with shared.read(ACME) as graph:  # reaches the server

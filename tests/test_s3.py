@@ -24,6 +24,7 @@ from ingest.s3 import S3Bucket, aws_client
 from ingest.service import open_bucket
 from ingest.watch import QueueWatcher, keys_from_s3_event
 from tests.fixtures_docs import corrupt_pdf, make_pdf
+from tests.support.services import redis_url
 from tests.test_workers import (
     assert_index_matches,
     builder_for,
@@ -34,7 +35,7 @@ from tests.test_workers import (
 )
 from workers.redis_server import free_port
 
-REDIS_URL = "redis://127.0.0.1:6379/11"
+REDIS_URL = redis_url(11)
 UNICODE_KEY = "reports 2024/résumé été – ünïcode.txt"
 
 

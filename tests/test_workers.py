@@ -29,12 +29,13 @@ from ingest.chunking import Chunker
 from ingest.documents import DocumentBuilder
 from retrieval.hybrid import HybridRetriever, RetrievalConfig
 from tests.fixtures_docs import corrupt_pdf, make_docx, make_pdf
+from tests.support.services import redis_url
 from workers.app import configure
 from workers.process import WorkerProcess
 from workers.status import converged, read_status
 from workers.tasks.ingestion import sync_document
 
-REDIS_URL = "redis://127.0.0.1:6379/11"
+REDIS_URL = redis_url(11)
 pytestmark = pytest.mark.slow
 
 # ------------------------------------------------------------------ shared with the other files

@@ -1,0 +1,1 @@
+"""Scaffolding shared by test modules: live here, never in production packages."""
