@@ -13,6 +13,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from api.platform import platform_app
+from core.index.lock import ShardLock
 from core.runtime import Runtime
 from core.settings import Settings
 
@@ -54,12 +55,12 @@ def run_api(app: FastAPI, sock: socket.socket, log_level: str = "info") -> None:
 
 def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
     """One process, one event loop: the embedded shard allows a single owner, so no workers."""
+    check_can_start(settings)
     sock = bind_api_socket(host or settings.api_host, port or settings.api_port)
-    runtime = Runtime(settings)
-    try:
-        runtime.index  # noqa: B018 - a shard held by another process is an error now, not later
-    except BaseException:
-        sock.close()
-        runtime.close()
-        raise
-    run_api(platform_app(runtime), sock)
+    run_api(platform_app(Runtime(settings)), sock)
+
+
+def check_can_start(settings: Settings) -> None:
+    """What would otherwise fail only after the model has loaded: the shard held elsewhere."""
+    if settings.index_mode == "edge":
+        ShardLock.check_free(settings.shard_path)

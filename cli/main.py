@@ -77,9 +77,12 @@ def ingest(
     """Sync a folder into the index: new and changed documents in, deleted ones out."""
     from ingest.service import Ingestion, open_bucket
 
-    require_folder(str(path) if path else get_settings().bucket_url)
+    url = str(path) if path else get_settings().bucket_url
+    require_folder(url)
+    bucket = open_bucket(url)
+    next(iter(bucket.list()), None)  # no folder, credentials or permission: say so before loading
     with _runtime() as rt:
-        ingestion = Ingestion(rt, open_bucket(str(path) if path else rt.settings.bucket_url))
+        ingestion = Ingestion(rt, bucket)
         with console.status("scanning"):
             plan = ingestion.plan()
         with Progress(

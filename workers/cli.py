@@ -19,10 +19,11 @@ def up(
     Uses the Redis at RAG_REDIS_URL, or starts a local one if none answers.
     """
     from cli.terminal import require_folder
-    from workers.embedded import run_up
 
     settings = get_settings()
     require_folder(settings.bucket_url)
+    from workers.embedded import run_up  # after the checks: it imports the whole platform
+
     run_up(settings, with_api=api)
 
 

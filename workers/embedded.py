@@ -99,9 +99,10 @@ def run_up(settings: Settings, with_api: bool = True) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     quiet_progress_bars()
-    from api.server import bind_api_socket, run_api
+    from api.server import bind_api_socket, check_can_start, run_api
 
     # A busy port or a shard held by another process fail now, before anything slow or started.
+    check_can_start(settings)
     sock = bind_api_socket(settings.api_host, settings.api_port) if with_api else None
     redis = ensure_redis(settings.redis_url, settings.data_dir / "redis")
     try:
@@ -120,7 +121,6 @@ def run_up(settings: Settings, with_api: bool = True) -> None:
         if sock is not None:
             from api.platform import platform_app
 
-            runtime.index  # noqa: B018 - fails now if another process holds the shard
             api = platform_app(runtime, extra_routers=[pool.router()])  # the API closes runtime
             # uvicorn re-raises SIGTERM once shut down; exit through Python so `finally` runs.
             signal.signal(signal.SIGTERM, _exit_on_sigterm)
