@@ -240,10 +240,10 @@ def main() -> None:
     """The `rag` entry point: runs a command and turns whatever ends it into an exit status."""
     try:
         code = app(standalone_mode=False)
-    except typer.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         code = 130
     except BaseException as exc:
-        if isinstance(exc, SystemExit | KeyboardInterrupt):
+        if isinstance(exc, SystemExit):
             raise
         if _debug:
             traceback.print_exc()

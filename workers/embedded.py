@@ -99,6 +99,9 @@ def run_up(settings: Settings, with_api: bool = True) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     quiet_progress_bars()
+    # SIGTERM exits through Python, so the `finally` below stops Redis: before the API runs, and
+    # after it, since uvicorn re-raises the signal once it has shut down.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     from api.server import bind_api_socket, check_can_start, run_api
 
     # A busy port or a shard held by another process fail now, before anything slow or started.
@@ -122,8 +125,6 @@ def run_up(settings: Settings, with_api: bool = True) -> None:
             from api.platform import platform_app
 
             api = platform_app(runtime, extra_routers=[pool.router()])  # the API closes runtime
-            # uvicorn re-raises SIGTERM once shut down; exit through Python so `finally` runs.
-            signal.signal(signal.SIGTERM, _exit_on_sigterm)
             run_api(api, sock)
         else:
             with runtime:
