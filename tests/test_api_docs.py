@@ -123,6 +123,12 @@ def test_real_error_responses_match_the_spec(env: ApiEnv, spec: dict[str, Any]) 
             "invalid_tenant",
         ),
         (
+            "/v1/keys",
+            "post",
+            c.post("/v1/keys", json={"label": "ops\x00\n[/]"}, headers=admin),
+            "invalid_label",
+        ),
+        (
             "/v1/search",
             "post",
             c.post("/v1/search", json={"query": "fox", "rerank": True}, headers=reader),
