@@ -6,6 +6,8 @@ remote endpoint can), since no LLM runs here.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,14 +15,19 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from openapi_spec_validator import validate as validate_spec
+from PIL import Image
 
 from api.app import create_app
 from api.platform import platform_app
+from api.server import bind_api_socket
 from core.embedding import Embedder
 from core.runtime import Runtime
+from eval.screenshot import find_chromium, screenshot_url
 from tests.api_fixtures import ApiEnv, prepare_runtime
+from workers.redis_server import free_port
 
 MAX_BODY = 4096
 
@@ -166,3 +173,48 @@ def test_docs_pages_load_their_assets_from_this_server(env: ApiEnv) -> None:
         for src in scripts:
             asset = env.client.get(src)
             assert asset.status_code == 200 and len(asset.content) > 100_000, src
+
+
+# Swagger UI's colours for GET and POST operations; a blank page has neither.
+GET_BLUE, POST_GREEN = (97, 175, 254), (73, 204, 144)
+
+
+def _pixels_near(image: Image.Image, colour: tuple[int, int, int]) -> int:
+    return sum(
+        count
+        for count, (r, g, b) in image.getcolors(maxcolors=1 << 24) or []
+        if abs(r - colour[0]) + abs(g - colour[1]) + abs(b - colour[2]) < 30
+    )
+
+
+def test_docs_render_in_chromium_with_no_network(tmp_path: Path, embedder: Embedder) -> None:
+    """A real server on loopback and headless Chromium whose every other host fails to resolve:
+    with the assets from a CDN the page stayed blank; now Swagger UI draws every operation."""
+    if find_chromium() is None:
+        pytest.fail("no Chromium: `apt-get install -y chromium` (make test installs it)")
+    runtime, _ = prepare_runtime(tmp_path, embedder, ingest=False)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(runtime), log_level="warning"))
+    sock = bind_api_socket("127.0.0.1", port)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
+            time.sleep(0.1)
+        png = screenshot_url(
+            f"http://127.0.0.1:{port}/docs",
+            tmp_path / "docs.png",
+            height=1600,
+            extra_flags=(
+                "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+                "--virtual-time-budget=20000",
+            ),
+        )
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)
+        sock.close()
+    image = Image.open(png).convert("RGB")
+    assert _pixels_near(image, GET_BLUE) > 1000 and _pixels_near(image, POST_GREEN) > 1000
