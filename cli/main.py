@@ -186,10 +186,10 @@ def status(
             markup=False,
         )
     if scan := status_report.last_scan:
-        scan_table = Table(title=f"last scan, {local_time(scan.get('started_at'))}")
-        scan_table.add_column("")
-        scan_table.add_column("", justify="right")
-        scan_table.show_header = False
+        scan_table = Table(title="last scan", show_header=False)
+        scan_table.add_column("what")
+        scan_table.add_column("value", justify="right")
+        scan_table.add_row("started", local_time(scan.get("started_at")))
         for name, value in scan.items():
             if name != "started_at":
                 scan_table.add_row(cell(name.replace("_", " ")), cell(value))
