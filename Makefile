@@ -12,7 +12,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install redis run test lint bench-deps bench-ingest bench-quality bench-latency clean
+.PHONY: install redis browser run test lint bench-deps bench-ingest bench-quality bench-latency clean
 
 # torch first, from its CPU wheel: a bare `torch` requirement would pull CUDA builds.
 $(STAMP): pyproject.toml
@@ -33,6 +33,10 @@ redis: $(STAMP)
 	     redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no >/dev/null; \
 	     sleep 1; $(BIN)/python -c "import redis; redis.Redis.from_url('$(REDIS_URL)').ping()"; }
 
+# Headless Chromium for the screenshot tests (the API's /docs rendered offline, the eval report).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
 # Sync the folder once (progress bar and counts), then run the platform in one process: the API on
 # RAG_API_PORT, a worker pool and beat re-scanning the folder, and a watcher for quick updates.
 run: $(STAMP)
@@ -41,7 +45,7 @@ run: $(STAMP)
 	@echo "API docs: http://127.0.0.1:8000/docs   key: .venv/bin/rag keys create default"
 	RAG_BUCKET_URL=$(BUCKET) $(BIN)/rag up
 
-test: redis
+test: redis browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q

@@ -24,6 +24,7 @@ from api.auth import KeyStore
 from api.errors import install_error_handlers
 from api.limits import BodyLimitMiddleware, LoadShedMiddleware
 from api.metrics import Metrics, MetricsMiddleware
+from api.openapi import install_docs
 from api.routes import documents, keys, ops, search
 from api.state import ApiState
 from core.runtime import Runtime
@@ -96,11 +97,14 @@ def create_app(
         summary="Hybrid search (dense + BM25, RRF), reranking and grounded answers per tenant.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # install_docs serves them without a CDN
+        redoc_url=None,
     )
     app.state.runtime = runtime
     install_error_handlers(app)
     for router in (search.router, documents.router, keys.router, ops.router, *extra_routers):
         app.include_router(router)
+    install_docs(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=s.max_body_bytes)
     # Outside the body limit, so a shed request costs no body read; inside the metrics, which
     # count the 503s too.

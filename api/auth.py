@@ -93,6 +93,25 @@ class KeyInfo:
     revoked_at: float | None
 
 
+LABEL_MAX_CHARS = 200
+
+
+class InvalidLabelError(ValueError):
+    pass
+
+
+def check_label(label: str) -> str:
+    """A key label is a one-line note: no NUL, newline or other control character, which would
+    break the lists and terminals that show it."""
+    if len(label) > LABEL_MAX_CHARS:
+        raise InvalidLabelError(f"a label is limited to {LABEL_MAX_CHARS} characters")
+    if any(not ch.isprintable() for ch in label):
+        raise InvalidLabelError(
+            "a label may not hold control characters (NUL, newlines, tabs, escapes)"
+        )
+    return label
+
+
 def keys_path(settings: Settings) -> Path:
     return settings.data_dir / "api_keys.sqlite"
 
@@ -117,6 +136,7 @@ class KeyStore(SqliteStore):
         """A new key; the returned string is the only time its secret exists outside a hash."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        check_label(label)
         key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
         info = KeyInfo(key_id, tenant.tenant_id, role, label, time.time(), None)
         with self._lock:

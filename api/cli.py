@@ -7,23 +7,17 @@ app.add_typer(keys_app, name="keys")
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from api.auth import ROLES, KeyStore, Role, create_key
+from api.auth import InvalidLabelError, KeyStore, Role, check_label, create_key
+from cli.terminal import CliError, cell, console, local_time, print_json
 from core.settings import get_settings
 from core.types import InvalidTenantError, TenantScope
 
 keys_app = typer.Typer(help="API keys: each maps to one tenant and a role.", no_args_is_help=True)
-console = Console()
-
-
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def serve(
@@ -39,34 +33,68 @@ def serve(
 @keys_app.command("create")
 def keys_create(
     tenant: Annotated[str, typer.Argument(help="The tenant the key reads")],
-    role: Annotated[str, typer.Option(help="reader or admin (an operator key)")] = "reader",
-    label: Annotated[str, typer.Option(help="A note for whoever lists keys")] = "",
+    role: Annotated[Role, typer.Option(help="admin: an operator key")] = "reader",
+    label: Annotated[str, typer.Option(help="A one-line note for whoever lists keys")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the key and its id as JSON")] = (
+        False
+    ),
 ) -> None:
     """Mint a key and print it once; only its hash is stored."""
-    if role not in ROLES:
-        raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}")
-    role_: Role = role  # type: ignore[assignment]
     try:
-        key = create_key(get_settings(), tenant, role_, label)
-    except InvalidTenantError as exc:
+        scope = TenantScope(tenant)
+        check_label(label)
+    except (InvalidTenantError, InvalidLabelError) as exc:
         raise typer.BadParameter(str(exc)) from None
-    print(key)
+    key = create_key(get_settings(), scope.tenant_id, role, label)
+    if as_json:
+        key_id = key.split("_")[1]
+        print_json({"key": key, "key_id": key_id, "tenant": scope.tenant_id, "role": role})
+    else:
+        print(key)
 
 
 @keys_app.command("list")
-def keys_list(tenant: Annotated[str | None, typer.Option(help="Only this tenant")] = None) -> None:
+def keys_list(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the keys as JSON")] = False,
+) -> None:
     """Keys with their tenant, role and state; never their secrets."""
+    try:
+        scope = TenantScope(tenant) if tenant else None
+    except InvalidTenantError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--tenant") from None
     store = KeyStore.open(get_settings())
     try:
-        keys = store.list(TenantScope(tenant) if tenant else None)
+        keys = store.list(scope)
     finally:
         store.close()
+    if as_json:
+        print_json(
+            [
+                {
+                    "key_id": k.key_id,
+                    "tenant": k.tenant_id,
+                    "role": k.role,
+                    "label": k.label,
+                    "created_at": k.created_at,
+                    "revoked_at": k.revoked_at,
+                }
+                for k in keys
+            ]
+        )
+        return
     table = Table(title=f"{len(keys)} API keys")
     for col in ("key id", "tenant", "role", "label", "created", "revoked"):
         table.add_column(col)
     for k in keys:
-        revoked = _when(k.revoked_at) if k.revoked_at else ""
-        table.add_row(k.key_id, k.tenant_id, k.role, k.label, _when(k.created_at), revoked)
+        table.add_row(
+            cell(k.key_id),
+            cell(k.tenant_id),
+            cell(k.role),
+            cell(k.label),
+            local_time(k.created_at),
+            local_time(k.revoked_at),
+        )
     console.print(table)
 
 
@@ -79,6 +107,5 @@ def keys_revoke(key_id: str) -> None:
     finally:
         store.close()
     if not revoked:
-        console.print(f"[red]no live key {key_id!r}")
-        raise typer.Exit(1)
-    console.print(f"revoked {key_id}")
+        raise CliError(f"no live key {key_id!r}", "`rag keys list` shows the keys")
+    console.print(cell(f"revoked {key_id}"))

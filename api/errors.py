@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,24 @@ _HTTP_CODES = {
     413: "body_too_large",
     415: "unsupported_media_type",
 }
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(description="stable and machine-readable, e.g. `invalid_filter`")
+    reason: str = Field(description="what is wrong, for a human")
+    field: str | None = Field(
+        None, description="the parameter or body field at fault, when there is one"
+    )
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error response; the OpenAPI spec declares it for each error status."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: ErrorDetail
 
 
 class ApiError(Exception):

@@ -1,21 +1,66 @@
-"""Run the API under uvicorn: what `rag serve` calls."""
+"""Run the API under uvicorn: what `rag serve` and `rag up` call.
+
+The listening socket is bound before anything slow happens (loading the model, opening the
+index), so a busy port is an error at once rather than after the start-up.
+"""
 
 from __future__ import annotations
 
+import errno
+import socket
+
 import uvicorn
+from fastapi import FastAPI
 
 from api.platform import platform_app
+from core.index.lock import ShardLock
 from core.runtime import Runtime
 from core.settings import Settings
 
 
+class AddressInUseError(RuntimeError):
+    """The API's port is taken, usually by another `rag serve` or `rag up`."""
+
+
+def bind_api_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise AddressInUseError(
+                f"port {port} on {host} is in use (another `rag serve` or `rag up`?); stop it, "
+                "or pick another port with --port or RAG_API_PORT"
+            ) from None
+        raise
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_api(app: FastAPI, sock: socket.socket, log_level: str = "info") -> None:
+    """Serve `app` on the bound `sock` until SIGINT or SIGTERM; an app that fails to start (its
+    lifespan raised, and uvicorn logged why) is a RuntimeError here."""
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    if not server.started:
+        raise RuntimeError("the API did not start; the log above says why")
+
+
 def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
     """One process, one event loop: the embedded shard allows a single owner, so no workers."""
-    app = platform_app(Runtime(settings))
-    uvicorn.run(
-        app,
-        host=host or settings.api_host,
-        port=port or settings.api_port,
-        log_level="info",
-        access_log=False,
-    )
+    check_can_start(settings)
+    sock = bind_api_socket(host or settings.api_host, port or settings.api_port)
+    run_api(platform_app(Runtime(settings)), sock)
+
+
+def check_can_start(settings: Settings) -> None:
+    """What would otherwise fail only after the model has loaded: the shard held elsewhere."""
+    if settings.index_mode == "edge":
+        ShardLock.check_free(settings.shard_path)

@@ -1,27 +1,71 @@
-"""`rag`: ingest a folder, search it, and see what state every document is in."""
+"""`rag`: ingest a folder, search it, and see what state every document is in.
+
+Every command fails like a Unix tool: one line on stderr naming what is wrong and what to do, and
+exit status 0 ok, 1 the job failed, 2 usage or configuration error; `rag --debug ...` shows the
+traceback instead.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import sys
+import traceback
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from core.index import ShardLockedError
+from cli.terminal import (
+    EXIT_CODES_HELP,
+    cell,
+    console,
+    local_time,
+    print_json,
+    report,
+    require_folder,
+)
 from core.runtime import Runtime
 from core.settings import get_settings
 from core.types import TenantScope
 from retrieval.hybrid import Mode
 
-app = typer.Typer(help="RAG ingestion and hybrid retrieval on Qdrant.", no_args_is_help=True)
-console = Console()
+app = typer.Typer(
+    help="RAG ingestion and hybrid retrieval on Qdrant.",
+    epilog=EXIT_CODES_HELP,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+_debug = False
 
 
 def _runtime() -> Runtime:
     return Runtime(get_settings())
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        print(f"rag {package_version('ragplatform')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit"
+        ),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="On an error, show the traceback, not one line")
+    ] = False,
+) -> None:
+    global _debug
+    _debug = debug
 
 
 @app.command()
@@ -33,8 +77,12 @@ def ingest(
     """Sync a folder into the index: new and changed documents in, deleted ones out."""
     from ingest.service import Ingestion, open_bucket
 
+    url = str(path) if path else get_settings().bucket_url
+    require_folder(url)
+    bucket = open_bucket(url)
+    next(iter(bucket.list()), None)  # no folder, credentials or permission: say so before loading
     with _runtime() as rt:
-        ingestion = Ingestion(rt, open_bucket(str(path) if path else rt.settings.bucket_url))
+        ingestion = Ingestion(rt, bucket)
         with console.status("scanning"):
             plan = ingestion.plan()
         with Progress(
@@ -99,34 +147,60 @@ def search(
 def status(
     tenant: Annotated[str | None, typer.Option(help="Only this tenant")] = None,
     failed: Annotated[bool, typer.Option("--failed", help="List failed documents and why")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON")] = False,
 ) -> None:
     """Documents per state, the last run and scan, and failures with their reasons."""
     from core.manifest import Manifest
     from workers.status import read_status
 
     manifest = Manifest(get_settings().manifest_path)
-    report = read_status(manifest, tenant)
-    manifest.close()
+    try:
+        status_report = read_status(manifest, tenant)
+    finally:
+        manifest.close()
+    if as_json:
+        last = status_report.last_run
+        print_json(
+            {
+                "counts": status_report.counts,
+                "last_run": dataclasses.asdict(last) if last else None,
+                "last_scan": status_report.last_scan,
+                "failed": [
+                    {"doc_id": r.doc_id, "attempts": r.attempts, "error": r.error}
+                    for r in (status_report.failed if failed else [])
+                ],
+            }
+        )
+        return
     table = Table(title="documents")
     table.add_column("status")
     table.add_column("count", justify="right")
-    for name, count in report.counts.items():
+    for name, count in status_report.counts.items():
         table.add_row(name, str(count))
     console.print(table)
-    if last := report.last_run:
+    if last := status_report.last_run:
         console.print(
-            f"last run: +{last.added} ~{last.modified} -{last.deleted} ={last.unchanged} "
-            f"!{last.failed}, {last.chunks_embedded} chunks embedded, {last.seconds:.1f}s"
+            f"last run: {local_time(last.started_at)}, +{last.added} ~{last.modified} "
+            f"-{last.deleted} ={last.unchanged} !{last.failed}, "
+            f"{last.chunks_embedded} chunks embedded, {last.seconds:.1f}s",
+            markup=False,
         )
-    if report.last_scan:
-        console.print(f"last scan: {report.last_scan}")
+    if scan := status_report.last_scan:
+        scan_table = Table(title="last scan", show_header=False)
+        scan_table.add_column("what")
+        scan_table.add_column("value", justify="right")
+        scan_table.add_row("started", local_time(scan.get("started_at")))
+        for name, value in scan.items():
+            if name != "started_at":
+                scan_table.add_row(cell(name.replace("_", " ")), cell(value))
+        console.print(scan_table)
     if failed:
-        ftable = Table(title=f"{len(report.failed)} failed documents")
+        ftable = Table(title=f"{len(status_report.failed)} failed documents")
         ftable.add_column("document")
         ftable.add_column("attempts", justify="right")
         ftable.add_column("reason")
-        for r in report.failed:
-            ftable.add_row(r.doc_id, str(r.attempts), r.error)
+        for r in status_report.failed:
+            ftable.add_row(cell(r.doc_id), str(r.attempts), cell(r.error))
         console.print(ftable)
 
 
@@ -141,17 +215,40 @@ def _register_subcommands() -> None:
     app.command()(up)
     app.command()(worker)
     app.add_typer(eval_app, name="eval")
+    _add_exit_codes_to_help(app)
 
 
-_register_subcommands()
+def _add_exit_codes_to_help(typer_app: typer.Typer) -> None:
+    """Every command's --help ends with the exit statuses it shares with all the others."""
+    for command in typer_app.registered_commands:
+        command.epilog = command.epilog or EXIT_CODES_HELP
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            group.typer_instance.info.epilog = EXIT_CODES_HELP
+            _add_exit_codes_to_help(group.typer_instance)
+
+
+try:
+    _register_subcommands()
+except Exception as exc:  # e.g. a malformed RAG_ setting, read when the workers' app is built
+    if "--debug" in sys.argv:
+        raise
+    sys.exit(report(exc))
 
 
 def main() -> None:
+    """The `rag` entry point: runs a command and turns whatever ends it into an exit status."""
     try:
-        app()
-    except ShardLockedError as exc:
-        console.print(f"[red]{exc}")
-        raise SystemExit(2) from None
+        code = app(standalone_mode=False)
+    except (typer.Abort, KeyboardInterrupt):
+        code = 130
+    except BaseException as exc:
+        if isinstance(exc, SystemExit):
+            raise
+        if _debug:
+            traceback.print_exc()
+        code = report(exc)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     index_optimize_min_unindexed: int = 5_000
     index_optimize_interval_seconds: float = 300.0
 
+    # Celery's broker and the workers' locks; `rag up` starts a Redis of its own if none answers.
     redis_url: str = "redis://127.0.0.1:6379/0"
 
     # Models: names (hub ids resolved from the local cache) or local folders.

@@ -10,9 +10,10 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse
 
+from api.errors import ApiError
 from core.settings import get_settings
 
 eval_router = APIRouter(prefix="/v1/eval", tags=["evaluation"])
@@ -28,16 +29,16 @@ def latest_run(root: Path) -> Path | None:
     return runs[-1] if runs else None
 
 
-@eval_router.get("/latest", response_model=None)
+@eval_router.get(
+    "/latest", response_model=None, responses={404: {"description": "no evaluation has finished"}}
+)
 def latest(
     root: Annotated[Path, Depends(reports_dir)],
     format: Annotated[Literal["json", "html"], Query()] = "json",
 ) -> dict[str, Any] | HTMLResponse:
     run = latest_run(root)
     if run is None:
-        raise HTTPException(
-            404, detail={"reason": "no_report", "message": f"no finished evaluation in {root}"}
-        )
+        raise ApiError(404, "no_report", f"no finished evaluation in {root}")
     if format == "html":
         return HTMLResponse((run / "report.html").read_text(encoding="utf-8"))
     return json.loads((run / "report.json").read_text(encoding="utf-8"))

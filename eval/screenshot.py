@@ -34,6 +34,13 @@ def find_chromium() -> str | None:
 
 
 def screenshot(html: Path, png: Path, width: int = 1280, height: int = 2400) -> Path:
+    return screenshot_url(html.resolve().as_uri(), png, width, height)
+
+
+def screenshot_url(
+    url: str, png: Path, width: int = 1280, height: int = 2400, extra_flags: tuple[str, ...] = ()
+) -> Path:
+    """Any page; `extra_flags` e.g. `--virtual-time-budget=MS` to let its scripts run first."""
     browser = find_chromium()
     if browser is None:
         raise FileNotFoundError("no Chromium found; install it with `apt-get install -y chromium`")
@@ -46,7 +53,8 @@ def screenshot(html: Path, png: Path, width: int = 1280, height: int = 2400) -> 
                 f"--user-data-dir={profile}",
                 f"--screenshot={png.resolve()}",
                 f"--window-size={width},{height}",
-                html.resolve().as_uri(),
+                *extra_flags,
+                url,
             ],
             check=True,
             capture_output=True,

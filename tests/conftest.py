@@ -13,8 +13,24 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from core.embedding import Embedder
 from core.runtime import Runtime
 from core.settings import Settings
+from tests.support import processes
 
 BACKENDS = ["edge", "server"]
+_LEFT_BEHIND: dict[int, str] = {}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    processes.become_subreaper()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """No test may leave a process running: whatever is left is killed and named."""
+    _LEFT_BEHIND.update(processes.kill_leftovers())
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for pid, cmd in _LEFT_BEHIND.items():
+        terminalreporter.write_line(f"killed a process the tests left behind: {pid} {cmd}")
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from api.errors import install_error_handlers
 from core.embedding import Embedder
 from core.runtime import Runtime
 from core.settings import Settings, get_settings
@@ -278,6 +279,7 @@ def test_cli_exit_codes(cli_env: None, first: EvalOutcome, tiny: Path, tmp_path:
 
 def test_api_serves_the_latest_report(first: EvalOutcome, tmp_path: Path) -> None:
     app = FastAPI()
+    install_error_handlers(app)
     app.include_router(eval_router)
     app.dependency_overrides[reports_dir] = lambda: first.run_dir.parent
     client = TestClient(app)
@@ -288,7 +290,7 @@ def test_api_serves_the_latest_report(first: EvalOutcome, tmp_path: Path) -> Non
     assert client.get("/v1/eval/latest", params={"format": "pdf"}).status_code == 422
     app.dependency_overrides[reports_dir] = lambda: tmp_path
     empty = client.get("/v1/eval/latest")
-    assert empty.status_code == 404 and empty.json()["detail"]["reason"] == "no_report"
+    assert empty.status_code == 404 and empty.json()["error"]["code"] == "no_report"
 
 
 def test_chunk_hits_map_to_documents_at_their_first_rank(settings: Settings) -> None:

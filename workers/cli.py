@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -18,15 +18,21 @@ def up(
 
     Uses the Redis at RAG_REDIS_URL, or starts a local one if none answers.
     """
-    from workers.embedded import run_up
+    from cli.terminal import require_folder
 
-    run_up(get_settings(), with_api=api)
+    settings = get_settings()
+    require_folder(settings.bucket_url)
+    from workers.embedded import run_up  # after the checks: it imports the whole platform
+
+    run_up(settings, with_api=api)
 
 
 def worker(
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1)] = 2,
     beat: Annotated[bool, typer.Option(help="Also run the scheduler (one per deployment)")] = False,
-    pool: Annotated[str, typer.Option(help="threads | prefork | solo")] = "threads",
+    pool: Annotated[
+        Literal["threads", "prefork", "solo"], typer.Option(help="Celery's worker pool")
+    ] = "threads",
 ) -> None:
     """Distributed mode: a Celery worker (`celery -A workers worker` with the right queues).
 

@@ -99,27 +99,46 @@ def run_up(settings: Settings, with_api: bool = True) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     quiet_progress_bars()
-    redis = ensure_redis(settings.redis_url, settings.data_dir / "redis")
-    if redis.started_here:
-        log.info("no Redis at %s; started one at %s", settings.redis_url, redis.url)
-    settings = settings.model_copy(update={"redis_url": redis.url})
-    runtime = Runtime(settings)
-    pool = EmbeddedPool(runtime)
-    try:
-        if with_api:
-            import uvicorn
+    # SIGTERM exits through Python, so the `finally` below stops Redis: before the API runs, and
+    # after it, since uvicorn re-raises the signal once it has shut down.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    from api.server import bind_api_socket, check_can_start, run_api
 
+    # A busy port or a shard held by another process fail now, before anything slow or started.
+    check_can_start(settings)
+    sock = bind_api_socket(settings.api_host, settings.api_port) if with_api else None
+    redis = ensure_redis(settings.redis_url, settings.data_dir / "redis")
+    try:
+        if redis.started_here:
+            log.warning(
+                "no Redis answers at %s, so rag up started its own at %s (%s, data in %s); "
+                "it stops when rag up stops. Set RAG_REDIS_URL to use a Redis of your own.",
+                settings.redis_url,
+                redis.url,
+                redis.describe(),
+                settings.data_dir / "redis",
+            )
+        settings = settings.model_copy(update={"redis_url": redis.url})
+        runtime = Runtime(settings)
+        pool = EmbeddedPool(runtime)
+        if sock is not None:
             from api.platform import platform_app
 
             api = platform_app(runtime, extra_routers=[pool.router()])  # the API closes runtime
-            uvicorn.run(api, host=settings.api_host, port=settings.api_port, access_log=False)
+            run_api(api, sock)
         else:
             with runtime:
                 pool.start()
                 _wait_for_signal()
                 pool.stop()
     finally:
+        if sock is not None:
+            sock.close()
         redis.stop()
+
+
+def _exit_on_sigterm(*_: object) -> None:
+    raise SystemExit(128 + signal.SIGTERM)
 
 
 def _wait_for_signal() -> None:

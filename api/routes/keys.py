@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
-from api.auth import KeyInfo, Principal, require_admin
+from api.auth import InvalidLabelError, KeyInfo, Principal, check_label, require_admin
 from api.errors import ApiError
 from api.schemas import KeyCreate, KeyCreated, KeyOut
 from api.state import ApiState, api_state
@@ -36,6 +36,10 @@ def create_key(body: KeyCreate, state: State, admin: Admin) -> KeyCreated:
         scope = TenantScope(body.tenant) if body.tenant is not None else admin.scope
     except InvalidTenantError as exc:
         raise ApiError(422, "invalid_tenant", str(exc), "tenant") from None
+    try:
+        check_label(body.label)
+    except InvalidLabelError as exc:
+        raise ApiError(422, "invalid_label", str(exc), "label") from None
     key, info = state.keys.create(scope, body.role, body.label)
     return KeyCreated(key=key, **_out(info))
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
@@ -118,7 +118,13 @@ def _result(c: RankedChunk) -> ChunkResult:
     return ChunkResult.from_payload(c.id, c.payload, c.score, c.leg_ranks, c.rerank_score)
 
 
-@router.post("/search", response_model=SearchResponse)
+_SEARCH_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "the mode or reranking asked for is not available on this server"},
+    502: {"description": "the remote reranker (Cohere) failed"},
+}
+
+
+@router.post("/search", response_model=SearchResponse, responses=_SEARCH_ERRORS)
 def search(body: SearchBody, state: State, caller: Caller) -> SearchResponse:
     """Hybrid (dense + BM25, RRF), single-leg or graph search over the caller's tenant."""
     with _audited(state, caller, "search", body) as outcome:
@@ -136,7 +142,11 @@ def search(body: SearchBody, state: State, caller: Caller) -> SearchResponse:
 @router.post(
     "/answer",
     response_model=AnswerResponse,
-    responses={503: {"description": "no LLM endpoint is configured"}},
+    responses={
+        **_SEARCH_ERRORS,
+        502: {"description": "the LLM or the remote reranker failed"},
+        503: {"description": "no LLM endpoint is configured, or the server is at its limit"},
+    },
 )
 def answer(body: AnswerBody, state: State, caller: Caller) -> AnswerResponse:
     """Retrieve, then answer from the retrieved chunks with citations to their ids."""

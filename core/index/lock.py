@@ -42,6 +42,14 @@ class ShardLock:
         os.write(fd, json.dumps(holder).encode())
         self._fd = fd
 
+    @classmethod
+    def check_free(cls, shard_path: Path) -> None:
+        """ShardLockedError now if another process holds the shard: a check before a slow
+        start-up (loading the model), not a reservation; opening the index takes the lock."""
+        probe = cls(shard_path)
+        probe.acquire()
+        probe.release()
+
     def release(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
