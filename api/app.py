@@ -18,7 +18,6 @@ import anyio.to_thread
 import httpx
 from fastapi import APIRouter, FastAPI
 
-from api.answer import ChatClient
 from api.audit import AuditLog
 from api.auth import KeyStore
 from api.errors import install_error_handlers
@@ -26,6 +25,7 @@ from api.limits import BodyLimitMiddleware, LoadShedMiddleware
 from api.metrics import Metrics, MetricsMiddleware
 from api.routes import documents, keys, ops, search
 from api.state import ApiState
+from core.llm import ChatClient, llm_endpoint
 from core.runtime import Runtime
 from core.types import TenantScope
 from retrieval.hybrid import RetrievalConfig
@@ -58,7 +58,7 @@ def _start(
             index, embedder, config, legs, reranker.reranker, legs_in_hybrid=s.graph_in_hybrid
         ),
         reranker=reranker,
-        llm=ChatClient.from_settings(s, transport),
+        llm=ChatClient(endpoint, transport) if (endpoint := llm_endpoint(s)) else None,
         metrics=metrics,
         audit=AuditLog(s.audit_log_path, s.audit_log_queries),
     )

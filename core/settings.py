@@ -135,6 +135,8 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr | None = None
     llm_timeout_s: float = 60.0
     llm_max_tokens: int = 512
+    # A reply larger than this is refused (a chat completion of llm_max_tokens is a few kB).
+    llm_max_reply_bytes: int = 1024 * 1024
 
     # --- knowledge graph (issue 5) ---
     # Entities are extracted at ingestion ("rules": offline, no model; "llm": the endpoint below)

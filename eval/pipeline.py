@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.embedding import Embedder
+from core.llm import ChatClient, judge_endpoint, llm_endpoint
 from core.runtime import Runtime
 from core.settings import Settings
 from eval.beir import BeirDataset, load_beir
@@ -23,13 +24,11 @@ from eval.compare import compare, past_reports
 from eval.golden import GoldenItem, golden_from_qrels, load_golden, sample
 from eval.llm import (
     Answerer,
+    ChatJudge,
     QuestionWriter,
-    answer_endpoint,
     bounded_map,
-    judge_endpoint,
-    judge_llm,
-    openai_answerer,
-    openai_question_writer,
+    chat_answerer,
+    chat_question_writer,
 )
 from eval.report import write_report
 from eval.runner import (
@@ -64,10 +63,10 @@ class EvalLLMs:
 
 
 def llms_from_settings(settings: Settings) -> EvalLLMs:
-    answer, judge = answer_endpoint(settings), judge_endpoint(settings)
+    answer, judge = llm_endpoint(settings), judge_endpoint(settings)
     return EvalLLMs(
-        openai_answerer(answer) if answer else None,
-        judge_llm(judge) if judge else None,
+        chat_answerer(ChatClient(answer)) if answer else None,
+        ChatJudge(ChatClient(judge)) if judge else None,
         f"answer={answer.model if answer else None} judge={judge.model if judge else None}",
     )
 
@@ -118,7 +117,8 @@ def _ragas(
     for item in items:
         hits = retrieve(item.question)
         contexts = [
-            Retrieved(workspace.doc_id(h.payload["doc_id"]) or "", h.payload["text"]) for h in hits
+            Retrieved(workspace.doc_id(h.payload["doc_id"]) or "", h.payload["text"], h.id)
+            for h in hits
         ]
         relevant = [dataset.corpus[d].content for d in item.relevant_doc_ids if d in dataset.corpus]
         cases.append(RagasCase(item, contexts, relevant))
@@ -323,8 +323,8 @@ def make_golden(
     retrieval-only one from the qrels.
     """
     dataset = load_beir(dataset_path, settings.eval_split)
-    endpoint = answer_endpoint(settings)
-    writer = writer or (openai_question_writer(endpoint) if endpoint else None)
+    endpoint = llm_endpoint(settings)
+    writer = writer or (chat_question_writer(ChatClient(endpoint)) if endpoint else None)
     if writer is None:
         return sample(golden_from_qrels(dataset), n)
     workspace = EvalWorkspace.for_dataset(settings, dataset.name)

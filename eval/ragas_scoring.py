@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.embedding import Embedder
+from core.llm import Source
 from eval.golden import GoldenItem
 from eval.llm import Answerer, bounded_map
 from eval.metrics import mean
@@ -249,7 +250,8 @@ class RagasScorer:
         result = self._skeleton(case)
         texts = [c.text for c in case.contexts]
         if self._answerer is not None and texts:
-            result.response = await self._answerer(case.item.question, texts)
+            sources = [Source(c.chunk_id or c.doc_id, c.text) for c in case.contexts]
+            result.response = await self._answerer(case.item.question, sources)
         result.scores = await self._non_llm_scores(case, result.response)
         if self._judge is not None and texts:
             result.scores.update(await self._llm_scores(case, texts, result.response))

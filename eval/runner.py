@@ -35,6 +35,7 @@ class Retrieved:
 
     doc_id: str  # the BEIR id
     text: str = ""  # the text of its best-ranked chunk; "" when the system returned ids
+    chunk_id: str = ""  # that chunk's point id, the id the answer prompt cites
 
 
 @dataclass

@@ -15,7 +15,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from api.answer import LlmError
 from api.auth import Principal, current_principal
 from api.errors import ApiError
 from api.schemas import (
@@ -27,6 +26,7 @@ from api.schemas import (
     SearchResponse,
 )
 from api.state import ApiState, api_state
+from core.llm import LlmError, Source, answer_from_sources
 from core.settings import Settings
 from core.types import TenantScope
 from retrieval.filters import FilterError, FilterLimits, to_field_filters
@@ -114,6 +114,11 @@ def _audited(
         )
 
 
+def sources_of(chunks: list[RankedChunk]) -> list[Source]:
+    """Retrieved chunks as the answer prompt's sources."""
+    return [Source(c.id, str(c.payload.get("text", ""))) for c in chunks]
+
+
 def _result(c: RankedChunk) -> ChunkResult:
     return ChunkResult.from_payload(c.id, c.payload, c.score, c.leg_ranks, c.rerank_score)
 
@@ -152,7 +157,7 @@ def answer(body: AnswerBody, state: State, caller: Caller) -> AnswerResponse:
         outcome.hits = len(result.chunks)
         start = time.perf_counter()
         try:
-            reply = state.llm.answer(body.query, result.chunks)
+            reply = answer_from_sources(state.llm, body.query, sources_of(result.chunks))
         except LlmError as exc:
             raise ApiError(502, "llm_failed", str(exc)) from None
     timings = {**result.timings_ms, "llm": (time.perf_counter() - start) * 1000}
