@@ -10,7 +10,6 @@ or `current_principal`) and their own ranking sources through `extra_legs`.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
@@ -28,11 +27,8 @@ from api.state import ApiState
 from core.llm import ChatClient, llm_endpoint
 from core.runtime import Runtime
 from core.types import TenantScope
-from retrieval.hybrid import RetrievalConfig
-from retrieval.rerank import load_reranker
-from retrieval.search import Leg, SearchService
-
-log = logging.getLogger(__name__)
+from retrieval.search import Leg
+from serving.search import build_search
 
 
 def _start(
@@ -42,22 +38,15 @@ def _start(
     transport: httpx.BaseTransport | None,
 ) -> ApiState:
     s = runtime.settings
-    embedder, index = runtime.embedder, runtime.index
+    index = runtime.index
     runtime.manifest  # noqa: B018 - open it now, not on the first request
-    reranker = load_reranker(s, transport)
-    if reranker.available:
-        log.info("reranker loaded: %s", reranker.name)
-    else:
-        log.warning("reranking is unavailable: %s", reranker.reason)
+    served = build_search(runtime, legs, transport)
     keys = KeyStore.open(s)
-    config = RetrievalConfig(s.candidates_per_leg, s.rrf_k)
     state = ApiState(
         runtime=runtime,
         keys=keys,
-        search=SearchService(
-            index, embedder, config, legs, reranker.reranker, legs_in_hybrid=s.graph_in_hybrid
-        ),
-        reranker=reranker,
+        search=served.service,
+        reranker=served.reranker,
         llm=ChatClient(endpoint, transport) if (endpoint := llm_endpoint(s)) else None,
         metrics=metrics,
         audit=AuditLog(s.audit_log_path, s.audit_log_queries),

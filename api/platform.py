@@ -13,6 +13,7 @@ from api.app import create_app
 from api.auth import require_admin
 from core.runtime import Runtime
 from eval.api import eval_router
+from serving.search import served_legs
 
 
 def platform_app(runtime: Runtime, extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
@@ -20,11 +21,8 @@ def platform_app(runtime: Runtime, extra_routers: Sequence[APIRouter] = ()) -> F
     reports = APIRouter(dependencies=[Depends(require_admin)])
     reports.include_router(eval_router)
     routers = [reports, *extra_routers]
-    legs = []
     if s.graph_enabled:
         from graph.api import make_router
-        from graph.factory import make_leg
 
         routers.append(make_router(runtime.graph_store))
-        legs.append(make_leg(s, runtime.graph_store))
-    return create_app(runtime, extra_routers=routers, extra_legs=legs)
+    return create_app(runtime, extra_routers=routers, extra_legs=served_legs(runtime))
