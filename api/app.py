@@ -27,6 +27,7 @@ from api.state import ApiState
 from core.llm import ChatClient, llm_endpoint
 from core.runtime import Runtime
 from core.types import TenantScope
+from eval.history import latest_gauges
 from retrieval.search import Leg
 from serving.search import build_search
 
@@ -57,6 +58,7 @@ def _start(
         return {t: index.count(TenantScope(t)) for t in tenants}
 
     metrics.track_index_sizes(index_sizes)
+    metrics.track_evaluations(lambda: latest_gauges(s.eval_reports_dir))
     return state
 
 

@@ -188,7 +188,7 @@ def status(
 def _register_subcommands() -> None:
     """Commands owned by the other packages, each kept beside the code it drives."""
     from api.cli import keys_app, serve
-    from eval.cli import eval_app
+    from eval.cli import eval_app, golden_app
     from workers.cli import up, worker
 
     app.command()(serve)
@@ -196,6 +196,7 @@ def _register_subcommands() -> None:
     app.command()(up)
     app.command()(worker)
     app.add_typer(eval_app, name="eval")
+    app.add_typer(golden_app, name="golden")
 
 
 _register_subcommands()

@@ -178,6 +178,9 @@ class Settings(BaseSettings):
     eval_embedding_model: str | None = None  # answer relevancy's embedder; None: embedding_model
     eval_concurrency: int = 4  # golden items in flight against the LLMs
     eval_timeout_s: float = 120.0  # per golden item, answer and judging together
+    # Signed links to a tenant's HTML report (`rag eval` prints one, the API issues them).
+    eval_link_secret: SecretStr | None = None  # None: a random key in data_dir/eval-link.key
+    eval_link_ttl_seconds: int = 3600
 
     @property
     def shard_path(self) -> Path:

@@ -24,7 +24,6 @@ from eval.compare import compare, past_reports
 from eval.golden import GoldenItem, golden_from_qrels, load_golden, sample
 from eval.llm import (
     Answerer,
-    ChatJudge,
     QuestionWriter,
     bounded_map,
     chat_answerer,
@@ -63,6 +62,8 @@ class EvalLLMs:
 
 
 def llms_from_settings(settings: Settings) -> EvalLLMs:
+    from eval.ragas_scoring import ChatJudge
+
     answer, judge = llm_endpoint(settings), judge_endpoint(settings)
     return EvalLLMs(
         chat_answerer(ChatClient(answer)) if answer else None,
@@ -353,6 +354,7 @@ def make_golden(
                     "doc_type": payload.get("doc_type", ""),
                     "review": "pending",
                 },
+                review="pending",
             )
         )
     return items

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,11 +17,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from api.auth import require_admin
+from api.errors import install_error_handlers
+from api.routes import evaluation
 from core.embedding import Embedder
 from core.runtime import Runtime
 from core.settings import Settings, get_settings
 from core.types import Hit, TenantScope
-from eval.api import eval_router, reports_dir
 from eval.cli import eval_app
 from eval.golden import GoldenItem, load_golden, save_golden
 from eval.pipeline import EvalLLMs, EvalOutcome, make_golden, run_eval, run_nightly
@@ -278,17 +281,22 @@ def test_cli_exit_codes(cli_env: None, first: EvalOutcome, tiny: Path, tmp_path:
 
 def test_api_serves_the_latest_report(first: EvalOutcome, tmp_path: Path) -> None:
     app = FastAPI()
-    app.include_router(eval_router)
-    app.dependency_overrides[reports_dir] = lambda: first.run_dir.parent
+    install_error_handlers(app)
+    app.include_router(evaluation.router)
+    app.dependency_overrides[require_admin] = lambda: None
+    app.state.runtime = SimpleNamespace(settings=Settings(eval_reports_dir=first.run_dir.parent))
     client = TestClient(app)
     latest = client.get("/v1/eval/latest")
     assert latest.status_code == 200 and latest.json()["run_id"] == first.run_dir.name
     page = client.get("/v1/eval/latest", params={"format": "html"})
     assert page.headers["content-type"].startswith("text/html") and "<img" in page.text
     assert client.get("/v1/eval/latest", params={"format": "pdf"}).status_code == 422
-    app.dependency_overrides[reports_dir] = lambda: tmp_path
+    app.state.runtime = SimpleNamespace(settings=Settings(eval_reports_dir=tmp_path))
     empty = client.get("/v1/eval/latest")
-    assert empty.status_code == 404 and empty.json()["detail"]["reason"] == "no_report"
+    assert empty.status_code == 404
+    assert empty.json() == {
+        "error": {"code": "no_report", "reason": "no finished benchmark evaluation yet"}
+    }
 
 
 def test_chunk_hits_map_to_documents_at_their_first_rank(settings: Settings) -> None:
