@@ -10,7 +10,7 @@ Registered in `cli/main.py` with `app.add_typer(eval_app, name="eval")` and
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -76,6 +76,9 @@ def run(
         list[str] | None,
         typer.Option("--filter", help="With --tenant: a condition as in POST /v1/search"),
     ] = None,
+    modes: Annotated[
+        str, typer.Option(help="With --dataset: comma-separated, of " + ", ".join(MODES))
+    ] = "hybrid,dense,bm25",
 ) -> None:
     """Evaluate a tenant (--tenant) or a dataset, write the report, exit 1 on regression."""
     if ctx.invoked_subcommand is not None:
@@ -84,20 +87,32 @@ def run(
         _run_tenant(tenant, mode, rerank, filter_ or [], sample or ragas_sample, reports_dir)
         return
     from eval.pipeline import run_eval
+    from serving.search import build_search
 
     settings = get_settings()
     path = _dataset(dataset)
+    chosen = [m.strip() for m in modes.split(",") if m.strip()]
+    if not chosen or any(m not in MODES for m in chosen):
+        console.print(f"[red]--modes takes a comma-separated list of {', '.join(MODES)}")
+        raise typer.Exit(2)
+
+    def progress(line: str) -> None:
+        # Plain lines, so a log file or CI output shows them too, not only a terminal.
+        console.print(f"[dim]{line}", highlight=False)
+
     try:
-        with console.status(f"evaluating {path.name}"):
-            outcome = run_eval(
-                settings,
-                path,
-                golden_path=golden or settings.eval_golden,
-                sample_size=sample,
-                ragas_sample=ragas_sample,
-                reports_dir=reports_dir,
-                resume=resume,
-            )
+        outcome = run_eval(
+            settings,
+            path,
+            golden_path=golden or settings.eval_golden,
+            sample_size=sample,
+            ragas_sample=ragas_sample,
+            reports_dir=reports_dir,
+            resume=resume,
+            search=lambda runtime: build_search(runtime).service,
+            modes=chosen,
+            progress=progress,
+        )
     except (GoldenSetError, FileNotFoundError, ValueError) as exc:
         console.print(f"[red]{exc}")
         raise typer.Exit(2) from None
@@ -117,6 +132,11 @@ def run(
         console.print(f"ragas {metric}: {value:.3f}")
     for note in report["ragas"]["notes"]:
         console.print(f"[yellow]{note}")
+    failed = report["ingest"]["failed_documents"]
+    if failed:
+        console.print(f"[yellow]{len(failed)} document(s) failed to ingest:")
+        for doc_id, reason in sorted(failed.items()):
+            console.print(f"[yellow]  {doc_id}: {reason}", highlight=False)
     console.print(f"report: {outcome.run_dir / 'report.html'} ({report['timings']['total']:.0f}s)")
     for d in report["comparison"]["regressions"]:
         console.print(
@@ -151,40 +171,85 @@ def _run_tenant(
     sample: int | None,
     reports_dir: Path | None,
 ) -> None:
+    """In this process when it can open the index; else (another process, `rag up`, holds the
+    embedded shard) as a task run by that process's workers."""
     import json
 
+    from core.index import ShardLockedError
     from core.runtime import Runtime
     from core.types import InvalidTenantError, TenantScope
     from eval.history import EvalRunError
-    from eval.links import report_link
-    from eval.tenant import RunConfig
-    from retrieval.filters import FilterError, FilterLimits, to_field_filters
+    from eval.tenant import run_config
+    from retrieval.filters import FilterError
     from serving.evaluation import evaluate_tenant
 
     settings = get_settings()
-    if mode not in MODES:
-        console.print(f"[red]--mode must be one of {', '.join(MODES)}")
-        raise typer.Exit(2)
     try:
         TenantScope(tenant)
         conditions = [json.loads(f) for f in raw_filters]
-        filters = to_field_filters(
-            [(c.pop("field", ""), c) for c in (dict(x) for x in conditions)],
-            FilterLimits(settings.max_filters, settings.max_filter_values),
-        )
-    except (InvalidTenantError, ValueError, TypeError, FilterError) as exc:
+        config = run_config(settings, mode, rerank, conditions)
+    except (InvalidTenantError, ValueError, TypeError, AttributeError, FilterError) as exc:
         console.print(f"[red]{getattr(exc, 'reason', exc)}")
         raise typer.Exit(2) from None
-    config = RunConfig(mode, rerank, filters, conditions)  # type: ignore[arg-type]
-    with Runtime(settings) as runtime:
-        try:
+    try:
+        with Runtime(settings) as runtime:
             outcome = evaluate_tenant(
                 runtime, tenant, config=config, reports_dir=reports_dir, sample_size=sample
             )
-        except EvalRunError as exc:
-            console.print(f"[red]{exc}")
-            raise typer.Exit(2) from None
-    report = outcome.report
+        run_dir, report = outcome.run_dir, outcome.report
+    except ShardLockedError:
+        run_dir = _run_in_workers(tenant, mode, rerank, conditions, sample)
+        report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
+    except EvalRunError as exc:
+        console.print(f"[red]{exc}")
+        raise typer.Exit(2) from None
+    _print_tenant_report(settings, tenant, run_dir, report)
+
+
+def _run_in_workers(
+    tenant: str, mode: str, rerank: bool, conditions: list, sample: int | None
+) -> Path:
+    """Ask the process that holds the shard to run it; wait for its answer file."""
+    import json
+    import time
+    import uuid
+
+    from workers.app import app as celery_app
+
+    settings = get_settings()
+    console.print("[dim]the index is held by another process (`rag up`); running there")
+    ticket = uuid.uuid4().hex
+    celery_app.send_task(
+        "rag.eval.tenant",
+        kwargs={
+            "tenant": tenant,
+            "mode": mode,
+            "rerank": rerank,
+            "filters": conditions,
+            "sample": sample,
+            "ticket": ticket,
+        },
+    )
+    answer_file = settings.data_dir / "eval-requests" / f"{ticket}.json"
+    # A run is bounded by its sample, concurrency and per-item timeout; this is the outer bound.
+    limit = settings.eval_timeout_s * max(1, settings.eval_ragas_sample) + 600
+    deadline = time.monotonic() + limit
+    while not answer_file.exists():
+        if time.monotonic() > deadline:
+            console.print(f"[red]the evaluation did not finish within {limit:.0f}s")
+            raise typer.Exit(2)
+        time.sleep(0.5)
+    answer = json.loads(answer_file.read_text(encoding="utf-8"))
+    answer_file.unlink()
+    if "error" in answer:
+        console.print(f"[red]{answer['error']}")
+        raise typer.Exit(2)
+    return Path(answer["run_dir"])
+
+
+def _print_tenant_report(settings: Any, tenant: str, run_dir: Path, report: dict) -> None:
+    from eval.links import report_link
+
     for metric, value in report["ragas"]["means"].items():
         console.print(f"ragas {metric}: {value:.3f}")
     for section in report["retrieval"].values():
@@ -195,17 +260,16 @@ def _run_tenant(
     if report["ragas"]["errors"]:
         console.print(f"[yellow]{report['ragas']['errors']} item(s) failed; see the report")
     base_url = f"http://{settings.api_host}:{settings.api_port}"
-    console.print(
-        f"open in a browser: {report_link(settings, tenant, outcome.run_dir.name, base_url)}"
-    )
+    # print, not the console: rich would wrap the link at the terminal's width.
+    print(f"open in a browser: {report_link(settings, tenant, run_dir.name, base_url)}")
     for d in report["comparison"]["regressions"]:
         console.print(
             f"[red]regression against {report['comparison']['previous_run']}: {d['section']} "
             f"{d['metric']} {d['previous']:.3f} -> {d['current']:.3f} "
             f"({d['change'] * 100:+.1f} points)"
         )
-    print(outcome.run_dir)
-    if outcome.regression:
+    print(run_dir)
+    if report["regression"]:
         raise typer.Exit(1)
 
 

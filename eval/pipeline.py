@@ -9,7 +9,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,16 +31,17 @@ from eval.llm import (
 )
 from eval.report import write_report
 from eval.runner import (
+    MODES,
+    Progress,
     Retrieved,
     SystemFactory,
     SystemRun,
-    eval_retriever,
     evaluate_systems,
-    mode_systems,
+    service_systems,
 )
 from eval.slices import query_tags, slice_means
 from eval.workspace import EvalWorkspace
-from retrieval.hybrid import HybridRetriever
+from retrieval.search import SearchService
 
 if TYPE_CHECKING:
     from ragas.llms.base import InstructorBaseRagasLLM
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from eval.ragas_scoring import RagasResult
 
 log = logging.getLogger(__name__)
+SearchFactory = Callable[[Runtime], SearchService]
 _WORST = 10
 _HISTORY = 30  # runs on the trend chart
 
@@ -104,7 +106,7 @@ def _run_dir(reports_dir: Path, dataset: str, resume: bool) -> Path:
 def _ragas(
     settings: Settings,
     runtime: Runtime,
-    retriever: HybridRetriever,
+    service: SearchService,
     workspace: EvalWorkspace,
     dataset: BeirDataset,
     items: list[GoldenItem],
@@ -113,7 +115,9 @@ def _ragas(
 ) -> RagasResult:
     from eval.ragas_scoring import LocalRagasEmbeddings, RagasCase, RagasScorer
 
-    retrieve = mode_systems(retriever, workspace.scope, depth=settings.eval_context_k)["hybrid"]
+    retrieve = service_systems(service, workspace.scope, ["hybrid"], settings.eval_context_k)[
+        "hybrid"
+    ]
     cases = []
     for item in items:
         hits = retrieve(item.question)
@@ -207,10 +211,16 @@ def run_eval(
     llms: EvalLLMs | None = None,
     embedder: Embedder | None = None,
     resume: bool = False,
+    search: SearchFactory,
+    modes: Sequence[str] = MODES,
+    progress: Progress | None = None,
 ) -> EvalOutcome:
     """Evaluate one BEIR-format dataset and write reports_dir/<run id>/report.{json,html}.
 
+    `search` builds the served SearchService on the dataset's workspace runtime (the entry point
+    passes `serving.search.build_search`'s); each of `modes` runs through it, as /v1/search.
     `sample_size` and `ragas_sample` default to the settings; `llms` to the configured endpoints.
+    `progress` receives a line per step (documents ingested, queries run).
     """
     started = time.perf_counter()
     dataset = load_beir(dataset_path, settings.eval_split)
@@ -224,17 +234,20 @@ def run_eval(
     with workspace.open_runtime(embedder) as runtime:
         t = time.perf_counter()
         workspace.write_corpus(dataset.corpus)
-        ingest = workspace.ingest(runtime)
+        ingest = workspace.ingest(runtime, progress)
+        failed_documents = workspace.failed_documents(runtime)
         timings["ingest"] = time.perf_counter() - t
         qids = sample(list(dataset.judged_queries), sample_size or settings.eval_sample)
         queries = {q: dataset.queries[q] for q in qids}
         t = time.perf_counter()
-        retriever = eval_retriever(runtime, [*queries.values(), *(i.question for i in items)])
-        runs = evaluate_systems(workspace, runtime, retriever, dataset, queries, extra_systems)
+        service = search(runtime)
+        runs = evaluate_systems(
+            workspace, runtime, service, modes, dataset, queries, extra_systems, progress
+        )
         timings["retrieval"] = time.perf_counter() - t
         t = time.perf_counter()
         ragas = _ragas(
-            settings, runtime, retriever, workspace, dataset, items, llms, run_dir / "ragas-items"
+            settings, runtime, service, workspace, dataset, items, llms, run_dir / "ragas-items"
         )
         timings["ragas"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
@@ -256,7 +269,7 @@ def run_eval(
             "queries_evaluated": len(queries),
         },
         "config": _config(settings, llms),
-        "ingest": asdict(ingest),
+        "ingest": {**asdict(ingest), "failed_documents": failed_documents},
         "timings": timings,
         "retrieval": {
             name: {"means": run.means, "per_query": run.per_query, "seconds": run.seconds}
@@ -293,7 +306,7 @@ def run_eval(
     return EvalOutcome(run_dir, report)
 
 
-def run_nightly(settings: Settings) -> Path:
+def run_nightly(settings: Settings, search: SearchFactory) -> Path:
     """The nightly job: the configured dataset, resuming a run a crash left unfinished.
 
     Returns the run folder. A regression is logged and recorded in the report; it is the CLI's
@@ -302,7 +315,11 @@ def run_nightly(settings: Settings) -> Path:
     if settings.eval_dataset is None:
         raise ValueError("set RAG_EVAL_DATASET to the BEIR-format folder the nightly job evaluates")
     outcome = run_eval(
-        settings, settings.eval_dataset, golden_path=settings.eval_golden, resume=True
+        settings,
+        settings.eval_dataset,
+        golden_path=settings.eval_golden,
+        resume=True,
+        search=search,
     )
     if outcome.regression:
         log.warning("evaluation regression, see %s", outcome.run_dir / "report.html")

@@ -41,6 +41,7 @@ from eval.metrics import mean, score_run
 from eval.pipeline import EvalLLMs
 from eval.report import write_tenant_report
 from eval.runner import Retrieved
+from retrieval.filters import FilterLimits, to_field_filters
 from retrieval.search import SearchMode, SearchRequest, SearchService
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,23 @@ class RunConfig:
     rerank: bool = False
     filters: tuple[FieldFilter, ...] = ()
     filter_json: list[dict[str, Any]] = field(default_factory=list)  # as the API takes them
+
+
+def run_config(
+    settings: Settings, mode: str, rerank: bool, conditions: Sequence[Mapping[str, Any]]
+) -> RunConfig:
+    """A run's search settings from the API's JSON filter conditions; `FilterError` names the
+    bad field, a ValueError the bad mode."""
+    if mode not in ("hybrid", "dense", "bm25", "graph"):
+        raise ValueError(f"mode must be hybrid, dense, bm25 or graph, not {mode!r}")
+    pairs = []
+    for c in conditions:
+        ops = dict(c)
+        pairs.append((str(ops.pop("field", "")), ops))
+    filters = to_field_filters(
+        pairs, FilterLimits(settings.max_filters, settings.max_filter_values)
+    )
+    return RunConfig(mode, rerank, filters, [dict(c) for c in conditions])  # type: ignore[arg-type]
 
 
 @dataclass
@@ -93,6 +111,7 @@ def fingerprint(
         "chunk_overlap": settings.chunk_overlap,
         "fusion": f"rrf k={settings.rrf_k} candidates={settings.candidates_per_leg}",
         "graph_legs": ",".join(service.leg_names) or "none",
+        "graph_in_hybrid": settings.graph_in_hybrid,
         "reranker": getattr(service.reranker, "name", "none") if config.rerank else "off",
         "mode": config.mode,
         "filters": json.dumps(config.filter_json, sort_keys=True),

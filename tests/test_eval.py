@@ -29,6 +29,8 @@ from eval.golden import GoldenItem, load_golden, save_golden
 from eval.pipeline import EvalLLMs, EvalOutcome, make_golden, run_eval, run_nightly
 from eval.runner import Retrieved, to_documents
 from eval.workspace import EvalWorkspace
+from retrieval.search import SearchService
+from serving.search import build_search
 from tests.test_eval_ragas import StubAnswerer, StubJudge
 
 DOCS = {
@@ -59,6 +61,11 @@ QUERIES = {
     "q7": ("Where did jazz music start?", {"d11": 1}, "culture"),
     "q8": ("Which document has an id with a slash?", {"a/b": 1}, "culture"),
 }
+
+
+def served(runtime: Runtime) -> SearchService:
+    """The entry points' SearchService, as `rag eval` builds it."""
+    return build_search(runtime).service
 
 
 def write_tiny_beir(root: Path) -> Path:
@@ -92,7 +99,9 @@ def first(
     settings: Settings, tiny: Path, embedder: Embedder, tmp_path_factory: pytest.TempPathFactory
 ) -> EvalOutcome:
     reports = tmp_path_factory.mktemp("reports")
-    return run_eval(settings, tiny, reports_dir=reports, llms=EvalLLMs(), embedder=embedder)
+    return run_eval(
+        settings, tiny, reports_dir=reports, llms=EvalLLMs(), embedder=embedder, search=served
+    )
 
 
 def test_report_scores_every_mode(first: EvalOutcome) -> None:
@@ -157,6 +166,7 @@ def test_gate_flags_a_worse_run_and_not_an_equal_one(
         return run_eval(
             settings,
             tiny,
+            search=served,
             reports_dir=tmp_path,
             llms=EvalLLMs(),
             embedder=embedder,
@@ -207,6 +217,7 @@ def test_golden_set_with_stub_llms(
     outcome = run_eval(
         settings,
         tiny,
+        search=served,
         golden_path=golden,
         reports_dir=tmp_path / "r",
         llms=llms,
@@ -325,15 +336,15 @@ def test_nightly_resumes_an_unfinished_run(
     cli_env: None, settings: Settings, tiny: Path, tmp_path: Path
 ) -> None:
     with pytest.raises(ValueError, match="RAG_EVAL_DATASET"):
-        run_nightly(settings)
+        run_nightly(settings, served)
     nightly = settings.model_copy(update={"eval_dataset": tiny, "eval_reports_dir": tmp_path})
     crashed = tmp_path / "20000101T000000Z"
     crashed.mkdir()
     (crashed / "run.json").write_text(json.dumps({"dataset": "tiny", "started_at": 0}))
-    assert run_nightly(nightly) == crashed
+    assert run_nightly(nightly, served) == crashed
     assert json.loads((crashed / "report.json").read_text())["run_id"] == crashed.name
     # Finished now: the next night starts a new run, and compares with this one.
-    following = run_nightly(nightly)
+    following = run_nightly(nightly, served)
     assert following != crashed
     report = json.loads((following / "report.json").read_text())
     assert report["comparison"]["previous_run"] == crashed.name

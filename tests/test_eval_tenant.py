@@ -29,6 +29,7 @@ from cli.main import app as cli_app
 from core.embedding import Embedder
 from core.settings import get_settings
 from eval.golden import GoldenItem, save_golden
+from eval.golden_store import generate_candidates
 from eval.screenshot import find_chromium, screenshot
 from eval.tenant import RunConfig
 from ingest.bucket import LocalBucket
@@ -134,6 +135,19 @@ def test_golden_set_is_imported_with_the_cli_and_scoped_per_tenant(
     assert [json.loads(line)["id"] for line in exported.stdout.splitlines()] == sorted(
         i for i, _, _ in GOLDEN
     )
+
+
+def test_candidates_are_generated_from_the_tenants_own_chunks(env: ApiEnv) -> None:
+    async def writer(passage: str) -> tuple[str, str]:
+        """STUB question writer (stands in for the LLM): fails on one passage."""
+        if "Ishmael" in passage or "Coffee" in passage:
+            raise ValueError("no question")
+        return f"What does this say: {passage[:30]}?", passage
+
+    items = generate_candidates(env.runtime.index, "globex", 50, writer, 2, 10.0)
+    globex_docs = {d for d in env.runtime.manifest.current("globex")}
+    assert items and all(i.review == "pending" for i in items)
+    assert {d for i in items for d in i.relevant_doc_ids} <= globex_docs
 
 
 @pytest.fixture(scope="module")
