@@ -290,6 +290,28 @@ def test_cli_exit_codes(cli_env: None, first: EvalOutcome, tiny: Path, tmp_path:
     assert written.exit_code == 0 and len(load_golden(out)) == len(QUERIES)
 
 
+def test_cli_modes_progress_and_failed_documents(
+    cli_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--modes` picks the SearchService modes (graph included); progress lines appear although
+    the output is not a terminal; a document too large to ingest is named in the summary."""
+    data = write_tiny_beir(tmp_path / "tiny2")
+    with (data / "corpus.jsonl").open("a") as f:
+        f.write(json.dumps({"_id": "big", "title": "Big", "text": "word " * 200}) + "\n")
+    monkeypatch.setenv("RAG_MAX_FILE_BYTES", "400")
+    get_settings.cache_clear()
+    args = ["--dataset", str(data), "--reports-dir", str(tmp_path / "r"), "--ragas-sample", "0"]
+    result = CliRunner().invoke(eval_app, [*args, "--modes", "hybrid,graph"])
+    assert result.exit_code == 0, result.output
+    assert f"ingest: {len(DOCS) + 1}/{len(DOCS) + 1} documents" in result.output
+    assert f"graph: {len(QUERIES)}/{len(QUERIES)} queries" in result.output
+    assert "1 document(s) failed to ingest" in result.output and "big: " in result.output
+    [report] = [json.loads(p.read_text()) for p in (tmp_path / "r").glob("*/report.json")]
+    assert list(report["retrieval"]) == ["hybrid", "graph"]
+    assert "recall@2" in report["retrieval"]["hybrid"]["means"]
+    assert CliRunner().invoke(eval_app, [*args, "--modes", "hybrid,fuzzy"]).exit_code == 2
+
+
 def test_api_serves_the_latest_report(first: EvalOutcome, tmp_path: Path) -> None:
     app = FastAPI()
     install_error_handlers(app)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import shutil
 import threading
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
@@ -253,6 +254,19 @@ def test_report_page_with_its_history_renders_in_chromium(env: ApiEnv, tmp: Path
     assert 'alt="ragas trend"' in html.read_text()
     png = screenshot(html, tmp / "report.png", height=1600)
     assert png.stat().st_size > 20_000
+
+
+def test_a_run_cut_short_resumes_without_paying_for_finished_items(env: ApiEnv, tmp: Path) -> None:
+    root = tmp / "reports" / "tenants" / "acme"
+    latest = sorted(p for p in root.iterdir() if (p / "report.json").is_file())[-1]
+    crashed = root / "20000101T000000Z"  # a run that died after scoring its items
+    shutil.copytree(latest / "items", crashed / "items")
+    (crashed / "run.json").write_text("{}")
+    resumed = evaluate_tenant(env.runtime, "acme")
+    assert resumed.run_dir == crashed
+    ragas = resumed.report["ragas"]
+    assert ragas["from_cache"] == len(GOLDEN) - 1  # all but the failed item, which is retried
+    assert ragas["errors"] == 1
 
 
 def test_cli_eval_prints_the_report_folder_last(
