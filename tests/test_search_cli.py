@@ -88,3 +88,15 @@ def test_errors_are_the_apis(cli: CliRunner) -> None:
     assert cli.invoke(cli_app, ["search", "fox", "--filter", "{not json"]).exit_code == 2
     rerank = cli.invoke(cli_app, ["search", "fox", "--rerank"])
     assert rerank.exit_code == 2 and "reranker_unavailable" in rerank.output
+
+
+def test_graph_mode_uses_the_served_graph_leg(cli: CliRunner) -> None:
+    """The CLI's SearchService carries the graph leg the settings turn on (the test app above
+    has none), so `--mode graph` answers instead of refusing."""
+    result = cli.invoke(
+        cli_app, ["search", "Grace Hopper", "--tenant", "acme", "--mode", "graph", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert body["mode"] == "graph"
+    assert all(r["doc_id"].startswith("tenants/acme/") for r in body["results"])
