@@ -10,7 +10,6 @@ or `current_principal`) and their own ranking sources through `extra_legs`.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
@@ -18,7 +17,6 @@ import anyio.to_thread
 import httpx
 from fastapi import APIRouter, FastAPI
 
-from api.answer import ChatClient
 from api.audit import AuditLog
 from api.auth import KeyStore
 from api.errors import install_error_handlers
@@ -27,13 +25,12 @@ from api.metrics import Metrics, MetricsMiddleware
 from api.openapi import install_docs
 from api.routes import documents, keys, ops, search
 from api.state import ApiState
+from core.llm import ChatClient, llm_endpoint
 from core.runtime import Runtime
 from core.types import TenantScope
-from retrieval.hybrid import RetrievalConfig
-from retrieval.rerank import load_reranker
-from retrieval.search import Leg, SearchService
-
-log = logging.getLogger(__name__)
+from eval.history import latest_gauges
+from retrieval.search import Leg
+from serving.search import build_search
 
 
 def _start(
@@ -43,23 +40,16 @@ def _start(
     transport: httpx.BaseTransport | None,
 ) -> ApiState:
     s = runtime.settings
-    embedder, index = runtime.embedder, runtime.index
+    index = runtime.index
     runtime.manifest  # noqa: B018 - open it now, not on the first request
-    reranker = load_reranker(s, transport)
-    if reranker.available:
-        log.info("reranker loaded: %s", reranker.name)
-    else:
-        log.warning("reranking is unavailable: %s", reranker.reason)
+    served = build_search(runtime, legs, transport)
     keys = KeyStore.open(s)
-    config = RetrievalConfig(s.candidates_per_leg, s.rrf_k)
     state = ApiState(
         runtime=runtime,
         keys=keys,
-        search=SearchService(
-            index, embedder, config, legs, reranker.reranker, legs_in_hybrid=s.graph_in_hybrid
-        ),
-        reranker=reranker,
-        llm=ChatClient.from_settings(s, transport),
+        search=served.service,
+        reranker=served.reranker,
+        llm=ChatClient(endpoint, transport) if (endpoint := llm_endpoint(s)) else None,
         metrics=metrics,
         audit=AuditLog(s.audit_log_path, s.audit_log_queries),
     )
@@ -69,6 +59,7 @@ def _start(
         return {t: index.count(TenantScope(t)) for t in tenants}
 
     metrics.track_index_sizes(index_sizes)
+    metrics.track_evaluations(lambda: latest_gauges(s.eval_reports_dir))
     return state
 
 

@@ -9,7 +9,7 @@ the label set stays bounded whatever clients send.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -30,6 +30,28 @@ class _IndexSizeCollector(Collector):
         for tenant, count in sorted(self._sizes().items()):
             gauge.add_metric([tenant], count)
         yield gauge
+
+
+class _EvalCollector(Collector):
+    def __init__(self, latest: Callable[[], Iterable[tuple[str, str, float, bool]]]) -> None:
+        self._latest = latest
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        value = GaugeMetricFamily(
+            "rag_eval_metric",
+            "Latest evaluation run's mean per tenant and metric",
+            labels=["tenant", "metric"],
+        )
+        regressed = GaugeMetricFamily(
+            "rag_eval_regression",
+            "1 when the tenant's latest run regressed on the metric against its baseline",
+            labels=["tenant", "metric"],
+        )
+        for tenant, metric, mean, flagged in self._latest():
+            value.add_metric([tenant, metric], mean)
+            regressed.add_metric([tenant, metric], 1.0 if flagged else 0.0)
+        yield value
+        yield regressed
 
 
 class Metrics:
@@ -59,6 +81,12 @@ class Metrics:
     def track_index_sizes(self, sizes: Callable[[], Mapping[str, int]]) -> None:
         """Register the per-tenant index size gauge, computed at scrape time."""
         self.registry.register(_IndexSizeCollector(sizes))
+
+    def track_evaluations(
+        self, latest: Callable[[], Iterable[tuple[str, str, float, bool]]]
+    ) -> None:
+        """Register the evaluation gauges, read from the latest reports at scrape time."""
+        self.registry.register(_EvalCollector(latest))
 
     def observe_stages(self, timings_ms: Mapping[str, float]) -> None:
         for stage, ms in timings_ms.items():

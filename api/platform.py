@@ -7,24 +7,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, FastAPI
 
 from api.app import create_app
-from api.auth import require_admin
+from api.routes import evaluation
 from core.runtime import Runtime
-from eval.api import eval_router
+from serving.search import served_legs
 
 
 def platform_app(runtime: Runtime, extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
     s = runtime.settings
-    reports = APIRouter(dependencies=[Depends(require_admin)])
-    reports.include_router(eval_router)
-    routers = [reports, *extra_routers]
-    legs = []
+    routers = [evaluation.router, *extra_routers]
     if s.graph_enabled:
         from graph.api import make_router
-        from graph.factory import make_leg
 
         routers.append(make_router(runtime.graph_store))
-        legs.append(make_leg(s, runtime.graph_store))
-    return create_app(runtime, extra_routers=routers, extra_legs=legs)
+    return create_app(runtime, extra_routers=routers, extra_legs=served_legs(runtime))

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from api.answer import ChatClient
 from api.audit import AuditLog
 from api.auth import KeyStore
 from api.metrics import Metrics
+from core.llm import ChatClient
 from core.runtime import Runtime
 from retrieval.rerank import RerankerStatus
 from retrieval.search import SearchService

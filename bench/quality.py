@@ -6,7 +6,8 @@ Ingests the corpus through the real pipeline into a scratch workspace (increment
 run re-embeds nothing), then scores every system on the test queries with NDCG@10, Recall@10 and
 MRR@10 (BEIR's definitions, `eval/metrics.py`):
 
-  dense, bm25, hybrid      this platform (`HybridRetriever`; BM25 and RRF run inside Qdrant)
+  dense, bm25, hybrid      this platform (the served `SearchService`, as `rag eval` runs it;
+                           BM25 and RRF run inside Qdrant)
   rank-bm25 BM25Okapi      the reference BM25, over the same chunk texts
   llamaindex fusion        LlamaIndex `QueryFusionRetriever` (BM25Retriever + vector retriever,
                            reciprocal rerank) over the same chunks and vectors
@@ -27,8 +28,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from core.settings import Settings  # noqa: E402
 from eval.beir import load_beir  # noqa: E402
-from eval.runner import SystemRun, eval_retriever, mode_systems, run_system  # noqa: E402
+from eval.runner import MODES, SystemRun, run_system, service_systems  # noqa: E402
 from eval.workspace import EvalWorkspace  # noqa: E402
+from serving.search import build_search  # noqa: E402
 
 WORK = ROOT / "bench" / ".work" / "quality"
 DEPTH = 100
@@ -70,8 +72,8 @@ def main() -> None:
             f"ingest: +{summary.added} ~{summary.modified} ={summary.unchanged} "
             f"({summary.chunks_embedded} chunks embedded, {time.perf_counter() - start:.0f}s)"
         )
-        retriever = eval_retriever(rt, queries.values())
-        for name, system in mode_systems(retriever, workspace.scope, DEPTH).items():
+        service = build_search(rt).service
+        for name, system in service_systems(service, workspace.scope, MODES, DEPTH).items():
             runs.append(run_system(name, system, queries, dataset.qrels, workspace.doc_id))
 
         chunks = list(rt.index.scroll(workspace.scope, ("doc_id", "text")))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import traceback
+from enum import StrEnum
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated
@@ -20,17 +21,19 @@ from rich.table import Table
 
 from cli.terminal import (
     EXIT_CODES_HELP,
+    EXIT_USAGE,
+    CliError,
     cell,
     console,
     local_time,
     print_json,
     report,
     require_folder,
+    safe,
 )
 from core.runtime import Runtime
 from core.settings import get_settings
 from core.types import TenantScope
-from retrieval.hybrid import Mode
 
 app = typer.Typer(
     help="RAG ingestion and hybrid retrieval on Qdrant.",
@@ -110,36 +113,90 @@ def ingest(
         console.print("[yellow]some documents failed; `rag status --failed` shows why")
 
 
+class SearchModeChoice(StrEnum):
+    hybrid = "hybrid"
+    dense = "dense"
+    bm25 = "bm25"
+    graph = "graph"
+
+
 @app.command()
 def search(
     query: str,
     tenant: Annotated[
         str | None, typer.Option(help="Tenant id; default RAG_DEFAULT_TENANT")
     ] = None,
-    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=100)] = 10,
-    mode: Annotated[str, typer.Option(help="hybrid | dense | bm25")] = "hybrid",
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1)] = 10,
+    mode: Annotated[
+        SearchModeChoice, typer.Option(help="Which legs rank")
+    ] = SearchModeChoice.hybrid,
+    filter_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--filter",
+            help='A condition as in POST /v1/search, e.g. \'{"field": "doc_type", "eq": "pdf"}\' '
+            "(repeatable; a JSON list of conditions also works)",
+        ),
+    ] = None,
+    rerank: Annotated[bool, typer.Option("--rerank", help="Rerank the fused hits")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the body POST /v1/search returns")
+    ] = False,
 ) -> None:
-    """Hybrid search (dense + BM25, RRF in the engine) over one tenant's chunks."""
-    from retrieval.hybrid import HybridRetriever, RetrievalConfig
+    """Search one tenant's chunks through the served SearchService, exactly as /v1/search does."""
+    import json
 
-    if mode not in ("hybrid", "dense", "bm25"):
-        raise typer.BadParameter("mode must be hybrid, dense or bm25")
-    mode_: Mode = mode  # type: ignore[assignment]
+    from pydantic import ValidationError
+
+    from api.errors import ApiError
+    from api.routes.search import search_or_error, search_response, to_search_request
+    from api.schemas import SearchBody
+    from serving.search import build_search
+
+    conditions: list[object] = []
+    for raw in filter_ or []:
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            raise typer.BadParameter(f"not JSON: {raw}", param_hint="--filter") from None
+        conditions.extend(parsed if isinstance(parsed, list) else [parsed])
+    try:
+        body = SearchBody.model_validate(
+            {
+                "query": query,
+                "top_k": top_k,
+                "mode": mode.value,
+                "filters": conditions,
+                "rerank": rerank,
+            }
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise typer.BadParameter(f"{where}: {first['msg']}") from None
     with _runtime() as rt:
-        s = rt.settings
-        retriever = HybridRetriever(
-            rt.index, rt.embedder, RetrievalConfig(s.candidates_per_leg, s.rrf_k)
-        )
-        hits = retriever.retrieve(
-            TenantScope(tenant or s.default_tenant), query, top_k, mode_, with_leg_ranks=True
-        )
-    table = Table(title=f"{len(hits)} hits for {query!r} ({mode})")
-    for col in ("#", "score", "ranks", "source", "text"):
+        served = build_search(rt)
+        try:
+            req = to_search_request(body, rt.settings)
+            scope = TenantScope(tenant or rt.settings.default_tenant)
+            response = search_response(
+                body, search_or_error(served.service, served.reranker, scope, req)
+            )
+        except ApiError as exc:
+            field = f" ({exc.field})" if exc.field else ""
+            raise CliError(f"{exc.code}{field}: {safe(exc.reason)}", exit_code=EXIT_USAGE) from None
+        finally:
+            served.close()
+    if as_json:
+        print(response.model_dump_json())
+        return
+    table = Table(title=cell(f"{len(response.results)} hits for {query!r} ({mode.value})"))
+    for col in ("#", "score", "source", "text"):
         table.add_column(col)
-    for i, h in enumerate(hits, start=1):
-        ranks = " ".join(f"{k}:{v}" for k, v in h.leg_ranks.items())
-        text = " ".join(h.payload["text"].split())[:160]
-        table.add_row(str(i), f"{h.score:.4f}", ranks, h.payload["doc_id"], text)
+    for i, hit in enumerate(response.results, start=1):
+        score = hit.rerank_score if hit.rerank_score is not None else hit.score
+        text = " ".join(hit.text.split())[:160]
+        table.add_row(str(i), f"{score:.4f}", cell(hit.doc_id), cell(text))
     console.print(table)
 
 
@@ -207,7 +264,7 @@ def status(
 def _register_subcommands() -> None:
     """Commands owned by the other packages, each kept beside the code it drives."""
     from api.cli import keys_app, serve
-    from eval.cli import eval_app
+    from eval.cli import eval_app, golden_app
     from workers.cli import up, worker
 
     app.command()(serve)
@@ -215,6 +272,7 @@ def _register_subcommands() -> None:
     app.command()(up)
     app.command()(worker)
     app.add_typer(eval_app, name="eval")
+    app.add_typer(golden_app, name="golden")
     _add_exit_codes_to_help(app)
 
 

@@ -136,6 +136,8 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr | None = None
     llm_timeout_s: float = 60.0
     llm_max_tokens: int = 512
+    # A reply larger than this is refused (a chat completion of llm_max_tokens is a few kB).
+    llm_max_reply_bytes: int = 1024 * 1024
 
     # --- knowledge graph (issue 5) ---
     # Entities are extracted at ingestion ("rules": offline, no model; "llm": the endpoint below)
@@ -177,6 +179,9 @@ class Settings(BaseSettings):
     eval_embedding_model: str | None = None  # answer relevancy's embedder; None: embedding_model
     eval_concurrency: int = 4  # golden items in flight against the LLMs
     eval_timeout_s: float = 120.0  # per golden item, answer and judging together
+    # Signed links to a tenant's HTML report (`rag eval` prints one, the API issues them).
+    eval_link_secret: SecretStr | None = None  # None: a random key in data_dir/eval-link.key
+    eval_link_ttl_seconds: int = 3600
 
     @property
     def shard_path(self) -> Path:

@@ -1,13 +1,16 @@
-"""`rag eval` (evaluate, gate on regressions) and `rag eval make-golden` (build a golden set).
+"""`rag eval` (a tenant's run on the served index, or a BEIR benchmark), `rag eval baseline
+accept RUN`, `rag eval make-golden`, and `rag golden` (a tenant's golden set).
 
-Exit codes: 0 no regression, 1 a metric regressed against the previous run, 2 unusable input.
-Registered in `cli/main.py` with `app.add_typer(eval_app, name="eval")`.
+Exit codes: 0 no regression, 1 a metric regressed against the baseline (the previous run, for a
+benchmark), 2 unusable input. `rag eval --tenant T` prints the report folder as its last line.
+Registered in `cli/main.py` with `app.add_typer(eval_app, name="eval")` and
+`app.add_typer(golden_app, name="golden")`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -16,8 +19,16 @@ from rich.table import Table
 from core.settings import get_settings
 from eval.golden import GoldenSetError, save_golden
 
-eval_app = typer.Typer(help="Retrieval metrics and RAGAS on a BEIR-format dataset, with a gate.")
+eval_app = typer.Typer(
+    help="A tenant's golden set on the served index (--tenant), or a BEIR benchmark (--dataset), "
+    "with RAGAS, retrieval metrics and a regression gate."
+)
+golden_app = typer.Typer(help="A tenant's golden set: import, export, generate, review.")
+baseline_app = typer.Typer(help="The accepted runs a tenant's runs are compared with.")
+eval_app.add_typer(baseline_app, name="baseline")
 console = Console()
+MODES = ("hybrid", "dense", "bm25", "graph")
+TenantOption = Annotated[str, typer.Option("--tenant", help="Tenant id")]
 
 DatasetOption = Annotated[
     Path | None, typer.Option("--dataset", help="BEIR-format folder; default RAG_EVAL_DATASET")
@@ -56,25 +67,52 @@ def run(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the latest unfinished run")
     ] = False,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="Evaluate this tenant's golden set")
+    ] = None,
+    mode: Annotated[str, typer.Option(help="With --tenant: " + " | ".join(MODES))] = "hybrid",
+    rerank: Annotated[bool, typer.Option("--rerank", help="With --tenant: rerank")] = False,
+    filter_: Annotated[
+        list[str] | None,
+        typer.Option("--filter", help="With --tenant: a condition as in POST /v1/search"),
+    ] = None,
+    modes: Annotated[
+        str, typer.Option(help="With --dataset: comma-separated, of " + ", ".join(MODES))
+    ] = "hybrid,dense,bm25",
 ) -> None:
-    """Evaluate a dataset, write reports/<timestamp>/report.{html,json}, exit 1 on regression."""
+    """Evaluate a tenant (--tenant) or a dataset, write the report, exit 1 on regression."""
     if ctx.invoked_subcommand is not None:
         return
+    if tenant is not None:
+        _run_tenant(tenant, mode, rerank, filter_ or [], sample or ragas_sample, reports_dir)
+        return
     from eval.pipeline import run_eval
+    from serving.search import build_search
 
     settings = get_settings()
     path = _dataset(dataset)
+    chosen = [m.strip() for m in modes.split(",") if m.strip()]
+    if not chosen or any(m not in MODES for m in chosen):
+        console.print(f"[red]--modes takes a comma-separated list of {', '.join(MODES)}")
+        raise typer.Exit(2)
+
+    def progress(line: str) -> None:
+        # Plain lines, so a log file or CI output shows them too, not only a terminal.
+        console.print(f"[dim]{line}", highlight=False)
+
     try:
-        with console.status(f"evaluating {path.name}"):
-            outcome = run_eval(
-                settings,
-                path,
-                golden_path=golden or settings.eval_golden,
-                sample_size=sample,
-                ragas_sample=ragas_sample,
-                reports_dir=reports_dir,
-                resume=resume,
-            )
+        outcome = run_eval(
+            settings,
+            path,
+            golden_path=golden or settings.eval_golden,
+            sample_size=sample,
+            ragas_sample=ragas_sample,
+            reports_dir=reports_dir,
+            resume=resume,
+            search=lambda runtime: build_search(runtime).service,
+            modes=chosen,
+            progress=progress,
+        )
     except (GoldenSetError, FileNotFoundError, ValueError) as exc:
         console.print(f"[red]{exc}")
         raise typer.Exit(2) from None
@@ -94,6 +132,11 @@ def run(
         console.print(f"ragas {metric}: {value:.3f}")
     for note in report["ragas"]["notes"]:
         console.print(f"[yellow]{note}")
+    failed = report["ingest"]["failed_documents"]
+    if failed:
+        console.print(f"[yellow]{len(failed)} document(s) failed to ingest:")
+        for doc_id, reason in sorted(failed.items()):
+            console.print(f"[yellow]  {doc_id}: {reason}", highlight=False)
     console.print(f"report: {outcome.run_dir / 'report.html'} ({report['timings']['total']:.0f}s)")
     for d in report["comparison"]["regressions"]:
         console.print(
@@ -118,3 +161,278 @@ def make_golden_cmd(
     save_golden(items, out)
     kinds = {i.tags.get("source", "") for i in items}
     console.print(f"wrote {len(items)} golden items ({', '.join(sorted(kinds))}) to {out}")
+
+
+def _run_tenant(
+    tenant: str,
+    mode: str,
+    rerank: bool,
+    raw_filters: list[str],
+    sample: int | None,
+    reports_dir: Path | None,
+) -> None:
+    """In this process when it can open the index; else (another process, `rag up`, holds the
+    embedded shard) as a task run by that process's workers."""
+    import json
+
+    from core.index import ShardLockedError
+    from core.runtime import Runtime
+    from core.types import InvalidTenantError, TenantScope
+    from eval.history import EvalRunError
+    from eval.tenant import run_config
+    from retrieval.filters import FilterError
+    from serving.evaluation import evaluate_tenant
+
+    settings = get_settings()
+    try:
+        TenantScope(tenant)
+        conditions = [json.loads(f) for f in raw_filters]
+        config = run_config(settings, mode, rerank, conditions)
+    except (InvalidTenantError, ValueError, TypeError, AttributeError, FilterError) as exc:
+        console.print(f"[red]{getattr(exc, 'reason', exc)}")
+        raise typer.Exit(2) from None
+    try:
+        with Runtime(settings) as runtime:
+            outcome = evaluate_tenant(
+                runtime, tenant, config=config, reports_dir=reports_dir, sample_size=sample
+            )
+        run_dir, report = outcome.run_dir, outcome.report
+    except ShardLockedError:
+        run_dir = _run_in_workers(tenant, mode, rerank, conditions, sample)
+        report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
+    except EvalRunError as exc:
+        console.print(f"[red]{exc}")
+        raise typer.Exit(2) from None
+    _print_tenant_report(settings, tenant, run_dir, report)
+
+
+def _run_in_workers(
+    tenant: str, mode: str, rerank: bool, conditions: list, sample: int | None
+) -> Path:
+    """Ask the process that holds the shard to run it; wait for its answer file."""
+    import json
+    import time
+    import uuid
+
+    from workers.app import app as celery_app
+
+    settings = get_settings()
+    console.print("[dim]the index is held by another process (`rag up`); running there")
+    ticket = uuid.uuid4().hex
+    celery_app.send_task(
+        "rag.eval.tenant",
+        kwargs={
+            "tenant": tenant,
+            "mode": mode,
+            "rerank": rerank,
+            "filters": conditions,
+            "sample": sample,
+            "ticket": ticket,
+        },
+    )
+    answer_file = settings.data_dir / "eval-requests" / f"{ticket}.json"
+    # A run is bounded by its sample, concurrency and per-item timeout; this is the outer bound.
+    limit = settings.eval_timeout_s * max(1, settings.eval_ragas_sample) + 600
+    deadline = time.monotonic() + limit
+    while not answer_file.exists():
+        if time.monotonic() > deadline:
+            console.print(f"[red]the evaluation did not finish within {limit:.0f}s")
+            raise typer.Exit(2)
+        time.sleep(0.5)
+    answer = json.loads(answer_file.read_text(encoding="utf-8"))
+    answer_file.unlink()
+    if "error" in answer:
+        console.print(f"[red]{answer['error']}")
+        raise typer.Exit(2)
+    return Path(answer["run_dir"])
+
+
+def _print_tenant_report(settings: Any, tenant: str, run_dir: Path, report: dict) -> None:
+    from eval.links import report_link
+
+    for metric, value in report["ragas"]["means"].items():
+        console.print(f"ragas {metric}: {value:.3f}")
+    for section in report["retrieval"].values():
+        for metric, value in section["means"].items():
+            console.print(f"retrieval {metric}: {value:.3f}")
+    for note in report["ragas"]["notes"]:
+        console.print(f"[yellow]{note}")
+    if report["ragas"]["errors"]:
+        console.print(f"[yellow]{report['ragas']['errors']} item(s) failed; see the report")
+    base_url = f"http://{settings.api_host}:{settings.api_port}"
+    # print, not the console: rich would wrap the link at the terminal's width.
+    print(f"open in a browser: {report_link(settings, tenant, run_dir.name, base_url)}")
+    for d in report["comparison"]["regressions"]:
+        console.print(
+            f"[red]regression against {report['comparison']['previous_run']}: {d['section']} "
+            f"{d['metric']} {d['previous']:.3f} -> {d['current']:.3f} "
+            f"({d['change'] * 100:+.1f} points)"
+        )
+    print(run_dir)
+    if report["regression"]:
+        raise typer.Exit(1)
+
+
+@baseline_app.command("accept")
+def accept(run_id: str, tenant: TenantOption) -> None:
+    """Accept a finished run as a baseline; runs compare with the best accepted one."""
+    from eval.history import EvalRunError, accept_baseline
+
+    try:
+        accept_baseline(get_settings().eval_reports_dir, tenant, run_id)
+    except (EvalRunError, ValueError) as exc:
+        console.print(f"[red]{exc}")
+        raise typer.Exit(2) from None
+    console.print(f"accepted {run_id} as a baseline of {tenant}")
+
+
+def _golden_store():
+    from eval.golden_store import GoldenStore
+
+    return GoldenStore.open(get_settings())
+
+
+def _tenant(tenant: str) -> str:
+    from core.types import InvalidTenantError, TenantScope
+
+    try:
+        return TenantScope(tenant).tenant_id
+    except InvalidTenantError as exc:
+        console.print(f"[red]{exc}")
+        raise typer.Exit(2) from None
+
+
+@golden_app.command("import")
+def golden_import(file: Path, tenant: TenantOption) -> None:
+    """Add or replace items from a JSONL file (one item a line); a bad line writes nothing."""
+    from eval.golden import load_golden
+
+    name = _tenant(tenant)
+    try:
+        items = load_golden(file)
+    except (GoldenSetError, OSError) as exc:
+        console.print(f"[red]{exc}")
+        raise typer.Exit(2) from None
+    store = _golden_store()
+    try:
+        console.print(f"imported {store.put(name, items)} golden items into {name}")
+    finally:
+        store.close()
+
+
+@golden_app.command("export")
+def golden_export(
+    tenant: TenantOption,
+    review: Annotated[str | None, typer.Option(help="Only pending or approved items")] = None,
+) -> None:
+    """Print the tenant's golden set as JSONL."""
+    from eval.golden import to_jsonl
+
+    store = _golden_store()
+    try:
+        print(to_jsonl(store.items(_tenant(tenant), review)), end="")  # type: ignore[arg-type]
+    finally:
+        store.close()
+
+
+@golden_app.command("list")
+def golden_list(
+    tenant: TenantOption,
+    review: Annotated[str | None, typer.Option(help="Only pending or approved items")] = None,
+) -> None:
+    store = _golden_store()
+    try:
+        items = store.items(_tenant(tenant), review)  # type: ignore[arg-type]
+    finally:
+        store.close()
+    table = Table(title=f"{len(items)} golden items")
+    for col in ("id", "review", "question", "relevant"):
+        table.add_column(col)
+    for i in items:
+        table.add_row(i.id, i.review, i.question[:100], ", ".join(i.relevant_doc_ids))
+    console.print(table)
+
+
+@golden_app.command("approve")
+def golden_approve(ids: list[str], tenant: TenantOption) -> None:
+    _golden_change(tenant, ids, {"review": "approved"})
+
+
+@golden_app.command("edit")
+def golden_edit(
+    item_id: str,
+    tenant: TenantOption,
+    question: Annotated[str | None, typer.Option()] = None,
+    reference: Annotated[str | None, typer.Option()] = None,
+    relevant: Annotated[list[str] | None, typer.Option(help="Relevant doc id (repeatable)")] = None,
+) -> None:
+    changes = {"question": question, "reference": reference, "relevant_doc_ids": relevant}
+    _golden_change(tenant, [item_id], {k: v for k, v in changes.items() if v is not None})
+
+
+def _golden_change(tenant: str, ids: list[str], changes: dict[str, object]) -> None:
+    from pydantic import ValidationError
+
+    name = _tenant(tenant)
+    store = _golden_store()
+    try:
+        for item_id in ids:
+            if store.update(name, item_id, changes) is None:
+                console.print(f"[red]{name} has no golden item {item_id!r}")
+                raise typer.Exit(1)
+    except ValidationError as exc:
+        console.print(f"[red]{exc.errors()[0]['msg']}")
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    console.print(f"updated {len(ids)} item(s)")
+
+
+@golden_app.command("delete")
+def golden_delete(ids: list[str], tenant: TenantOption) -> None:
+    store = _golden_store()
+    try:
+        deleted = store.delete(_tenant(tenant), ids)
+    finally:
+        store.close()
+    console.print(f"deleted {deleted} item(s)")
+    if deleted < len(ids):
+        raise typer.Exit(1)
+
+
+@golden_app.command("generate")
+def golden_generate(
+    tenant: TenantOption,
+    n: Annotated[int, typer.Option("-n", min=1, help="Candidates to write")] = 20,
+) -> None:
+    """Candidates from the tenant's indexed chunks by the configured LLM, stored as pending."""
+    from core.llm import ChatClient, llm_endpoint
+    from core.runtime import Runtime
+    from eval.golden_store import generate_candidates
+    from eval.llm import chat_question_writer
+
+    settings = get_settings()
+    name = _tenant(tenant)
+    endpoint = llm_endpoint(settings)
+    if endpoint is None:
+        console.print("[red]no LLM is configured; set RAG_LLM_BASE_URL (and RAG_LLM_MODEL)")
+        raise typer.Exit(2)
+    client = ChatClient(endpoint)
+    with Runtime(settings) as runtime:
+        items = generate_candidates(
+            runtime.index,
+            name,
+            n,
+            chat_question_writer(client),
+            settings.eval_concurrency,
+            settings.eval_timeout_s,
+        )
+    client.close()
+    store = _golden_store()
+    try:
+        store.put(name, items)
+    finally:
+        store.close()
+    console.print(
+        f"wrote {len(items)} pending candidates for {name}; review with `rag golden list`"
+    )

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -26,35 +26,48 @@ class GoldenItem(BaseModel):
     reference: str | None = None  # the reference answer
     relevant_doc_ids: list[str] = Field(default_factory=list)
     tags: dict[str, str] = Field(default_factory=dict)
+    # Generated candidates start pending; a tenant's runs score only approved items.
+    review: Literal["pending", "approved"] = "approved"
 
 
 class GoldenSetError(ValueError):
     """A golden file that cannot be used; the message names the line."""
 
 
-def load_golden(path: Path) -> list[GoldenItem]:
+def parse_golden(lines: Iterable[str], name: str) -> list[GoldenItem]:
+    """Items from JSONL lines; a bad or duplicate line is an error naming `name:line`."""
     items: list[GoldenItem] = []
     seen: set[str] = set()
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                item = GoldenItem.model_validate_json(line)
-            except ValidationError as exc:
-                raise GoldenSetError(f"{path}:{n}: {exc.errors()[0]['msg']}") from None
-            if item.id in seen:
-                raise GoldenSetError(f"{path}:{n}: duplicate id {item.id!r}")
-            seen.add(item.id)
-            items.append(item)
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = GoldenItem.model_validate_json(line)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(p) for p in error["loc"])
+            raise GoldenSetError(
+                f"{name}:{n}: {where + ': ' if where else ''}{error['msg']}"
+            ) from None
+        if item.id in seen:
+            raise GoldenSetError(f"{name}:{n}: duplicate id {item.id!r}")
+        seen.add(item.id)
+        items.append(item)
     return items
+
+
+def load_golden(path: Path) -> list[GoldenItem]:
+    with path.open(encoding="utf-8") as f:
+        return parse_golden(f, str(path))
+
+
+def to_jsonl(items: Iterable[GoldenItem]) -> str:
+    return "".join(json.dumps(i.model_dump(), ensure_ascii=False) + "\n" for i in items)
 
 
 def save_golden(items: Sequence[GoldenItem], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for item in items:
-            f.write(json.dumps(item.model_dump(), ensure_ascii=False) + "\n")
+    path.write_text(to_jsonl(items), encoding="utf-8")
 
 
 def golden_from_qrels(dataset: BeirDataset) -> list[GoldenItem]:

@@ -64,6 +64,7 @@ def mean(per_query: Mapping[str, float]) -> float:
 # return at least 50 documents.
 METRICS: dict[str, tuple[Callable[[Run, Qrels, int], dict[str, float]], int]] = {
     "ndcg@10": (ndcg_at, 10),
+    "recall@2": (recall_at, 2),  # the multi-hop literature's figure
     "recall@5": (recall_at, 5),
     "recall@10": (recall_at, 10),
     "recall@50": (recall_at, 50),

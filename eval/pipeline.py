@@ -9,13 +9,14 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.embedding import Embedder
+from core.llm import ChatClient, judge_endpoint, llm_endpoint
 from core.runtime import Runtime
 from core.settings import Settings
 from eval.beir import BeirDataset, load_beir
@@ -24,25 +25,23 @@ from eval.golden import GoldenItem, golden_from_qrels, load_golden, sample
 from eval.llm import (
     Answerer,
     QuestionWriter,
-    answer_endpoint,
     bounded_map,
-    judge_endpoint,
-    judge_llm,
-    openai_answerer,
-    openai_question_writer,
+    chat_answerer,
+    chat_question_writer,
 )
 from eval.report import write_report
 from eval.runner import (
+    MODES,
+    Progress,
     Retrieved,
     SystemFactory,
     SystemRun,
-    eval_retriever,
     evaluate_systems,
-    mode_systems,
+    service_systems,
 )
 from eval.slices import query_tags, slice_means
 from eval.workspace import EvalWorkspace
-from retrieval.hybrid import HybridRetriever
+from retrieval.search import SearchService
 
 if TYPE_CHECKING:
     from ragas.llms.base import InstructorBaseRagasLLM
@@ -50,6 +49,7 @@ if TYPE_CHECKING:
     from eval.ragas_scoring import RagasResult
 
 log = logging.getLogger(__name__)
+SearchFactory = Callable[[Runtime], SearchService]
 _WORST = 10
 _HISTORY = 30  # runs on the trend chart
 
@@ -64,10 +64,12 @@ class EvalLLMs:
 
 
 def llms_from_settings(settings: Settings) -> EvalLLMs:
-    answer, judge = answer_endpoint(settings), judge_endpoint(settings)
+    from eval.ragas_scoring import ChatJudge
+
+    answer, judge = llm_endpoint(settings), judge_endpoint(settings)
     return EvalLLMs(
-        openai_answerer(answer) if answer else None,
-        judge_llm(judge) if judge else None,
+        chat_answerer(ChatClient(answer)) if answer else None,
+        ChatJudge(ChatClient(judge)) if judge else None,
         f"answer={answer.model if answer else None} judge={judge.model if judge else None}",
     )
 
@@ -104,7 +106,7 @@ def _run_dir(reports_dir: Path, dataset: str, resume: bool) -> Path:
 def _ragas(
     settings: Settings,
     runtime: Runtime,
-    retriever: HybridRetriever,
+    service: SearchService,
     workspace: EvalWorkspace,
     dataset: BeirDataset,
     items: list[GoldenItem],
@@ -113,12 +115,15 @@ def _ragas(
 ) -> RagasResult:
     from eval.ragas_scoring import LocalRagasEmbeddings, RagasCase, RagasScorer
 
-    retrieve = mode_systems(retriever, workspace.scope, depth=settings.eval_context_k)["hybrid"]
+    retrieve = service_systems(service, workspace.scope, ["hybrid"], settings.eval_context_k)[
+        "hybrid"
+    ]
     cases = []
     for item in items:
         hits = retrieve(item.question)
         contexts = [
-            Retrieved(workspace.doc_id(h.payload["doc_id"]) or "", h.payload["text"]) for h in hits
+            Retrieved(workspace.doc_id(h.payload["doc_id"]) or "", h.payload["text"], h.id)
+            for h in hits
         ]
         relevant = [dataset.corpus[d].content for d in item.relevant_doc_ids if d in dataset.corpus]
         cases.append(RagasCase(item, contexts, relevant))
@@ -206,10 +211,16 @@ def run_eval(
     llms: EvalLLMs | None = None,
     embedder: Embedder | None = None,
     resume: bool = False,
+    search: SearchFactory,
+    modes: Sequence[str] = MODES,
+    progress: Progress | None = None,
 ) -> EvalOutcome:
     """Evaluate one BEIR-format dataset and write reports_dir/<run id>/report.{json,html}.
 
+    `search` builds the served SearchService on the dataset's workspace runtime (the entry point
+    passes `serving.search.build_search`'s); each of `modes` runs through it, as /v1/search.
     `sample_size` and `ragas_sample` default to the settings; `llms` to the configured endpoints.
+    `progress` receives a line per step (documents ingested, queries run).
     """
     started = time.perf_counter()
     dataset = load_beir(dataset_path, settings.eval_split)
@@ -223,17 +234,20 @@ def run_eval(
     with workspace.open_runtime(embedder) as runtime:
         t = time.perf_counter()
         workspace.write_corpus(dataset.corpus)
-        ingest = workspace.ingest(runtime)
+        ingest = workspace.ingest(runtime, progress)
+        failed_documents = workspace.failed_documents(runtime)
         timings["ingest"] = time.perf_counter() - t
         qids = sample(list(dataset.judged_queries), sample_size or settings.eval_sample)
         queries = {q: dataset.queries[q] for q in qids}
         t = time.perf_counter()
-        retriever = eval_retriever(runtime, [*queries.values(), *(i.question for i in items)])
-        runs = evaluate_systems(workspace, runtime, retriever, dataset, queries, extra_systems)
+        service = search(runtime)
+        runs = evaluate_systems(
+            workspace, runtime, service, modes, dataset, queries, extra_systems, progress
+        )
         timings["retrieval"] = time.perf_counter() - t
         t = time.perf_counter()
         ragas = _ragas(
-            settings, runtime, retriever, workspace, dataset, items, llms, run_dir / "ragas-items"
+            settings, runtime, service, workspace, dataset, items, llms, run_dir / "ragas-items"
         )
         timings["ragas"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
@@ -255,7 +269,7 @@ def run_eval(
             "queries_evaluated": len(queries),
         },
         "config": _config(settings, llms),
-        "ingest": asdict(ingest),
+        "ingest": {**asdict(ingest), "failed_documents": failed_documents},
         "timings": timings,
         "retrieval": {
             name: {"means": run.means, "per_query": run.per_query, "seconds": run.seconds}
@@ -292,7 +306,7 @@ def run_eval(
     return EvalOutcome(run_dir, report)
 
 
-def run_nightly(settings: Settings) -> Path:
+def run_nightly(settings: Settings, search: SearchFactory) -> Path:
     """The nightly job: the configured dataset, resuming a run a crash left unfinished.
 
     Returns the run folder. A regression is logged and recorded in the report; it is the CLI's
@@ -301,7 +315,11 @@ def run_nightly(settings: Settings) -> Path:
     if settings.eval_dataset is None:
         raise ValueError("set RAG_EVAL_DATASET to the BEIR-format folder the nightly job evaluates")
     outcome = run_eval(
-        settings, settings.eval_dataset, golden_path=settings.eval_golden, resume=True
+        settings,
+        settings.eval_dataset,
+        golden_path=settings.eval_golden,
+        resume=True,
+        search=search,
     )
     if outcome.regression:
         log.warning("evaluation regression, see %s", outcome.run_dir / "report.html")
@@ -323,8 +341,8 @@ def make_golden(
     retrieval-only one from the qrels.
     """
     dataset = load_beir(dataset_path, settings.eval_split)
-    endpoint = answer_endpoint(settings)
-    writer = writer or (openai_question_writer(endpoint) if endpoint else None)
+    endpoint = llm_endpoint(settings)
+    writer = writer or (chat_question_writer(ChatClient(endpoint)) if endpoint else None)
     if writer is None:
         return sample(golden_from_qrels(dataset), n)
     workspace = EvalWorkspace.for_dataset(settings, dataset.name)
@@ -353,6 +371,7 @@ def make_golden(
                     "doc_type": payload.get("doc_type", ""),
                     "review": "pending",
                 },
+                review="pending",
             )
         )
     return items

@@ -18,13 +18,15 @@ import hashlib
 import json
 import math
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 from core.embedding import Embedder
+from core.llm import ChatClient, Source
 from eval.golden import GoldenItem
 from eval.llm import Answerer, bounded_map
 from eval.metrics import mean
@@ -33,9 +35,7 @@ from eval.runner import Retrieved
 os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")  # ragas reports usage over the network
 
 from ragas.embeddings.base import BaseRagasEmbedding
-
-if TYPE_CHECKING:
-    from ragas.llms.base import InstructorBaseRagasLLM
+from ragas.llms.base import InstructorBaseRagasLLM
 
 LLM_METRICS = ("faithfulness", "answer_relevancy", "context_precision", "context_recall")
 NON_LLM_METRICS = (
@@ -114,6 +114,36 @@ class RagasResult:
     @property
     def means(self) -> dict[str, float]:
         return {metric: mean(values) for metric, values in self.per_item.items()}
+
+
+_JUDGE_SYSTEM = (
+    "You are an evaluation judge. Reply with one JSON object, and nothing else, that is valid "
+    "against this JSON schema:\n"
+)
+_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
+M = TypeVar("M")
+
+
+class ChatJudge(InstructorBaseRagasLLM):
+    """RAGAS's judge interface over the platform's chat client: the response model's JSON schema
+    in the system message, RAGAS's prompt as the user message, the reply validated by pydantic."""
+
+    def __init__(self, client: ChatClient) -> None:
+        self._client = client
+
+    def _messages(self, prompt: str, response_model: Any) -> list[dict[str, str]]:
+        schema = json.dumps(response_model.model_json_schema())
+        return [
+            {"role": "system", "content": _JUDGE_SYSTEM + schema},
+            {"role": "user", "content": prompt},
+        ]
+
+    def generate(self, prompt: str, response_model: type[M]) -> M:
+        text = self._client.complete(self._messages(prompt, response_model), json_mode=True)
+        return response_model.model_validate_json(_FENCE.sub("", text.strip()))  # type: ignore[attr-defined]
+
+    async def agenerate(self, prompt: str, response_model: type[M]) -> M:
+        return await asyncio.to_thread(self.generate, prompt, response_model)
 
 
 def _legacy(name: str) -> Any:
@@ -249,7 +279,8 @@ class RagasScorer:
         result = self._skeleton(case)
         texts = [c.text for c in case.contexts]
         if self._answerer is not None and texts:
-            result.response = await self._answerer(case.item.question, texts)
+            sources = [Source(c.chunk_id or c.doc_id, c.text) for c in case.contexts]
+            result.response = await self._answerer(case.item.question, sources)
         result.scores = await self._non_llm_scores(case, result.response)
         if self._judge is not None and texts:
             result.scores.update(await self._llm_scores(case, texts, result.response))

@@ -211,10 +211,72 @@ def render_html(report: Mapping[str, Any]) -> str:
 
 
 def write_report(run_dir: Path, report: Mapping[str, Any]) -> Path:
+    return _write(run_dir, report, render_html(report))
+
+
+def _write(run_dir: Path, report: Mapping[str, Any], html: str) -> Path:
     """report.html first, report.json last: a folder with report.json is a finished run."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "report.html").write_text(render_html(report), encoding="utf-8")
+    (run_dir / "report.html").write_text(html, encoding="utf-8")
     tmp = run_dir / "report.json.tmp"
     tmp.write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
     tmp.replace(run_dir / "report.json")
     return run_dir / "report.html"
+
+
+def _tenant_header(r: Mapping[str, Any]) -> str:
+    search = r["search"]
+    facts = [
+        ("tenant", r["tenant"]),
+        ("golden items", str(r["ragas"]["n_items"])),
+        (
+            "search",
+            f"mode={search['mode']} rerank={search['rerank']} top_k={search['top_k']} "
+            f"filters={json.dumps(search['filters'])}",
+        ),
+        ("configuration", ", ".join(f"{k}={v}" for k, v in r["config"].items())),
+        ("took", f"{r['seconds']:.1f}s"),
+    ]
+    rows = [[escape(k), escape(v)] for k, v in facts]
+    title = f"Evaluation of {escape(r['tenant'])}: {escape(r['run_id'])}"
+    return f"<h1>{title}</h1>{_table(['', ''], rows, left=2)}"
+
+
+def _tenant_items(r: Mapping[str, Any]) -> str:
+    parts = ["<h2>Questions, worst first</h2>"]
+    for row in r["items"]:
+        scores = " · ".join(f"{escape(m)} {_num(v)}" for m, v in sorted(row["scores"].items()))
+        error = f"<p class=bad>{escape(row['error'])}</p>" if row["error"] else ""
+        contexts = [
+            [
+                str(n),
+                escape(hit["doc_id"]),
+                _num(hit["score"], 4),
+                f"<div class=chunk>{escape(ctx['text'][:400])}</div>",
+            ]
+            for n, (hit, ctx) in enumerate(zip(row["hits"], row["contexts"], strict=False), 1)
+        ]
+        parts.append(
+            f"<h3>{escape(row['id'])}: {escape(row['question'])}</h3>{error}"
+            f"<p>{scores or 'no score'}</p>"
+            f"<p><b>answer</b>: {escape(row['answer'] or '–')}</p>"
+            + _table(["rank", "doc", "score", "context"], contexts, left=2)
+        )
+    return "".join(parts)
+
+
+def render_tenant_html(report: Mapping[str, Any]) -> str:
+    body = "".join(
+        part(report)
+        for part in (_tenant_header, _gate, _retrieval, _ragas, _trend, _deltas, _tenant_items)
+    )
+    title = f"Evaluation {report['run_id']} · {report['tenant']}"
+    return (
+        f"<!doctype html><html><head><meta charset=utf-8><title>{escape(title)}</title>"
+        f"<style>{_CSS}</style></head><body>{body}</body></html>"
+    )
+
+
+def write_tenant_report(run_dir: Path, report: Mapping[str, Any]) -> Path:
+    """As `write_report`, for a tenant's run on the served index."""
+    return _write(run_dir, report, render_tenant_html(report))

@@ -1,32 +1,30 @@
 """Run named retrieval systems over BEIR queries and score them with the ranking metrics.
 
-A system is any callable from a query to ranked results: chunk `Hit`s, mapped back to BEIR
-document ids (each document at the rank of its first chunk), or BEIR document ids directly. The
-retriever's modes are built here; a reranker or another leg plugs in through a `SystemFactory`
-without this module importing it.
+A system is any callable from a query to ranked results: chunks (`Hit`s or `RankedChunk`s),
+mapped back to BEIR document ids (each document at the rank of its first chunk), or BEIR document
+ids directly. The platform's modes are the served `SearchService`'s, which the caller passes in;
+a peer plugs in through a `SystemFactory` without this module importing it.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import cast
 
-import numpy as np
-
-from core.embedding import Embedder
 from core.runtime import Runtime
 from core.types import Hit, TenantScope
 from eval.beir import BeirDataset
 from eval.metrics import MAX_CUTOFF, mean, score_run
 from eval.workspace import EvalWorkspace
-from retrieval.hybrid import HybridRetriever, Mode, RetrievalConfig
+from retrieval.search import RankedChunk, SearchRequest, SearchService
 
-System = Callable[[str], Sequence[Hit] | Sequence[str]]
+System = Callable[[str], Sequence[Hit] | Sequence[RankedChunk] | Sequence[str]]
+Progress = Callable[[str], None]  # one line of progress, e.g. printed when not a terminal
+_PROGRESS_EVERY = 100
 # Builds extra systems once the evaluation's runtime (model, index) and tenant exist.
 SystemFactory = Callable[[Runtime, TenantScope], Mapping[str, System]]
-MODES: tuple[Mode, ...] = ("hybrid", "dense", "bm25")
+MODES: tuple[str, ...] = ("hybrid", "dense", "bm25")  # the default; `graph` is asked for
 
 
 @dataclass(frozen=True)
@@ -35,6 +33,7 @@ class Retrieved:
 
     doc_id: str  # the BEIR id
     text: str = ""  # the text of its best-ranked chunk; "" when the system returned ids
+    chunk_id: str = ""  # that chunk's point id, the id the answer prompt cites
 
 
 @dataclass
@@ -50,12 +49,13 @@ class SystemRun:
 
 
 def to_documents(
-    results: Sequence[Hit] | Sequence[str], doc_id_of: Callable[[str], str | None]
+    results: Sequence[Hit] | Sequence[RankedChunk] | Sequence[str],
+    doc_id_of: Callable[[str], str | None],
 ) -> list[Retrieved]:
     """Chunk hits to distinct documents, each kept at the rank of its first chunk."""
     docs: dict[str, Retrieved] = {}
     for r in results:
-        if isinstance(r, Hit):
+        if isinstance(r, Hit | RankedChunk):
             doc_id = doc_id_of(str(r.payload.get("doc_id", "")))
             doc = Retrieved(doc_id, str(r.payload.get("text", ""))) if doc_id else None
         else:
@@ -71,68 +71,50 @@ def run_system(
     queries: Mapping[str, str],
     qrels: Mapping[str, Mapping[str, int]],
     doc_id_of: Callable[[str], str | None],
+    progress: Progress | None = None,
 ) -> SystemRun:
     started = time.perf_counter()
-    ranked = {qid: to_documents(system(text), doc_id_of) for qid, text in queries.items()}
+    ranked = {}
+    for n, (qid, text) in enumerate(queries.items(), start=1):
+        ranked[qid] = to_documents(system(text), doc_id_of)
+        if progress is not None and (n % _PROGRESS_EVERY == 0 or n == len(queries)):
+            progress(f"{name}: {n}/{len(queries)} queries")
     seconds = time.perf_counter() - started
     run = {qid: [d.doc_id for d in docs] for qid, docs in ranked.items()}
     judged = {qid: qrels[qid] for qid in queries if qid in qrels}
     return SystemRun(name, ranked, score_run(run, judged), seconds)
 
 
-class _QueryVectors:
-    """Every query of the run embedded once, in batches, up front.
-
-    The dense and hybrid modes and RAGAS's context retrieval all ask for the same vectors, and
-    one batched encode is far cheaper than a model call per query. The vectors equal
-    `embed_query`'s: the same query prefix, model and normalisation.
-    """
-
-    def __init__(self, embedder: Embedder, query_prefix: str, queries: Iterable[str]) -> None:
-        self._embedder = embedder
-        texts = list(dict.fromkeys(queries))
-        vectors = embedder.embed_documents([query_prefix + t for t in texts])
-        self._vectors = dict(zip(texts, vectors, strict=True))
-
-    def embed_query(self, text: str) -> np.ndarray:
-        if text not in self._vectors:
-            self._vectors[text] = self._embedder.embed_query(text)
-        return self._vectors[text]
-
-
-def eval_retriever(runtime: Runtime, queries: Iterable[str]) -> HybridRetriever:
-    """The retriever with the served configuration, the run's query vectors computed up front."""
-    s = runtime.settings
-    vectors = _QueryVectors(runtime.embedder, s.query_prefix, queries)
-    # HybridRetriever only ever calls embed_query on its embedder.
-    embedder = cast(Embedder, vectors)
-    return HybridRetriever(runtime.index, embedder, RetrievalConfig(s.candidates_per_leg, s.rrf_k))
-
-
-def mode_systems(
-    retriever: HybridRetriever, scope: TenantScope, depth: int = MAX_CUTOFF
+def service_systems(
+    service: SearchService, scope: TenantScope, modes: Sequence[str], depth: int = MAX_CUTOFF
 ) -> dict[str, System]:
-    """The retriever's modes, `depth` chunks deep."""
+    """Each mode as a system: the served `SearchService`, `depth` chunks deep, as /v1/search."""
 
-    def system(mode: Mode) -> System:
-        return lambda query: retriever.retrieve(scope, query, depth, mode)
+    def system(mode: str) -> System:
+        def search(query: str) -> Sequence[RankedChunk]:
+            req = SearchRequest(query, top_k=depth, mode=mode)  # type: ignore[arg-type]
+            return service.search(scope, req).chunks
 
-    return {mode: system(mode) for mode in MODES}
+        return search
+
+    return {mode: system(mode) for mode in modes}
 
 
 def evaluate_systems(
     workspace: EvalWorkspace,
     runtime: Runtime,
-    retriever: HybridRetriever,
+    service: SearchService,
+    modes: Sequence[str],
     dataset: BeirDataset,
     queries: Mapping[str, str],
     extra: SystemFactory | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, SystemRun]:
     """Every mode, then every extra system, over the same queries on the ingested corpus."""
-    systems = mode_systems(retriever, workspace.scope)
+    systems = service_systems(service, workspace.scope, modes)
     if extra is not None:
         systems.update(extra(runtime, workspace.scope))
     return {
-        name: run_system(name, system, queries, dataset.qrels, workspace.doc_id)
+        name: run_system(name, system, queries, dataset.qrels, workspace.doc_id, progress)
         for name, system in systems.items()
     }

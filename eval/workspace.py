@@ -18,12 +18,13 @@ left the dataset are deleted). Delete the folder to start from nothing.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote
 
 from core.embedding import Embedder
-from core.manifest import RunSummary
+from core.manifest import DocStatus, RunSummary
 from core.runtime import Runtime
 from core.settings import Settings
 from core.types import TenantScope
@@ -95,5 +96,26 @@ class EvalWorkspace:
     def open_runtime(self, embedder: Embedder | None = None) -> Runtime:
         return Runtime(self.settings, embedder)
 
-    def ingest(self, runtime: Runtime) -> RunSummary:
-        return Ingestion(runtime, LocalBucket(self.bucket_root)).run()
+    def ingest(self, runtime: Runtime, progress: Callable[[str], None] | None = None) -> RunSummary:
+        """Sync the bucket into the workspace's index; `progress` gets a line per ~5% of it."""
+        ingestion = Ingestion(runtime, LocalBucket(self.bucket_root))
+        plan = ingestion.plan()
+        total, done = plan.total_work, 0
+        step = max(1, total // 20)
+
+        def advance(n: int) -> None:
+            nonlocal done
+            before, done = done, done + n
+            if progress is not None and (done // step > before // step or done == total):
+                progress(f"ingest: {done}/{total} documents")
+
+        return ingestion.run(plan, advance)
+
+    def failed_documents(self, runtime: Runtime) -> dict[str, str]:
+        """BEIR id -> why it failed to ingest, for the documents the index could not take."""
+        records = runtime.manifest.current(self.scope.tenant_id).values()
+        return {
+            self.doc_id(r.doc_id) or r.doc_id: r.error
+            for r in records
+            if r.status == DocStatus.FAILED
+        }

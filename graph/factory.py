@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import httpx
 import redis
 
+from core.llm import ChatClient, graph_llm_endpoint
 from core.settings import Settings
 from graph.extract import EntityExtractor, RuleExtractor
 from graph.leg import GraphLeg
@@ -16,15 +16,10 @@ from graph.updater import GraphUpdater
 def make_extractor(settings: Settings) -> EntityExtractor:
     if settings.graph_extractor == "rules":
         return RuleExtractor()
-    base_url = settings.graph_llm_base_url or settings.llm_base_url
-    if not base_url:
+    endpoint = graph_llm_endpoint(settings)
+    if endpoint is None:
         raise ValueError("graph_extractor=llm needs graph_llm_base_url or llm_base_url")
-    key = settings.graph_llm_api_key or settings.llm_api_key
-    headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
-    client = httpx.Client(
-        base_url=base_url.rstrip("/") + "/", headers=headers, timeout=settings.llm_timeout_s
-    )
-    return LlmExtractor(client, settings.graph_llm_model or settings.llm_model)
+    return LlmExtractor(ChatClient(endpoint))
 
 
 def open_graph_store(settings: Settings) -> GraphStore:

@@ -1,8 +1,9 @@
 """Entity and relation extraction by an LLM behind any OpenAI-compatible chat endpoint.
 
 The model's answer is untrusted input: it is parsed as JSON and validated with pydantic, and any
-failure (HTTP error, timeout, invalid JSON, wrong shape) is logged and yields an empty extraction
-for that chunk, so a misbehaving model never stops ingestion.
+failure (HTTP error, timeout, oversized reply, invalid JSON, wrong shape) is logged and yields an
+empty extraction for that chunk, so a misbehaving model never stops ingestion. The endpoint is
+reached through the platform's one chat client, `core.llm.ChatClient`.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import json
 import logging
 import re
 
-import httpx
 from pydantic import BaseModel, Field, ValidationError
 
+from core.llm import ChatClient, LlmError
 from graph.extract import Entity, Extraction, Relation, make_extraction, normalise_key
 
 log = logging.getLogger(__name__)
@@ -44,18 +45,6 @@ class _LlmAnswer(BaseModel):
     relations: list[_LlmRelation] = Field(default_factory=list, max_length=1000)
 
 
-class _Message(BaseModel):
-    content: str
-
-
-class _Choice(BaseModel):
-    message: _Message
-
-
-class _ChatCompletion(BaseModel):
-    choices: list[_Choice] = Field(min_length=1)
-
-
 def _label(text: str, default: str) -> str:
     """Types as snake_case labels: `Works For` and `works-for` are one relation type."""
     return "_".join(_TYPE_SPLIT.split(text.strip().casefold())).strip("_") or default
@@ -64,15 +53,14 @@ def _label(text: str, default: str) -> str:
 class LlmExtractor:
     """One chat completion per chunk, at temperature 0, asking for a JSON object."""
 
-    def __init__(self, client: httpx.Client, model: str) -> None:
-        self._client = client  # base_url, auth header and timeout set by the caller
-        self._model = model
+    def __init__(self, client: ChatClient) -> None:
+        self._client = client
         self.failures = 0
 
     def extract(self, chunk_text: str) -> Extraction:
         try:
             answer = self._ask(chunk_text)
-        except (httpx.HTTPError, ValueError) as exc:  # ValidationError, JSONDecodeError
+        except (LlmError, ValueError) as exc:  # ValidationError, JSONDecodeError
             self.failures += 1
             log.warning("graph extraction skipped a chunk: %s", _brief(exc))
             return Extraction([], [])
@@ -95,20 +83,10 @@ class LlmExtractor:
         return make_extraction(entities, relations)
 
     def _ask(self, chunk_text: str) -> _LlmAnswer:
-        response = self._client.post(
-            "chat/completions",
-            json={
-                "model": self._model,
-                "temperature": 0,
-                "response_format": {"type": "json_object"},
-                "messages": [
-                    {"role": "system", "content": _PROMPT},
-                    {"role": "user", "content": chunk_text},
-                ],
-            },
+        content = self._client.complete(
+            [{"role": "system", "content": _PROMPT}, {"role": "user", "content": chunk_text}],
+            json_mode=True,
         )
-        response.raise_for_status()
-        content = _ChatCompletion.model_validate_json(response.content).choices[0].message.content
         return _LlmAnswer.model_validate(json.loads(_FENCE.sub("", content.strip())))
 
 

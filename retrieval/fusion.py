@@ -1,7 +1,8 @@
 """Reciprocal Rank Fusion in Python, for when a leg (the graph) lives outside the engine.
 
 Same formula as the engine's: score(d) = sum over legs of w_leg / (k + rank_leg(d)), ranks from 1,
-so a query fused here and one fused in Qdrant rank identically.
+so a query fused here and one fused in Qdrant rank identically; exact ties are ordered by id in
+both (`retrieval.hybrid.stable_order`), so the same query always returns the same order.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def rrf(
     weights: Mapping[str, float] | None = None,
     limit: int | None = None,
 ) -> list[Fused]:
-    """Fuse ranked id lists by leg name; ties keep the order in which ids were first seen."""
+    """Fuse ranked id lists by leg name; exact ties in score are ordered by id."""
     fused: dict[str, Fused] = {}
     for leg, ids in rankings.items():
         weight = 1.0 if weights is None else weights.get(leg, 1.0)
@@ -31,5 +32,5 @@ def rrf(
             entry = fused.setdefault(pid, Fused(pid, 0.0))
             entry.score += weight / (k + rank)
             entry.leg_ranks[leg] = rank
-    ordered = sorted(fused.values(), key=lambda f: f.score, reverse=True)
+    ordered = sorted(fused.values(), key=lambda f: (-f.score, f.id))
     return ordered[:limit] if limit is not None else ordered

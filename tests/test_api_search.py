@@ -40,6 +40,10 @@ def fake_llm(request: httpx.Request) -> httpx.Response:
     prompt = body["messages"][-1]["content"]
     if "llm outage" in prompt:
         return httpx.Response(500, json={"error": "overloaded"})
+    if "llm unreachable" in prompt:
+        raise httpx.ConnectError(f"connection refused: {request.url}", request=request)
+    if "llm flood" in prompt:  # 20 MB, streamed without a declared length
+        return httpx.Response(200, content=(b"x" * (1 << 20) for _ in range(20)))
     first = re.search(r"id=([0-9a-f-]{36})", prompt)
     assert first is not None
     bogus = "00000000-0000-0000-0000-000000000000"
@@ -475,9 +479,21 @@ def test_answer_cites_only_chunks_it_was_given(env: ApiEnv, llm: LlmRecorder) ->
         assert source["text"] in user["content"]
 
 
-def test_answer_reports_an_llm_failure_as_502(env: ApiEnv) -> None:
-    r = env.client.post("/v1/answer", json={"query": "llm outage"}, headers=env.auth("acme"))
-    assert error(r, 502)["code"] == "llm_failed"
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ("llm outage", "the LLM endpoint answered HTTP 500"),
+        ("llm unreachable", "the LLM endpoint could not be reached (ConnectError)"),
+        ("llm flood", "the LLM reply is larger than the 1048576-byte limit"),
+    ],
+)
+def test_answer_reports_an_llm_failure_as_502_without_its_url(
+    env: ApiEnv, query: str, reason: str
+) -> None:
+    r = env.client.post("/v1/answer", json={"query": query}, headers=env.auth("acme"))
+    err = error(r, 502)
+    assert err == {"code": "llm_failed", "reason": reason}
+    assert "llm.test" not in r.text
 
 
 # --------------------------------------------------------------------------- metrics, deletion

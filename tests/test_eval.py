@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,17 +17,20 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from api.auth import require_admin
 from api.errors import install_error_handlers
+from api.routes import evaluation
 from core.embedding import Embedder
 from core.runtime import Runtime
 from core.settings import Settings, get_settings
 from core.types import Hit, TenantScope
-from eval.api import eval_router, reports_dir
 from eval.cli import eval_app
 from eval.golden import GoldenItem, load_golden, save_golden
 from eval.pipeline import EvalLLMs, EvalOutcome, make_golden, run_eval, run_nightly
 from eval.runner import Retrieved, to_documents
 from eval.workspace import EvalWorkspace
+from retrieval.search import SearchService
+from serving.search import build_search
 from tests.test_eval_ragas import StubAnswerer, StubJudge
 
 DOCS = {
@@ -57,6 +61,11 @@ QUERIES = {
     "q7": ("Where did jazz music start?", {"d11": 1}, "culture"),
     "q8": ("Which document has an id with a slash?", {"a/b": 1}, "culture"),
 }
+
+
+def served(runtime: Runtime) -> SearchService:
+    """The entry points' SearchService, as `rag eval` builds it."""
+    return build_search(runtime).service
 
 
 def write_tiny_beir(root: Path) -> Path:
@@ -90,7 +99,9 @@ def first(
     settings: Settings, tiny: Path, embedder: Embedder, tmp_path_factory: pytest.TempPathFactory
 ) -> EvalOutcome:
     reports = tmp_path_factory.mktemp("reports")
-    return run_eval(settings, tiny, reports_dir=reports, llms=EvalLLMs(), embedder=embedder)
+    return run_eval(
+        settings, tiny, reports_dir=reports, llms=EvalLLMs(), embedder=embedder, search=served
+    )
 
 
 def test_report_scores_every_mode(first: EvalOutcome) -> None:
@@ -155,6 +166,7 @@ def test_gate_flags_a_worse_run_and_not_an_equal_one(
         return run_eval(
             settings,
             tiny,
+            search=served,
             reports_dir=tmp_path,
             llms=EvalLLMs(),
             embedder=embedder,
@@ -205,6 +217,7 @@ def test_golden_set_with_stub_llms(
     outcome = run_eval(
         settings,
         tiny,
+        search=served,
         golden_path=golden,
         reports_dir=tmp_path / "r",
         llms=llms,
@@ -277,20 +290,46 @@ def test_cli_exit_codes(cli_env: None, first: EvalOutcome, tiny: Path, tmp_path:
     assert written.exit_code == 0 and len(load_golden(out)) == len(QUERIES)
 
 
+def test_cli_modes_progress_and_failed_documents(
+    cli_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--modes` picks the SearchService modes (graph included); progress lines appear although
+    the output is not a terminal; a document too large to ingest is named in the summary."""
+    data = write_tiny_beir(tmp_path / "tiny2")
+    with (data / "corpus.jsonl").open("a") as f:
+        f.write(json.dumps({"_id": "big", "title": "Big", "text": "word " * 200}) + "\n")
+    monkeypatch.setenv("RAG_MAX_FILE_BYTES", "400")
+    get_settings.cache_clear()
+    args = ["--dataset", str(data), "--reports-dir", str(tmp_path / "r"), "--ragas-sample", "0"]
+    result = CliRunner().invoke(eval_app, [*args, "--modes", "hybrid,graph"])
+    assert result.exit_code == 0, result.output
+    assert f"ingest: {len(DOCS) + 1}/{len(DOCS) + 1} documents" in result.output
+    assert f"graph: {len(QUERIES)}/{len(QUERIES)} queries" in result.output
+    assert "1 document(s) failed to ingest" in result.output and "big: " in result.output
+    [report] = [json.loads(p.read_text()) for p in (tmp_path / "r").glob("*/report.json")]
+    assert list(report["retrieval"]) == ["hybrid", "graph"]
+    assert "recall@2" in report["retrieval"]["hybrid"]["means"]
+    assert CliRunner().invoke(eval_app, [*args, "--modes", "hybrid,fuzzy"]).exit_code == 2
+
+
 def test_api_serves_the_latest_report(first: EvalOutcome, tmp_path: Path) -> None:
     app = FastAPI()
     install_error_handlers(app)
-    app.include_router(eval_router)
-    app.dependency_overrides[reports_dir] = lambda: first.run_dir.parent
+    app.include_router(evaluation.router)
+    app.dependency_overrides[require_admin] = lambda: None
+    app.state.runtime = SimpleNamespace(settings=Settings(eval_reports_dir=first.run_dir.parent))
     client = TestClient(app)
     latest = client.get("/v1/eval/latest")
     assert latest.status_code == 200 and latest.json()["run_id"] == first.run_dir.name
     page = client.get("/v1/eval/latest", params={"format": "html"})
     assert page.headers["content-type"].startswith("text/html") and "<img" in page.text
     assert client.get("/v1/eval/latest", params={"format": "pdf"}).status_code == 422
-    app.dependency_overrides[reports_dir] = lambda: tmp_path
+    app.state.runtime = SimpleNamespace(settings=Settings(eval_reports_dir=tmp_path))
     empty = client.get("/v1/eval/latest")
-    assert empty.status_code == 404 and empty.json()["error"]["code"] == "no_report"
+    assert empty.status_code == 404
+    assert empty.json() == {
+        "error": {"code": "no_report", "reason": "no finished benchmark evaluation yet"}
+    }
 
 
 def test_chunk_hits_map_to_documents_at_their_first_rank(settings: Settings) -> None:
@@ -319,15 +358,15 @@ def test_nightly_resumes_an_unfinished_run(
     cli_env: None, settings: Settings, tiny: Path, tmp_path: Path
 ) -> None:
     with pytest.raises(ValueError, match="RAG_EVAL_DATASET"):
-        run_nightly(settings)
+        run_nightly(settings, served)
     nightly = settings.model_copy(update={"eval_dataset": tiny, "eval_reports_dir": tmp_path})
     crashed = tmp_path / "20000101T000000Z"
     crashed.mkdir()
     (crashed / "run.json").write_text(json.dumps({"dataset": "tiny", "started_at": 0}))
-    assert run_nightly(nightly) == crashed
+    assert run_nightly(nightly, served) == crashed
     assert json.loads((crashed / "report.json").read_text())["run_id"] == crashed.name
     # Finished now: the next night starts a new run, and compares with this one.
-    following = run_nightly(nightly)
+    following = run_nightly(nightly, served)
     assert following != crashed
     report = json.loads((following / "report.json").read_text())
     assert report["comparison"]["previous_run"] == crashed.name

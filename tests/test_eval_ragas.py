@@ -22,9 +22,10 @@ import pytest
 from ragas.llms.base import InstructorBaseRagasLLM
 
 from core.embedding import Embedder
+from core.llm import ANSWER_SYSTEM_PROMPT, Source, judge_endpoint, llm_endpoint
 from core.settings import Settings
 from eval.golden import GoldenItem
-from eval.llm import answer_endpoint, judge_endpoint, judge_llm, openai_answerer
+from eval.pipeline import llms_from_settings
 from eval.ragas_scoring import LLM_METRICS, LocalRagasEmbeddings, RagasCase, RagasScorer
 from eval.runner import Retrieved
 
@@ -92,6 +93,11 @@ def stub_answer(question: str, contexts: Sequence[str]) -> str:
     return FABRICATED if "jazz" in question.lower() else contexts[0]
 
 
+def sources_in(prompt: str) -> list[tuple[str, str]]:
+    """(boundary, text) of each fenced source in a grounded-answer prompt (`answer_messages`)."""
+    return re.findall(r"BEGIN SOURCE (\w+) id=\S*\n(.*?)\nEND SOURCE \1", prompt, re.DOTALL)
+
+
 class StubAnswerer:
     """STUB answer LLM: answers with the first context, except that it fabricates about jazz."""
 
@@ -100,13 +106,13 @@ class StubAnswerer:
         self.in_flight = self.max_in_flight = 0
         self._delay_s = delay_s
 
-    async def __call__(self, question: str, contexts: Sequence[str]) -> str:
+    async def __call__(self, question: str, sources: Sequence[Source]) -> str:
         self.calls += 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             await asyncio.sleep(self._delay_s)
-            return stub_answer(question, contexts)
+            return stub_answer(question, [s.text for s in sources])
         finally:
             self.in_flight -= 1
 
@@ -268,7 +274,7 @@ class _FakeOpenAI(BaseHTTPRequestHandler):
         if schema:
             content = json.dumps(stub_verdict(schema.group(1), body["messages"][-1]["content"]))
         else:
-            passages = re.findall(r"<passage n=\d+>\n(.*?)\n</passage>", text, re.DOTALL)
+            passages = [t for _, t in sources_in(text)]
             content = stub_answer(text.rsplit("Question: ", 1)[1], passages)
         reply = {
             "id": "stub",
@@ -309,17 +315,12 @@ def fake_openai() -> Iterator[str]:
 def test_openai_compatible_answerer_and_judge_over_loopback(
     fake_openai: str, tmp_path: Path, embeddings: LocalRagasEmbeddings
 ) -> None:
-    """The production wiring (openai client, ragas's instructor JSON mode) against the STUB
-    server above: same verdicts as the in-process stub judge."""
+    """The production wiring (the platform's chat client, `/v1/answer`'s prompt, the JSON-mode
+    judge) against the STUB server above: same verdicts as the in-process stub judge."""
     settings = Settings(llm_base_url=fake_openai, eval_judge_model="stub-judge")
-    answer, judge = answer_endpoint(settings), judge_endpoint(settings)
-    assert answer is not None and judge is not None and judge.base_url == fake_openai
-    scorer = RagasScorer(
-        tmp_path,
-        answerer=openai_answerer(answer),
-        judge=judge_llm(judge),
-        embeddings=embeddings,
-    )
+    llms = llms_from_settings(settings)
+    assert judge_endpoint(settings).base_url == fake_openai
+    scorer = RagasScorer(tmp_path, answerer=llms.answerer, judge=llms.judge, embeddings=embeddings)
     plants, jazz = scorer.score(_cases()).items
     assert not plants.error and not jazz.error, (plants.error, jazz.error)
     assert plants.response == PLANTS and jazz.response == FABRICATED
@@ -328,11 +329,13 @@ def test_openai_compatible_answerer_and_judge_over_loopback(
     models = {r["model"] for r in _FakeOpenAI.seen}
     assert models == {settings.llm_model, "stub-judge"}
     asked = [r for r in _FakeOpenAI.seen if r["model"] == settings.llm_model]
-    assert len(asked) == 2 and "untrusted data" in asked[0]["messages"][0]["content"]
+    assert len(asked) == 2 and asked[0]["messages"][0]["content"] == ANSWER_SYSTEM_PROMPT
 
 
 def test_endpoints_from_settings() -> None:
-    assert answer_endpoint(Settings(llm_base_url=None, llm_api_key=None)) is None
+    # One definition of "configured": a base URL; a key alone is not an endpoint.
+    assert llm_endpoint(Settings(llm_base_url=None, llm_api_key="k")) is None
+    assert judge_endpoint(Settings(llm_base_url=None, eval_judge_model="big")) is None
     assert judge_endpoint(Settings(llm_base_url="http://a/v1")) is None  # no judge model
     judge = judge_endpoint(
         Settings(

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.llm import ChatClient, LlmEndpoint
 from core.settings import Settings
 from graph.extract import CO_OCCURS, Extraction, RuleExtractor, normalise_key
 from graph.factory import make_extractor
@@ -109,8 +110,8 @@ def llm_returning(content: str | None, status: int = 200) -> tuple[LlmExtractor,
         body = {"choices": [{"message": {"role": "assistant", "content": content}}]}
         return httpx.Response(status, json=body)
 
-    client = httpx.Client(transport=httpx.MockTransport(handler), base_url="http://llm.test/v1/")
-    return LlmExtractor(client, "stub-model"), requests
+    endpoint = LlmEndpoint("http://llm.test/v1", "stub-model", None, 5.0, 512, 1 << 20)
+    return LlmExtractor(ChatClient(endpoint, httpx.MockTransport(handler))), requests
 
 
 def test_llm_extraction_is_validated_and_normalised() -> None:

@@ -37,6 +37,8 @@ def configure(settings: Settings) -> None:
             "rag.scan_keys": {"queue": settings.celery_scan_queue},
             "rag.index.optimize": {"queue": settings.celery_scan_queue},
             "rag.eval.nightly": {"queue": settings.celery_scan_queue},
+            "rag.eval.tenants": {"queue": settings.celery_scan_queue},
+            "rag.eval.tenant": {"queue": settings.celery_scan_queue},
         },
         broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout_seconds},
         result_backend_transport_options={"retry_policy": {"timeout": 5.0}},

@@ -29,6 +29,13 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             },
         },
     }
+    nightly = crontab(hour=settings.eval_nightly_hour, minute=settings.eval_nightly_minute)
+    # Every tenant with a golden set; a tenant without one costs nothing.
+    schedule["nightly-tenant-eval"] = {
+        "task": "rag.eval.tenants",
+        "schedule": nightly,
+        "options": {"queue": settings.celery_scan_queue},
+    }
     if settings.eval_dataset is not None:
         schedule["nightly-eval"] = {
             "task": "rag.eval.nightly",

@@ -15,7 +15,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
-from api.answer import LlmError
 from api.auth import Principal, current_principal
 from api.errors import ApiError
 from api.schemas import (
@@ -27,11 +26,18 @@ from api.schemas import (
     SearchResponse,
 )
 from api.state import ApiState, api_state
+from core.llm import LlmError, Source, answer_from_sources
 from core.settings import Settings
 from core.types import TenantScope
 from retrieval.filters import FilterError, FilterLimits, to_field_filters
-from retrieval.rerank import RerankerError
-from retrieval.search import RankedChunk, SearchRequest, SearchResult, SearchUnavailableError
+from retrieval.rerank import RerankerError, RerankerStatus
+from retrieval.search import (
+    RankedChunk,
+    SearchRequest,
+    SearchResult,
+    SearchService,
+    SearchUnavailableError,
+)
 
 router = APIRouter(prefix="/v1", tags=["search"])
 State = Annotated[ApiState, Depends(api_state)]
@@ -68,19 +74,36 @@ def to_search_request(body: SearchBody, s: Settings) -> SearchRequest:
     )
 
 
-def run_search(state: ApiState, scope: TenantScope, req: SearchRequest) -> SearchResult:
+def search_or_error(
+    service: SearchService, reranker: RerankerStatus, scope: TenantScope, req: SearchRequest
+) -> SearchResult:
+    """The search, its failures as `ApiError`s; shared by the route and `rag search`."""
     try:
-        result = state.search.search(scope, req)
+        return service.search(scope, req)
     except SearchUnavailableError as exc:
         reason = exc.reason
-        if exc.code == "reranker_unavailable" and state.reranker.reason:
-            reason = f"{reason}: {state.reranker.reason}"
+        if exc.code == "reranker_unavailable" and reranker.reason:
+            reason = f"{reason}: {reranker.reason}"
         field = "rerank" if exc.code == "reranker_unavailable" else "mode"
         raise ApiError(400, exc.code, reason, field) from None
     except RerankerError as exc:
         raise ApiError(502, "reranker_failed", str(exc)) from None
+
+
+def run_search(state: ApiState, scope: TenantScope, req: SearchRequest) -> SearchResult:
+    result = search_or_error(state.search, state.reranker, scope, req)
     state.metrics.observe_stages(result.timings_ms)
     return result
+
+
+def search_response(body: SearchBody, result: SearchResult) -> SearchResponse:
+    """The body of `POST /v1/search`, also what `rag search --json` prints."""
+    return SearchResponse(
+        query=body.query,
+        mode=body.mode,
+        results=[_result(c) for c in result.chunks],
+        timings_ms=result.timings_ms,
+    )
 
 
 @dataclass
@@ -114,6 +137,11 @@ def _audited(
         )
 
 
+def sources_of(chunks: list[RankedChunk]) -> list[Source]:
+    """Retrieved chunks as the answer prompt's sources."""
+    return [Source(c.id, str(c.payload.get("text", ""))) for c in chunks]
+
+
 def _result(c: RankedChunk) -> ChunkResult:
     return ChunkResult.from_payload(c.id, c.payload, c.score, c.leg_ranks, c.rerank_score)
 
@@ -131,12 +159,7 @@ def search(body: SearchBody, state: State, caller: Caller) -> SearchResponse:
         req = to_search_request(body, state.runtime.settings)
         result = run_search(state, caller.scope, req)
         outcome.hits = len(result.chunks)
-    return SearchResponse(
-        query=body.query,
-        mode=body.mode,
-        results=[_result(c) for c in result.chunks],
-        timings_ms=result.timings_ms,
-    )
+    return search_response(body, result)
 
 
 @router.post(
@@ -162,7 +185,7 @@ def answer(body: AnswerBody, state: State, caller: Caller) -> AnswerResponse:
         outcome.hits = len(result.chunks)
         start = time.perf_counter()
         try:
-            reply = state.llm.answer(body.query, result.chunks)
+            reply = answer_from_sources(state.llm, body.query, sources_of(result.chunks))
         except LlmError as exc:
             raise ApiError(502, "llm_failed", str(exc)) from None
     timings = {**result.timings_ms, "llm": (time.perf_counter() - start) * 1000}

@@ -1,0 +1,219 @@
+"""Evaluation reports and golden sets over HTTP, tenant-scoped like every other route.
+
+A reader key reaches only its own tenant's runs and golden set; an admin (operator) key may name
+any tenant with `?tenant=`. Reports are JSON or their HTML page; a signed link
+(`POST /v1/eval/runs/{id}/link`) opens the page in a browser, which sends no API key.
+`GET /v1/eval/latest` serves the newest BEIR benchmark report (admin only).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from api.auth import Principal, current_principal, require_admin
+from api.errors import ApiError
+from core.settings import Settings
+from core.types import InvalidTenantError, TenantScope
+from eval.golden import GoldenSetError, parse_golden
+from eval.golden_store import GoldenStore
+from eval.history import finished_reports, read_report
+from eval.links import link_is_valid, report_link
+
+router = APIRouter(prefix="/v1", tags=["evaluation"])
+Caller = Annotated[Principal, Depends(current_principal)]
+Format = Annotated[Literal["json", "html"], Query()]
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.runtime.settings
+
+
+def target_tenant(caller: Principal, tenant: str | None) -> str:
+    """The caller's own tenant, or for an admin key the one it names."""
+    if tenant is None or tenant == caller.tenant_id:
+        return caller.tenant_id
+    if not caller.is_admin:
+        raise ApiError(403, "forbidden", "a reader key reaches only its own tenant", "tenant")
+    try:
+        return TenantScope(tenant).tenant_id
+    except InvalidTenantError as exc:
+        raise ApiError(422, "invalid_tenant", str(exc), "tenant") from None
+
+
+TenantParam = Annotated[str | None, Query(description="admin keys only: another tenant")]
+
+
+def _run_dir(settings: Settings, tenant: str, run_id: str) -> Path:
+    run = read_report(settings.eval_reports_dir, tenant, run_id)
+    if run is None:
+        raise ApiError(404, "run_not_found", f"tenant {tenant!r} has no finished run {run_id!r}")
+    return run
+
+
+def _page(run: Path) -> HTMLResponse:
+    return HTMLResponse((run / "report.html").read_text(encoding="utf-8"))
+
+
+@router.get("/eval/runs")
+def list_runs(request: Request, caller: Caller, tenant: TenantParam = None) -> dict[str, Any]:
+    """The tenant's finished runs, newest first, with their means and regression flag."""
+    s = _settings(request)
+    name = target_tenant(caller, tenant)
+    runs = [
+        {
+            "run_id": r["run_id"],
+            "created_at": r["created_at"],
+            "regression": r["regression"],
+            "ragas": r["ragas"]["means"],
+            "retrieval": {k: v["means"] for k, v in r["retrieval"].items()},
+            "config_digest": r["config"]["digest"],
+        }
+        for r in reversed(finished_reports(s.eval_reports_dir, name))
+    ]
+    return {"tenant": name, "runs": runs}
+
+
+@router.get("/eval/runs/{run_id}", response_model=None)
+def get_run(
+    run_id: str,
+    request: Request,
+    caller: Caller,
+    tenant: TenantParam = None,
+    format: Format = "json",
+) -> dict[str, Any] | HTMLResponse:
+    run = _run_dir(_settings(request), target_tenant(caller, tenant), run_id)
+    if format == "html":
+        return _page(run)
+    return json.loads((run / "report.json").read_text(encoding="utf-8"))
+
+
+@router.post("/eval/runs/{run_id}/link")
+def link(
+    run_id: str, request: Request, caller: Caller, tenant: TenantParam = None
+) -> dict[str, Any]:
+    """A short-lived URL that opens the report's page without a key."""
+    s = _settings(request)
+    name = target_tenant(caller, tenant)
+    _run_dir(s, name, run_id)
+    url = report_link(s, name, run_id, str(request.base_url).rstrip("/"))
+    return {"url": url, "expires_in": s.eval_link_ttl_seconds}
+
+
+@router.get("/eval/shared/{tenant}/{run_id}", response_class=HTMLResponse)
+def shared(
+    tenant: str, run_id: str, request: Request, expires: int = 0, sig: str = ""
+) -> HTMLResponse:
+    """The report page behind a signed link; an expired or forged link is a 403."""
+    s = _settings(request)
+    if not link_is_valid(s, tenant, run_id, expires, sig):
+        raise ApiError(403, "link_invalid", "the link has expired or its signature is wrong")
+    return _page(_run_dir(s, tenant, run_id))
+
+
+@router.get(
+    "/eval/latest",
+    response_model=None,
+    dependencies=[Depends(require_admin)],
+    responses={404: {"description": "no evaluation has finished"}},
+)
+def latest(request: Request, format: Format = "json") -> dict[str, Any] | HTMLResponse:
+    """The newest finished BEIR benchmark report (`rag eval --dataset`)."""
+    root = _settings(request).eval_reports_dir
+    runs = sorted(p.parent for p in root.glob("*/report.json"))
+    if not runs:
+        raise ApiError(404, "no_report", "no finished benchmark evaluation yet")
+    if format == "html":
+        return _page(runs[-1])
+    return json.loads((runs[-1] / "report.json").read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------- golden sets
+
+
+class GoldenEdit(BaseModel):
+    """Fields to change; the id stays."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str | None = None
+    reference: str | None = None
+    relevant_doc_ids: list[str] | None = None
+    tags: dict[str, str] | None = None
+    review: Literal["pending", "approved"] | None = None
+
+
+def _store(request: Request) -> GoldenStore:
+    return GoldenStore.open(_settings(request))
+
+
+@router.get("/golden")
+def list_golden(
+    request: Request,
+    caller: Caller,
+    tenant: TenantParam = None,
+    review: Annotated[Literal["pending", "approved"] | None, Query()] = None,
+) -> dict[str, Any]:
+    name = target_tenant(caller, tenant)
+    store = _store(request)
+    try:
+        return {"tenant": name, "items": [i.model_dump() for i in store.items(name, review)]}
+    finally:
+        store.close()
+
+
+@router.post("/golden/import")
+async def import_golden(
+    request: Request, caller: Caller, tenant: TenantParam = None
+) -> dict[str, Any]:
+    """A JSONL body, one item a line; a bad line is a 422 naming it and nothing is written."""
+    name = target_tenant(caller, tenant)
+    text = (await request.body()).decode("utf-8", errors="replace")
+    try:
+        items = parse_golden(text.splitlines(), "body")
+    except GoldenSetError as exc:
+        raise ApiError(422, "invalid_golden", str(exc), "body") from None
+    store = _store(request)
+    try:
+        return {"tenant": name, "imported": store.put(name, items)}
+    finally:
+        store.close()
+
+
+@router.patch("/golden/{item_id}")
+def edit_golden(
+    item_id: str, edit: GoldenEdit, request: Request, caller: Caller, tenant: TenantParam = None
+) -> dict[str, Any]:
+    """Edit or approve (`{"review": "approved"}`) one item."""
+    name = target_tenant(caller, tenant)
+    store = _store(request)
+    try:
+        updated = store.update(name, item_id, edit.model_dump(exclude_unset=True))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ApiError(422, "invalid_request", first["msg"], field) from None
+    finally:
+        store.close()
+    if updated is None:
+        raise ApiError(404, "item_not_found", f"tenant {name!r} has no golden item {item_id!r}")
+    return updated.model_dump()
+
+
+@router.delete("/golden/{item_id}", status_code=204)
+def delete_golden(
+    item_id: str, request: Request, caller: Caller, tenant: TenantParam = None
+) -> None:
+    name = target_tenant(caller, tenant)
+    store = _store(request)
+    try:
+        deleted = store.delete(name, [item_id])
+    finally:
+        store.close()
+    if not deleted:
+        raise ApiError(404, "item_not_found", f"tenant {name!r} has no golden item {item_id!r}")

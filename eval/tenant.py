@@ -1,0 +1,264 @@
+"""A tenant's evaluation against the served index: its golden set through `/v1/search`'s and
+`/v1/answer`'s own code, scored by RAGAS and, where relevant ids exist, by retrieval metrics.
+
+Each approved question goes through the `SearchService` the caller passes (the one the API
+serves, built by `serving.search.build_search`) with the run's mode, rerank and filters, and is
+answered by the answer builder `/v1/answer` uses (`core.llm`). A run is bounded (sample size,
+concurrency, per-item timeout), resumable (finished items are cached in the run folder, so a run
+a crash interrupted continues where it stopped), and an LLM or judge failure marks its item, not
+the run. Reports live in `reports_dir/tenants/<tenant>/<run id>/` (`eval.history`); the gate
+compares with the tenant's baseline, an accepted run (`accept_baseline`), and keeps flagging
+until the metric recovers or another run is accepted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from core.index import FieldFilter
+from core.llm import PROMPT_DIGEST
+from core.settings import Settings
+from core.types import TenantScope
+from eval.compare import compare
+from eval.golden import GoldenItem, sample
+from eval.history import (
+    SECTION,
+    EvalRunError,
+    baseline_report,
+    finished_reports,
+    tenant_dir,
+)
+from eval.metrics import mean, score_run
+from eval.pipeline import EvalLLMs
+from eval.report import write_tenant_report
+from eval.runner import Retrieved
+from retrieval.filters import FilterLimits, to_field_filters
+from retrieval.search import SearchMode, SearchRequest, SearchService
+
+log = logging.getLogger(__name__)
+_HISTORY = 30
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How each question is searched, recorded in the report so runs can be told apart."""
+
+    mode: SearchMode = "hybrid"
+    rerank: bool = False
+    filters: tuple[FieldFilter, ...] = ()
+    filter_json: list[dict[str, Any]] = field(default_factory=list)  # as the API takes them
+
+
+def run_config(
+    settings: Settings, mode: str, rerank: bool, conditions: Sequence[Mapping[str, Any]]
+) -> RunConfig:
+    """A run's search settings from the API's JSON filter conditions; `FilterError` names the
+    bad field, a ValueError the bad mode."""
+    if mode not in ("hybrid", "dense", "bm25", "graph"):
+        raise ValueError(f"mode must be hybrid, dense, bm25 or graph, not {mode!r}")
+    pairs = []
+    for c in conditions:
+        ops = dict(c)
+        pairs.append((str(ops.pop("field", "")), ops))
+    filters = to_field_filters(
+        pairs, FilterLimits(settings.max_filters, settings.max_filter_values)
+    )
+    return RunConfig(mode, rerank, filters, [dict(c) for c in conditions])  # type: ignore[arg-type]
+
+
+@dataclass
+class TenantOutcome:
+    run_dir: Path
+    report: dict[str, Any]
+
+    @property
+    def regression(self) -> bool:
+        return bool(self.report["regression"])
+
+
+def _run_dir(root: Path, resume: bool) -> Path:
+    if resume:
+        unfinished = [p.parent for p in sorted(root.glob("*/run.json"))]
+        unfinished = [p for p in unfinished if not (p / "report.json").exists()]
+        if unfinished:
+            return unfinished[-1]
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    run_dir, n = root / run_id, 0
+    while run_dir.exists():
+        n += 1
+        run_dir = root / f"{run_id}-{n}"
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text(json.dumps({"started_at": time.time()}), encoding="utf-8")
+    return run_dir
+
+
+def fingerprint(
+    settings: Settings, service: SearchService, config: RunConfig, llms: EvalLLMs
+) -> dict[str, Any]:
+    """What decides a run's results; its digest tells whether two runs are comparable."""
+    facts = {
+        "embedding_model": "/".join(Path(settings.embedding_model).parts[-2:]),
+        "chunk_size": settings.chunk_size,
+        "chunk_overlap": settings.chunk_overlap,
+        "fusion": f"rrf k={settings.rrf_k} candidates={settings.candidates_per_leg}",
+        "graph_legs": ",".join(service.leg_names) or "none",
+        "graph_in_hybrid": settings.graph_in_hybrid,
+        "reranker": getattr(service.reranker, "name", "none") if config.rerank else "off",
+        "mode": config.mode,
+        "filters": json.dumps(config.filter_json, sort_keys=True),
+        "context_k": settings.eval_context_k,
+        "prompt_digest": PROMPT_DIGEST,
+        "llms": llms.identity or "none",
+    }
+    digest = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
+    return {**facts, "digest": digest}
+
+
+def _documents(hits: Sequence[Mapping[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(str(h["doc_id"]) for h in hits))
+
+
+def _sort_key(row: Mapping[str, Any]) -> tuple[int, float, str]:
+    """Worst first: failed items, then by the mean of their scores."""
+    scores = [v for v in row["scores"].values() if not math.isnan(v)]
+    return (0 if row["error"] else 1, mean(dict(enumerate(scores))), row["id"])
+
+
+def run_tenant_eval(
+    settings: Settings,
+    service: SearchService,
+    tenant: str,
+    items: Sequence[GoldenItem],
+    llms: EvalLLMs,
+    *,
+    config: RunConfig | None = None,
+    embeddings: Any = None,
+    reports_dir: Path | None = None,
+    sample_size: int | None = None,
+    resume: bool = True,
+) -> TenantOutcome:
+    """Evaluate `items` (the tenant's approved golden items) on the served index."""
+    from eval.ragas_scoring import RagasCase, RagasScorer
+
+    config = config or RunConfig()
+    if not items:
+        raise EvalRunError(f"tenant {tenant!r} has no approved golden items")
+    started = time.perf_counter()
+    reports_dir = reports_dir or settings.eval_reports_dir
+    items = sample(list(items), sample_size or settings.eval_ragas_sample)
+    run_dir = _run_dir(tenant_dir(reports_dir, tenant), resume)
+    scope = TenantScope(tenant)
+    hits: dict[str, list[dict[str, Any]]] = {}
+    cases = []
+    for item in items:
+        req = SearchRequest(
+            item.question,
+            top_k=settings.eval_context_k,
+            mode=config.mode,
+            filters=config.filters,
+            rerank=config.rerank,
+            rerank_top_n=settings.rerank_top_n,
+        )
+        chunks = service.search(scope, req).chunks
+        hits[item.id] = [
+            {"id": c.id, "doc_id": c.payload.get("doc_id", ""), "score": c.score} for c in chunks
+        ]
+        contexts = [
+            Retrieved(str(c.payload.get("doc_id", "")), str(c.payload.get("text", "")), c.id)
+            for c in chunks
+        ]
+        cases.append(RagasCase(item, contexts, []))
+    scorer = RagasScorer(
+        run_dir / "items",
+        answerer=llms.answerer,
+        judge=llms.judge,
+        embeddings=embeddings,
+        identity=llms.identity,
+        concurrency=settings.eval_concurrency,
+        timeout_s=settings.eval_timeout_s,
+    )
+    ragas = scorer.score(cases)
+    judged = {i.id: {d: 1 for d in i.relevant_doc_ids} for i in items if i.relevant_doc_ids}
+    per_query = score_run({q: _documents(hits[q]) for q in judged}, judged) if judged else {}
+    rows = [
+        {
+            "id": r.id,
+            "question": r.question,
+            "reference": r.reference,
+            "answer": r.response,
+            "hits": hits[r.id],
+            "contexts": r.contexts,
+            "scores": {
+                **r.scores,
+                **{m: v[r.id] for m, v in per_query.items() if r.id in v},
+            },
+            "tags": r.tags,
+            "error": r.error,
+        }
+        for r in ragas.items
+    ]
+    report: dict[str, Any] = {
+        "run_id": run_dir.name,
+        "tenant": tenant,
+        "created_at": datetime.now(UTC).isoformat(),
+        "config": fingerprint(settings, service, config, llms),
+        "search": {
+            "mode": config.mode,
+            "rerank": config.rerank,
+            "filters": config.filter_json,
+            "top_k": settings.eval_context_k,
+        },
+        "retrieval": {
+            SECTION: {"means": {m: mean(v) for m, v in per_query.items()}, "per_query": per_query}
+        }
+        if per_query
+        else {},
+        "ragas": {
+            "llm_metrics": ragas.llm_metrics,
+            "notes": ragas.notes,
+            "means": ragas.means,
+            "per_item": ragas.per_item,
+            "n_items": len(ragas.items),
+            "errors": sum(1 for i in ragas.items if i.error),
+            "items": [{"id": i.id, "error": i.error} for i in ragas.items],
+            "from_cache": ragas.from_cache,
+        },
+        "items": sorted(rows, key=_sort_key),
+        "seconds": time.perf_counter() - started,
+    }
+    base = baseline_report(reports_dir, tenant, before=run_dir.name)
+    comparison = compare(report, base, settings.eval_regression_threshold)
+    report["comparison"] = comparison.to_json()
+    report["regression"] = bool(comparison.regressions)
+    past = [r for r in finished_reports(reports_dir, tenant) if r["run_id"] < run_dir.name]
+    report["history"] = [_history_point(p) for p in [*past[-(_HISTORY - 1) :], report]]
+    write_tenant_report(run_dir, report)
+    for d in comparison.regressions:
+        log.warning(
+            "evaluation regression for tenant %s: %s %s %.3f -> %.3f against baseline %s (%s)",
+            tenant,
+            d.section,
+            d.metric,
+            d.previous,
+            d.current,
+            comparison.previous_run,
+            run_dir / "report.html",
+        )
+    return TenantOutcome(run_dir, report)
+
+
+def _history_point(report: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "run_id": report["run_id"],
+        "retrieval": {s: r["means"] for s, r in report["retrieval"].items()},
+        "ragas": report["ragas"]["means"],
+    }

@@ -1,0 +1,75 @@
+"""Entry point of a tenant's evaluation: the served SearchService, the golden store, the LLMs.
+
+`rag eval --tenant T` and the nightly beat task call these, so a report measures what
+`/v1/search` and `/v1/answer` serve.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from core.runtime import Runtime
+from eval.golden_store import GoldenStore
+from eval.pipeline import EvalLLMs, llms_from_settings
+from eval.tenant import RunConfig, TenantOutcome, run_tenant_eval
+from serving.search import build_search
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_tenant(
+    runtime: Runtime,
+    tenant: str,
+    *,
+    config: RunConfig | None = None,
+    reports_dir: Path | None = None,
+    sample_size: int | None = None,
+    llms: EvalLLMs | None = None,
+    resume: bool = True,
+) -> TenantOutcome:
+    """One run over the tenant's approved golden items; `llms` defaults to the configured ones."""
+    from eval.ragas_scoring import LocalRagasEmbeddings
+
+    s = runtime.settings
+    store = GoldenStore.open(s)
+    try:
+        items = store.items(tenant, "approved")
+    finally:
+        store.close()
+    llms = llms if llms is not None else llms_from_settings(s)
+    served = build_search(runtime)
+    try:
+        return run_tenant_eval(
+            s,
+            served.service,
+            tenant,
+            items,
+            llms,
+            config=config,
+            embeddings=LocalRagasEmbeddings(runtime.embedder) if llms.judge else None,
+            reports_dir=reports_dir,
+            sample_size=sample_size,
+            resume=resume,
+        )
+    finally:
+        served.close()
+
+
+def evaluate_every_tenant(runtime: Runtime) -> dict[str, str]:
+    """The nightly run: every tenant with approved golden items, each resumed if a crash cut it
+    short; one tenant's failure is logged and the others still run. Tenant -> run folder or
+    error."""
+    store = GoldenStore.open(runtime.settings)
+    try:
+        tenants = store.tenants()
+    finally:
+        store.close()
+    done: dict[str, str] = {}
+    for tenant in tenants:
+        try:
+            done[tenant] = str(evaluate_tenant(runtime, tenant).run_dir)
+        except Exception as exc:
+            log.exception("nightly evaluation of tenant %s failed", tenant)
+            done[tenant] = f"failed: {type(exc).__name__}: {exc}"
+    return done

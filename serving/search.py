@@ -1,0 +1,64 @@
+"""The one builder of the served `SearchService`: index, embedder, reranker, graph leg, settings.
+
+`/v1/search`, `rag search` and `rag eval` all search through what `build_search` returns, so a
+mode, a rerank or a filter behaves the same from the API, the command line and the report.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import httpx
+
+from core.runtime import Runtime
+from retrieval.hybrid import RetrievalConfig
+from retrieval.rerank import RerankerStatus, load_reranker
+from retrieval.search import Leg, SearchService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServedSearch:
+    service: SearchService
+    reranker: RerankerStatus  # why there is no reranker, when there is none
+
+    def close(self) -> None:
+        close_reranker = getattr(self.reranker.reranker, "close", None)
+        if close_reranker is not None:
+            close_reranker()
+
+
+def served_legs(runtime: Runtime) -> list[Leg]:
+    """The ranking sources outside the engine that the settings turn on (the graph leg)."""
+    s = runtime.settings
+    if not s.graph_enabled:
+        return []
+    from graph.factory import make_leg
+
+    return [make_leg(s, runtime.graph_store)]
+
+
+def build_search(
+    runtime: Runtime,
+    legs: Sequence[Leg] | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> ServedSearch:
+    """`legs` defaults to `served_legs`; `transport` replaces the network for Cohere (tests)."""
+    s = runtime.settings
+    reranker = load_reranker(s, transport)
+    if reranker.available:
+        log.info("reranker loaded: %s", reranker.name)
+    else:
+        log.warning("reranking is unavailable: %s", reranker.reason)
+    service = SearchService(
+        runtime.index,
+        runtime.embedder,
+        RetrievalConfig(s.candidates_per_leg, s.rrf_k),
+        served_legs(runtime) if legs is None else legs,
+        reranker.reranker,
+        legs_in_hybrid=s.graph_in_hybrid,
+    )
+    return ServedSearch(service, reranker)

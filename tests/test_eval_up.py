@@ -1,0 +1,148 @@
+"""A tenant's evaluation against a real `rag up` process: the golden set imported with the CLI,
+`rag eval --tenant acme` run while `rag up` holds the shard (so its workers run it), and every
+question's report hits compared with what `POST /v1/search` returns for it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from api.auth import create_key
+from core.settings import Settings
+from eval.golden import GoldenItem, save_golden
+from tests.support.services import redis_url
+from workers.redis_server import free_port
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parent.parent
+TOPICS = [
+    ("volcano", "Lava from the volcano cooled into black basalt on the island's southern coast."),
+    ("glacier", "The glacier retreated two kilometres in forty years as summers grew warmer."),
+    ("bakery", "The bakery proofs its sourdough overnight and bakes it at dawn in a stone oven."),
+    ("orchard", "Apple trees in the orchard are pruned in late winter before the buds swell."),
+    ("harbour", "Fishing boats unload their catch at the harbour before the morning market."),
+    ("library", "The library lends telescopes as well as books, for two weeks at a time."),
+    ("railway", "The mountain railway climbs a gradient of twelve percent with a rack rail."),
+    ("beehive", "A beehive holds one queen, thousands of workers and a few hundred drones."),
+    ("lighthouse", "The lighthouse lamp turns once every ten seconds and is seen for 20 miles."),
+    ("vineyard", "Grapes in the vineyard are picked by hand when their sugar level peaks."),
+]
+DOCS = {
+    f"tenants/acme/{name}-{n}.txt": f"{text} Note {n} on the {name}, entry {n * 3 + 1}.\n"
+    for n in range(3)
+    for name, text in TOPICS
+}
+QUESTIONS = [
+    "How did the basalt form?",
+    "How fast did the ice retreat?",
+    "When is the sourdough baked?",
+    "When are the apple trees pruned?",
+    "Where do boats unload fish?",
+    "What can you borrow besides books?",
+    "How steep is the mountain railway?",
+    "How many queens live in a hive?",
+    "How often does the lamp turn?",
+    "When are the grapes picked?",
+]
+
+
+def test_report_hits_equal_the_served_search_under_rag_up(tmp_path: Path) -> None:
+    bucket = tmp_path / "bucket"
+    for key, text in {**DOCS, "tenants/globex/secret.txt": "Globex volcano secret."}.items():
+        (bucket / key).parent.mkdir(parents=True, exist_ok=True)
+        (bucket / key).write_text(text)
+    url = redis_url(11)
+    redis.Redis.from_url(url).flushdb()
+    port = free_port()
+    env = {
+        **os.environ,
+        "RAG_DATA_DIR": str(tmp_path / "data"),
+        "RAG_BUCKET_URL": str(bucket),
+        "RAG_REDIS_URL": url,
+        "RAG_API_PORT": str(port),
+        "RAG_EVAL_REPORTS_DIR": str(tmp_path / "reports"),
+        "RAG_SCAN_INTERVAL_SECONDS": "2",
+    }
+    settings = Settings(data_dir=tmp_path / "data")
+    acme, globex = create_key(settings, "acme", "reader"), create_key(settings, "globex", "reader")
+    golden = tmp_path / "golden.jsonl"
+    items = [
+        GoldenItem(
+            id=f"q{n:02}-{variant}",
+            question=q if variant == "a" else f"{q} (variant)",
+            relevant_doc_ids=[f"tenants/acme/{TOPICS[n][0]}-0.txt"],
+        )
+        for n, q in enumerate(QUESTIONS)
+        for variant in ("a", "b")
+    ]
+    save_golden(items, golden)
+    rag = [sys.executable, "-m", "cli.main"]
+    imported = subprocess.run(
+        [*rag, "golden", "import", "--tenant", "acme", str(golden)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert imported.returncode == 0, imported.stderr
+    log = (tmp_path / "up.log").open("wb")
+    up = subprocess.Popen([*rag, "up"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            assert up.poll() is None and time.monotonic() < deadline, "rag up did not index"
+            try:
+                found = api.post(
+                    "/v1/search",
+                    json={"query": "vineyard", "top_k": 100},
+                    headers={"X-API-Key": acme},
+                )
+                if found.status_code == 200 and len(
+                    {h["doc_id"] for h in found.json()["results"]}
+                ) == len(DOCS):
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(1)
+        run = subprocess.run(
+            [*rag, "eval", "--tenant", "acme"],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        folder = Path(run.stdout.strip().splitlines()[-1])
+        report = json.loads((folder / "report.json").read_text())
+        assert len(report["items"]) == 20
+        k = report["search"]["top_k"]
+        for row in report["items"]:
+            served = api.post(
+                "/v1/search",
+                json={"query": row["question"], "top_k": k, "mode": "hybrid"},
+                headers={"X-API-Key": acme},
+            ).json()
+            assert [h["id"] for h in row["hits"]] == [h["id"] for h in served["results"]]
+            assert all(h["doc_id"].startswith("tenants/acme/") for h in row["hits"])
+        assert report["retrieval"]["served"]["means"]["recall@5"] > 0.5
+        theirs = api.get(f"/v1/eval/runs/{folder.name}", headers={"X-API-Key": globex})
+        assert theirs.status_code == 404 and theirs.json()["error"]["code"] == "run_not_found"
+        mine = api.get(f"/v1/eval/runs/{folder.name}", headers={"X-API-Key": acme})
+        assert mine.status_code == 200 and mine.json()["run_id"] == folder.name
+    finally:
+        api.close()
+        up.send_signal(signal.SIGTERM)
+        up.wait(timeout=60)
+        log.close()
