@@ -61,7 +61,9 @@ def _start(
         reranker=reranker,
         llm=ChatClient.from_settings(s, transport),
         metrics=metrics,
-        audit=AuditLog(s.audit_log_path, s.audit_log_queries),
+        audit=AuditLog(
+            s.audit_log_path, s.audit_log_queries, s.audit_refusals_per_client_per_minute
+        ),
     )
 
     def index_sizes() -> dict[str, int]:

@@ -120,6 +120,8 @@ class Settings(BaseSettings):
     # queries are logged as a SHA-256 and a length unless audit_log_queries is on.
     audit_log: bool = True
     audit_log_queries: bool = False
+    # Refused keys logged per client address and minute; the rest are counted in one line.
+    audit_refusals_per_client_per_minute: int = Field(default=20, ge=1)
     max_query_chars: int = 2_000
     max_top_k: int = 100
     max_filters: int = 16
