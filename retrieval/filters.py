@@ -31,17 +31,6 @@ OPERATORS = ("eq", "any", *RANGE_OPS)
 _META_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
-class FilterError(ValueError):
-    """A filter that cannot run; `field` is the filter's field as the caller wrote it (with any
-    character UTF-8 cannot encode escaped, so the error itself can always be sent)."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        field = printable(field)
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
-
-
 _SHOWN_CHARS = 80
 
 
@@ -49,6 +38,18 @@ def _shown(value: object) -> str:
     """A caller's value quoted in a reason, cut short: a reason echoes, it does not copy."""
     shown = repr(value)
     return shown if len(shown) <= _SHOWN_CHARS else shown[:_SHOWN_CHARS] + "…"
+
+
+class FilterError(ValueError):
+    """A filter that cannot run; `field` is the filter's field as the caller wrote it, with any
+    character UTF-8 cannot encode escaped (so the error can always be sent) and a long name cut
+    (an error names the field, it does not copy it)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        field = printable(field if len(field) <= _SHOWN_CHARS else field[:_SHOWN_CHARS] + "…")
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
 
 
 def _encodable(field: str, text: str, what: str) -> str:

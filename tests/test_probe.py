@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support.rag_up import RagUp
+from tests.support.rag_up import ADMIN_KEY, RagUp
 from tests.support.services import redis_url
 
 pytestmark = pytest.mark.slow
@@ -71,3 +71,53 @@ def test_finding_1_strings_not_encodable_as_utf8_are_422_naming_the_field(
     assert "UTF-8" in error["reason"] or "unicode" in error["reason"], error
     # The server is still whole: the same tenant's next search answers.
     assert _post_raw(up, json.dumps({"query": "fox"})).status_code == 200
+
+
+# --------------------------------------------------------------------------- finding 7
+
+
+def test_finding_7_refused_requests_grow_the_audit_log_by_a_bounded_amount(up: RagUp) -> None:
+    """200 requests with a wrong key and a 15 KB path added 3 MB to the audit log."""
+    audit = up.data_dir / "audit.log"
+    before = audit.stat().st_size if audit.exists() else 0
+    long_path = "/v1/documents/" + "p" * 15_000
+    forged = {"X-API-Key": "rag_deadbeef0000_" + "A" * 43}
+    with httpx.Client(base_url=up.url, timeout=30) as client:
+        for _ in range(200):
+            assert client.get(long_path, headers=forged).status_code == 401
+    grown = audit.read_bytes()[before:].decode()
+    assert len(grown) < 20 * 1024, len(grown)  # the limit's lines; the rest are counted
+    lines = [json.loads(line) for line in grown.splitlines()]
+    refused = [e for e in lines if e["event"] == "auth_refused"]
+    assert 1 <= len(refused) <= 20
+    assert all(len(e["path"]) <= 128 and e["path_chars"] == len(long_path) for e in refused)
+    assert refused[0]["path"].startswith("/v1/documents/ppp") and "sha256:" in refused[0]["path"]
+
+
+# --------------------------------------------------------------------------- finding 16
+
+
+def test_finding_16_filter_field_names_are_not_logged_or_echoed_verbatim(up: RagUp) -> None:
+    """A rejected filter's 63 KB field name went into the audit log (and the 422) whole."""
+    audit = up.data_dir / "audit.log"
+    before = audit.stat().st_size
+    name = "meta." + "f" * 60_000
+    r = _post_raw(up, json.dumps({"query": "fox", "filters": [{"field": name, "eq": "x"}]}))
+    assert r.status_code == 422 and len(r.content) < 2_000, len(r.content)
+    many = [{"field": f"meta.k{i}_" + "g" * 30, "eq": 1} for i in range(800)]
+    r = _post_raw(up, json.dumps({"query": "fox", "filters": many}))
+    assert r.status_code == 422 and r.json()["error"]["field"] == "filters"
+    grown = audit.read_bytes()[before:].decode()
+    lines = [json.loads(line) for line in grown.splitlines()]
+    assert [e["filter_count"] for e in lines] == [1, 800]
+    assert len(grown) < 4 * 1024, len(grown)
+
+
+def test_finding_16_status_does_not_show_a_tenant_the_shared_ingestion_runs(up: RagUp) -> None:
+    """`last_run` covers every tenant, so its times tell acme when globex's documents changed."""
+    status = httpx.get(f"{up.url}/v1/status", headers=up.auth("acme"), timeout=30).json()
+    assert status["tenant"] == "acme" and status["documents"] == {"indexed": 2}
+    assert status["last_run"] is None
+    operator = {"X-API-Key": ADMIN_KEY}
+    status = httpx.get(f"{up.url}/v1/status", headers=operator, timeout=30).json()
+    assert status["last_run"]["started_at"]
