@@ -144,6 +144,8 @@ def test_a_body_that_stops_arriving_gets_408() -> None:
     asyncio.run(asyncio.wait_for(limit(scope, trickle, send), timeout=5))
     assert not reached
     assert sent[0]["status"] == 408 and b"body_timeout" in sent[1]["body"]
+    # The rest of the body is never read: the server closes the connection at once.
+    assert (b"connection", b"close") in sent[0]["headers"]
 
 
 @pytest.mark.parametrize("limit", [1, 7])
