@@ -17,13 +17,15 @@ from collections.abc import Iterator
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis.generation.modes import GenerationMode
 from schemathesis.python.asgi import shutdown_lifespans
 
 from api.platform import platform_app
 from core.embedding import Embedder
 from tests.api_fixtures import ADMIN_KEY, prepare_runtime
 
-EXAMPLES_PER_ROUTE = 25
+EXAMPLES_PER_ROUTE = 30
 _AUTH_HEADERS = ("authorization", "x-api-key")
 
 
@@ -52,6 +54,12 @@ def _check(case: schemathesis.Case) -> None:
     )
 
 
+def _cases(operation: schemathesis.APIOperation) -> st.SearchStrategy:
+    """Requests that fit the schema and requests that break it (wrong types, missing fields)."""
+    modes = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+    return st.one_of(*(operation.as_strategy(generation_mode=mode) for mode in modes))
+
+
 def test_no_route_answers_a_server_error(api_schema: schemathesis.BaseSchema) -> None:
     # Hypothesis drives schemathesis' strategies directly: its pytest plugin's lazy schemas do
     # not run under this pytest.
@@ -64,5 +72,5 @@ def test_no_route_answers_a_server_error(api_schema: schemathesis.BaseSchema) ->
             derandomize=True,
             database=None,
             suppress_health_check=list(HealthCheck),
-        )(given(operation.as_strategy())(_check))
+        )(given(_cases(operation))(_check))
         run()
