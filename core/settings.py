@@ -116,8 +116,8 @@ class Settings(BaseSettings):
     # in all and per tenant; past either, 503 with Retry-After, so clients back off instead of
     # timing out, and one tenant cannot take the whole server. Requests without a valid key, and
     # requests whose body is still arriving, hold no slot.
-    api_max_inflight: int = Field(default=64, ge=1)
-    api_max_inflight_per_tenant: int = Field(default=32, ge=1)
+    api_max_inflight: int = Field(default=64, ge=0)
+    api_max_inflight_per_tenant: int = Field(default=32, ge=0)
     # A request body must have arrived in full within this; then 408 and the connection closes.
     api_body_timeout_seconds: float = Field(default=10.0, gt=0)
     api_retry_after_seconds: int = 1
