@@ -31,7 +31,8 @@ FILES = {
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RagUp]:
     platform = RagUp(tmp_path_factory.mktemp("probe"), redis_url(13))
     try:
-        yield platform.start(FILES)
+        # A body timeout shorter than the default 10 s, so finding 2's windows outlast it.
+        yield platform.start(FILES, RAG_API_BODY_TIMEOUT_SECONDS="3")
     finally:
         platform.stop()
 
@@ -81,14 +82,16 @@ def test_finding_2_stalled_uploads_do_not_lock_keyed_clients_out(up: RagUp) -> N
     """70 stalled key-less uploads got a keyed search 503 from the load shedder. Here 200 stay
     open throughout (each answered 408 after the body timeout, then opened again) while 20
     keyed clients search: none of their searches fails, and their p95 stays within 3x of the
-    same clients' p95 alone. `bench/stalled.py` runs the same for 60 s (docs/reliability.md)."""
-    report = run_stall_load(up.url, [up.auth("acme"), up.auth("globex")], seconds=15)
+    same clients' p95 alone (the phases alternate in three windows of 6 s, so the rest of the
+    machine weighs on both alike). `bench/stalled.py` runs it for 60 s (docs/reliability.md)."""
+    report = run_stall_load(up.url, [up.auth("acme"), up.auth("globex")], seconds=18, rounds=3)
     print(report.summary())
-    assert report.stalls.opened >= 200
+    assert report.stalls.opened >= 3 * 200
     assert report.loaded.requests > 20 and report.loaded.error_rate == 0, report.summary()
     assert report.unloaded.error_rate == 0, report.summary()
     assert report.p95_ratio <= 3, report.summary()
-    assert report.stalls.answers["HTTP/1.1 408 Request Timeout"] >= 200, report.summary()
+    # Each window outlasts the module's 3 s body timeout: every stalled upload met it.
+    assert report.stalls.answers["HTTP/1.1 408 Request Timeout"] >= 3 * 200, report.summary()
 
 
 # --------------------------------------------------------------------------- finding 7

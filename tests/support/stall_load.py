@@ -6,8 +6,10 @@ passes) or closes, it opens the next one, so `stalled` of them are open througho
 clients loop on searches, each on its own connection; every answer but a 200, and every
 transport error, is an error.
 
-`run_stall_load` measures the keyed clients first alone (the unloaded phase) and then beside the
-stalled connections (the loaded phase), the same clients and queries for the same time.
+`run_stall_load` measures the keyed clients alone (the unloaded phase) and beside the stalled
+connections (the loaded phase), the same clients and queries for the same time. The two phases
+alternate in `rounds` windows each, so a change in what else the machine runs shifts both alike
+instead of landing on one phase.
 """
 
 from __future__ import annotations
@@ -133,36 +135,48 @@ async def _keyed_client(url: str, headers: dict[str, str], offset: int, phase: P
                 phase.errors[str(r.status_code)] += 1
 
 
-async def _keyed_phase(url: str, keys: list[dict[str, str]], clients: int, seconds: float):
-    phase = Phase(seconds)
+async def _keyed_window(
+    url: str, keys: list[dict[str, str]], clients: int, seconds: float, phase: Phase
+) -> None:
+    window = Phase(seconds)
     await asyncio.gather(
-        *(_keyed_client(url, keys[i % len(keys)], i, phase) for i in range(clients))
+        *(_keyed_client(url, keys[i % len(keys)], i, window) for i in range(clients))
     )
-    return phase
+    phase.latencies_ms += window.latencies_ms
+    phase.errors.update(window.errors)
 
 
 async def _run(
-    url: str, keys: list[dict[str, str]], seconds: float, clients: int, stalled: int
+    url: str, keys: list[dict[str, str]], seconds: float, clients: int, stalled: int, rounds: int
 ) -> StallReport:
     host, port = httpx.URL(url).host, httpx.URL(url).port or 80
-    await _keyed_phase(url, keys, clients, 2)  # warm-up: first calls load what they need
-    unloaded = await _keyed_phase(url, keys, clients, seconds)
-    stop, stalls = asyncio.Event(), Stalls()
-    holders = [
-        asyncio.ensure_future(_stalled_connection(host, port, stop, stalls)) for _ in range(stalled)
-    ]
-    deadline = time.monotonic() + 30
-    while stalls.opened < stalled and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    loaded = await _keyed_phase(url, keys, clients, seconds)
-    stop.set()
-    await asyncio.gather(*holders)
+    window = seconds / rounds
+    unloaded, loaded, stalls = Phase(seconds), Phase(seconds), Stalls()
+    await _keyed_window(url, keys, clients, 2, Phase(2))  # warm-up: first calls load models
+    for _ in range(rounds):
+        await _keyed_window(url, keys, clients, window, unloaded)
+        stop, opened = asyncio.Event(), stalls.opened + stalled
+        holders = [
+            asyncio.ensure_future(_stalled_connection(host, port, stop, stalls))
+            for _ in range(stalled)
+        ]
+        deadline = time.monotonic() + 30
+        while stalls.opened < opened and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await _keyed_window(url, keys, clients, window, loaded)
+        stop.set()
+        await asyncio.gather(*holders)
     return StallReport(unloaded, loaded, stalls, stalled)
 
 
 def run_stall_load(
-    url: str, keys: list[dict[str, str]], seconds: float, clients: int = 20, stalled: int = 200
+    url: str,
+    keys: list[dict[str, str]],
+    seconds: float,
+    clients: int = 20,
+    stalled: int = 200,
+    rounds: int = 3,
 ) -> StallReport:
-    """`clients` keyed searchers (round-robin over `keys`' headers) for `seconds` unloaded, then
-    for `seconds` beside `stalled` stalled uploads without a key."""
-    return asyncio.run(_run(url, keys, seconds, clients, stalled))
+    """`clients` keyed searchers (round-robin over `keys`' headers) for `seconds` unloaded and
+    `seconds` beside `stalled` stalled uploads without a key, in `rounds` alternating windows."""
+    return asyncio.run(_run(url, keys, seconds, clients, stalled, rounds))
