@@ -24,9 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.rag_up import RagUp  # noqa: E402
+from tests.support.rag_up import TWO_TENANTS, RagUp  # noqa: E402
 from tests.support.stall_load import run_stall_load  # noqa: E402
-from tests.test_probe import FILES  # noqa: E402
 
 WORK = ROOT / "bench" / ".work" / "stalled"
 
@@ -45,7 +44,7 @@ def main() -> None:
     WORK.mkdir(parents=True)
     up = RagUp(WORK, args.redis_url)
     try:
-        up.start(FILES)
+        up.start(TWO_TENANTS)
         report = run_stall_load(
             up.url,
             [up.auth("acme"), up.auth("globex")],

@@ -23,6 +23,11 @@ from core.settings import Settings
 from workers.redis_server import free_port
 
 ADMIN_KEY = "probe-operator-key-for-tests-only"
+TWO_TENANTS = {  # a small bucket: two documents of acme, one of globex
+    "tenants/acme/fox.txt": "The quick brown fox jumps over the lazy dog near the river bank.",
+    "tenants/acme/solar.txt": "Quarterly revenue grew by twelve percent thanks to solar panels.",
+    "tenants/globex/whale.txt": "Call me Ishmael. The whale surfaced beside the ship at dawn.",
+}
 _REPO = Path(__file__).resolve().parent.parent.parent
 
 
