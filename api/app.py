@@ -20,7 +20,7 @@ from fastapi import APIRouter, FastAPI
 from api.audit import AuditLog
 from api.auth import KeyStore
 from api.errors import install_error_handlers
-from api.limits import BodyLimitMiddleware, LoadShedMiddleware
+from api.limits import BodyLimitMiddleware, LoadShedMiddleware, key_tenant
 from api.metrics import Metrics, MetricsMiddleware
 from api.openapi import install_docs
 from api.routes import documents, keys, ops, search
@@ -51,7 +51,9 @@ def _start(
         reranker=served.reranker,
         llm=ChatClient(endpoint, transport) if (endpoint := llm_endpoint(s)) else None,
         metrics=metrics,
-        audit=AuditLog(s.audit_log_path, s.audit_log_queries),
+        audit=AuditLog(
+            s.audit_log_path, s.audit_log_queries, s.audit_refusals_per_client_per_minute
+        ),
     )
 
     def index_sizes() -> dict[str, int]:
@@ -96,13 +98,16 @@ def create_app(
     for router in (search.router, documents.router, keys.router, ops.router, *extra_routers):
         app.include_router(router)
     install_docs(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=s.max_body_bytes)
-    # Outside the body limit, so a shed request costs no body read; inside the metrics, which
-    # count the 503s too.
+    # Inside the body limit, so only complete requests are counted; the last added runs first.
     app.add_middleware(
         LoadShedMiddleware,
         max_inflight=s.api_max_inflight,
+        max_inflight_per_tenant=s.api_max_inflight_per_tenant,
         retry_after_seconds=s.api_retry_after_seconds,
+        tenant_of=key_tenant,
     )
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=s.max_body_bytes, timeout_seconds=s.api_body_timeout_seconds
+    )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # counts the 408s, 413s and 503s too
     return app

@@ -17,6 +17,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.text import printable
+
 log = logging.getLogger(__name__)
 
 _HTTP_CODES = {
@@ -67,9 +69,11 @@ class ApiError(Exception):
         self.headers = headers
 
     def response(self) -> JSONResponse:
-        error: dict[str, str] = {"code": self.code, "reason": self.reason}
+        # Reasons and fields may quote the caller's text; a lone surrogate in it would make the
+        # response itself unencodable, so it is sent escaped.
+        error: dict[str, str] = {"code": self.code, "reason": printable(self.reason)}
         if self.field is not None:
-            error["field"] = self.field
+            error["field"] = printable(self.field)
         return JSONResponse({"error": error}, status_code=self.status, headers=self.headers)
 
 

@@ -32,9 +32,11 @@ _REASONS = {
     401: "no API key, or an unknown or revoked one",
     403: "the key's role may not do this (an admin key is needed)",
     404: "no such resource in the caller's tenant",
+    408: "the request body did not arrive within RAG_API_BODY_TIMEOUT_SECONDS",
     413: "the request body is larger than RAG_MAX_BODY_BYTES",
     422: "the request is invalid; `field` names the parameter or body field",
-    503: "the server is at RAG_API_MAX_INFLIGHT requests; retry after `Retry-After` seconds",
+    503: "the server is at RAG_API_MAX_INFLIGHT requests, or the key's tenant at "
+    "RAG_API_MAX_INFLIGHT_PER_TENANT; retry after `Retry-After` seconds",
 }
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
 
@@ -58,7 +60,7 @@ def error_statuses(route: Any) -> set[int]:
     if route.dependant.path_params:
         statuses.add(404)
     if route.dependant.body_params:
-        statuses.add(413)
+        statuses |= {408, 413}
     if route.dependant.body_params or route.dependant.query_params or route.dependant.path_params:
         statuses.add(422)
     if route.path not in LoadShedMiddleware._EXEMPT:

@@ -195,7 +195,9 @@ class StatusOut(BaseModel):
     tenant: str
     documents: dict[str, int]
     index_chunks: int
-    last_run: LastRun | None
+    last_run: LastRun | None = Field(
+        description="the last ingestion run (it covers every tenant); for admin keys only"
+    )
     reranker: RerankerOut
     llm_configured: bool
     legs: list[str]

@@ -112,14 +112,21 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_threads: int = 8  # the thread pool that runs model inference and engine calls
-    # Requests in the server at once (running or queued for the thread pool); past it, 503 with
-    # Retry-After, so clients back off instead of timing out.
-    api_max_inflight: int = 64
+    # Requests with a valid key in the server at once (running or queued for the thread pool),
+    # in all and per tenant; past either, 503 with Retry-After, so clients back off instead of
+    # timing out, and one tenant cannot take the whole server. Requests without a valid key, and
+    # requests whose body is still arriving, hold no slot.
+    api_max_inflight: int = Field(default=64, ge=0)
+    api_max_inflight_per_tenant: int = Field(default=32, ge=0)
+    # A request body must have arrived in full within this; then 408 and the connection closes.
+    api_body_timeout_seconds: float = Field(default=10.0, gt=0)
     api_retry_after_seconds: int = 1
     # Every search and answer, and every refused key, as a JSON line in data_dir/audit.log;
     # queries are logged as a SHA-256 and a length unless audit_log_queries is on.
     audit_log: bool = True
     audit_log_queries: bool = False
+    # Refused keys logged per client address and minute; the rest are counted in one line.
+    audit_refusals_per_client_per_minute: int = Field(default=20, ge=1)
     max_query_chars: int = 2_000
     max_top_k: int = 100
     max_filters: int = 16

@@ -3,7 +3,9 @@
 A request names a field and one operator: `eq` a value, `any` of values, or range bounds
 (`gte`, `gt`, `lte`, `lt`) on a number or an ISO-8601 datetime. Fields are the indexed payload
 fields of `core.index.schema.FILTERABLE_FIELDS` plus sidecar metadata as `meta.<key>`. Anything
-else is a `FilterError` that names the field, so the API can answer 422 with it.
+else is a `FilterError` that names the field, so the API can answer 422 with it; so is a field
+name or string value that cannot be encoded as UTF-8 (a lone surrogate), which the engine binding
+would otherwise fail on deep inside the query.
 
 `matches` evaluates the same conditions on a payload in Python. It exists for ids that come from
 a leg outside the engine (the graph), whose payloads are fetched by id and so never passed through
@@ -22,19 +24,38 @@ from typing import Any
 from core.index import FieldFilter, Range
 from core.index.query import Scalar
 from core.index.schema import FILTERABLE_FIELDS, META_PREFIX, IndexKind
+from core.text import printable, utf8_error
 
 RANGE_OPS = ("gte", "gt", "lte", "lt")
 OPERATORS = ("eq", "any", *RANGE_OPS)
 _META_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
+_SHOWN_CHARS = 80
+
+
+def _shown(value: object) -> str:
+    """A caller's value quoted in a reason, cut short: a reason echoes, it does not copy."""
+    shown = repr(value)
+    return shown if len(shown) <= _SHOWN_CHARS else shown[:_SHOWN_CHARS] + "…"
+
+
 class FilterError(ValueError):
-    """A filter that cannot run; `field` is the filter's field as the caller wrote it."""
+    """A filter that cannot run; `field` is the filter's field as the caller wrote it, with any
+    character UTF-8 cannot encode escaped (so the error can always be sent) and a long name cut
+    (an error names the field, it does not copy it)."""
 
     def __init__(self, field: str, reason: str) -> None:
+        field = printable(field if len(field) <= _SHOWN_CHARS else field[:_SHOWN_CHARS] + "…")
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+
+
+def _encodable(field: str, text: str, what: str) -> str:
+    if (problem := utf8_error(text)) is not None:
+        raise FilterError(field, f"{what} {problem}")
+    return text
 
 
 @dataclass(frozen=True)
@@ -45,14 +66,15 @@ class FilterLimits:
 
 def _kind(field: str) -> IndexKind | None:
     """The indexed kind of a field, None for sidecar metadata whose type the value decides."""
+    _encodable(field, field, "the field name")
     if field in FILTERABLE_FIELDS:
         return FILTERABLE_FIELDS[field]
     if field.startswith(META_PREFIX) and _META_KEY.match(field.removeprefix(META_PREFIX)):
         return None
     raise FilterError(
         field,
-        f"unknown filter field {field!r}; filterable: {', '.join(sorted(FILTERABLE_FIELDS))}, "
-        f"or {META_PREFIX}<key> for sidecar metadata",
+        f"unknown filter field {_shown(field)}; filterable: "
+        f"{', '.join(sorted(FILTERABLE_FIELDS))}, or {META_PREFIX}<key> for sidecar metadata",
     )
 
 
@@ -79,7 +101,9 @@ def _check_scalar(field: str, kind: IndexKind | None, value: object) -> Scalar:
     else:
         ok, expected = isinstance(value, str) or _is_int(value), "a string or a 64-bit integer"
     if not ok:
-        raise FilterError(field, f"{value!r} is not {expected}")
+        raise FilterError(field, f"{_shown(value)} is not {expected}")
+    if isinstance(value, str):
+        _encodable(field, value, "the value")
     return value  # type: ignore[return-value]
 
 
@@ -95,13 +119,14 @@ def _bound(field: str, kind: IndexKind | None, value: object) -> float | datetim
     if kind in ("integer", "float") or (kind is None and not isinstance(value, str)):
         if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
             return value
-        raise FilterError(field, f"range bound {value!r} is not a finite number")
+        raise FilterError(field, f"range bound {_shown(value)} is not a finite number")
     if isinstance(value, str):
+        _encodable(field, value, "the range bound")
         try:
             return parse_datetime(value)
         except ValueError:
             pass
-    raise FilterError(field, f"range bound {value!r} is not an ISO-8601 datetime")
+    raise FilterError(field, f"range bound {_shown(value)} is not an ISO-8601 datetime")
 
 
 def to_field_filter(
@@ -112,7 +137,7 @@ def to_field_filter(
     unknown = sorted(set(ops) - set(OPERATORS))
     if unknown:
         raise FilterError(
-            field, f"unknown operator {unknown[0]!r}; use one of {', '.join(OPERATORS)}"
+            field, f"unknown operator {_shown(unknown[0])}; use one of {', '.join(OPERATORS)}"
         )
     bounds = {op: ops[op] for op in RANGE_OPS if ops.get(op) is not None}
     given = [op for op in ("eq", "any") if ops.get(op) is not None] + (["range"] if bounds else [])

@@ -52,6 +52,26 @@ def test_errors_name_the_field() -> None:
     assert info.value.field == "filters"
 
 
+@pytest.mark.parametrize(
+    ("field", "ops", "named"),
+    [
+        ("doc_id", {"eq": "\ud800"}, "doc_id"),
+        ("author", {"any": ["ok", "x\udfff"]}, "author"),
+        ("meta.k", {"eq": "\ud83d"}, "meta.k"),
+        ("modified_at", {"lt": "2024\ud800"}, "modified_at"),
+        ("meta.\ud800", {"eq": "x"}, "meta.\\ud800"),
+    ],
+)
+def test_strings_utf8_cannot_encode_are_refused_naming_the_field(
+    field: str, ops: dict, named: str
+) -> None:
+    """A lone surrogate would otherwise reach the engine binding and fail there (a 500)."""
+    with pytest.raises(FilterError) as info:
+        to_field_filter(field, ops)
+    assert info.value.field == named and "UTF-8" in info.value.reason
+    info.value.field.encode("utf-8")  # the error itself can be sent
+
+
 def _payloads(n: int = 60) -> dict[str, dict]:
     rnd = random.Random(7)
     out = {}
