@@ -21,6 +21,7 @@ import anyio
 from celery.beat import EmbeddedService
 from fastapi import APIRouter, FastAPI
 
+from core.datadir import secure_data_dir
 from core.runtime import Runtime
 from core.settings import Settings
 from ingest.watch import Watcher, watcher_for
@@ -61,7 +62,9 @@ class EmbeddedPool:
             app, thread=True, schedule_filename=str(s.data_dir / "celerybeat-schedule")
         )
         self._beat.start()
-        self._watcher = watcher_for(ctx.bucket, s, lambda keys: scan_keys.delay(keys))
+        self._watcher = watcher_for(
+            ctx.bucket, s, lambda keys: scan_keys.delay(keys), lambda: scan_bucket.delay()
+        )
         if self._watcher is not None:
             self._watcher.start()
         scan_bucket.delay()  # now, not one interval from now
@@ -99,6 +102,7 @@ def run_up(settings: Settings, with_api: bool = True) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     quiet_progress_bars()
+    secure_data_dir(settings.data_dir)  # before Redis, should this process start one there
     redis = ensure_redis(settings.redis_url, settings.data_dir / "redis")
     if redis.started_here:
         log.info("no Redis at %s; started one at %s", settings.redis_url, redis.url)
