@@ -120,6 +120,11 @@ def status(
         )
     if report.last_scan:
         console.print(f"last scan: {report.last_scan}")
+    for held_tenant, count in sorted(report.held_deletes.items()):
+        console.print(
+            f"{held_tenant}: {count} deletes held; `rag deletes confirm --tenant {held_tenant}`",
+            markup=False,
+        )
     if failed:
         ftable = Table(title=f"{len(report.failed)} failed documents")
         ftable.add_column("document")
@@ -134,6 +139,7 @@ def _register_subcommands() -> None:
     """Commands owned by the other packages, each kept beside the code it drives."""
     from api.cli import keys_app, serve
     from eval.cli import eval_app
+    from ingest.cli import deletes_app
     from workers.cli import up, worker
 
     app.command()(serve)
@@ -141,6 +147,7 @@ def _register_subcommands() -> None:
     app.command()(up)
     app.command()(worker)
     app.add_typer(eval_app, name="eval")
+    app.add_typer(deletes_app, name="deletes")
 
 
 _register_subcommands()

@@ -12,8 +12,10 @@ from api.auth import current_scope, require_admin
 from api.schemas import LastRun, RerankerOut, StatusOut
 from api.state import ApiState, api_state
 from core.types import TenantScope
+from ingest.scan import held_deletes
 
 router = APIRouter(tags=["ops"])
+_SCAN_FAILED = "the last scan could not list the bucket, so it changed and deleted nothing"
 State = Annotated[ApiState, Depends(api_state)]
 
 
@@ -31,10 +33,14 @@ def status(state: State, scope: Annotated[TenantScope, Depends(current_scope)]) 
     """
     rt = state.runtime
     last = rt.manifest.last_run()
+    scan = rt.manifest.get_meta("last_scan") or {}
     return StatusOut(
         tenant=scope.tenant_id,
         documents=rt.manifest.status_counts(scope.tenant_id),
         index_chunks=rt.index.count(scope),
+        held_deletes=held_deletes(rt.manifest, scope.tenant_id).get(scope.tenant_id, 0),
+        # The operator's log has the cause; a tenant learns only that the scan stopped safely.
+        scan_error=_SCAN_FAILED if scan.get("error") else None,
         last_run=LastRun(
             started_at=datetime.fromtimestamp(last.started_at, UTC),
             finished_at=datetime.fromtimestamp(last.finished_at, UTC) if last.finished_at else None,
