@@ -67,8 +67,11 @@ class FolderWatcher(Watcher):
     and such a directory stops it from starting at all. Either way the watcher asks for a full
     scan (which quarantines the name with its reason) and starts watching again, backing off up
     to `max_backoff_s` while the watch keeps failing, so the bucket is never left unscanned and
-    the log gets one line per failure, not a traceback loop.
+    the log gets one line per failure, not a traceback loop. Once the new watch runs (its first
+    yield, at the latest after `_READY_S`), one more full scan covers what changed meanwhile.
     """
+
+    _READY_S = 1.0
 
     def __init__(
         self,
@@ -87,17 +90,21 @@ class FolderWatcher(Watcher):
     def _run(self) -> None:
         from watchfiles import watch
 
-        backoff = 0.5
+        backoff, restarted = 0.5, False
         while not self._stop.is_set():
             changes = watch(
                 self._root,
                 stop_event=self._stop,
                 debounce=self._debounce_ms,
                 raise_interrupt=False,
+                yield_on_timeout=True,  # an empty batch: the watch is up
+                rust_timeout=int(self._READY_S * 1000),
             )
             try:
                 for batch in changes:
-                    backoff = 0.5
+                    if restarted:
+                        self._rescan()  # what changed while no watch ran
+                        backoff, restarted = 0.5, False
                     keys = (key_of_name(os.path.relpath(path, self._root)) for _, path in batch)
                     self._emit(k for k in keys if not any(p.startswith(".") for p in k.split("/")))
                 return
@@ -106,6 +113,7 @@ class FolderWatcher(Watcher):
                     raise
                 log.warning("file events stopped (%s); scanning the bucket instead", exc)
                 self._rescan()
+                restarted = True
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self._max_backoff_s)
 
