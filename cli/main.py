@@ -60,6 +60,13 @@ def ingest(
     console.print(table)
     if summary.failed:
         console.print("[yellow]some documents failed; `rag status --failed` shows why")
+    for held_tenant, doc_ids in sorted(plan.held.items()):
+        console.print(
+            f"{held_tenant}: {len(doc_ids)} deletes held (too many at once); "
+            f"`rag deletes confirm --tenant {held_tenant}` carries them out",
+            markup=False,
+            style="yellow",
+        )
 
 
 @app.command()
