@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 SIDECAR_SUFFIX = ".meta.json"
+# A listing entry whose key ends with "/" is a folder the bucket could not list (its documents are
+# neither synced nor deleted until it can); `problem` starts with this.
+UNREADABLE_FOLDER = "unreadable folder"
 
 
 class UnsafeKeyError(ValueError):
@@ -106,12 +109,13 @@ class LocalBucket(Bucket):
         self._name_max = os.pathconf(self.root, "PC_NAME_MAX")
 
     def list(self) -> Iterator[ObjectInfo]:
+        """Every file, and for each folder it cannot read an `UNREADABLE_FOLDER` entry (so what
+        was under it is not mistaken for deleted); an unreadable root raises instead."""
         self._check_root()
-
-        def fail(exc: OSError) -> None:
-            raise BucketUnavailableError(f"cannot list the bucket folder: {exc}") from exc
-
-        for dirpath, dirnames, filenames in os.walk(self.root, onerror=fail):
+        unreadable: list[OSError] = []
+        for dirpath, dirnames, filenames in os.walk(self.root, onerror=unreadable.append):
+            while unreadable:
+                yield self._unreadable(unreadable.pop())
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
                 if name.startswith("."):
@@ -124,6 +128,15 @@ class LocalBucket(Bucket):
                 entry = self._entry(path.relative_to(self.root).as_posix(), st)
                 if entry is not None:
                     yield entry
+        while unreadable:
+            yield self._unreadable(unreadable.pop())
+
+    def _unreadable(self, exc: OSError) -> ObjectInfo:
+        folder = Path(exc.filename or self.root).resolve()
+        if folder == self.root:
+            raise BucketUnavailableError(f"cannot list the bucket folder: {exc}") from exc
+        key = key_of_name(folder.relative_to(self.root).as_posix()) + "/"
+        return ObjectInfo(key, size=-1, mtime=0.0, problem=f"{UNREADABLE_FOLDER}: {exc.strerror}")
 
     def stat(self, key: str) -> ObjectInfo | None:
         self._check_root()

@@ -6,11 +6,12 @@ does not hold the chunk count the manifest promises; a document is deleted when 
 the index knows it and the bucket does not.
 
 A listing that fails (a missing root, an S3 error) raises and plans nothing, so an unavailable
-bucket never reads as an empty one. And since an unmounted volume or a wrong prefix can look like
-an empty bucket too, a plan that would delete more than `scan_hold_deletes_share` of a tenant's
-documents at once holds those deletes: they are recorded in the manifest (`held_deletes`, which
-status shows) and carried out only once an operator confirms them (`confirm_held_deletes`), or
-dropped when the objects come back.
+bucket never reads as an empty one; a folder inside it that cannot be read keeps the documents
+the index has from it, neither synced nor deleted, until it can be. And since an unmounted
+volume or a wrong prefix can look like an empty bucket too, a plan that would delete more than
+`scan_hold_deletes_share` of a tenant's documents at once holds those deletes: they are recorded
+in the manifest (`held_deletes`, which status shows) and carried out only once an operator
+confirms them (`confirm_held_deletes`), or dropped when the objects come back.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class ScanPlan:
     unchanged: int = 0
     sidecars: dict[str, ObjectInfo] = field(default_factory=dict)
     held: dict[str, list[str]] = field(default_factory=dict)  # tenant -> deletes held back
+    unreadable: list[str] = field(default_factory=list)  # folders the listing could not read
 
     @property
     def total_work(self) -> int:
@@ -76,7 +78,9 @@ class BucketScanner:
         plan = ScanPlan()
         documents: list[ObjectInfo] = []
         for obj in self._bucket.list():
-            if is_sidecar(obj.key):
+            if obj.key.endswith("/"):
+                plan.unreadable.append(obj.key)
+            elif is_sidecar(obj.key):
                 plan.sidecars[obj.key] = obj
             else:
                 documents.append(obj)
@@ -105,7 +109,8 @@ class BucketScanner:
                 plan.to_sync.append(obj)
         present = {obj.key for obj in documents}
         known = {d for d, r in records.items() if r.status != DocStatus.DELETED} | set(indexed)
-        plan.to_delete, plan.held = self._hold_mass_deletes(sorted(known - present), known)
+        gone = sorted(d for d in known - present if not d.startswith(tuple(plan.unreadable)))
+        plan.to_delete, plan.held = self._hold_mass_deletes(gone, known)
         return plan
 
     def _hold_mass_deletes(

@@ -89,6 +89,9 @@ def scan_bucket() -> dict[str, Any]:
         changed = {o.key for o in plan.to_sync} | set(plan.to_delete)
         _drop_stale_pending(ctx, changed, started)
         report = _enqueue(ctx, [o.key for o in plan.to_sync], plan.to_delete, plan.unchanged)
+        if plan.unreadable:
+            report["unreadable"] = plan.unreadable
+            log.error("folders the scan cannot read (kept as they were): %s", plan.unreadable)
         if plan.held:
             report["held_deletes"] = {t: len(ids) for t, ids in plan.held.items()}
             log.warning(
