@@ -19,8 +19,6 @@ import pytest
 
 from core.manifest import DocStatus
 from tests.support.up import RagUp
-from workers.app import configure
-from workers.tasks.ingestion import scan_bucket
 
 pytestmark = pytest.mark.slow
 
@@ -64,9 +62,8 @@ def _settled(up: RagUp, doc_id: str):
 
 def _full_scan(up: RagUp) -> dict:
     """Request a full scan and wait until one that started after now has recorded its result."""
-    configure(up.settings)
     asked = time.time()
-    scan_bucket.delay()
+    up.request_scan()
 
     def done():
         manifest = up.manifest()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from celery import Celery
 from redis import Redis
 
 from core.manifest import Manifest
@@ -112,6 +113,15 @@ class RagUp:
         )
         assert reply.status_code == 201, reply.text
         return reply.json()["key"]
+
+    def request_scan(self) -> None:
+        """Send the process a full scan, through a Celery client of its own: configuring the
+        shared `workers.app` here would point every later test's tasks at this broker."""
+        client = Celery(broker=self.redis_url, set_as_current=False)
+        try:
+            client.send_task("rag.scan_bucket", queue=self.settings.celery_scan_queue)
+        finally:
+            client.close()
 
     def manifest(self) -> Manifest:
         return Manifest(self.settings.manifest_path)
