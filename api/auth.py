@@ -8,10 +8,11 @@ not tell which keys exist.
 
 The tenant of every request comes from its key and nothing else. Roles:
 - `reader`: search, answer and read the documents and status of its own tenant.
-- `admin`: an operator key. Everything a reader can do in its own tenant, plus managing keys of
-  any tenant, deleting documents of its own tenant from the index, and reading `/metrics`.
-  Admin keys are for operators; tenants get reader keys.
-The bootstrap key `settings.admin_api_key` acts as an admin of `settings.default_tenant`.
+- `admin`: a tenant's administrator. Everything a reader can do in its own tenant, plus managing
+  its own tenant's keys, deleting its documents from the index, confirming the deletes a scan
+  held back for it, and reading `/metrics`.
+The operator key `settings.admin_api_key` is the only one that acts across tenants: it is an
+admin of `settings.default_tenant` that may also mint, list and revoke keys of every tenant.
 """
 
 from __future__ import annotations
@@ -79,6 +80,15 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+    @property
+    def is_operator(self) -> bool:
+        """The operator key (`settings.admin_api_key`): the one key that spans tenants."""
+        return self.key_id == BOOTSTRAP_KEY_ID
+
+    def may_manage(self, tenant: TenantScope) -> bool:
+        """Whether this admin may manage `tenant`'s keys and held deletes."""
+        return self.is_operator or tenant == self.scope
 
 
 @dataclass(frozen=True)
@@ -172,12 +182,14 @@ class KeyStore(SqliteStore):
             rows = self._conn.execute(sql + " ORDER BY created_at", args).fetchall()
         return [KeyInfo(*r) for r in rows]
 
-    def revoke(self, key_id: str) -> bool:
+    def revoke(self, key_id: str, tenant: TenantScope | None = None) -> bool:
+        """Revoke a live key (only if it is `tenant`'s, when given); False if there is none."""
+        sql = "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL"
+        args: tuple = (time.time(), key_id)
+        if tenant is not None:
+            sql, args = sql + " AND tenant_id = ?", (*args, tenant.tenant_id)
         with self._lock:
-            cur = self._conn.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
-                (time.time(), key_id),
-            )
+            cur = self._conn.execute(sql, args)
         return cur.rowcount > 0
 
     def tenants(self) -> set[str]:

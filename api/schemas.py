@@ -152,6 +152,11 @@ class DocumentOut(BaseModel):
     updated_at: datetime
 
 
+class DeletesConfirmed(BaseModel):
+    tenant: str
+    confirmed: int = Field(description="held deletes the next scan carries out")
+
+
 class DocumentPage(BaseModel):
     documents: list[DocumentOut]
     next_after: str | None = Field(
@@ -195,8 +200,15 @@ class StatusOut(BaseModel):
     tenant: str
     documents: dict[str, int]
     index_chunks: int
+    held_deletes: int = Field(
+        description="deletes of this tenant the last scan held back (too many at once) until an "
+        "admin confirms them with POST /v1/documents/confirm-deletes or the objects return"
+    )
+    scan_error: str | None = Field(
+        description="why the last full scan failed (e.g. the bucket is unavailable), else null"
+    )
     last_run: LastRun | None = Field(
-        description="the last ingestion run (it covers every tenant); for admin keys only"
+        description="the last ingestion run (it covers every tenant); for the operator key only"
     )
     reranker: RerankerOut
     llm_configured: bool

@@ -111,6 +111,13 @@ def ingest(
     console.print(table)
     if summary.failed:
         console.print("[yellow]some documents failed; `rag status --failed` shows why")
+    for held_tenant, doc_ids in sorted(plan.held.items()):
+        console.print(
+            f"{held_tenant}: {len(doc_ids)} deletes held (too many at once); "
+            f"`rag deletes confirm --tenant {held_tenant}` carries them out",
+            markup=False,
+            style="yellow",
+        )
 
 
 class SearchModeChoice(StrEnum):
@@ -222,6 +229,7 @@ def status(
                 "counts": status_report.counts,
                 "last_run": dataclasses.asdict(last) if last else None,
                 "last_scan": status_report.last_scan,
+                "held_deletes": status_report.held_deletes,
                 "failed": [
                     {"doc_id": r.doc_id, "attempts": r.attempts, "error": r.error}
                     for r in (status_report.failed if failed else [])
@@ -251,6 +259,12 @@ def status(
             if name != "started_at":
                 scan_table.add_row(cell(name.replace("_", " ")), cell(value))
         console.print(scan_table)
+    for held_tenant, count in sorted(status_report.held_deletes.items()):
+        console.print(
+            cell(
+                f"{held_tenant}: {count} deletes held; `rag deletes confirm --tenant {held_tenant}`"
+            )
+        )
     if failed:
         ftable = Table(title=f"{len(status_report.failed)} failed documents")
         ftable.add_column("document")
@@ -265,6 +279,7 @@ def _register_subcommands() -> None:
     """Commands owned by the other packages, each kept beside the code it drives."""
     from api.cli import keys_app, serve
     from eval.cli import eval_app, golden_app
+    from ingest.cli import deletes_app
     from workers.cli import up, worker
 
     app.command()(serve)
@@ -273,6 +288,7 @@ def _register_subcommands() -> None:
     app.command()(worker)
     app.add_typer(eval_app, name="eval")
     app.add_typer(golden_app, name="golden")
+    app.add_typer(deletes_app, name="deletes")
     _add_exit_codes_to_help(app)
 
 

@@ -125,15 +125,11 @@ class EmbeddingCache(SqliteStore):
 
     def put_many(self, model: str, vectors: dict[str, np.ndarray]) -> None:
         rows = [(model, h, v.astype(np.float32).tobytes()) for h, v in vectors.items()]
-        with self._lock:
-            try:
-                with self._conn:  # BEGIN ... COMMIT, or ROLLBACK on error
-                    self._conn.execute("BEGIN")
-                    self._conn.executemany(
-                        "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)", rows
-                    )
-            except sqlite3.DatabaseError as exc:
-                log.warning("embedding cache write skipped: %s", exc)
+        try:
+            with self.transaction() as conn:
+                conn.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)", rows)
+        except sqlite3.DatabaseError as exc:
+            log.warning("embedding cache write skipped: %s", exc)
 
 
 class CachedEmbedder:

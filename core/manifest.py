@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
@@ -136,12 +137,10 @@ class Manifest(SqliteStore):
 
     def put(self, *records: DocumentRecord) -> None:
         marks = ",".join("?" * len(_COLUMNS))
-        with self._lock:
-            self._conn.execute("BEGIN")
-            self._conn.executemany(
+        with self.transaction() as conn:
+            conn.executemany(
                 f"INSERT OR REPLACE INTO documents VALUES ({marks})", [_row(r) for r in records]
             )
-            self._conn.execute("COMMIT")
 
     def mark_deleted(self, record: DocumentRecord) -> DocumentRecord:
         """Keep the record, marked deleted and without chunks, so status can still show it."""
@@ -192,15 +191,13 @@ class Manifest(SqliteStore):
         """Record `{doc_id: (tenant_id, task_id)}` as queued; attempts so far are kept."""
         now = time.time()
         rows = [(d, t, DocStatus.QUEUED.value, task, now) for d, (t, task) in tasks.items()]
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.executemany(
+        with self.transaction() as conn:
+            conn.executemany(
                 "INSERT INTO pending (doc_id, tenant_id, status, task_id, since) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (doc_id) DO UPDATE SET "
                 "status = excluded.status, task_id = excluded.task_id, since = excluded.since",
                 rows,
             )
-            self._conn.execute("COMMIT")
 
     def mark_processing(self, doc_id: str, tenant_id: str, task_id: str) -> PendingWork:
         """A task starts on the document: one more attempt, returned with the last error."""
@@ -223,24 +220,20 @@ class Manifest(SqliteStore):
 
     def drop_pending(self, doc_ids: list[str]) -> None:
         """Forget in-flight marks that no task will ever clear (their messages were lost)."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.executemany("DELETE FROM pending WHERE doc_id = ?", [(d,) for d in doc_ids])
-            self._conn.execute("COMMIT")
+        with self.transaction() as conn:
+            conn.executemany("DELETE FROM pending WHERE doc_id = ?", [(d,) for d in doc_ids])
 
     def finish(self, doc_id: str, task_id: str) -> None:
         """The task settled the document. A newer task queued meanwhile keeps its entry, but the
         attempts of the version just settled no longer count against it."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            gone = self._conn.execute(
+        with self.transaction() as conn:
+            gone = conn.execute(
                 "DELETE FROM pending WHERE doc_id = ? AND task_id = ?", (doc_id, task_id)
             ).rowcount
             if not gone:
-                self._conn.execute(
+                conn.execute(
                     "UPDATE pending SET attempts = 0, error = '' WHERE doc_id = ?", (doc_id,)
                 )
-            self._conn.execute("COMMIT")
 
     def record_run(self, summary: RunSummary) -> None:
         with self._lock:
@@ -263,9 +256,8 @@ class Manifest(SqliteStore):
 
     def add_outcome(self, run_id: int, kind: str, chunks_embedded: int = 0) -> None:
         """Count one task's outcome (a `RunSummary` counter name) into its run."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            row = self._conn.execute("SELECT summary FROM runs WHERE id = ?", (run_id,)).fetchone()
+        with self.transaction() as conn:
+            row = conn.execute("SELECT summary FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is not None:
                 summary = RunSummary(**json.loads(row[0]))
                 setattr(summary, kind, getattr(summary, kind) + 1)
@@ -273,11 +265,10 @@ class Manifest(SqliteStore):
                 summary.completed += 1
                 if summary.completed >= summary.planned:
                     summary.finished_at = time.time()
-                self._conn.execute(
+                conn.execute(
                     "UPDATE runs SET summary = ? WHERE id = ?",
                     (json.dumps(asdict(summary)), run_id),
                 )
-            self._conn.execute("COMMIT")
 
     def set_meta(self, key: str, value: dict) -> None:
         """Small JSON facts beside the documents, e.g. what the last scan found."""
@@ -285,6 +276,14 @@ class Manifest(SqliteStore):
             self._conn.execute(
                 "INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value))
             )
+
+    def update_meta(self, key: str, change: Callable[[dict | None], dict]) -> dict:
+        """Read, change and write one fact in one transaction, so two writers never lose one."""
+        with self.transaction() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            value = change(json.loads(row[0]) if row else None)
+            conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+        return value
 
     def get_meta(self, key: str) -> dict | None:
         with self._lock:

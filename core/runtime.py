@@ -10,6 +10,7 @@ import os
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from core.datadir import secure_data_dir
 from core.embedding import CachedEmbedder, Embedder, EmbeddingCache
 from core.index import ChunkIndex, open_index
 from core.manifest import Manifest
@@ -24,10 +25,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 class Runtime:
-    """`embedder` may be passed in to share one loaded model between runtimes (tests, benches)."""
+    """`embedder` may be passed in to share one loaded model between runtimes (tests, benches).
+
+    Opening a runtime makes its data dir private (`core.datadir`) before anything is written.
+    """
 
     def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
         self.settings = settings
+        secure_data_dir(settings.data_dir)
         if embedder is not None:
             self.__dict__["embedder"] = embedder
 

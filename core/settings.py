@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     max_file_bytes: int = 50 * 1024 * 1024
     default_tenant: str = "default"
     ingest_batch_docs: int = 64
+    # A scan that would delete more than this share of a tenant's documents at once (an unmounted
+    # volume, a wrong prefix) holds those deletes until an operator confirms them (`rag deletes
+    # confirm`, POST /v1/documents/confirm-deletes) or the objects return; fewer than
+    # scan_hold_deletes_min deletes are never held. 1.0 turns the hold off.
+    scan_hold_deletes_share: float = Field(default=0.5, ge=0.0, le=1.0)
+    scan_hold_deletes_min: int = Field(default=3, ge=1)
 
     # --- workers and the watched bucket (issue 3) ---
     # An S3 bucket_url carries its prefix: s3://bucket/some/prefix. Polling is the source of

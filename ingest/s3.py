@@ -15,10 +15,16 @@ from urllib.parse import quote, urlparse
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from core.settings import Settings
-from ingest.bucket import Bucket, ObjectInfo, ObjectTooLargeError, check_key
+from ingest.bucket import (
+    Bucket,
+    BucketUnavailableError,
+    ObjectInfo,
+    ObjectTooLargeError,
+    check_key,
+)
 
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 _DENIED = {"403", "AccessDenied", "AllAccessDisabled", "InvalidObjectState"}
@@ -61,10 +67,17 @@ class S3Bucket(Bucket):
         self._client = aws_client("s3", settings)  # thread-safe: a worker's threads share it
 
     def list(self) -> Iterator[ObjectInfo]:
+        """Every object under the prefix; a listing that fails raises BucketUnavailableError, so a
+        scan never mistakes a failing bucket for an empty one."""
         pages = self._client.get_paginator("list_objects_v2").paginate(
             Bucket=self.name, Prefix=self.prefix
         )
-        for page in pages:
+        try:
+            listed = list(pages)
+        except (ClientError, BotoCoreError) as exc:
+            where = f"s3://{self.name}/{self.prefix}"
+            raise BucketUnavailableError(f"cannot list {where}: {exc}") from exc
+        for page in listed:
             for item in page.get("Contents", []):
                 key = item["Key"][len(self.prefix) :]
                 if not key or key.endswith("/"):  # the prefix itself, or a "folder" marker

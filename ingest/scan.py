@@ -4,6 +4,14 @@ The scan is the source of truth for convergence. It trusts no message and no ear
 document is re-synced when the listing's stat data differs from the manifest, or when the index
 does not hold the chunk count the manifest promises; a document is deleted when the manifest or
 the index knows it and the bucket does not.
+
+A listing that fails (a missing root, an S3 error) raises and plans nothing, so an unavailable
+bucket never reads as an empty one; a folder inside it that cannot be read keeps the documents
+the index has from it, neither synced nor deleted, until it can be. And since an unmounted
+volume or a wrong prefix can look like an empty bucket too, a plan that would delete more than
+`scan_hold_deletes_share` of a tenant's documents at once holds those deletes: they are recorded
+in the manifest (`held_deletes`, which status shows) and carried out only once an operator
+confirms them (`confirm_held_deletes`), or dropped when the objects come back.
 """
 
 from __future__ import annotations
@@ -15,7 +23,11 @@ from dataclasses import dataclass, field
 from core.index import ChunkIndex
 from core.manifest import DocStatus, Manifest, RunSummary
 from ingest.bucket import Bucket, ObjectInfo, is_sidecar, sidecar_for
+from ingest.documents import DocumentError, tenant_of
 from ingest.sync import DocumentSyncer, SyncOutcome
+
+HELD_DELETES = "held_deletes"  # manifest meta: {tenant: {"doc_ids", "documents", "since"}}
+CONFIRMED_DELETES = "confirmed_deletes"  # manifest meta: {tenant: [doc_id, ...]}
 
 
 @dataclass
@@ -24,25 +36,51 @@ class ScanPlan:
     to_delete: list[str] = field(default_factory=list)
     unchanged: int = 0
     sidecars: dict[str, ObjectInfo] = field(default_factory=dict)
+    held: dict[str, list[str]] = field(default_factory=dict)  # tenant -> deletes held back
+    unreadable: list[str] = field(default_factory=list)  # folders the listing could not read
 
     @property
     def total_work(self) -> int:
         return len(self.to_sync) + len(self.to_delete)
 
 
+@dataclass(frozen=True)
+class DeleteGuard:
+    """Deletes of one tenant in one scan are held past `share` of its documents, if at least
+    `min_documents` would go (deleting one of two documents is an edit, not an outage)."""
+
+    share: float
+    min_documents: int
+    default_tenant: str
+
+    def holds(self, deletes: int, documents: int) -> bool:
+        return deletes >= self.min_documents and deletes > self.share * documents
+
+    def tenant(self, doc_id: str) -> str:
+        try:
+            return tenant_of(doc_id, self.default_tenant).tenant_id
+        except DocumentError:
+            return ""
+
+
 class BucketScanner:
     """Lists the bucket once and diffs it against the manifest and the index."""
 
-    def __init__(self, bucket: Bucket, manifest: Manifest, index: ChunkIndex) -> None:
+    def __init__(
+        self, bucket: Bucket, manifest: Manifest, index: ChunkIndex, guard: DeleteGuard
+    ) -> None:
         self._bucket = bucket
         self._manifest = manifest
         self._index = index
+        self.guard = guard
 
     def plan(self) -> ScanPlan:
         plan = ScanPlan()
         documents: list[ObjectInfo] = []
         for obj in self._bucket.list():
-            if is_sidecar(obj.key):
+            if obj.key.endswith("/"):
+                plan.unreadable.append(obj.key)
+            elif is_sidecar(obj.key):
                 plan.sidecars[obj.key] = obj
             else:
                 documents.append(obj)
@@ -61,6 +99,7 @@ class BucketScanner:
                     or (
                         record.status == DocStatus.INDEXED
                         and indexed.get(obj.key, 0) == len(record.chunk_ids)
+                        and record.source == self._bucket.uri(obj.key)
                     )
                 )
             )
@@ -70,8 +109,79 @@ class BucketScanner:
                 plan.to_sync.append(obj)
         present = {obj.key for obj in documents}
         known = {d for d, r in records.items() if r.status != DocStatus.DELETED} | set(indexed)
-        plan.to_delete = sorted(known - present)
+        gone = sorted(d for d in known - present if not d.startswith(tuple(plan.unreadable)))
+        plan.to_delete, plan.held = self._hold_mass_deletes(gone, known)
         return plan
+
+    def _hold_mass_deletes(
+        self, to_delete: list[str], known: set[str]
+    ) -> tuple[list[str], dict[str, list[str]]]:
+        """Split the deletes into those to carry out and those held per tenant; record both."""
+        guard = self.guard
+        documents: dict[str, int] = {}
+        for doc_id in known:
+            tenant = guard.tenant(doc_id)
+            documents[tenant] = documents.get(tenant, 0) + 1
+        gone: dict[str, list[str]] = {}
+        for doc_id in to_delete:
+            gone.setdefault(guard.tenant(doc_id), []).append(doc_id)
+        missing = set(to_delete)
+
+        def prune(confirmed: dict | None) -> dict:
+            """Confirmations stand while their documents are still gone, no longer."""
+            kept = {t: [d for d in ids if d in missing] for t, ids in (confirmed or {}).items()}
+            return {t: ids for t, ids in kept.items() if ids}
+
+        confirmed = self._manifest.update_meta(CONFIRMED_DELETES, prune)
+        carry_out: list[str] = []
+        held: dict[str, list[str]] = {}
+        for tenant, doc_ids in gone.items():
+            allowed = set(confirmed.get(tenant, ()))
+            rest = [d for d in doc_ids if d not in allowed]
+            carry_out += [d for d in doc_ids if d in allowed]
+            if guard.holds(len(rest), documents[tenant]):
+                held[tenant] = rest
+            else:
+                carry_out += rest
+        now = time.time()
+
+        def record(previous: dict | None) -> dict:
+            previous = previous or {}
+            return {
+                tenant: {
+                    "doc_ids": doc_ids,
+                    "documents": documents[tenant],
+                    "since": previous.get(tenant, {}).get("since", now),
+                }
+                for tenant, doc_ids in held.items()
+            }
+
+        self._manifest.update_meta(HELD_DELETES, record)
+        return sorted(carry_out), held
+
+
+def confirm_held_deletes(manifest: Manifest, tenant: str) -> int:
+    """An operator's yes to the deletes held for `tenant`: the next scan carries them out.
+
+    Returns how many were confirmed. Only the deletes held now are confirmed; any document that
+    leaves the bucket later is judged afresh.
+    """
+    held = (manifest.get_meta(HELD_DELETES) or {}).get(tenant, {}).get("doc_ids", [])
+
+    def add(confirmed: dict | None) -> dict:
+        confirmed = dict(confirmed or {})
+        confirmed[tenant] = sorted({*confirmed.get(tenant, ()), *held})
+        return confirmed
+
+    if held:
+        manifest.update_meta(CONFIRMED_DELETES, add)
+    return len(held)
+
+
+def held_deletes(manifest: Manifest, tenant: str | None = None) -> dict[str, int]:
+    """Deletes the last scan held back, per tenant (only `tenant`'s when given)."""
+    held = manifest.get_meta(HELD_DELETES) or {}
+    return {t: len(h["doc_ids"]) for t, h in held.items() if tenant is None or t == tenant}
 
 
 Progress = Callable[[int], None]

@@ -10,7 +10,7 @@ from core.settings import Settings, get_settings
 from ingest.bucket import Bucket, LocalBucket
 from ingest.chunking import Chunker
 from ingest.documents import DocumentBuilder
-from ingest.scan import BucketScanner, Progress, ScanPlan, execute
+from ingest.scan import BucketScanner, DeleteGuard, Progress, ScanPlan, execute
 from ingest.sync import DocumentListener, DocumentSyncer
 
 
@@ -51,7 +51,8 @@ class Ingestion:
             s.default_tenant,
             listeners,
         )
-        self.scanner = BucketScanner(bucket, runtime.manifest, runtime.index)
+        guard = DeleteGuard(s.scan_hold_deletes_share, s.scan_hold_deletes_min, s.default_tenant)
+        self.scanner = BucketScanner(bucket, runtime.manifest, runtime.index, guard)
 
     def plan(self) -> ScanPlan:
         return self.scanner.plan()

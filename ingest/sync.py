@@ -130,6 +130,9 @@ class DocumentSyncer:
     def _prepare(self, obj: ObjectInfo, sidecar: ObjectInfo | None) -> _Pending | SyncOutcome:
         record = self._manifest.get(obj.key)
         sidecar_sig = sidecar.signature if sidecar else ""
+        attempts = (record.attempts if record else 0) + 1
+        if obj.problem:
+            return self.quarantine(obj, sidecar_sig, obj.problem, attempts)
         try:
             check_key(obj.key)
             data = self.bucket.read(obj.key, self._max_bytes)
@@ -142,7 +145,7 @@ class DocumentSyncer:
             doc = self._builder.build(obj, self.bucket.uri(obj.key), data, content_hash, meta)
         except (DocumentError, ObjectTooLargeError, UnsafeKeyError, OSError) as exc:
             reason = getattr(exc, "reason", None) or str(exc)
-            return self.quarantine(obj, sidecar_sig, reason, (record.attempts if record else 0) + 1)
+            return self.quarantine(obj, sidecar_sig, reason, attempts)
         return _Pending(obj, sidecar, record, doc)
 
     def _write(self, pending: list[_Pending]) -> None:
@@ -184,15 +187,17 @@ class DocumentSyncer:
     def _still_indexed(
         self, record: DocumentRecord | None, content_hash: str, meta_hash: str
     ) -> bool:
-        """Same bytes, same sidecar, and the index holds exactly the recorded chunks.
+        """Same bytes, same sidecar, same name, and the index holds exactly the recorded chunks.
 
-        The last check lets a scan that noticed missing or extra points repair them: the document
-        is rebuilt from the embedding cache, costing no model calls.
+        The last checks let a scan that noticed missing or extra points, or a source named as an
+        older version named documents, repair them: the document is rebuilt from the embedding
+        cache, costing no model calls.
         """
         return (
             record is not None
             and record.status == DocStatus.INDEXED
             and (record.content_hash, record.meta_hash) == (content_hash, meta_hash)
+            and record.source == self.bucket.uri(record.doc_id)
             and self._index.chunk_ids(TenantScope(record.tenant_id), record.doc_id)
             == set(record.chunk_ids)
         )

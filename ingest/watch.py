@@ -2,25 +2,28 @@
 
 A hint only names keys to look at sooner; the periodic scan stays the source of truth, so a lost,
 late or duplicated event costs latency, never correctness. Each watcher runs in a daemon thread
-and hands batches of keys to a callback (the workers enqueue a scan of just those keys).
+and hands batches of keys to a callback (the workers enqueue a scan of just those keys); when it
+knows something changed but not what, it asks for a full scan instead.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from urllib.parse import unquote_plus
 
 from core.settings import Settings
-from ingest.bucket import Bucket, LocalBucket
+from ingest.bucket import Bucket, LocalBucket, key_of_name
 from ingest.s3 import S3Bucket, aws_client
 
 log = logging.getLogger(__name__)
 
 Hint = Callable[[list[str]], None]
+Rescan = Callable[[], None]
 
 
 class Watcher:
@@ -58,22 +61,61 @@ class Watcher:
 
 
 class FolderWatcher(Watcher):
-    """watchfiles (inotify) on a local bucket; hidden files are ignored, as the listing does."""
+    """watchfiles (inotify) on a local bucket; hidden files are ignored, as the listing does.
 
-    def __init__(self, root: Path, hint: Hint, debounce_ms: int = 500) -> None:
+    watchfiles cannot report a path that is not UTF-8: an event on such a file ends the watch,
+    and such a directory stops it from starting at all. Either way the watcher asks for a full
+    scan (which quarantines the name with its reason) and starts watching again, backing off up
+    to `max_backoff_s` while the watch keeps failing, so the bucket is never left unscanned and
+    the log gets one line per failure, not a traceback loop. Once the new watch runs (its first
+    yield, at the latest after `_READY_S`), one more full scan covers what changed meanwhile.
+    """
+
+    _READY_S = 1.0
+
+    def __init__(
+        self,
+        root: Path,
+        hint: Hint,
+        rescan: Rescan,
+        debounce_ms: int = 500,
+        max_backoff_s: float = 60.0,
+    ) -> None:
         super().__init__(hint)
+        self._rescan = rescan
         self._root = root
         self._debounce_ms = debounce_ms
+        self._max_backoff_s = max_backoff_s
 
     def _run(self) -> None:
         from watchfiles import watch
 
-        changes = watch(
-            self._root, stop_event=self._stop, debounce=self._debounce_ms, raise_interrupt=False
-        )
-        for batch in changes:
-            keys = (Path(path).relative_to(self._root).as_posix() for _, path in batch)
-            self._emit(k for k in keys if not any(p.startswith(".") for p in k.split("/")))
+        backoff, restarted = 0.5, False
+        while not self._stop.is_set():
+            changes = watch(
+                self._root,
+                stop_event=self._stop,
+                debounce=self._debounce_ms,
+                raise_interrupt=False,
+                yield_on_timeout=True,  # an empty batch: the watch is up
+                rust_timeout=int(self._READY_S * 1000),
+            )
+            try:
+                for batch in changes:
+                    if restarted:
+                        self._rescan()  # what changed while no watch ran
+                        backoff, restarted = 0.5, False
+                    keys = (key_of_name(os.path.relpath(path, self._root)) for _, path in batch)
+                    self._emit(k for k in keys if not any(p.startswith(".") for p in k.split("/")))
+                return
+            except RuntimeError as exc:
+                if "decode path" not in str(exc):
+                    raise
+                log.warning("file events stopped (%s); scanning the bucket instead", exc)
+                self._rescan()
+                restarted = True
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self._max_backoff_s)
 
 
 def keys_from_s3_event(body: str, bucket: str, prefix: str) -> list[str]:
@@ -130,10 +172,13 @@ class QueueWatcher(Watcher):
                 )
 
 
-def watcher_for(bucket: Bucket, settings: Settings, hint: Hint) -> Watcher | None:
-    """The watcher the settings ask for on this bucket, not yet started; None for none."""
+def watcher_for(bucket: Bucket, settings: Settings, hint: Hint, rescan: Rescan) -> Watcher | None:
+    """The watcher the settings ask for on this bucket, not yet started; None for none.
+
+    `rescan` asks for a full scan, for when a watcher knows that something changed but not what.
+    """
     if isinstance(bucket, LocalBucket) and settings.watch_bucket:
-        return FolderWatcher(bucket.root, hint)
+        return FolderWatcher(bucket.root, hint, rescan)
     if isinstance(bucket, S3Bucket) and settings.sqs_queue_url:
         return QueueWatcher(settings.sqs_queue_url, bucket, settings, hint)
     return None

@@ -249,6 +249,16 @@ def test_transient_errors_are_retried_then_given_up(unreachable_s3: WorkerContex
     assert record.size == -1 and not unreachable_s3.runtime.manifest.pending()
 
 
+def test_a_failing_listing_is_an_error_that_deletes_nothing(unreachable_s3: WorkerContext) -> None:
+    """Issue 13, finding 10: an S3 listing that errors is not an empty bucket."""
+    manifest = unreachable_s3.runtime.manifest
+    manifest.put(DocumentRecord("doc.txt", "default", "s3://docs/doc.txt", DocStatus.INDEXED))
+    report = scan_bucket.apply().get()
+    assert report["delete"] == 0 and report["error"].startswith("cannot list s3://docs/")
+    assert manifest.get_meta("last_scan")["error"] == report["error"]
+    assert manifest.get("doc.txt").status == DocStatus.INDEXED and not manifest.pending()
+
+
 def test_nightly_eval_is_scheduled_only_with_a_dataset(tmp_path: Path) -> None:
     from workers.beat import beat_schedule
 

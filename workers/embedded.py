@@ -21,6 +21,7 @@ import anyio
 from celery.beat import EmbeddedService
 from fastapi import APIRouter, FastAPI
 
+from core.datadir import secure_data_dir
 from core.runtime import Runtime
 from core.settings import Settings
 from ingest.watch import Watcher, watcher_for
@@ -61,7 +62,9 @@ class EmbeddedPool:
             app, thread=True, schedule_filename=str(s.data_dir / "celerybeat-schedule")
         )
         self._beat.start()
-        self._watcher = watcher_for(ctx.bucket, s, lambda keys: scan_keys.delay(keys))
+        self._watcher = watcher_for(
+            ctx.bucket, s, lambda keys: scan_keys.delay(keys), lambda: scan_bucket.delay()
+        )
         if self._watcher is not None:
             self._watcher.start()
         scan_bucket.delay()  # now, not one interval from now
@@ -107,6 +110,7 @@ def run_up(settings: Settings, with_api: bool = True) -> None:
     # A busy port or a shard held by another process fail now, before anything slow or started.
     check_can_start(settings)
     sock = bind_api_socket(settings.api_host, settings.api_port) if with_api else None
+    secure_data_dir(settings.data_dir)  # before Redis, should this process start one there
     redis = ensure_redis(settings.redis_url, settings.data_dir / "redis")
     try:
         if redis.started_here:

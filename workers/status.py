@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from core.manifest import DocStatus, DocumentRecord, Manifest, RunSummary
+from ingest.scan import held_deletes
 
 
 @dataclass
@@ -17,6 +18,7 @@ class StatusReport:
     last_scan: dict | None  # when the last full scan started, what it enqueued and skipped
     failed: list[DocumentRecord] = field(default_factory=list)
     in_flight: list[DocumentRecord] = field(default_factory=list)
+    held_deletes: dict[str, int] = field(default_factory=dict)  # per tenant, until confirmed
 
 
 def read_status(manifest: Manifest, tenant_id: str | None = None) -> StatusReport:
@@ -30,6 +32,7 @@ def read_status(manifest: Manifest, tenant_id: str | None = None) -> StatusRepor
         last_scan=manifest.get_meta("last_scan"),
         failed=[r for r in records if r.status == DocStatus.FAILED],
         in_flight=[r for r in records if r.status in (DocStatus.QUEUED, DocStatus.PROCESSING)],
+        held_deletes=held_deletes(manifest, tenant_id),
     )
 
 
@@ -40,6 +43,7 @@ def converged(manifest: Manifest, since: float) -> bool:
     return (
         scan is not None
         and scan["started_at"] > since
+        and not scan.get("error")
         and scan["sync"] == scan["delete"] == scan["in_flight"] == 0
         and not manifest.pending()
     )

@@ -1,7 +1,8 @@
 """The caller's documents as the manifest knows them, and deleting one from the index.
 
 A document id is its bucket key (`tenants/acme/report.pdf`); URL-encode it or send it as a
-path, both route here. Another tenant's document answers 404 exactly like a missing one.
+path, both route here. Every id the listing shows round-trips, control characters (a newline in
+a file name) included. Another tenant's document answers 404 exactly like a missing one.
 
 DELETE needs an admin key and acts in the key's own tenant: it removes the document's chunks
 from the index and marks its record deleted. The bucket stays the source of truth: if the object
@@ -14,14 +15,24 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
+from starlette.convertors import PathConvertor, register_url_convertor
 
 from api.auth import Principal, current_scope, require_admin
 from api.errors import ApiError
-from api.schemas import DocumentOut, DocumentPage
+from api.schemas import DeletesConfirmed, DocumentOut, DocumentPage
 from api.state import ApiState, api_state
 from core.manifest import DocStatus, DocumentRecord
-from core.types import TenantScope
+from core.types import InvalidTenantError, TenantScope
+from ingest.scan import confirm_held_deletes
 
+
+class DocIdConvertor(PathConvertor):
+    """The rest of the path, newlines included: Starlette's `path` (`.*`) stops at a newline."""
+
+    regex = "(?s:.+)"
+
+
+register_url_convertor("doc_id", DocIdConvertor())
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 State = Annotated[ApiState, Depends(api_state)]
 
@@ -73,14 +84,35 @@ def list_documents(
     )
 
 
-@router.get("/{doc_id:path}", response_model=DocumentOut)
+@router.post("/confirm-deletes", response_model=DeletesConfirmed)
+def confirm_deletes(
+    state: State,
+    principal: Annotated[Principal, Depends(require_admin)],
+    tenant: Annotated[str | None, Query(description="operator key only; default: own")] = None,
+) -> DeletesConfirmed:
+    """Let the next scan carry out the deletes it held back for the tenant (see /v1/status).
+
+    A scan holds a tenant's deletes when more of its documents left the bucket at once than
+    `scan_hold_deletes_share` allows, as an unmounted volume would make them.
+    """
+    try:
+        scope = TenantScope(tenant) if tenant is not None else principal.scope
+    except InvalidTenantError as exc:
+        raise ApiError(422, "invalid_tenant", str(exc), "tenant") from None
+    if not principal.may_manage(scope):
+        raise ApiError(403, "forbidden", "only the operator key acts on other tenants", "tenant")
+    confirmed = confirm_held_deletes(state.runtime.manifest, scope.tenant_id)
+    return DeletesConfirmed(tenant=scope.tenant_id, confirmed=confirmed)
+
+
+@router.get("/{doc_id:doc_id}", response_model=DocumentOut)
 def get_document(
     doc_id: str, state: State, scope: Annotated[TenantScope, Depends(current_scope)]
 ) -> DocumentOut:
     return _out(_own(state, scope, doc_id))
 
 
-@router.delete("/{doc_id:path}", response_model=DocumentOut)
+@router.delete("/{doc_id:doc_id}", response_model=DocumentOut)
 def delete_document(
     doc_id: str, state: State, principal: Annotated[Principal, Depends(require_admin)]
 ) -> DocumentOut:

@@ -11,8 +11,10 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from api.auth import Principal, current_principal, require_admin
 from api.schemas import LastRun, RerankerOut, StatusOut
 from api.state import ApiState, api_state
+from ingest.scan import held_deletes
 
 router = APIRouter(tags=["ops"])
+_SCAN_FAILED = "the last scan could not list the bucket, so it changed and deleted nothing"
 State = Annotated[ApiState, Depends(api_state)]
 
 
@@ -27,15 +29,19 @@ def status(state: State, caller: Annotated[Principal, Depends(current_principal)
     """Documents per state and chunks in the index for the caller's tenant; what is loaded.
 
     The last ingestion run covers every tenant, and its times tell when any tenant's documents
-    changed (a watcher hint starts a run), so it is shown to operator (admin) keys only; a
+    changed (a watcher hint starts a run), so it is shown to the operator key only; a
     tenant sees its own documents' times in `/v1/documents`.
     """
     rt, scope = state.runtime, caller.scope
-    last = rt.manifest.last_run() if caller.is_admin else None
+    last = rt.manifest.last_run() if caller.is_operator else None
+    scan = rt.manifest.get_meta("last_scan") or {}
     return StatusOut(
         tenant=scope.tenant_id,
         documents=rt.manifest.status_counts(scope.tenant_id),
         index_chunks=rt.index.count(scope),
+        held_deletes=held_deletes(rt.manifest, scope.tenant_id).get(scope.tenant_id, 0),
+        # The operator's log has the cause; a tenant learns only that the scan stopped safely.
+        scan_error=_SCAN_FAILED if scan.get("error") else None,
         last_run=LastRun(
             started_at=datetime.fromtimestamp(last.started_at, UTC),
             finished_at=datetime.fromtimestamp(last.finished_at, UTC) if last.finished_at else None,

@@ -27,8 +27,9 @@ from qdrant_client.http.exceptions import ResponseHandlingException
 from redis.exceptions import RedisError
 
 from core.manifest import DocStatus, PendingWork, RunSummary
-from ingest.bucket import SIDECAR_SUFFIX, ObjectInfo
+from ingest.bucket import SIDECAR_SUFFIX, BucketUnavailableError, ObjectInfo
 from ingest.documents import DocumentError, tenant_of
+from ingest.scan import held_deletes
 from ingest.sync import SyncOutcome
 from workers.app import app
 from workers.context import WorkerContext, context
@@ -54,7 +55,8 @@ def is_transient(exc: BaseException) -> bool:
         | RedisError
         | BotoCoreError
         | ResponseHandlingException
-        | sqlite3.OperationalError,
+        | sqlite3.OperationalError
+        | BucketUnavailableError,
     )
 
 
@@ -76,10 +78,26 @@ def scan_bucket() -> dict[str, Any]:
         if not held:
             return {"skipped": "another scan is running"}
         started = time.time()
-        plan = ctx.ingestion.plan()
+        try:
+            plan = ctx.ingestion.plan()
+        except BucketUnavailableError as exc:
+            # Not an empty bucket: nothing is deleted, and status says why nothing moves.
+            log.error("scan failed, nothing deleted or enqueued: %s", exc)
+            report = {"sync": 0, "delete": 0, "in_flight": 0, "unchanged": 0, "error": str(exc)}
+            ctx.runtime.manifest.set_meta("last_scan", {"started_at": started, **report})
+            return report
         changed = {o.key for o in plan.to_sync} | set(plan.to_delete)
         _drop_stale_pending(ctx, changed, started)
         report = _enqueue(ctx, [o.key for o in plan.to_sync], plan.to_delete, plan.unchanged)
+        if plan.unreadable:
+            report["unreadable"] = plan.unreadable
+            log.error("folders the scan cannot read (kept as they were): %s", plan.unreadable)
+        if plan.held:
+            report["held_deletes"] = {t: len(ids) for t, ids in plan.held.items()}
+            log.warning(
+                "deletes held until an operator confirms them (`rag deletes confirm`): %s",
+                report["held_deletes"],
+            )
         ctx.runtime.manifest.set_meta("last_scan", {"started_at": started, **report})
         return report
 
@@ -89,19 +107,43 @@ def scan_keys(keys: list[str]) -> dict[str, Any]:
     """A watcher's hint that these keys changed: enqueue them without listing the bucket.
 
     A sidecar's change is its document's change. A key that is gone is enqueued only when the
-    manifest knows it; anything else a hint misses, the periodic scan still finds.
+    manifest knows it; anything else a hint misses, the periodic scan still finds. Deletes that
+    the scan's guard would hold (too many of one tenant at once, or the tenant has deletes held
+    already) are left to a full scan, which holds them and says so.
     """
     ctx = context()
     docs = sorted({k.removesuffix(SIDECAR_SUFFIX) for k in keys})
     records = ctx.runtime.manifest.all()
-    to_sync, to_delete = [], []
+    to_sync, gone = [], []
     for key in docs:
         obj, _ = current(ctx.bucket, key)
         if obj is not None:
             to_sync.append(key)
         elif key in records and records[key].status != DocStatus.DELETED:
-            to_delete.append(key)
+            gone.append(key)
+    to_delete = _unguarded_deletes(ctx, gone, records)
+    if len(to_delete) < len(gone):
+        scan_bucket.delay()
     return _enqueue(ctx, to_sync, to_delete, unchanged=0)
+
+
+def _unguarded_deletes(ctx: WorkerContext, gone: list[str], records: dict) -> list[str]:
+    """The hinted deletes a full scan would not hold back."""
+    guard = ctx.ingestion.scanner.guard
+    held = held_deletes(ctx.runtime.manifest)
+    documents: dict[str, int] = {}
+    for doc_id, record in records.items():
+        if record.status != DocStatus.DELETED:
+            documents[guard.tenant(doc_id)] = documents.get(guard.tenant(doc_id), 0) + 1
+    by_tenant: dict[str, list[str]] = {}
+    for doc_id in gone:
+        by_tenant.setdefault(guard.tenant(doc_id), []).append(doc_id)
+    return [
+        doc_id
+        for tenant, doc_ids in by_tenant.items()
+        if tenant not in held and not guard.holds(len(doc_ids), documents.get(tenant, 0))
+        for doc_id in doc_ids
+    ]
 
 
 def _in_flight(ctx: WorkerContext, work: PendingWork, now: float) -> bool:
@@ -199,7 +241,12 @@ def _settle(task: Task, doc_id: str, run_id: int | None) -> dict[str, Any]:
                 outcome = _reconcile(ctx, doc_id)
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
-            if not is_transient(exc):
+            if isinstance(exc, BucketUnavailableError) and work.attempts >= s.max_attempts:
+                # The bucket, not the document, is failing: leave its chunks and record alone;
+                # the first scan that can list the bucket again enqueues it afresh.
+                log.error("giving up on %s for now: %s", doc_id, exc)
+                outcome = SyncOutcome(doc_id, "failed", error=reason)
+            elif not is_transient(exc):
                 log.exception("quarantining %s after an unexpected error", doc_id)
                 outcome = _quarantine(ctx, doc_id, f"internal error: {reason}", work.attempts)
             elif work.attempts < s.max_attempts:

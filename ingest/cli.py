@@ -1,0 +1,44 @@
+"""`rag deletes`: see and confirm the deletes a scan held back (too many of a tenant at once)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from core.manifest import Manifest
+from core.settings import get_settings
+from ingest.scan import confirm_held_deletes, held_deletes
+
+deletes_app = typer.Typer(help="Deletes held back by the scan's guard.", no_args_is_help=True)
+console = Console()
+
+
+@deletes_app.command("held")
+def held() -> None:
+    """Deletes held per tenant, until confirmed or their objects return."""
+    manifest = Manifest(get_settings().manifest_path)
+    try:
+        counts = held_deletes(manifest)
+    finally:
+        manifest.close()
+    if not counts:
+        console.print("no deletes are held")
+    for tenant, count in sorted(counts.items()):
+        console.print(f"{tenant}: {count} deletes held", markup=False)
+
+
+@deletes_app.command("confirm")
+def confirm(
+    tenant: Annotated[str, typer.Option(help="The tenant whose held deletes to carry out")],
+) -> None:
+    """Let the next scan delete the tenant's held documents from the index."""
+    manifest = Manifest(get_settings().manifest_path)
+    try:
+        count = confirm_held_deletes(manifest, tenant)
+    finally:
+        manifest.close()
+    console.print(
+        f"{count} held deletes of {tenant} confirmed; the next scan carries them out", markup=False
+    )

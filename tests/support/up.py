@@ -1,0 +1,150 @@
+"""A real `rag up` process for tests that probe a running system: the API, the worker pool, beat
+and the folder watcher in one child process, on the tests' Redis and a scratch data dir.
+
+The operator key is known to the test, so it can mint tenant keys through the API exactly as an
+operator would. The manifest can be read while the process runs (SQLite WAL); the index only
+after `stop()`, since the embedded shard admits one process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from celery import Celery
+from redis import Redis
+
+from core.manifest import Manifest
+from core.settings import Settings
+from tests.support.services import redis_url
+from workers.redis_server import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+OPERATOR_KEY = "operator-key-for-tests-0123456789abcdef"
+_STARTED = "worker pool (2 threads), beat and watcher started"
+_LAUNCH = "from core.settings import get_settings; from workers.embedded import run_up; "
+_LAUNCH += "run_up(get_settings())"
+
+
+class RagUp:
+    """`rag up` on `bucket`, with Redis DB `redis_db` flushed first; `env` adds RAG_ settings."""
+
+    def __init__(self, tmp: Path, bucket: Path, redis_db: int, **env: str) -> None:
+        self.tmp = tmp
+        self.bucket = bucket
+        self.port = free_port()
+        self.redis_url = redis_url(redis_db)
+        self.env = {
+            "RAG_DATA_DIR": str(tmp / "data"),
+            "RAG_BUCKET_URL": str(bucket),
+            "RAG_REDIS_URL": self.redis_url,
+            "RAG_API_PORT": str(self.port),
+            "RAG_ADMIN_API_KEY": OPERATOR_KEY,
+            "RAG_SCAN_INTERVAL_SECONDS": "2",
+            "RAG_REQUEUE_AFTER_SECONDS": "5",
+            "RAG_DOCUMENT_LOCK_TTL_SECONDS": "3",
+            "RAG_RETRY_BACKOFF_SECONDS": "0.5",
+            "RAG_MAX_FILE_BYTES": "60000",
+            **env,
+        }
+        self.settings = Settings(**{k.removeprefix("RAG_").lower(): v for k, v in self.env.items()})
+        self.log_path = tmp / "up.log"
+        self.process: subprocess.Popen | None = None
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
+
+    def start(self, timeout: float = 240, umask: int | None = None) -> RagUp:
+        """Start and wait until the pool runs and the API answers; `umask` for the child."""
+        with Redis.from_url(self.redis_url) as redis:
+            redis.flushdb()
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _LAUNCH],
+            env={**os.environ, **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=True,
+            preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,
+        )
+        log.close()
+        self.wait_for(lambda: _STARTED in self.log(), timeout, "rag up did not start")
+        self.wait_for(self._healthy, 60, "the API did not answer")
+        return self
+
+    def _healthy(self) -> bool:
+        try:
+            return self.client.get("/healthz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_for(self, check: Callable[[], Any], timeout: float, what: str) -> Any:
+        """Poll `check` until it returns something truthy; fail with the log's tail otherwise."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = check()
+            if result:
+                return result
+            if not self.alive or time.monotonic() > deadline:
+                state = "running" if self.alive else "dead"
+                raise AssertionError(f"{what} ({state})\n{self.log()[-5000:]}")
+            time.sleep(0.5)
+
+    def headers(self, key: str = OPERATOR_KEY) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"}
+
+    def mint(self, tenant: str, role: str = "reader") -> str:
+        """A key of `tenant`, minted through the API with the operator key."""
+        reply = self.client.post(
+            "/v1/keys", json={"tenant": tenant, "role": role}, headers=self.headers()
+        )
+        assert reply.status_code == 201, reply.text
+        return reply.json()["key"]
+
+    def request_scan(self) -> None:
+        """Send the process a full scan, through a Celery client of its own: configuring the
+        shared `workers.app` here would point every later test's tasks at this broker."""
+        client = Celery(broker=self.redis_url, set_as_current=False)
+        try:
+            client.send_task("rag.scan_bucket", queue=self.settings.celery_scan_queue)
+        finally:
+            client.close()
+
+    def manifest(self) -> Manifest:
+        return Manifest(self.settings.manifest_path)
+
+    def records(self) -> dict:
+        manifest = self.manifest()
+        try:
+            return manifest.current()
+        finally:
+            manifest.close()
+
+    def stop(self, timeout: float = 90) -> int | None:
+        """SIGTERM and wait: the pool drains, the API closes the runtime and flushes the shard."""
+        self.client.close()
+        if self.process is None:
+            return None
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            code = self.process.wait()
+        except ProcessLookupError:
+            code = self.process.wait()
+        self.process = None
+        return code
