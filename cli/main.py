@@ -47,7 +47,7 @@ def ingest(
             task = bar.add_task("sync", total=plan.total_work)
             summary = ingestion.run(plan, progress=lambda n: bar.advance(task, n))
         with console.status("building the vector index"):
-            rt.index.optimize()
+            ingestion.build_vector_index()
     table = Table(title=f"ingest finished in {summary.seconds:.1f}s")
     for name in ("added", "modified", "deleted", "unchanged", "failed", "chunks_embedded"):
         table.add_column(name.replace("_", " "), justify="right")
@@ -101,6 +101,7 @@ def status(
     failed: Annotated[bool, typer.Option("--failed", help="List failed documents and why")] = False,
 ) -> None:
     """Documents per state, the last run and scan, and failures with their reasons."""
+    from cli.reindex import generation_lines
     from core.manifest import Manifest
     from workers.status import read_status
 
@@ -120,6 +121,8 @@ def status(
         )
     if report.last_scan:
         console.print(f"last scan: {report.last_scan}")
+    for line in generation_lines(report):
+        console.print(line)
     if failed:
         ftable = Table(title=f"{len(report.failed)} failed documents")
         ftable.add_column("document")
@@ -133,6 +136,7 @@ def status(
 def _register_subcommands() -> None:
     """Commands owned by the other packages, each kept beside the code it drives."""
     from api.cli import keys_app, serve
+    from cli.reindex import reindex
     from eval.cli import eval_app
     from workers.cli import up, worker
 
@@ -141,6 +145,7 @@ def _register_subcommands() -> None:
     app.command()(up)
     app.command()(worker)
     app.add_typer(eval_app, name="eval")
+    app.command()(reindex)
 
 
 _register_subcommands()

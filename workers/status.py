@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from core.generation import GENERATION_META, REBUILD_META, VECTOR_INDEX_META
 from core.manifest import DocStatus, DocumentRecord, Manifest, RunSummary
 
 
@@ -17,6 +18,10 @@ class StatusReport:
     last_scan: dict | None  # when the last full scan started, what it enqueued and skipped
     failed: list[DocumentRecord] = field(default_factory=list)
     in_flight: list[DocumentRecord] = field(default_factory=list)
+    # The served index generation's fingerprint, and a rebuild's progress (`ingest.reindex`).
+    generation: dict | None = None
+    rebuild: dict | None = None
+    vector_index: dict | None = None
 
 
 def read_status(manifest: Manifest, tenant_id: str | None = None) -> StatusReport:
@@ -30,6 +35,9 @@ def read_status(manifest: Manifest, tenant_id: str | None = None) -> StatusRepor
         last_scan=manifest.get_meta("last_scan"),
         failed=[r for r in records if r.status == DocStatus.FAILED],
         in_flight=[r for r in records if r.status in (DocStatus.QUEUED, DocStatus.PROCESSING)],
+        generation=manifest.get_meta(GENERATION_META),
+        rebuild=manifest.get_meta(REBUILD_META),
+        vector_index=manifest.get_meta(VECTOR_INDEX_META),
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import qdrant_edge as qe
 
+from core.generation import read_record, write_record
 from core.index.base import ChunkIndex
 from core.index.dialect import FilterDialect
 from core.index.lock import ShardLock
@@ -80,6 +81,7 @@ class EdgeIndex(ChunkIndex):
         optimize_min_unindexed: int = 5_000,
     ) -> None:
         self._optimize_min_unindexed = optimize_min_unindexed
+        self.path = path
         self._lock = ShardLock(path)
         self._lock.acquire()
         try:
@@ -182,6 +184,16 @@ class EdgeIndex(ChunkIndex):
     def count(self, scope: TenantScope | None = None) -> int:
         flt = self._scope_filter(scope)
         return self._shard.count(qe.CountRequest(filter=flt, exact=True))
+
+    def generation_record(self) -> dict[str, Any] | None:
+        return read_record(self.path)
+
+    def set_generation_record(self, record: dict[str, Any]) -> None:
+        write_record(self.path, record)
+
+    def vector_status(self) -> dict[str, int]:
+        info = self._shard.info()
+        return {"points": info.points_count, "indexed_vectors": info.indexed_vectors_count}
 
     def optimize(self) -> bool:
         """Run the engine's optimisers (HNSW build, merges, vacuum) once enough points await them.

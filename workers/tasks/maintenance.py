@@ -25,5 +25,5 @@ def optimize_index() -> dict[str, Any]:
         if not held:
             return {"skipped": "another optimisation is running"}
         started = time.perf_counter()
-        optimized = ctx.runtime.index.optimize()
+        optimized = ctx.ingestion.build_vector_index()
         return {"optimized": optimized, "seconds": round(time.perf_counter() - started, 3)}
