@@ -253,11 +253,13 @@ class Rebuild:
 
 
 def _remove_shard(shard: Path) -> None:
-    """Delete a retired generation: its folder under generations/, or a legacy shard and its
-    record and lock beside it."""
+    """Delete a retired generation: its folder under generations/, or a shard from before
+    generations with its versions, record and lock beside it."""
     if shard.parent.parent.name == GENERATIONS_DIR:
         shutil.rmtree(shard.parent, ignore_errors=True)
         return
-    shutil.rmtree(shard, ignore_errors=True)
-    for sibling in shard.parent.glob(f"{shard.name}.*"):  # its record and lock
-        sibling.unlink(missing_ok=True)
+    for entry in [shard, *shard.parent.glob(f"{shard.name}.*")]:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
