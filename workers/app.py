@@ -36,6 +36,7 @@ def configure(settings: Settings) -> None:
             "rag.scan_bucket": {"queue": settings.celery_scan_queue},
             "rag.scan_keys": {"queue": settings.celery_scan_queue},
             "rag.index.optimize": {"queue": settings.celery_scan_queue},
+            "rag.index.rebuild": {"queue": settings.celery_scan_queue},
             "rag.eval.nightly": {"queue": settings.celery_scan_queue},
         },
         broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout_seconds},
