@@ -123,12 +123,28 @@ class RebuildProgress:
         return elapsed / self.done * (self.total - self.done)
 
 
+class GenerationMismatchError(ValueError):
+    """The configuration no longer matches a server collection, which is not rebuilt here."""
+
+
 def needs_rebuild(runtime: Runtime) -> bool:
-    """Edge mode only: a server collection is rebuilt by hand (see docs)."""
-    if runtime.settings.index_mode != "edge":
-        return False
+    """Whether the configured fingerprint differs from the served generation's (embedded mode).
+
+    A server collection is not rebuilt here, and writing points of another configuration into it
+    would mix two spaces in one collection: that is an error, not a silent no-op.
+    """
     served = served_fingerprint(runtime)
-    return served.id != configured_fingerprint(runtime.settings, runtime.configured_model()).id
+    configured = configured_fingerprint(runtime.settings, runtime.configured_model())
+    if served.id == configured.id:
+        return False
+    if runtime.settings.index_mode != "edge":
+        raise GenerationMismatchError(
+            f"collection {runtime.settings.collection!r} was built as generation {served.id}, but "
+            f"the configuration makes {configured.id} ({', '.join(configured.differences(served))} "
+            "changed); rebuilding a server collection is not supported yet: restore those "
+            "settings or set RAG_COLLECTION to a new collection and ingest into it"
+        )
+    return True
 
 
 class Rebuild:

@@ -11,7 +11,7 @@ from core.settings import Settings, get_settings
 from ingest.bucket import Bucket, LocalBucket
 from ingest.chunking import Chunker
 from ingest.documents import DocumentBuilder
-from ingest.reindex import served_fingerprint
+from ingest.reindex import needs_rebuild
 from ingest.scan import BucketScanner, Progress, ScanPlan, execute
 from ingest.sync import DocumentListener, DocumentSyncer
 
@@ -37,7 +37,7 @@ class Ingestion:
         """`listeners` are told of every document change, beside the graph when it is enabled."""
         s = runtime.settings
         self.runtime = runtime
-        self.generation = served_fingerprint(runtime)
+        needs_rebuild(runtime)  # stamps a new index; refuses a mismatched server collection
         listeners = list(listeners)
         if s.graph_enabled:
             from graph.factory import make_updater

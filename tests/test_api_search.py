@@ -399,6 +399,9 @@ def test_status_reports_what_is_loaded(env: ApiEnv) -> None:
     assert status["llm_configured"] is True
     assert status["last_run"]["finished_at"] is not None
     assert status["documents"] == {"indexed": len(doc_ids("acme"))}
+    index = status["index"]  # the served generation; counts across tenants stay hidden
+    assert len(index["generation"]) == 16 and index["chunk_size"] == 48
+    assert index["points"] is None and 0 <= index["indexed_percent"] <= 100
 
 
 def test_health_and_docs_are_served(env: ApiEnv) -> None:

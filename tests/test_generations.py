@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from cli.reindex import generation_lines
 from core.embedding import Embedder
 from core.generation import SERVING_FILE
@@ -23,7 +25,12 @@ from core.runtime import Runtime
 from core.settings import Settings
 from core.types import TenantScope
 from ingest.chunking import Chunker
-from ingest.reindex import Rebuild, configured_fingerprint, needs_rebuild
+from ingest.reindex import (
+    GenerationMismatchError,
+    Rebuild,
+    configured_fingerprint,
+    needs_rebuild,
+)
 from ingest.service import Ingestion, open_bucket
 from retrieval.hybrid import HybridRetriever, Mode, RetrievalConfig
 from tests.conftest import make_settings
@@ -261,3 +268,19 @@ def test_status_shows_the_generation_and_the_vector_index(
     lines = generation_lines(report)
     assert lines[0].startswith(f"index generation {fp.id}: model (384-d)")
     assert lines[1] == f"vector index: 0 of {points} vectors indexed"
+
+
+def test_a_server_collection_keeps_its_fingerprint_and_refuses_another_configuration(
+    tmp_path: Path, bucket_dir: Path, embedder: Embedder
+) -> None:
+    fill(bucket_dir, n=1)
+    settings = make_settings(tmp_path, "server")
+    with Runtime(settings, embedder) as rt:
+        Ingestion(rt, open_bucket(settings.bucket_url)).run()
+        assert (
+            rt.index.generation_record() == configured_fingerprint(settings, embedder).to_record()
+        )
+    changed = make_settings(tmp_path, "server", chunk_size=48, chunk_overlap=8)
+    mismatch = pytest.raises(GenerationMismatchError, match="chunk_size, chunk_overlap changed")
+    with Runtime(changed, embedder) as rt, mismatch:
+        Ingestion(rt, open_bucket(changed.bucket_url))
