@@ -44,7 +44,7 @@ from ingest.bucket import Bucket
 from ingest.chunking import CHUNKER_VERSION, Chunker
 from ingest.documents import DocumentBuilder
 from ingest.parsers import PARSER_VERSION
-from ingest.scan import BucketScanner, execute
+from ingest.scan import BucketScanner, ScanPlan, execute
 from ingest.sync import DocumentSyncer
 
 log = logging.getLogger(__name__)
@@ -172,6 +172,7 @@ class Rebuild:
         )
         self._index: ChunkIndex | None = None
         self._manifest: Manifest | None = None
+        self._plan = ScanPlan()  # what is left of the last scan against the new generation
         self._drop_abandoned()
 
     def _drop_abandoned(self) -> None:
@@ -208,28 +209,31 @@ class Rebuild:
         )
 
     def step(self, max_docs: int) -> RebuildProgress:
+        """Sync the next `max_docs` documents of the plan; with none left, scan the bucket again
+        (catching what changed meanwhile) and switch if that finds nothing to do."""
         index, manifest = self._open()
-        plan = BucketScanner(self._bucket, manifest, index).plan()
         p = self.progress
-        p.total = len(plan.to_sync) + plan.unchanged
-        p.done = plan.unchanged
-        if plan.total_work == 0:
-            self._switch(index, manifest)
-            return p
-        plan.to_sync = plan.to_sync[:max_docs]
-        plan.to_delete = plan.to_delete[: max(0, max_docs - len(plan.to_sync))]
-        syncer = self._syncer(index, manifest)
-        chunks_before = self._chunks_seen()
-        summary = execute(plan, syncer, self._runtime.settings.ingest_batch_docs)
+        if not self._plan.total_work:
+            self._plan = BucketScanner(self._bucket, manifest, index).plan()
+            p.total = len(self._plan.to_sync) + self._plan.unchanged
+            p.done = self._plan.unchanged
+            if not self._plan.total_work:
+                self._switch(index, manifest)
+                return p
+        plan = self._plan
+        batch = ScanPlan(plan.to_sync[:max_docs], plan.to_delete[:max_docs], sidecars=plan.sidecars)
+        batch.to_delete = batch.to_delete[: max(0, max_docs - len(batch.to_sync))]
+        plan.to_sync = plan.to_sync[len(batch.to_sync) :]
+        plan.to_delete = plan.to_delete[len(batch.to_delete) :]
+        points_before = index.count()
+        summary = execute(
+            batch, self._syncer(index, manifest), self._runtime.settings.ingest_batch_docs
+        )
         p.done += summary.added + summary.modified + summary.failed
         p.embedded += summary.chunks_embedded
-        p.reused += self._chunks_seen() - chunks_before - summary.chunks_embedded
+        p.reused += max(0, index.count() - points_before - summary.chunks_embedded)
         self._runtime.manifest.set_meta(REBUILD_META, asdict(p))
         return p
-
-    def _chunks_seen(self) -> int:
-        assert self._manifest is not None
-        return sum(len(r.chunk_ids) for r in self._manifest.all().values())
 
     def run(self, max_docs: int = 256, on_step: Any = None) -> RebuildProgress:
         """Step until switched; `on_step(progress)` after each step (the CLI's progress bar)."""
