@@ -26,7 +26,7 @@ def generation_lines(report: StatusReport) -> list[str]:
     """The served generation, its vector index and a rebuild's progress, one line each."""
     lines = []
     if g := report.generation:
-        model = Path(g["embedding_model"]).name
+        model = "/".join(Path(g["embedding_model"]).parts[-2:])  # a hub id, or a folder's tail
         lines.append(
             f"index generation {g['id']}: {model} ({g['dim']}-d), chunks of {g['chunk_size']} "
             f"tokens overlapping {g['chunk_overlap']}"

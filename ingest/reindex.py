@@ -29,6 +29,7 @@ from core.generation import (
     GENERATION_META,
     GENERATIONS_DIR,
     REBUILD_META,
+    VECTOR_INDEX_META,
     Fingerprint,
     generation_shard,
     model_digest,
@@ -252,7 +253,11 @@ class Rebuild:
         self._manifest = None
         old_shard = rt.served_shard()
         serve(rt.settings.data_dir, self.shard)
-        rt.manifest.replace_documents(records, {GENERATION_META: self.fingerprint.to_record()})
+        metas = {
+            GENERATION_META: self.fingerprint.to_record(),
+            VECTOR_INDEX_META: index.vector_status(),
+        }
+        rt.manifest.replace_documents(records, metas)
         rt.serving.switch(Generation(index, self._model), lambda: _remove_shard(old_shard))
         self._index = None
         self.progress.switched = True

