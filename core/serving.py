@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 RETIRE_GRACE_SECONDS = 30.0
 
 
-@dataclass
+@dataclass(eq=False)  # one generation is one object: `in` and `remove` compare identity
 class Generation:
     index: ChunkIndex
     embedder: Embedder
@@ -38,6 +38,7 @@ class Serving:
         self._current = generation
         self._pinned = threading.local()
         self._timers: list[threading.Timer] = []
+        self._retiring: list[Generation] = []  # switched away from, still open
 
     @property
     def current(self) -> Generation:
@@ -50,9 +51,13 @@ class Serving:
         return generation
 
     def take_pinned(self) -> Generation:
-        generation = getattr(self._pinned, "generation", None) or self._current
+        """The generation this thread's last query was embedded by, if it is still open (a pin
+        left by a request that failed between embedding and searching is ignored)."""
+        pinned = getattr(self._pinned, "generation", None)
         self._pinned.generation = None
-        return generation
+        if pinned is not None and (pinned is self._current or pinned in self._retiring):
+            return pinned
+        return self._current
 
     def switch(
         self,
@@ -62,13 +67,14 @@ class Serving:
     ) -> None:
         """Serve `generation`; close the old one after the grace period, then `on_retired()`."""
         old, self._current = self._current, generation
+        self._retiring.append(old)
         timer = threading.Timer(grace_seconds, self._retire, (old, on_retired))
         timer.daemon = True
         self._timers.append(timer)
         timer.start()
 
-    @staticmethod
-    def _retire(old: Generation, on_retired: Callable[[], None]) -> None:
+    def _retire(self, old: Generation, on_retired: Callable[[], None]) -> None:
+        self._retiring.remove(old)
         try:
             old.index.close()
             on_retired()

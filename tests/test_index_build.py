@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from core.embedding import Embedder
 from core.index import EngineQuery
 from core.index.edge import EdgeIndex
+from core.serving import Generation, ServedIndex, Serving
 from core.types import IndexedChunk, TenantScope
 
 DIM = 384
@@ -63,3 +65,30 @@ def test_searches_and_writes_go_on_while_the_vector_index_builds(tmp_path: Path)
     assert reopened.count() == 3_010
     reopened.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shard", "shard.lock", "shard.v1"]
+
+
+def test_a_query_runs_on_the_generation_that_embedded_it_across_a_switch(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """Embedded by the old generation, searched after the switch: it still goes to the old one;
+    a pin left by a request that never searched is dropped once its generation is retired."""
+    rng = np.random.default_rng(3)
+    indexes, ids = [], []
+    for name in ("a", "b", "c"):
+        index = EdgeIndex(tmp_path / name, DIM)
+        index.upsert(chunks(rng, 1))
+        indexes.append(index)
+        ids.append([next(index.scroll(None, ()))[0]])
+    serving = Serving(Generation(indexes[0], embedder))
+    served = ServedIndex(serving)
+    query = EngineQuery(SCOPE, limit=1, dense=rng.standard_normal(DIM).astype(np.float32))
+    serving.pin()  # what ServedEmbedder.embed_query does, here with generation a
+    serving.switch(Generation(indexes[1], embedder), lambda: None)
+    assert [h.id for h in served.search(query)] == ids[0]  # pinned: a, though b is served
+    assert [h.id for h in served.search(query)] == ids[1]  # not pinned: the served one
+    serving.pin()  # b, and this request never searches
+    retired = threading.Event()
+    serving.switch(Generation(indexes[2], embedder), retired.set, grace_seconds=0.2)
+    assert retired.wait(10)
+    assert [h.id for h in served.search(query)] == ids[2]  # b is closed: the served one
+    served.close()
