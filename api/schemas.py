@@ -196,6 +196,19 @@ class LastRun(BaseModel):
     finished_at: datetime | None
 
 
+class IndexOut(BaseModel):
+    """The served index generation; counts across tenants are shown to admin keys only."""
+
+    generation: str | None  # the fingerprint id (`core.generation`)
+    embedding_model: str | None
+    chunk_size: int | None
+    chunk_overlap: int | None
+    indexed_percent: float  # vectors in the HNSW graph, of all points
+    points: int | None = None
+    indexed_vectors: int | None = None
+    rebuild: dict[str, Any] | None = None  # target generation and progress while one runs
+
+
 class StatusOut(BaseModel):
     tenant: str
     documents: dict[str, int]
@@ -213,3 +226,4 @@ class StatusOut(BaseModel):
     reranker: RerankerOut
     llm_configured: bool
     legs: list[str]
+    index: IndexOut

@@ -98,7 +98,7 @@ def ingest(
             task = bar.add_task("sync", total=plan.total_work)
             summary = ingestion.run(plan, progress=lambda n: bar.advance(task, n))
         with console.status("building the vector index"):
-            rt.index.optimize()
+            ingestion.build_vector_index()
     table = Table(title=f"ingest finished in {summary.seconds:.1f}s")
     for name in ("added", "modified", "deleted", "unchanged", "failed", "chunks_embedded"):
         table.add_column(name.replace("_", " "), justify="right")
@@ -214,6 +214,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON")] = False,
 ) -> None:
     """Documents per state, the last run and scan, and failures with their reasons."""
+    from cli.reindex import generation_lines
     from core.manifest import Manifest
     from workers.status import read_status
 
@@ -265,6 +266,8 @@ def status(
                 f"{held_tenant}: {count} deletes held; `rag deletes confirm --tenant {held_tenant}`"
             )
         )
+    for line in generation_lines(status_report):
+        console.print(line)
     if failed:
         ftable = Table(title=f"{len(status_report.failed)} failed documents")
         ftable.add_column("document")
@@ -278,6 +281,7 @@ def status(
 def _register_subcommands() -> None:
     """Commands owned by the other packages, each kept beside the code it drives."""
     from api.cli import keys_app, serve
+    from cli.reindex import reindex
     from eval.cli import eval_app, golden_app
     from ingest.cli import deletes_app
     from workers.cli import up, worker
@@ -289,6 +293,7 @@ def _register_subcommands() -> None:
     app.add_typer(eval_app, name="eval")
     app.add_typer(golden_app, name="golden")
     app.add_typer(deletes_app, name="deletes")
+    app.command()(reindex)
     _add_exit_codes_to_help(app)
 
 

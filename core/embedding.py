@@ -44,7 +44,7 @@ class Embedder:
         # What the model reads of one text, less its [CLS]/[SEP]: the longest chunk it can embed.
         self.max_tokens = int(self._model.max_seq_length) - 2
         self._batch_size = batch_size
-        self._query_prefix = query_prefix
+        self.query_prefix = query_prefix
         self._lock = threading.Lock()
         self._query_thread = InferenceThread("embed-query")
         self._document_thread = InferenceThread("embed-documents")
@@ -58,7 +58,7 @@ class Embedder:
         return self._document_thread.run(self._encode, list(texts))
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self._query_thread.run(self._encode, [self._query_prefix + text])[0]
+        return self._query_thread.run(self._encode, [self.query_prefix + text])[0]
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         vectors = self._model.encode(

@@ -142,6 +142,21 @@ class Manifest(SqliteStore):
                 f"INSERT OR REPLACE INTO documents VALUES ({marks})", [_row(r) for r in records]
             )
 
+    def replace_documents(self, records: dict[str, DocumentRecord], meta: dict[str, dict]) -> None:
+        """Every settled record at once, with meta facts about them: a rebuild's switch."""
+        marks = ",".join("?" * len(_COLUMNS))
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("DELETE FROM documents")
+            self._conn.executemany(
+                f"INSERT INTO documents VALUES ({marks})", [_row(r) for r in records.values()]
+            )
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                [(k, json.dumps(v)) for k, v in meta.items()],
+            )
+            self._conn.execute("COMMIT")
+
     def mark_deleted(self, record: DocumentRecord) -> DocumentRecord:
         """Keep the record, marked deleted and without chunks, so status can still show it."""
         record.status, record.chunk_ids, record.error = DocStatus.DELETED, [], ""

@@ -7,13 +7,17 @@ open the index once. Closing the runtime flushes and releases the embedded shard
 from __future__ import annotations
 
 import os
+import threading
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.datadir import secure_data_dir
 from core.embedding import CachedEmbedder, Embedder, EmbeddingCache
+from core.generation import read_record, served_shard
 from core.index import ChunkIndex, open_index
 from core.manifest import Manifest
+from core.serving import Generation, ServedEmbedder, ServedIndex, Serving
 from core.settings import Settings
 
 if TYPE_CHECKING:
@@ -28,26 +32,60 @@ class Runtime:
     """`embedder` may be passed in to share one loaded model between runtimes (tests, benches).
 
     Opening a runtime makes its data dir private (`core.datadir`) before anything is written.
+    `index` and `embedder` are the served generation's (`core.serving`): its shard and the model
+    and query prefix its record names, which may differ from the configured ones until a rebuild
+    (`ingest.reindex`) switches to a generation made with the configuration.
     """
 
     def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
         self.settings = settings
         secure_data_dir(settings.data_dir)
+        self._models: dict[tuple[str, str], Embedder] = {}
+        self._models_guard = threading.Lock()
         if embedder is not None:
-            self.__dict__["embedder"] = embedder
+            self._models[(embedder.model_name, embedder.query_prefix)] = embedder
+
+    def model(self, name: str, query_prefix: str) -> Embedder:
+        """One loaded model per (name, query prefix) in the process, shared by generations."""
+        with self._models_guard:
+            key = (name, query_prefix)
+            if key not in self._models:
+                batch = self.settings.embedding_batch_size
+                self._models[key] = Embedder(name, batch, query_prefix)
+            return self._models[key]
+
+    def configured_model(self) -> Embedder:
+        """The model the settings name, which a rebuild embeds the new generation with."""
+        return self.model(self.settings.embedding_model, self.settings.query_prefix)
+
+    def served_shard(self) -> Path:
+        return served_shard(self.settings.data_dir, self.settings.shard_path)
+
+    @cached_property
+    def serving(self) -> Serving:
+        s = self.settings
+        record = read_record(self.served_shard()) if s.index_mode == "edge" else None
+        if record is None:
+            model = self.model(s.embedding_model, s.query_prefix)
+        else:
+            model = self.model(record["embedding_model"], record["query_prefix"])
+        return Serving(Generation(open_index(s, model.dim, self.served_shard()), model))
 
     @cached_property
     def embedder(self) -> Embedder:
-        s = self.settings
-        return Embedder(s.embedding_model, s.embedding_batch_size, s.query_prefix)
+        return ServedEmbedder(self.serving)  # type: ignore[return-value]
 
     @cached_property
     def cached_embedder(self) -> CachedEmbedder:
-        return CachedEmbedder(self.embedder, EmbeddingCache(self.settings.embedding_cache_path))
+        return CachedEmbedder(self.embedder, self.embedding_cache)
+
+    @cached_property
+    def embedding_cache(self) -> EmbeddingCache:
+        return EmbeddingCache(self.settings.embedding_cache_path)
 
     @cached_property
     def index(self) -> ChunkIndex:
-        return open_index(self.settings, self.embedder.dim)
+        return ServedIndex(self.serving)
 
     @cached_property
     def manifest(self) -> Manifest:
@@ -61,11 +99,11 @@ class Runtime:
         return open_graph_store(self.settings)
 
     def close(self) -> None:
-        for name in ("index", "manifest", "graph_store"):
+        self.__dict__.pop("index", None)
+        for name in ("serving", "manifest", "graph_store", "embedding_cache"):
             if name in self.__dict__:
                 self.__dict__.pop(name).close()
-        if "cached_embedder" in self.__dict__:
-            self.__dict__.pop("cached_embedder")._cache.close()
+        self.__dict__.pop("cached_embedder", None)
 
     def __enter__(self) -> Runtime:
         return self

@@ -48,7 +48,8 @@ class Settings(BaseSettings):
     qdrant_write_consistency_factor: int | None = None
     # The embedded engine builds its vector index (HNSW) only when asked: after `rag ingest`, and
     # every `index_optimize_interval_seconds` under the workers, once this many points are
-    # unindexed (fewer are cheap to scan). A Qdrant server optimises on its own.
+    # unindexed (fewer are cheap to scan), in a child process so searches go on. A Qdrant server
+    # optimises on its own.
     index_optimize_min_unindexed: int = 5_000
     index_optimize_interval_seconds: float = 300.0
 
@@ -78,7 +79,9 @@ class Settings(BaseSettings):
     candidates_per_leg: int = 50
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
-    # How the BM25 text index tokenizes. Fixed when an index is created.
+    # How the BM25 text index tokenizes. Part of the index generation's fingerprint (with the
+    # model, query prefix and chunking): changing it rebuilds the index beside the served one
+    # (`rag reindex`, or `rag up` on its own) and switches when the rebuild is complete.
     bm25_stemmer: str | None = "english"  # a Snowball language, or None
     bm25_stopwords: str | None = "english"  # a stopword language, or None
     bm25_ascii_folding: bool = True

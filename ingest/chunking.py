@@ -19,6 +19,9 @@ from llama_index.core.node_parser import SentenceSplitter
 
 from core.embedding import Embedder
 
+# Bump when a change to this module makes different chunks from the same text: every index built
+# with the old version is then rebuilt (it is part of the generation fingerprint).
+CHUNKER_VERSION = 1
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 _CUT_ONE_IN = 3  # a paragraph ends a chunk with probability 1/3 once the chunk is big enough
 # Characters a chunk may hold per token of its size. A word the tokenizer cannot split becomes one

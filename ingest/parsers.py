@@ -28,6 +28,9 @@ from pypdf.errors import DependencyError, FileNotDecryptedError
 Scalar = str | int | float | bool
 Metadata = dict[str, Scalar]
 
+# Bump when a parser change extracts different text from the same bytes: indexes built with the
+# old version are then rebuilt (it is part of the generation fingerprint).
+PARSER_VERSION = 1
 DEFAULT_MAX_EXPANDED_BYTES = 200_000_000
 _MAX_TITLE_CHARS = 500
 _MAX_REASON_DETAIL = 200

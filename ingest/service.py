@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from core.generation import VECTOR_INDEX_META
 from core.manifest import RunSummary
 from core.runtime import Runtime
 from core.settings import Settings, get_settings
 from ingest.bucket import Bucket, LocalBucket
 from ingest.chunking import Chunker
 from ingest.documents import DocumentBuilder
+from ingest.reindex import needs_rebuild
 from ingest.scan import BucketScanner, DeleteGuard, Progress, ScanPlan, execute
 from ingest.sync import DocumentListener, DocumentSyncer
 
@@ -35,6 +37,7 @@ class Ingestion:
         """`listeners` are told of every document change, beside the graph when it is enabled."""
         s = runtime.settings
         self.runtime = runtime
+        needs_rebuild(runtime)  # stamps a new index; refuses a mismatched server collection
         listeners = list(listeners)
         if s.graph_enabled:
             from graph.factory import make_updater
@@ -53,6 +56,13 @@ class Ingestion:
         )
         guard = DeleteGuard(s.scan_hold_deletes_share, s.scan_hold_deletes_min, s.default_tenant)
         self.scanner = BucketScanner(bucket, runtime.manifest, runtime.index, guard)
+
+    def build_vector_index(self) -> bool:
+        """Build HNSW over what was written (edge; a server does it itself), noting the counts in
+        the manifest for `rag status`; True if anything was built."""
+        built = self.runtime.index.optimize()
+        self.runtime.manifest.set_meta(VECTOR_INDEX_META, self.runtime.index.vector_status())
+        return built
 
     def plan(self) -> ScanPlan:
         return self.scanner.plan()

@@ -406,6 +406,9 @@ def test_status_reports_what_is_loaded(env: ApiEnv) -> None:
     assert status["last_run"] is None
     operator = env.client.get("/v1/status", headers={"X-API-Key": ADMIN_KEY}).json()
     assert operator["last_run"]["finished_at"] is not None
+    index = status["index"]  # the served generation; counts across tenants stay hidden
+    assert len(index["generation"]) == 16 and index["chunk_size"] == 48
+    assert index["points"] is None and 0 <= index["indexed_percent"] <= 100
 
 
 def test_health_and_docs_are_served(env: ApiEnv) -> None:

@@ -36,6 +36,7 @@ def configure(settings: Settings) -> None:
             "rag.scan_bucket": {"queue": settings.celery_scan_queue},
             "rag.scan_keys": {"queue": settings.celery_scan_queue},
             "rag.index.optimize": {"queue": settings.celery_scan_queue},
+            "rag.index.rebuild": {"queue": settings.celery_scan_queue},
             "rag.eval.nightly": {"queue": settings.celery_scan_queue},
             "rag.eval.tenants": {"queue": settings.celery_scan_queue},
             "rag.eval.tenant": {"queue": settings.celery_scan_queue},

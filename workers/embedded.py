@@ -30,6 +30,7 @@ from workers.app import app, configure
 from workers.context import quiet_progress_bars
 from workers.redis_server import ensure_redis
 from workers.tasks.ingestion import scan_bucket, scan_keys
+from workers.tasks.maintenance import rebuild_index
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class EmbeddedPool:
         if self._watcher is not None:
             self._watcher.start()
         scan_bucket.delay()  # now, not one interval from now
+        rebuild_index.delay()  # if the configuration changed since the index was built
         log.info("worker pool (%d threads), beat and watcher started", s.worker_concurrency)
 
     def stop(self) -> None:

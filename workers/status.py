@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from core.generation import GENERATION_META, REBUILD_META, VECTOR_INDEX_META
 from core.manifest import DocStatus, DocumentRecord, Manifest, RunSummary
 from ingest.scan import held_deletes
 
@@ -19,6 +20,10 @@ class StatusReport:
     failed: list[DocumentRecord] = field(default_factory=list)
     in_flight: list[DocumentRecord] = field(default_factory=list)
     held_deletes: dict[str, int] = field(default_factory=dict)  # per tenant, until confirmed
+    # The served index generation's fingerprint, and a rebuild's progress (`ingest.reindex`).
+    generation: dict | None = None
+    rebuild: dict | None = None
+    vector_index: dict | None = None
 
 
 def read_status(manifest: Manifest, tenant_id: str | None = None) -> StatusReport:
@@ -33,6 +38,9 @@ def read_status(manifest: Manifest, tenant_id: str | None = None) -> StatusRepor
         failed=[r for r in records if r.status == DocStatus.FAILED],
         in_flight=[r for r in records if r.status in (DocStatus.QUEUED, DocStatus.PROCESSING)],
         held_deletes=held_deletes(manifest, tenant_id),
+        generation=manifest.get_meta(GENERATION_META),
+        rebuild=manifest.get_meta(REBUILD_META),
+        vector_index=manifest.get_meta(VECTOR_INDEX_META),
     )
 
 

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.auth import Principal, current_principal, require_admin
-from api.schemas import LastRun, RerankerOut, StatusOut
+from api.schemas import IndexOut, LastRun, RerankerOut, StatusOut
 from api.state import ApiState, api_state
+from core.generation import GENERATION_META, REBUILD_META
 from ingest.scan import held_deletes
 
 router = APIRouter(tags=["ops"])
@@ -55,6 +56,34 @@ def status(state: State, caller: Annotated[Principal, Depends(current_principal)
         ),
         llm_configured=state.llm is not None,
         legs=state.search.leg_names,
+        index=_index_status(state, caller.is_operator),
+    )
+
+
+def _index_status(state: ApiState, operator: bool) -> IndexOut:
+    """The served generation and how much of it HNSW covers; a rebuild's progress.
+
+    Point and document counts span every tenant, so a tenant's key sees shares, not counts.
+    """
+    rt = state.runtime
+    generation = rt.manifest.get_meta(GENERATION_META) or {}
+    vectors = rt.index.vector_status()
+    rebuild = rt.manifest.get_meta(REBUILD_META)
+    if rebuild is not None and rebuild.get("switched"):
+        rebuild = None
+    elif rebuild is not None and not operator:
+        share = rebuild["done"] / rebuild["total"] if rebuild["total"] else 0.0
+        rebuild = {"target": rebuild["target"], "done_percent": round(100 * share, 1)}
+    points = vectors["points"]
+    return IndexOut(
+        generation=generation.get("id"),
+        embedding_model=generation.get("embedding_model"),
+        chunk_size=generation.get("chunk_size"),
+        chunk_overlap=generation.get("chunk_overlap"),
+        indexed_percent=round(100 * vectors["indexed_vectors"] / points, 1) if points else 100.0,
+        points=points if operator else None,
+        indexed_vectors=vectors["indexed_vectors"] if operator else None,
+        rebuild=rebuild,
     )
 
 

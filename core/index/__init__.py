@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from core.index.base import ChunkIndex
 from core.index.lock import ShardLockedError
 from core.index.query import EngineQuery, FieldFilter, Range
@@ -11,7 +13,8 @@ from core.settings import Settings
 __all__ = ["ChunkIndex", "EngineQuery", "FieldFilter", "Range", "ShardLockedError", "open_index"]
 
 
-def open_index(settings: Settings, dim: int) -> ChunkIndex:
+def open_index(settings: Settings, dim: int, shard: Path | None = None) -> ChunkIndex:
+    """`shard`: an embedded shard folder other than the settings' (a generation being built)."""
     bm25 = (settings.bm25_k1, settings.bm25_b)
     text = TextIndexConfig(
         ascii_folding=settings.bm25_ascii_folding,
@@ -22,7 +25,7 @@ def open_index(settings: Settings, dim: int) -> ChunkIndex:
         from core.index.edge import EdgeIndex
 
         optimize_at = settings.index_optimize_min_unindexed
-        return EdgeIndex(settings.shard_path, dim, text, bm25, optimize_at)
+        return EdgeIndex(shard or settings.shard_path, dim, text, bm25, optimize_at)
 
     from qdrant_client import QdrantClient
 

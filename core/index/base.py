@@ -103,6 +103,17 @@ class ChunkIndex(ABC):
     @abstractmethod
     def count(self, scope: TenantScope | None = None) -> int: ...
 
+    @abstractmethod
+    def generation_record(self) -> dict[str, Any] | None:
+        """The fingerprint of how this index's points were made (`core.generation`), if stamped."""
+
+    @abstractmethod
+    def set_generation_record(self, record: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    def vector_status(self) -> dict[str, int]:
+        """`points` and `indexed_vectors` (those in the HNSW graph), for status."""
+
     def optimize(self) -> bool:
         """Build the vector index over what was written since the last call; True if it did.
 

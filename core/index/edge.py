@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import qdrant_edge as qe
 
+from core.generation import read_record, write_record
 from core.index.base import ChunkIndex
 from core.index.dialect import FilterDialect
 from core.index.lock import ShardLock
@@ -66,8 +72,24 @@ def _schema(field: str, kind: str, cfg: TextIndexConfig) -> Any:
     return qe.FloatIndexParams(enable_hnsw=hnsw)
 
 
+def edge_config(dim: int, optimize_min_unindexed: int) -> qe.EdgeConfig:
+    """The shard's engine configuration; `core.index.build` opens a copy with the same one."""
+    # The engine indexes a segment once its vectors pass a size in KB; make that size the point
+    # count at which `optimize` asks, so an optimisation that runs indexes something.
+    threshold_kb = -(-optimize_min_unindexed * dim * 4 // 1024)
+    return qe.EdgeConfig(
+        vectors={DENSE_VECTOR: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
+        optimizers=qe.EdgeOptimizersConfig(indexing_threshold=threshold_kb),
+    )
+
+
 class EdgeIndex(ChunkIndex):
-    """One shard directory, owned exclusively by this process for as long as it is open."""
+    """One shard directory, owned exclusively by this process for as long as it is open.
+
+    Every engine call holds `_guard` only for the call itself (the binding holds the GIL anyway),
+    so `optimize` can swap the shard object under it; writers take `_writes` first, which an
+    optimisation holds from its copy of the shard to the swap, so no write is lost to the copy.
+    """
 
     dialect = DIALECT
 
@@ -80,20 +102,22 @@ class EdgeIndex(ChunkIndex):
         optimize_min_unindexed: int = 5_000,
     ) -> None:
         self._optimize_min_unindexed = optimize_min_unindexed
+        self.path = path
+        self._dim = dim
+        self._guard = threading.Lock()
+        self._writes = threading.Lock()
         self._lock = ShardLock(path)
         self._lock.acquire()
         try:
-            # The engine indexes a segment once its vectors pass a size in KB; make that size the
-            # point count at which `optimize` asks, so an optimisation that runs indexes something.
-            threshold_kb = -(-optimize_min_unindexed * dim * 4 // 1024)
-            config = qe.EdgeConfig(
-                vectors={DENSE_VECTOR: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
-                optimizers=qe.EdgeOptimizersConfig(indexing_threshold=threshold_kb),
-            )
+            _recover_swap(path)
+            config = self._config = edge_config(dim, optimize_min_unindexed)
             if (path / "edge_config.json").exists():
-                self._shard = qe.EdgeShard.load(str(path), config)
+                self._shard = qe.EdgeShard.load(str(path.resolve()), config)
             else:
-                self._shard = qe.EdgeShard.create(str(path), config)
+                first = _version(path, 0)
+                shutil.rmtree(first, ignore_errors=True)
+                self._shard = qe.EdgeShard.create(str(first), config)
+                _point(path, first)
                 cfg = text_index or TextIndexConfig()
                 for field, kind in PAYLOAD_INDEXES.items():
                     self._shard.update(
@@ -110,18 +134,23 @@ class EdgeIndex(ChunkIndex):
                 qe.Point(id=c.id, vector={DENSE_VECTOR: c.vector.tolist()}, payload=c.payload)
                 for c in chunks
             ]
-            self._shard.update(qe.UpdateOperation.upsert_points(points))
+            with self._writes, self._guard:
+                self._shard.update(qe.UpdateOperation.upsert_points(points))
 
     def delete(self, ids: Sequence[str]) -> None:
         if ids:
-            self._shard.update(qe.UpdateOperation.delete_points(list(ids)))
+            with self._writes, self._guard:
+                self._shard.update(qe.UpdateOperation.delete_points(list(ids)))
 
     def delete_document(self, scope: TenantScope, doc_id: str) -> None:
         flt = self._scope_filter(scope, doc_id)
-        self._shard.update(qe.UpdateOperation.delete_points_by_filter(flt))
+        with self._writes, self._guard:
+            self._shard.update(qe.UpdateOperation.delete_points_by_filter(flt))
 
     def document_ids(self) -> dict[str, int]:
-        facet = self._shard.facet(qe.FacetRequest(key="doc_id", limit=_FACET_LIMIT, exact=True))
+        request = qe.FacetRequest(key="doc_id", limit=_FACET_LIMIT, exact=True)
+        with self._guard:
+            facet = self._shard.facet(request)
         # The exact facet keeps values whose points were all deleted, with a count of 0.
         return {str(hit.value): hit.count for hit in facet.hits if hit.count > 0}
 
@@ -161,11 +190,13 @@ class EdgeIndex(ChunkIndex):
         )
 
     def _run(self, requests: list[Any]) -> list[list[Hit]]:
-        batches = self._shard.query_batch(qe.QueryBatchRequest(requests))
+        with self._guard:
+            batches = self._shard.query_batch(qe.QueryBatchRequest(requests))
         return [[Hit(str(p.id), p.score, p.payload or {}) for p in batch] for batch in batches]
 
     def retrieve(self, scope: TenantScope, ids: Sequence[str]) -> list[Hit]:
-        records = self._shard.retrieve(list(ids), with_payload=True, with_vector=False)
+        with self._guard:
+            records = self._shard.retrieve(list(ids), with_payload=True, with_vector=False)
         return [
             Hit(str(r.id), 0.0, r.payload)
             for r in records
@@ -177,27 +208,96 @@ class EdgeIndex(ChunkIndex):
         request = qe.ScrollRequest(
             offset=offset, limit=_SCROLL_PAGE, filter=flt, with_payload=payload
         )
-        return self._shard.scroll(request)
+        with self._guard:
+            return self._shard.scroll(request)
 
     def count(self, scope: TenantScope | None = None) -> int:
         flt = self._scope_filter(scope)
-        return self._shard.count(qe.CountRequest(filter=flt, exact=True))
+        with self._guard:
+            return self._shard.count(qe.CountRequest(filter=flt, exact=True))
+
+    def generation_record(self) -> dict[str, Any] | None:
+        return read_record(self.path)
+
+    def set_generation_record(self, record: dict[str, Any]) -> None:
+        write_record(self.path, record)
+
+    def vector_status(self) -> dict[str, int]:
+        with self._guard:
+            info = self._shard.info()
+        return {"points": info.points_count, "indexed_vectors": info.indexed_vectors_count}
 
     def optimize(self) -> bool:
-        """Run the engine's optimisers (HNSW build, merges, vacuum) once enough points await them.
+        """Build the vector index (HNSW, merges, vacuum) once enough points await it.
 
         Until then dense search scans vectors one by one: at 120k chunks that is 15 ms against
-        1.5 ms once indexed. The engine builds in this thread and holds the GIL while it does
-        (about 2 ms a point on two cores), so callers run it between batches, not per write.
+        1.5 ms once indexed. The binding's optimiser holds the GIL for the whole build (about 2 ms
+        a point on two cores: 40 s at 20k points, measured), which in-process would stall every
+        search for as long. So a copy of the shard is optimised in a child process
+        (`core.index.build`) while this one keeps answering from the original; writes wait from
+        the copy to the swap, and searches only for the swap of two objects. The shard path is a
+        symlink to a versioned folder (`shard.v<N>`), repointed in one atomic replace.
         """
-        info = self._shard.info()
-        if info.points_count - info.indexed_vectors_count < self._optimize_min_unindexed:
+        if not self._needs_optimizing():
             return False
-        return bool(self._shard.optimize())
+        with self._writes:
+            self._shard.flush()  # the engine synchronises its own calls; the guard is for swaps
+            current = self.path.resolve()
+            built = _version(self.path, _version_number(current) + 1)
+            shutil.rmtree(built, ignore_errors=True)
+            shutil.copytree(current, built)
+            argv = [sys.executable, "-m", "core.index.build", str(built)]
+            argv += [str(self._dim), str(self._optimize_min_unindexed)]
+            subprocess.run(argv, check=True, capture_output=True)
+            fresh = qe.EdgeShard.load(str(built), self._config)
+            with self._guard:
+                old, self._shard = self._shard, fresh
+            old.close()  # no search holds it: each holds the guard for its call
+            if not self.path.is_symlink():  # a shard from before versioned folders
+                current = _version(self.path, 0)
+                os.rename(self.path, current)
+            _point(self.path, built)
+            shutil.rmtree(current)
+        return True
+
+    def _needs_optimizing(self) -> bool:
+        with self._guard:
+            info = self._shard.info()
+        return info.points_count - info.indexed_vectors_count >= self._optimize_min_unindexed
 
     def close(self) -> None:
         if getattr(self, "_shard", None) is not None:
-            self._shard.flush()
-            self._shard.close()
-            self._shard = None
+            with self._guard:
+                self._shard.flush()
+                self._shard.close()
+                self._shard = None
         self._lock.release()
+
+
+def _version(path: Path, number: int) -> Path:
+    return path.with_name(f"{path.name}.v{number}")
+
+
+def _version_number(folder: Path) -> int:
+    _, _, number = folder.name.rpartition(".v")
+    return int(number) if number.isdigit() else 0
+
+
+def _point(path: Path, folder: Path) -> None:
+    """Make `path` a symlink to `folder` (a sibling) in one atomic replace."""
+    link = path.with_name(f"{path.name}.link-tmp")
+    link.unlink(missing_ok=True)
+    link.symlink_to(folder.name)
+    os.replace(link, path)
+
+
+def _recover_swap(path: Path) -> None:
+    """Undo what a crash during an optimisation left: a half-built copy, or a pre-versioning
+    shard moved aside but not yet replaced by the link (it is whole: put it back)."""
+    legacy = _version(path, 0)
+    if not path.exists() and not path.is_symlink() and legacy.is_dir():
+        os.rename(legacy, path)
+    serving = path.resolve() if path.is_symlink() else None
+    for folder in path.parent.glob(f"{path.name}.v*"):
+        if folder.is_dir() and folder != serving:
+            shutil.rmtree(folder)

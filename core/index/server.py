@@ -34,6 +34,7 @@ DIALECT = FilterDialect(
     datetime_range=qm.DatetimeRange,
 )
 _SCROLL_PAGE = 1_000
+_GENERATION_KEY = "rag_generation"  # the collection metadata key holding its fingerprint
 _UPSERT_BATCH = 256
 
 
@@ -196,6 +197,20 @@ class ServerIndex(ChunkIndex):
     def count(self, scope: TenantScope | None = None) -> int:
         flt = self._scope_filter(scope)
         return self._client.count(self._collection, flt, exact=True).count
+
+    def generation_record(self) -> dict[str, Any] | None:
+        metadata = self._client.get_collection(self._collection).config.metadata or {}
+        return metadata.get(_GENERATION_KEY)
+
+    def set_generation_record(self, record: dict[str, Any]) -> None:
+        self._client.update_collection(self._collection, metadata={_GENERATION_KEY: record})
+
+    def vector_status(self) -> dict[str, int]:
+        info = self._client.get_collection(self._collection)
+        return {
+            "points": info.points_count or 0,
+            "indexed_vectors": info.indexed_vectors_count or 0,
+        }
 
     def close(self) -> None:
         self._client.close()

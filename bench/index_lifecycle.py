@@ -1,0 +1,200 @@
+"""Index lifecycle figures: the vector index built under `rag up` while a client searches, and
+rebuild speed after a configuration change.
+
+    python bench/index_lifecycle.py --docs 20000 --seconds 120 --workdir /tmp/bench-lifecycle
+
+1. `--docs` one-sentence documents are ingested without the vector index (in process).
+2. `rag up` starts with a 1,000-point threshold and builds it; a client searches its API every
+   100 ms for `--seconds`, polling status for indexed vectors against points. Printed: the worst
+   and median search, errors, and when status showed the index built.
+3. The peer, same shard, same run: the engine's optimiser called in process (as before the child
+   process build), with a search every 100 ms in another thread: the longest a search waited.
+4. `rag reindex` with another chunk size: documents/s and embeddings reused.
+
+Needs a Redis at RAG_REDIS_URL (`rag up` starts one otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ADMIN_KEY = "bench-lifecycle-admin-key"
+SUBJECTS = ["glaciers", "volcanoes", "reefs", "deserts", "forests", "rivers", "moons", "comets"]
+
+
+def write_corpus(bucket: Path, n: int) -> None:
+    bucket.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        subject = SUBJECTS[i % len(SUBJECTS)]
+        (bucket / f"d{i:05d}.txt").write_text(
+            f"Note {i} records fact {i * 7919 % 10007} on {subject}."
+        )
+
+
+def ingest_without_vector_index(env: dict[str, str]) -> float:
+    code = (
+        "from core.runtime import Runtime; from core.settings import Settings; "
+        "from ingest.service import Ingestion, open_bucket; s = Settings(); rt = Runtime(s); "
+        "Ingestion(rt, open_bucket(s.bucket_url)).run(); rt.close()"
+    )
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    return time.perf_counter() - started
+
+
+def build_under_rag_up(env: dict[str, str], port: int, seconds: float, log: Path) -> dict:
+    up_env = {
+        **env,
+        "RAG_API_PORT": str(port),
+        "RAG_ADMIN_API_KEY": ADMIN_KEY,
+        "RAG_INDEX_OPTIMIZE_MIN_UNINDEXED": "1000",
+        "RAG_INDEX_OPTIMIZE_INTERVAL_SECONDS": "5",
+        "RAG_SCAN_INTERVAL_SECONDS": "600",
+    }
+    code = "from core.settings import get_settings; from workers.embedded import run_up; "
+    code += "run_up(get_settings())"
+    with log.open("wb") as out:
+        up = subprocess.Popen([sys.executable, "-c", code], env=up_env, stdout=out, stderr=out)
+    latencies: list[tuple[float, float]] = []  # (seconds into the run, latency)
+    errors, built_at = 0, None
+    status: dict = {}
+    try:
+        client = httpx.Client(
+            base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": ADMIN_KEY}, timeout=30
+        )
+        while True:
+            try:
+                client.get("/healthz")
+                break
+            except httpx.TransportError:
+                if up.poll() is not None:
+                    raise SystemExit(log.read_text()[-3000:]) from None
+                time.sleep(0.5)
+        started = time.monotonic()
+        i = 0
+        while time.monotonic() - started < seconds:
+            body = {"query": f"fact {i} on {SUBJECTS[i % len(SUBJECTS)]}", "top_k": 10}
+            t = time.perf_counter()
+            try:
+                ok = client.post("/v1/search", json=body).status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            latencies.append((time.monotonic() - started, time.perf_counter() - t))
+            errors += not ok
+            if i % 10 == 0:
+                status = client.get("/v1/status").json()["index"]
+                if built_at is None and status["indexed_vectors"] >= status["points"] > 0:
+                    built_at = time.monotonic() - started
+            i += 1
+            time.sleep(0.1)
+        client.close()
+    finally:
+        up.terminate()
+        up.wait(timeout=120)
+    during = [lat for at, lat in latencies if built_at is None or at <= built_at]
+    after = [lat for at, lat in latencies if built_at is not None and at > built_at] or [0.0]
+    return {
+        "searches": len(latencies),
+        "errors": errors,
+        "worst_s": max(during),
+        "median_s": statistics.median(during),
+        "worst_after_s": max(after),
+        "median_after_s": statistics.median(after),
+        "built_after_s": built_at,
+        "status": status,
+    }
+
+
+def in_process_peer(shard: Path, dim: int) -> dict:
+    """The engine's optimiser in this process, a search every 100 ms in another thread."""
+    import qdrant_edge as qe
+
+    from core.index.edge import edge_config
+
+    engine = qe.EdgeShard.load(str(shard), edge_config(dim, 1000))
+    done = threading.Event()
+    answered: list[float] = []  # when each search returned
+
+    def search() -> None:
+        rng = np.random.default_rng(0)
+        while not done.is_set():
+            vector = rng.standard_normal(dim).astype(np.float32).tolist()
+            engine.query(qe.QueryRequest(limit=10, query=qe.Query.Nearest(vector, using="dense")))
+            answered.append(time.perf_counter())
+            time.sleep(0.1)
+
+    searcher = threading.Thread(target=search)
+    started = time.perf_counter()
+    searcher.start()
+    engine.optimize()
+    finished = time.perf_counter()
+    done.set()
+    searcher.join()
+    engine.close()
+    # The longest wait between two answers, less the client's own 100 ms pause; a search not
+    # answered before the build ended waited for all of it.
+    marks = [started, *(t for t in answered if t <= finished), finished]
+    worst = max(b - a for a, b in itertools.pairwise(marks)) - 0.1
+    return {"optimize_s": finished - started, "worst_s": worst}
+
+
+def reindex(env: dict[str, str], chunk_size: int) -> str:
+    out = subprocess.run(
+        [sys.executable, "-c", "from cli.main import main; main()", "reindex"],
+        env={**env, "RAG_CHUNK_SIZE": str(chunk_size), "RAG_CHUNK_OVERLAP": "8", "COLUMNS": "200"},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return re.sub(r"\s+", " ", out.strip().splitlines()[-1] if out.strip() else "")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--docs", type=int, default=20_000)
+    parser.add_argument("--seconds", type=float, default=120)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/bench-lifecycle"))
+    parser.add_argument("--port", type=int, default=8917)
+    args = parser.parse_args()
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    bucket, data = args.workdir / "bucket", args.workdir / "data"
+    write_corpus(bucket, args.docs)
+    env = {**os.environ, "RAG_DATA_DIR": str(data), "RAG_BUCKET_URL": str(bucket)}
+    ingest_s = ingest_without_vector_index(env)
+    print(f"ingested {args.docs} one-sentence documents in {ingest_s:.1f}s, no vector index")
+    peer_copy = args.workdir / "peer-shard"
+    shutil.copytree((data / "shard").resolve(), peer_copy)
+
+    up = build_under_rag_up(env, args.port, args.seconds, args.workdir / "up.log")
+    s = up["status"]
+    print(
+        f"rag up, 1,000-point threshold, a search every 100 ms for {args.seconds:.0f}s: "
+        f"{up['searches']} searches, {up['errors']} errors; while building: worst "
+        f"{up['worst_s'] * 1000:.0f} ms, median {up['median_s'] * 1000:.0f} ms; once built: worst "
+        f"{up['worst_after_s'] * 1000:.0f} ms, median {up['median_after_s'] * 1000:.0f} ms; "
+        f"status: {s['indexed_vectors']} of {s['points']} vectors indexed (built after "
+        f"{up['built_after_s'] or float('nan'):.0f}s)"
+    )
+    peer = in_process_peer(peer_copy, 384)
+    print(
+        f"peer, optimiser in process: {peer['optimize_s']:.1f}s build, a search waited up to "
+        f"{peer['worst_s']:.1f}s ({peer['worst_s'] / up['worst_s']:.0f}x the worst under rag up)"
+    )
+    print(f"rag reindex, chunk size 128 (a chunking-only change): {reindex(env, 128)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""`rag reindex`, and the index-generation lines of `rag status`; cli/main.py registers them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from core.settings import get_settings
+from workers.status import StatusReport
+
+console = Console()
+
+
+def generation_lines(report: StatusReport) -> list[str]:
+    """The served generation, its vector index and a rebuild's progress, one line each."""
+    lines = []
+    if g := report.generation:
+        model = "/".join(Path(g["embedding_model"]).parts[-2:])  # a hub id, or a folder's tail
+        lines.append(
+            f"index generation {g['id']}: {model} ({g['dim']}-d), chunks of {g['chunk_size']} "
+            f"tokens overlapping {g['chunk_overlap']}"
+        )
+    if v := report.vector_index:
+        lines.append(f"vector index: {v['indexed_vectors']} of {v['points']} vectors indexed")
+    if (r := report.rebuild) and not r["switched"]:
+        lines.append(
+            f"rebuilding to generation {r['target']} ({', '.join(r['changed'])} changed): "
+            f"{r['done']}/{r['total']} documents, {r['embedded']} chunks embedded, "
+            f"{r['reused']} reused"
+        )
+    return lines
+
+
+def reindex(
+    path: Annotated[
+        Path | None, typer.Argument(help="Folder to index; default RAG_BUCKET_URL")
+    ] = None,
+    batch: Annotated[int, typer.Option(min=1, help="Documents per durable step")] = 256,
+) -> None:
+    """Rebuild the index with the current configuration beside the served one, then switch.
+
+    Nothing happens when the served generation already matches the configuration. `rag up`
+    starts a rebuild on its own when it sees a mismatch; this runs one without it (the embedded
+    shard admits one process). Interrupted, it resumes where it stopped.
+    """
+    from core.runtime import Runtime
+    from ingest.reindex import Rebuild, needs_rebuild
+    from ingest.service import open_bucket
+
+    with Runtime(get_settings()) as rt:
+        if not needs_rebuild(rt):
+            console.print("the index already matches the configuration; nothing to rebuild")
+            return
+        rebuild = Rebuild(rt, open_bucket(str(path) if path else rt.settings.bucket_url))
+        p = rebuild.progress
+        console.print(
+            f"rebuilding generation {p.served} as {p.target}: {', '.join(p.changed)} changed"
+        )
+        try:
+            with Progress(
+                TextColumn("[bold]reindexing"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=console,
+            ) as bar:
+                task = bar.add_task("reindex", total=None)
+                rebuild.run(batch, lambda p: bar.update(task, completed=p.done, total=p.total))
+        finally:
+            rebuild.close()
+    seconds = max(p.seconds, 1e-9)
+    console.print(
+        f"switched to generation {p.target}: {p.total} documents in {p.seconds:.1f}s "
+        f"({p.total / seconds:.1f} documents/s), {p.embedded} chunks embedded, "
+        f"{p.reused} reused from the cache"
+    )

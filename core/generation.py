@@ -1,0 +1,153 @@
+"""Index generations: a record of how an index's points were made, and which one is served.
+
+A generation's fingerprint is everything that decides what a point holds: the embedding model (its
+name and a digest of its weights), the vector dimension, the query prefix, the chunker (size,
+overlap, algorithm version), the parser version and the BM25 tokenizer. Settings that only change
+how points are searched (RRF k, candidates, reranking) are not in it. When the configured
+fingerprint differs from the served generation's, the index must be rebuilt (`ingest.reindex`).
+
+In the embedded mode each generation is a shard folder with its record beside it
+(`<shard>.generation.json`); `serving.json` in the data dir names the folder being served. A data
+dir from before generations serves `data_dir/shard`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+_NOT_MODEL = (".md", ".lock")  # files in a model folder that change nothing it computes
+_DIGEST_BLOCK = 1 << 20
+SERVING_FILE = "serving.json"
+# Main-manifest meta keys, so status reads them without opening the index.
+GENERATION_META = "generation"  # the served generation's fingerprint record
+REBUILD_META = "rebuild"  # a rebuild's progress (`ingest.reindex.RebuildProgress`)
+VECTOR_INDEX_META = "vector_index"  # points and indexed vectors, when the index was last built
+GENERATIONS_DIR = "generations"
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    embedding_model: str
+    weights_digest: str  # "" when the model's files could not be found locally
+    dim: int
+    query_prefix: str
+    chunk_size: int  # effective: the model's window when not configured
+    chunk_overlap: int
+    chunker_version: int
+    parser_version: int
+    bm25_lowercase: bool
+    bm25_ascii_folding: bool
+    bm25_stemmer: str | None
+    bm25_stopwords: str | None
+
+    @property
+    def id(self) -> str:
+        """A short, stable digest of every field: equal ids mean interchangeable points."""
+        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def to_record(self) -> dict[str, Any]:
+        return {"id": self.id, **asdict(self)}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Fingerprint:
+        return cls(**{k: v for k, v in record.items() if k != "id"})
+
+    def differences(self, other: Fingerprint) -> list[str]:
+        """Names of the fields that differ, for log lines and status."""
+        mine, theirs = asdict(self), asdict(other)
+        return [k for k in mine if mine[k] != theirs[k]]
+
+
+def model_folder(model: str) -> Path | None:
+    """The local folder a model name resolves to: itself, or its snapshot in the hub cache."""
+    path = Path(model)
+    if path.is_dir():
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(model, local_files_only=True))
+    except Exception:  # not cached locally: the digest is unknown, not an error
+        return None
+
+
+def weights_digest(folder: Path) -> str:
+    """SHA-256 over the model folder's files (names and bytes: weights, pooling and tokenizer
+    configuration), so two models that share a name but not what they compute never pass for one
+    generation. Cached per file size and mtime, so it is read once per process."""
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and not p.name.endswith(_NOT_MODEL) and ".cache" not in p.parts
+    )
+    stats = tuple((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime) for p in files)
+    return _digest(str(folder.resolve()), stats)
+
+
+@cache
+def _digest(folder: str, stats: tuple[tuple[str, int, float], ...]) -> str:
+    h = hashlib.sha256()
+    for name, _, _ in stats:
+        h.update(name.encode())
+        with open(Path(folder) / name, "rb") as f:
+            while block := f.read(_DIGEST_BLOCK):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+def model_digest(model: str) -> str:
+    folder = model_folder(model)
+    return weights_digest(folder) if folder is not None else ""
+
+
+# --------------------------------------------------------------------------- the embedded store
+
+
+def record_path(shard: Path) -> Path:
+    return shard.parent / f"{shard.name}.generation.json"
+
+
+def read_record(shard: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(record_path(shard).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def _write_atomically(path: Path, value: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(value, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_record(shard: Path, record: dict[str, Any]) -> None:
+    _write_atomically(record_path(shard), record)
+
+
+def served_shard(data_dir: Path, legacy: Path) -> Path:
+    """The shard folder being served: the one `serving.json` names, else the legacy one."""
+    try:
+        name = json.loads((data_dir / SERVING_FILE).read_text())["shard"]
+    except FileNotFoundError:
+        return legacy
+    return data_dir / name
+
+
+def serve(data_dir: Path, shard: Path) -> None:
+    """Switch: one atomic rename, so a crash leaves either generation served, never neither."""
+    _write_atomically(data_dir / SERVING_FILE, {"shard": str(shard.relative_to(data_dir))})
+
+
+def generation_shard(data_dir: Path, fingerprint_id: str) -> Path:
+    return data_dir / GENERATIONS_DIR / fingerprint_id / "shard"

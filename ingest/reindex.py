@@ -1,0 +1,290 @@
+"""Zero-downtime rebuilds: a new index generation beside the served one, then an atomic switch.
+
+When the configured fingerprint (`core.generation`) differs from the served generation's, a new
+shard is built under `data_dir/generations/<fingerprint id>/` through the normal ingestion path
+(the bucket scanner and the document syncer, with the configured model and chunker, its own
+manifest beside it) while the served generation keeps answering every search. The embedding cache
+is keyed by (model, chunk hash), so a chunking-only change embeds only chunk texts never seen
+under the model, and a model change keeps the chunks and embeds them all once.
+
+The rebuild advances in steps of whole batches, each one durable: a crash resumes from what the
+new generation's own manifest and index hold, and `serving.json` names the old generation until
+the switch. The switch happens once a scan of the bucket against the new generation finds nothing
+left to do: the new shard's vector index is built (in a separate process, so searches never wait
+for it), `serving.json` is replaced in one rename, the served generation's documents in the main
+manifest are replaced by the new one's, and the old shard is deleted after a grace period.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from core.embedding import CachedEmbedder, Embedder
+from core.generation import (
+    GENERATION_META,
+    GENERATIONS_DIR,
+    REBUILD_META,
+    VECTOR_INDEX_META,
+    Fingerprint,
+    generation_shard,
+    model_digest,
+    serve,
+)
+from core.index import ChunkIndex, open_index
+from core.index.schema import TextIndexConfig
+from core.manifest import Manifest
+from core.runtime import Runtime
+from core.serving import Generation
+from core.settings import Settings
+from ingest.bucket import Bucket
+from ingest.chunking import CHUNKER_VERSION, Chunker
+from ingest.documents import DocumentBuilder
+from ingest.parsers import PARSER_VERSION
+from ingest.scan import BucketScanner, ScanPlan, execute
+from ingest.sync import DocumentSyncer
+
+log = logging.getLogger(__name__)
+GENERATION_MANIFEST = "manifest.sqlite"  # a generation's own, beside its shard, while it is built
+
+
+def configured_fingerprint(settings: Settings, embedder: Embedder) -> Fingerprint:
+    """What a point made now, with these settings and this model, would be made of."""
+    text = TextIndexConfig()
+    return Fingerprint(
+        embedding_model=settings.embedding_model,
+        weights_digest=model_digest(settings.embedding_model),
+        dim=embedder.dim,
+        query_prefix=settings.query_prefix,
+        chunk_size=settings.chunk_size or embedder.max_tokens,
+        chunk_overlap=settings.chunk_overlap,
+        chunker_version=CHUNKER_VERSION,
+        parser_version=PARSER_VERSION,
+        bm25_lowercase=text.lowercase,
+        bm25_ascii_folding=settings.bm25_ascii_folding,
+        bm25_stemmer=settings.bm25_stemmer,
+        bm25_stopwords=settings.bm25_stopwords,
+    )
+
+
+def served_fingerprint(runtime: Runtime) -> Fingerprint:
+    """The served generation's fingerprint, also kept in the main manifest for status.
+
+    An index made before fingerprints (or a new, empty one) is stamped with the configured one:
+    nothing better is known about it. A crash between a switch's two writes leaves the main
+    manifest describing the old generation; it is brought in line here from the new one's.
+    """
+    record = runtime.index.generation_record()
+    if record is None:
+        configured = configured_fingerprint(runtime.settings, runtime.configured_model())
+        record = configured.to_record()
+        runtime.index.set_generation_record(record)
+    manifest = runtime.manifest
+    if (manifest.get_meta(GENERATION_META) or {}).get("id") != record["id"]:
+        built = runtime.served_shard().parent / GENERATION_MANIFEST
+        if runtime.served_shard().parent.parent.name == GENERATIONS_DIR and built.exists():
+            generation_manifest = Manifest(built)
+            records = generation_manifest.all()
+            generation_manifest.close()
+            manifest.replace_documents(records, {GENERATION_META: record})
+            log.info("finished the interrupted switch to index generation %s", record["id"])
+        else:
+            manifest.set_meta(GENERATION_META, record)
+    return Fingerprint.from_record(record)
+
+
+@dataclass
+class RebuildProgress:
+    """What status shows of a rebuild: documents the new generation holds of the bucket's."""
+
+    target: str  # the new generation's fingerprint id
+    served: str
+    changed: list[str]  # fingerprint fields that differ
+    done: int = 0
+    total: int = 0
+    embedded: int = 0  # chunk texts sent to the model
+    reused: int = 0  # chunk vectors found in the embedding cache
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    switched: bool = False
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished_at or time.time()) - self.started_at
+
+    @property
+    def eta_seconds(self) -> float | None:
+        elapsed = time.time() - self.started_at
+        if not self.done or self.done >= self.total:
+            return None
+        return elapsed / self.done * (self.total - self.done)
+
+
+class GenerationMismatchError(ValueError):
+    """The configuration no longer matches a server collection, which is not rebuilt here."""
+
+
+def needs_rebuild(runtime: Runtime) -> bool:
+    """Whether the configured fingerprint differs from the served generation's (embedded mode).
+
+    A server collection is not rebuilt here, and writing points of another configuration into it
+    would mix two spaces in one collection: that is an error, not a silent no-op.
+    """
+    served = served_fingerprint(runtime)
+    configured = configured_fingerprint(runtime.settings, runtime.configured_model())
+    if served.id == configured.id:
+        return False
+    if runtime.settings.index_mode != "edge":
+        raise GenerationMismatchError(
+            f"collection {runtime.settings.collection!r} was built as generation {served.id}, but "
+            f"the configuration makes {configured.id} ({', '.join(configured.differences(served))} "
+            "changed); rebuilding a server collection is not supported yet: restore those "
+            "settings or set RAG_COLLECTION to a new collection and ingest into it"
+        )
+    return True
+
+
+class Rebuild:
+    """One rebuild towards the configured fingerprint, in the process that owns the served index.
+
+    `step` syncs up to `max_docs` documents into the new generation and returns the progress;
+    once the new generation holds every document, `step` switches to it.
+    """
+
+    def __init__(self, runtime: Runtime, bucket: Bucket) -> None:
+        s = runtime.settings
+        if s.index_mode != "edge":
+            raise ValueError("a rebuild runs on the embedded index (RAG_INDEX_MODE=edge) only")
+        self._runtime = runtime
+        self._bucket = bucket
+        self._model = runtime.configured_model()
+        self.fingerprint = configured_fingerprint(s, self._model)
+        self.shard = generation_shard(s.data_dir, self.fingerprint.id)
+        served = served_fingerprint(runtime)
+        self.progress = RebuildProgress(
+            target=self.fingerprint.id,
+            served=served.id,
+            changed=self.fingerprint.differences(served),
+            started_at=time.time(),
+        )
+        self._index: ChunkIndex | None = None
+        self._manifest: Manifest | None = None
+        self._plan = ScanPlan()  # what is left of the last scan against the new generation
+        self._drop_abandoned()
+
+    def _drop_abandoned(self) -> None:
+        """Half-built generations of configurations no longer wanted: never served, never used."""
+        keep = {self.shard.parent, self._runtime.served_shard().parent}
+        for folder in (self._runtime.settings.data_dir / GENERATIONS_DIR).glob("*"):
+            if folder not in keep:
+                log.info("removing abandoned index generation %s", folder.name)
+                shutil.rmtree(folder, ignore_errors=True)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.shard.parent / GENERATION_MANIFEST
+
+    def _open(self) -> tuple[ChunkIndex, Manifest]:
+        if self._index is None or self._manifest is None:
+            self._index = open_index(self._runtime.settings, self._model.dim, self.shard)
+            if self._index.generation_record() is None:
+                self._index.set_generation_record(self.fingerprint.to_record())
+            self._manifest = Manifest(self.manifest_path)
+        return self._index, self._manifest
+
+    def _syncer(self, index: ChunkIndex, manifest: Manifest) -> DocumentSyncer:
+        s = self._runtime.settings
+        chunker = Chunker.for_embedder(self._model, s.chunk_size, s.chunk_overlap)
+        return DocumentSyncer(
+            self._bucket,
+            index,
+            manifest,
+            CachedEmbedder(self._model, self._runtime.embedding_cache),
+            DocumentBuilder(chunker, s.default_tenant),
+            s.max_file_bytes,
+            s.default_tenant,
+        )
+
+    def step(self, max_docs: int) -> RebuildProgress:
+        """Sync the next `max_docs` documents of the plan; with none left, scan the bucket again
+        (catching what changed meanwhile) and switch if that finds nothing to do."""
+        index, manifest = self._open()
+        p = self.progress
+        if not self._plan.total_work:
+            self._plan = BucketScanner(self._bucket, manifest, index).plan()
+            p.total = len(self._plan.to_sync) + self._plan.unchanged
+            p.done = self._plan.unchanged
+            if not self._plan.total_work:
+                self._switch(index, manifest)
+                return p
+        plan = self._plan
+        batch = ScanPlan(plan.to_sync[:max_docs], plan.to_delete[:max_docs], sidecars=plan.sidecars)
+        batch.to_delete = batch.to_delete[: max(0, max_docs - len(batch.to_sync))]
+        plan.to_sync = plan.to_sync[len(batch.to_sync) :]
+        plan.to_delete = plan.to_delete[len(batch.to_delete) :]
+        points_before = index.count()
+        summary = execute(
+            batch, self._syncer(index, manifest), self._runtime.settings.ingest_batch_docs
+        )
+        p.done += summary.added + summary.modified + summary.failed
+        p.embedded += summary.chunks_embedded
+        p.reused += max(0, index.count() - points_before - summary.chunks_embedded)
+        self._runtime.manifest.set_meta(REBUILD_META, asdict(p))
+        return p
+
+    def run(self, max_docs: int = 256, on_step: Any = None) -> RebuildProgress:
+        """Step until switched; `on_step(progress)` after each step (the CLI's progress bar)."""
+        while not self.progress.switched:
+            self.step(max_docs)
+            if on_step is not None:
+                on_step(self.progress)
+        return self.progress
+
+    def _switch(self, index: ChunkIndex, manifest: Manifest) -> None:
+        """Build the vector index, then serve the new generation; the old one is removed later."""
+        rt = self._runtime
+        index.optimize()
+        records = manifest.all()
+        manifest.close()
+        self._manifest = None
+        old_shard = rt.served_shard()
+        serve(rt.settings.data_dir, self.shard)
+        metas = {
+            GENERATION_META: self.fingerprint.to_record(),
+            VECTOR_INDEX_META: index.vector_status(),
+        }
+        rt.manifest.replace_documents(records, metas)
+        rt.serving.switch(Generation(index, self._model), lambda: _remove_shard(old_shard))
+        self._index = None
+        self.progress.switched = True
+        self.progress.finished_at = time.time()
+        self.progress.done = self.progress.total
+        rt.manifest.set_meta(REBUILD_META, asdict(self.progress))
+        log.info(
+            "switched to index generation %s (%d documents); the old one is removed shortly",
+            self.fingerprint.id,
+            len(records),
+        )
+
+    def close(self) -> None:
+        if self._index is not None:
+            self._index.close()
+        if self._manifest is not None:
+            self._manifest.close()
+
+
+def _remove_shard(shard: Path) -> None:
+    """Delete a retired generation: its folder under generations/, or a shard from before
+    generations with its versions, record and lock beside it."""
+    if shard.parent.parent.name == GENERATIONS_DIR:
+        shutil.rmtree(shard.parent, ignore_errors=True)
+        return
+    for entry in [shard, *shard.parent.glob(f"{shard.name}.*")]:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)

