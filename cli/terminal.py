@@ -96,13 +96,22 @@ def error_line(exc: BaseException) -> tuple[str, int]:
         return f"{exc.format_message()}{where}", EXIT_USAGE
     if isinstance(exc, ClickException):
         return exc.format_message(), exc.exit_code
-    known = _known_error(exc)
-    if known is not None:
-        return known.format_message(), known.exit_code
+    for cause in _chain(exc):  # a wrapped cause (no S3 credentials under a failed listing) first
+        known = _known_error(cause)
+        if known is not None:
+            return known.format_message(), known.exit_code
     return (
         f"{type(exc).__name__}: {exc} (an unexpected error; rerun with --debug for the traceback)",
         EXIT_FAILED,
     )
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc`'s causes, innermost first, then `exc` itself."""
+    chain = [exc]
+    while chain[-1].__cause__ is not None and len(chain) < 16:
+        chain.append(chain[-1].__cause__)
+    return chain[::-1]
 
 
 def report(exc: BaseException) -> int:
