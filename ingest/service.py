@@ -9,7 +9,8 @@ from core.runtime import Runtime
 from core.settings import Settings, get_settings
 from ingest.bucket import Bucket, LocalBucket
 from ingest.chunking import Chunker
-from ingest.documents import DocumentBuilder
+from ingest.documents import DocumentBuilder, MetaLimits
+from ingest.isolation import ParseBudget, shared_pool
 from ingest.scan import BucketScanner, Progress, ScanPlan, execute
 from ingest.sync import DocumentListener, DocumentSyncer
 
@@ -41,12 +42,17 @@ class Ingestion:
 
             listeners.append(make_updater(s, runtime.graph_store))
         chunker = Chunker.for_embedder(runtime.embedder, s.chunk_size, s.chunk_overlap)
+        budget = ParseBudget(s.parse_timeout_seconds, s.parse_max_expanded_bytes, s.parse_memory_mb)
+        parsers = shared_pool(s.parse_processes, budget)
+        meta_limits = MetaLimits(
+            s.max_sidecar_bytes, s.meta_filter_value_chars, s.max_chunk_meta_bytes
+        )
         self.syncer = DocumentSyncer(
             bucket,
             runtime.index,
             runtime.manifest,
             runtime.cached_embedder,
-            DocumentBuilder(chunker, s.default_tenant),
+            DocumentBuilder(chunker, s.default_tenant, parsers.parse, meta_limits),
             s.max_file_bytes,
             s.default_tenant,
             listeners,
