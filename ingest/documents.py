@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
 
+from core.settings import Settings
 from core.types import InvalidTenantError, TenantScope, chunk_point_id
 from ingest.bucket import ObjectInfo, sha256
 from ingest.chunking import Chunk, Chunker
@@ -82,9 +83,17 @@ def parse_sidecar(data: bytes | None, max_bytes: int) -> dict[str, Any]:
 class MetaLimits:
     """How much of a document's metadata each chunk carries (the rest is document-level only)."""
 
-    max_sidecar_bytes: int = 16 * 1024
-    filter_value_chars: int = 256
-    max_chunk_meta_bytes: int = 2048
+    max_sidecar_bytes: int
+    filter_value_chars: int
+    max_chunk_meta_bytes: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MetaLimits:
+        return cls(
+            settings.max_sidecar_bytes,
+            settings.meta_filter_value_chars,
+            settings.max_chunk_meta_bytes,
+        )
 
 
 def _filterable(value: object, max_chars: int) -> bool:
@@ -141,15 +150,15 @@ class DocumentBuilder:
         self,
         chunker: Chunker,
         default_tenant: str,
+        meta_limits: MetaLimits,
         parse: Callable[[str, bytes], ParsedDocument] = parse_document,
-        meta_limits: MetaLimits | None = None,
     ) -> None:
         """`parse` turns a key and its bytes into text, raising ParseError: in production the
         isolated parser pool of `ingest.isolation`, which enforces the parsing budgets."""
         self._chunker = chunker
         self._default_tenant = default_tenant
         self._parse = parse
-        self.meta_limits = meta_limits or MetaLimits()
+        self.meta_limits = meta_limits
 
     def build(
         self, obj: ObjectInfo, uri: str, data: bytes, content_hash: str, sidecar: bytes | None

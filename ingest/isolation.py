@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import dataclasses
 import json
 import logging
@@ -23,6 +22,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -31,7 +31,7 @@ from ingest.parsers import ParsedDocument, ParseError, parse_document
 
 log = logging.getLogger(__name__)
 _CHILD_NICENESS = 10
-_PR_SET_PDEATHSIG = 1
+_WATCHDOG_SECONDS = 1.0
 _START_TIMEOUT_SECONDS = 120  # importing the parser libraries, on a loaded machine
 
 
@@ -44,19 +44,29 @@ class ParseBudget:
     memory_mb: int | None  # address space of a parser process; None: unbounded
 
 
-def _die_with_parent() -> None:
-    """A parser process must not outlive its parent, even when the parent is SIGKILLed."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def _exit_with_parent(parent: int) -> None:
+    """A parser process must not outlive its parent, even a SIGKILLed one. An idle parser sees its
+    request pipe close; a busy one is stopped by this watchdog. (PR_SET_PDEATHSIG would fire when
+    the parent *thread* that started the process ends, killing a parser another thread uses.)"""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_WATCHDOG_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
-def serve(requests_fd: int, replies_fd: int, budget_json: str) -> None:
+def serve(requests_fd: int, replies_fd: int, parent: int, budget_json: str) -> None:
     """A parser process: answers `(key, data)` requests until its request pipe closes."""
     budget = ParseBudget(**json.loads(budget_json))
     requests = Connection(requests_fd, writable=False)
     replies = Connection(replies_fd, readable=False)
-    _die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the parent's to handle
+    _exit_with_parent(parent)
+    # Ctrl-C and SIGTERM reach the whole process group; stopping is the parent's decision, so a
+    # warm shutdown lets the documents being parsed finish rather than fail.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     os.nice(_CHILD_NICENESS)
     if budget.memory_mb is not None:
         limit = budget.memory_mb * 2**20
@@ -81,7 +91,7 @@ def serve(requests_fd: int, replies_fd: int, budget_json: str) -> None:
 
 
 _CHILD_CODE = (
-    "import sys; from ingest.isolation import serve; serve(*map(int, sys.argv[1:3]), sys.argv[3])"
+    "import sys; from ingest.isolation import serve; serve(*map(int, sys.argv[1:4]), sys.argv[4])"
 )
 
 
@@ -105,6 +115,7 @@ class _ParserProcess:
                     _CHILD_CODE,
                     str(child_requests),
                     str(child_replies),
+                    str(os.getpid()),
                     budget_json,
                 ],
                 pass_fds=(child_requests, child_replies),

@@ -39,13 +39,16 @@ from pptx.shapes.group import GroupShape
 from pypdf import PdfReader
 from pypdf.errors import DependencyError, FileNotDecryptedError
 
+from core.settings import Settings
+
 Scalar = str | int | float | bool
 Metadata = dict[str, Scalar]
 
 # Bumped whenever a change to parsing changes the text or chunks a document yields, so indexes
 # built by an older parser can be told apart. 2: page-aware PDF and slides; pptx, xlsx, csv, eml.
 PARSER_VERSION = 2
-DEFAULT_MAX_EXPANDED_BYTES = 200_000_000
+# For callers without settings (tests, scripts); ingestion passes its settings' value.
+DEFAULT_MAX_EXPANDED_BYTES: int = Settings.model_fields["parse_max_expanded_bytes"].default
 _MAX_TITLE_CHARS = 500
 _MAX_REASON_DETAIL = 200
 

@@ -44,15 +44,12 @@ class Ingestion:
         chunker = Chunker.for_embedder(runtime.embedder, s.chunk_size, s.chunk_overlap)
         budget = ParseBudget(s.parse_timeout_seconds, s.parse_max_expanded_bytes, s.parse_memory_mb)
         parsers = shared_pool(s.parse_processes, budget)
-        meta_limits = MetaLimits(
-            s.max_sidecar_bytes, s.meta_filter_value_chars, s.max_chunk_meta_bytes
-        )
         self.syncer = DocumentSyncer(
             bucket,
             runtime.index,
             runtime.manifest,
             runtime.cached_embedder,
-            DocumentBuilder(chunker, s.default_tenant, parsers.parse, meta_limits),
+            DocumentBuilder(chunker, s.default_tenant, MetaLimits.from_settings(s), parsers.parse),
             s.max_file_bytes,
             s.default_tenant,
             listeners,

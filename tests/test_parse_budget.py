@@ -4,6 +4,7 @@ its time budget and quarantined, and while it parses, searches on the same `rag 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import statistics
@@ -53,6 +54,43 @@ def test_a_parse_over_its_time_budget_is_killed_and_the_pool_goes_on() -> None:
     finally:
         pool.close()
     assert not _children(os.getpid())
+
+
+_ORPHANING_PARENT = """
+import os, sys, threading
+from ingest.isolation import ParseBudget, ParserPool
+from tests.fixtures_docs import make_pdf, shared_stream_pdf
+pool = ParserPool(1, ParseBudget(600, 10**8, None))
+pool.parse("warm.pdf", make_pdf(["Warm."]))
+threading.Thread(target=pool.parse, args=("slow.pdf", shared_stream_pdf(text_ops=200_000))).start()
+print("ready", flush=True)
+threading.Event().wait()
+"""
+
+
+def test_a_busy_parser_dies_with_its_killed_parent_and_ignores_group_sigterm() -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _ORPHANING_PARENT],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        assert parent.stdout is not None and parent.stdout.readline().strip() == b"ready"
+        (parser,) = _children(parent.pid)
+        os.killpg(parent.pid, signal.SIGTERM)  # what a service manager sends to the group
+        time.sleep(1)
+        assert Path(f"/proc/{parser}").exists(), "the parser died of its group's SIGTERM"
+        parent.kill()
+        parent.wait(10)
+        deadline = time.monotonic() + 15
+        while Path(f"/proc/{parser}").exists():  # busy on the slow PDF; its watchdog stops it
+            assert time.monotonic() < deadline, "the parser outlived its parent"
+            time.sleep(0.2)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(parent.pid, signal.SIGKILL)
+        parent.wait(10)
 
 
 @pytest.mark.slow
