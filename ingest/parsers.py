@@ -692,6 +692,8 @@ def parse_document(
         raise
     except RecursionError as exc:
         raise ParseError(f"{fmt} too deeply nested") from exc
+    except MemoryError:
+        raise  # the parser process's memory budget: reported as such by ingest.isolation
     except Exception as exc:  # last line of defence: a library failure is the document's fault
         raise ParseError(f"could not parse {fmt}: {_detail(exc)}") from exc
     if not extracted.text.strip():

@@ -5,6 +5,7 @@ its time budget and quarantined, and while it parses, searches on the same `rag 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import statistics
@@ -54,6 +55,18 @@ def test_a_parse_over_its_time_budget_is_killed_and_the_pool_goes_on() -> None:
     finally:
         pool.close()
     assert not _children(os.getpid())
+
+
+def test_a_parse_over_its_memory_budget_is_refused_and_the_pool_goes_on() -> None:
+    pool = ParserPool(1, ParseBudget(timeout_seconds=60, max_expanded_bytes=10**9, memory_mb=400))
+    try:
+        pool.parse("warm.txt", b"Warm.")  # the parser libraries take about 300 MB of it
+        big = json.dumps([[n, str(n)] for n in range(2_000_000)]).encode()  # 42 MB
+        with pytest.raises(ParseError, match=r"more than the 400 MB memory budget"):
+            pool.parse("big.json", big)
+        assert pool.parse("after.txt", b"After.").text == "After."
+    finally:
+        pool.close()
 
 
 _ORPHANING_PARENT = """
