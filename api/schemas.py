@@ -154,6 +154,11 @@ class DocumentOut(BaseModel):
     error: str
     attempts: int
     updated_at: datetime
+    metadata: dict[str, Any] | None = Field(
+        None,
+        description="the document's metadata (parser's and sidecar's, stored once per document); "
+        "only when one document is fetched, not in listings",
+    )
 
 
 class DocumentPage(BaseModel):

@@ -156,6 +156,20 @@ def test_sidecar_metadata_is_stored_once_and_short_keys_stay_filterable(
         assert len(json.dumps(chunk)) < 1_000 + len(chunk["text"])
     record = runtime.manifest.get("long.txt")
     assert record is not None and record.meta["summary"] == sidecar["summary"]  # kept, once
+    key = create_key(runtime.settings, "default")
+    with running_app(runtime, {"default:reader": key}) as api:
+        shown = api.client.get("/v1/documents/long.txt", headers={"X-API-Key": key}).json()
+        assert shown["metadata"] == {"encoding": "utf-8", **sidecar}
+        search = api.client.post(
+            "/v1/search",
+            json={
+                "query": "lemurs",
+                "mode": "bm25",
+                "filters": [{"field": "meta.team", "eq": "search"}],
+            },
+            headers={"X-API-Key": key},
+        )
+        assert search.status_code == 200 and len(search.content) < 20_000, len(search.content)
     hits = runtime.index.search(
         EngineQuery(
             DEFAULT, limit=5, text="lemurs", filters=(FieldFilter("meta.team", "eq", "search"),)

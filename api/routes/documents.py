@@ -30,7 +30,7 @@ def _time(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-def _out(r: DocumentRecord) -> DocumentOut:
+def _out(r: DocumentRecord, with_metadata: bool = False) -> DocumentOut:
     return DocumentOut(
         doc_id=r.doc_id,
         source=r.source,
@@ -41,6 +41,7 @@ def _out(r: DocumentRecord) -> DocumentOut:
         error=r.error,
         attempts=r.attempts,
         updated_at=_time(r.updated_at),
+        metadata=r.meta if with_metadata else None,
     )
 
 
@@ -77,7 +78,7 @@ def list_documents(
 def get_document(
     doc_id: str, state: State, scope: Annotated[TenantScope, Depends(current_scope)]
 ) -> DocumentOut:
-    return _out(_own(state, scope, doc_id))
+    return _out(_own(state, scope, doc_id), with_metadata=True)
 
 
 @router.delete("/{doc_id:path}", response_model=DocumentOut)
