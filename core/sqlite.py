@@ -52,17 +52,20 @@ def _statements(script: str) -> list[str]:
 
 
 def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration], name: str) -> int:
-    """Bring `conn`'s database to the last migration's version; returns that version."""
+    """Bring `conn`'s database to the last migration's version; returns that version.
+
+    The version is read inside each step's write transaction, so processes opening the same file
+    at once (the API and a worker) apply every step exactly once between them.
+    """
     _check_sequence(migrations)
     latest = len(migrations)
-    current = conn.execute("PRAGMA user_version").fetchone()[0]
-    if current > latest:
-        raise SchemaError(
-            f"{name} has schema version {current}, newer than this release knows ({latest}): "
-            "it was written by a newer release; upgrade this one or use another data dir"
-        )
-    for migration in migrations[current:]:
+    while True:
         conn.execute("BEGIN IMMEDIATE")
+        current = conn.execute("PRAGMA user_version").fetchone()[0]
+        if current >= latest:
+            conn.execute("COMMIT")
+            break
+        migration = migrations[current]
         try:
             if isinstance(migration.apply, str):
                 for statement in _statements(migration.apply):
@@ -77,6 +80,11 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration], name: str
                 f"failed: {exc}"
             ) from exc
         conn.execute("COMMIT")
+    if current > latest:
+        raise SchemaError(
+            f"{name} has schema version {current}, newer than this release knows ({latest}): "
+            "it was written by a newer release; upgrade this one or use another data dir"
+        )
     return latest
 
 

@@ -7,6 +7,9 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -148,3 +151,29 @@ def test_migrations_run_in_order_and_a_failed_step_rolls_back(tmp_path: Path) ->
         conn.close()
     with pytest.raises(ValueError, match=r"numbered 1, 2, 3"):
         SqliteStore(path, [NOTES_V1, NOTES_V3])
+
+
+_OPEN_WHEN_TOLD = """
+import sys, time
+from pathlib import Path
+from core.manifest import Manifest
+go = Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.001)
+Manifest(Path(sys.argv[1])).close()
+"""
+
+
+def test_processes_opening_an_old_manifest_at_once_upgrade_it_once(tmp_path: Path) -> None:
+    """The API and a worker starting together on an old data dir: each step applies once."""
+    path = restore("manifest_v0.sql", tmp_path / "manifest.sqlite")
+    go = tmp_path / "go"
+    root = Path(__file__).resolve().parent.parent
+    openers = [
+        subprocess.Popen([sys.executable, "-c", _OPEN_WHEN_TOLD, str(path), str(go)], cwd=root)
+        for _ in range(6)
+    ]
+    time.sleep(2)  # all of them imported and waiting
+    go.touch()
+    assert [p.wait(60) for p in openers] == [0] * 6
+    assert user_version(path) == len(manifest_module.MIGRATIONS)
