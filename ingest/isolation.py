@@ -214,11 +214,16 @@ class ParserPool:
 
     def _start(self, old: _ParserProcess | None) -> _ParserProcess:
         self._retire(old)
+        if self._closed:
+            raise RuntimeError("the parser pool is closed")
+        worker = _ParserProcess(self.budget)  # outside the lock: other slots go on meanwhile
         with self._lock:
-            if self._closed:
-                raise RuntimeError("the parser pool is closed")
-            worker = _ParserProcess(self.budget)
-            self._live.add(worker)
+            closed = self._closed
+            if not closed:
+                self._live.add(worker)
+        if closed:
+            worker.stop()
+            raise RuntimeError("the parser pool is closed")
         return worker
 
     def _retire(self, worker: _ParserProcess | None) -> None:
