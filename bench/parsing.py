@@ -54,7 +54,9 @@ def main() -> None:
     args = parser.parse_args()
     docs = documents(args.docs)
     s = Settings()
-    budget = ParseBudget(s.parse_timeout_seconds, s.parse_max_expanded_bytes, s.parse_memory_mb)
+    budget = ParseBudget(
+        s.parse_timeout_seconds, s.parse_max_expanded_bytes, s.parse_memory_mb, s.parse_niceness
+    )
     print(f"{len(docs)} documents ({sum(len(d) for _, d in docs) / 1e6:.1f} MB)")
     for threads in (1, 2):
         inline = timed(parse_document, docs, threads)

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     parse_timeout_seconds: float = Field(default=60.0, gt=0)
     parse_max_expanded_bytes: int = 200_000_000
     parse_memory_mb: int | None = 2048  # address space of one parser process; None: unbounded
+    # Added to the parser processes' nice value. Mild on purpose: at 10 a parser on a saturated
+    # machine gets a tenth of a normal process's share and the documents queue behind it.
+    parse_niceness: int = Field(default=5, ge=0, le=19)
     # A sidecar (NAME.meta.json) is document-level metadata, stored once in the manifest. Chunks
     # carry, for filtering, only its values of up to meta_filter_value_chars characters, and at
     # most max_chunk_meta_bytes of them (JSON) per chunk; the keys past that are not filterable.

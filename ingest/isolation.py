@@ -5,7 +5,8 @@ stream) or allocate gigabytes. In the process that serves searches, pure-Python 
 hold the GIL all that time and starve every tenant's requests. So parsing runs in a bounded pool of
 long-lived child processes: a document that overruns its time budget gets its process killed (and
 replaced) and is quarantined with the reason; one that overruns the memory limit fails inside its
-process with a `MemoryError`. The children run at a lower CPU priority than the API and workers.
+process with a `MemoryError`. The children run at a lower CPU priority (`RAG_PARSE_NICENESS`) than
+the API and workers.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from pathlib import Path
 from ingest.parsers import ParsedDocument, ParseError, parse_document
 
 log = logging.getLogger(__name__)
-_CHILD_NICENESS = 10
 _WATCHDOG_SECONDS = 1.0
 _START_TIMEOUT_SECONDS = 120  # importing the parser libraries, on a loaded machine
 
@@ -42,6 +42,7 @@ class ParseBudget:
     timeout_seconds: float
     max_expanded_bytes: int  # decompressed Office archive members and PDF page content
     memory_mb: int | None  # address space of a parser process; None: unbounded
+    niceness: int = 0  # added to the parser processes' nice value: the API goes first
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -67,7 +68,7 @@ def serve(requests_fd: int, replies_fd: int, parent: int, budget_json: str) -> N
     # warm shutdown lets the documents being parsed finish rather than fail.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    os.nice(_CHILD_NICENESS)
+    os.nice(budget.niceness)
     if budget.memory_mb is not None:
         limit = budget.memory_mb * 2**20
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))

@@ -42,7 +42,9 @@ class Ingestion:
 
             listeners.append(make_updater(s, runtime.graph_store))
         chunker = Chunker.for_embedder(runtime.embedder, s.chunk_size, s.chunk_overlap)
-        budget = ParseBudget(s.parse_timeout_seconds, s.parse_max_expanded_bytes, s.parse_memory_mb)
+        budget = ParseBudget(
+            s.parse_timeout_seconds, s.parse_max_expanded_bytes, s.parse_memory_mb, s.parse_niceness
+        )
         parsers = shared_pool(s.parse_processes, budget)
         self.syncer = DocumentSyncer(
             bucket,
