@@ -30,7 +30,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from api.errors import ApiError
 from core.settings import Settings
-from core.sqlite import SqliteStore
+from core.sqlite import Migration, SqliteStore
 from core.types import TenantScope
 
 Role = Literal["reader", "admin"]
@@ -38,7 +38,12 @@ ROLES: tuple[Role, ...] = ("reader", "admin")
 BOOTSTRAP_KEY_ID = "bootstrap"
 
 _PREFIX = "rag"
-_SCHEMA = """
+# The key store's schema, one step per release that changed it (see core.sqlite).
+MIGRATIONS = [
+    Migration(
+        1,
+        "hashed keys by id, with tenant, role, label and revocation time",
+        """
 CREATE TABLE IF NOT EXISTS api_keys (
     key_id TEXT PRIMARY KEY,
     tenant_id TEXT NOT NULL,
@@ -49,7 +54,9 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoked_at REAL
 );
 CREATE INDEX IF NOT EXISTS api_keys_tenant ON api_keys (tenant_id);
-"""
+""",
+    )
+]
 _DUMMY_HASH = hashlib.sha256(b"no such key").hexdigest()
 _COLUMNS = "key_id, tenant_id, role, label, created_at, revoked_at"
 
@@ -130,7 +137,7 @@ class KeyStore(SqliteStore):
     """Hashed API keys in SQLite beside the manifest."""
 
     def __init__(self, path: Path, bootstrap: tuple[str, TenantScope] | None = None) -> None:
-        super().__init__(path, _SCHEMA)
+        super().__init__(path, MIGRATIONS)
         self._bootstrap_hash = _digest(bootstrap[0]) if bootstrap else _DUMMY_HASH
         self._bootstrap_scope = bootstrap[1] if bootstrap else None
 

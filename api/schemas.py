@@ -14,7 +14,7 @@ from retrieval.search import SearchMode
 Scalar = str | bool | int | float
 
 # Payload fields the response lifts out of `metadata` or leaves out of it.
-_TOP_LEVEL = ("doc_id", "source", "title", "text", "ordinal")
+_TOP_LEVEL = ("doc_id", "source", "title", "text", "ordinal", "page")
 _HIDDEN = ("tenant_id", "chunk_hash", "content_hash")
 
 
@@ -82,6 +82,9 @@ class ChunkResult(BaseModel):
     source: str
     title: str | None = None
     ordinal: int | None = None
+    page: int | None = Field(
+        None, description="1-based page (PDF) or slide (PPTX) the chunk comes from; null otherwise"
+    )
     text: str
     metadata: dict[str, Any]
     score: float = Field(description="fused RRF score; the leg's own score in dense/bm25 mode")
@@ -107,6 +110,7 @@ class ChunkResult(BaseModel):
             source=payload.get("source", ""),
             title=payload.get("title"),
             ordinal=payload.get("ordinal"),
+            page=payload.get("page"),
             text=payload.get("text", ""),
             metadata={k: v for k, v in payload.items() if k not in skip},
             score=score,
@@ -150,6 +154,11 @@ class DocumentOut(BaseModel):
     error: str
     attempts: int
     updated_at: datetime
+    metadata: dict[str, Any] | None = Field(
+        None,
+        description="the document's metadata (parser's and sidecar's, stored once per document); "
+        "only when one document is fetched, not in listings",
+    )
 
 
 class DeletesConfirmed(BaseModel):

@@ -46,7 +46,7 @@ from graph.store import FileGraphStore, GraphStore, RedisGraphStore  # noqa: E40
 from graph.updater import GraphUpdater  # noqa: E402
 from ingest.bucket import LocalBucket, sha256  # noqa: E402
 from ingest.chunking import Chunker, chunk_hash  # noqa: E402
-from ingest.documents import DocumentBuilder, PreparedDocument  # noqa: E402
+from ingest.documents import DocumentBuilder, MetaLimits, PreparedDocument  # noqa: E402
 from retrieval.fusion import rrf  # noqa: E402
 from retrieval.hybrid import HybridRetriever, RetrievalConfig  # noqa: E402
 
@@ -65,7 +65,9 @@ def prepare(ws: EvalWorkspace, rt: Runtime) -> list[PreparedDocument]:
     """The documents as ingestion builds them: same keys, chunks and point ids as the index."""
     s = ws.settings
     builder = DocumentBuilder(
-        Chunker.for_embedder(rt.embedder, s.chunk_size, s.chunk_overlap), s.default_tenant
+        Chunker.for_embedder(rt.embedder, s.chunk_size, s.chunk_overlap),
+        s.default_tenant,
+        MetaLimits.from_settings(s),
     )
     bucket = LocalBucket(ws.bucket_root)
     docs = []

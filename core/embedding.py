@@ -16,18 +16,24 @@ from pathlib import Path
 import numpy as np
 
 from core.inference import InferenceThread
-from core.sqlite import SqliteStore
+from core.sqlite import Migration, SchemaError, SqliteStore
 
 log = logging.getLogger(__name__)
 
-_SCHEMA = """
+_MIGRATIONS = [
+    Migration(
+        1,
+        "vectors by model and chunk hash",
+        """
 CREATE TABLE IF NOT EXISTS embeddings (
     model TEXT NOT NULL,
     chunk_hash TEXT NOT NULL,
     vector BLOB NOT NULL,
     PRIMARY KEY (model, chunk_hash)
 ) WITHOUT ROWID;
-"""
+""",
+    )
+]
 _SQL_VARS = 500
 
 
@@ -82,13 +88,13 @@ class EmbeddingCache(SqliteStore):
 
     def __init__(self, path: Path) -> None:
         try:
-            super().__init__(path, _SCHEMA)
+            super().__init__(path, _MIGRATIONS)
             healthy = self._conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
-        except sqlite3.DatabaseError:
+        except (sqlite3.DatabaseError, SchemaError):
             healthy = False
         if not healthy:
             self._set_aside(path)
-            super().__init__(path, _SCHEMA)
+            super().__init__(path, _MIGRATIONS)
 
     def _set_aside(self, path: Path) -> None:
         if getattr(self, "_conn", None) is not None:

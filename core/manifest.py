@@ -7,6 +7,9 @@ stays the truth for which chunks exist, so a lost manifest row costs a re-sync, 
 `documents` holds each document's settled state, written by the syncer; work in flight (queued,
 processing) lives in `pending` beside it, so a queued document keeps its settled record and the
 syncer's "same bytes, nothing to do" check still applies when its task runs. Status reads both.
+
+The schema is versioned (`MIGRATIONS`, applied by `core.sqlite`): a field added to a record is a
+new migration, and rows are written and read by column name, never by position.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 
-from core.sqlite import SqliteStore
+from core.sqlite import Migration, SqliteStore
 
 
 class DocStatus(StrEnum):
@@ -45,6 +48,9 @@ class DocumentRecord:
     error: str = ""
     attempts: int = 0
     updated_at: float = field(default_factory=time.time)
+    # Document-level metadata (the parser's and the sidecar's), kept once here rather than in
+    # every chunk's payload, which carries only the keys small enough to filter on.
+    meta: dict = field(default_factory=dict)
 
     def same_object(self, size: int, mtime: float, etag: str, sidecar: str) -> bool:
         """True when the bucket listing shows nothing changed since this record was written."""
@@ -84,10 +90,19 @@ class PendingWork:
 
 
 _COLUMNS = [f.name for f in fields(DocumentRecord)]
+_JSON_COLUMNS = ("chunk_ids", "meta")
 _PENDING_COLUMNS = [f.name for f in fields(PendingWork)]
-_SCHEMA = f"""
+
+# The manifest's schema, one step per release that changed it. Version 1 is the schema of the
+# releases before versioning, so their files are adopted as they are and then upgraded.
+MIGRATIONS = [
+    Migration(
+        1,
+        "documents, runs, pending work and scan facts",
+        """
 CREATE TABLE IF NOT EXISTS documents (
-    {", ".join(f"{c} {'TEXT PRIMARY KEY' if c == 'doc_id' else ''}" for c in _COLUMNS)}
+    doc_id TEXT PRIMARY KEY, tenant_id, source, status, size, mtime, etag, sidecar,
+    content_hash, meta_hash, chunk_ids, error, attempts, updated_at
 );
 CREATE INDEX IF NOT EXISTS documents_tenant ON documents (tenant_id, status);
 CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY AUTOINCREMENT, summary TEXT NOT NULL);
@@ -96,28 +111,43 @@ CREATE TABLE IF NOT EXISTS pending (
     since REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
+""",
+    ),
+    Migration(
+        2,
+        "document-level metadata, stored once per document",
+        "ALTER TABLE documents ADD COLUMN meta TEXT NOT NULL DEFAULT '{}';",
+    ),
+]
 
 
-def _row(record: DocumentRecord) -> tuple:
+def _row(record: DocumentRecord) -> dict:
     values = asdict(record)
-    values["chunk_ids"] = json.dumps(record.chunk_ids)
+    for column in _JSON_COLUMNS:
+        values[column] = json.dumps(values[column])
     values["status"] = str(record.status)
-    return tuple(values[c] for c in _COLUMNS)
+    return values
 
 
 def _record(row: tuple) -> DocumentRecord:
     values = dict(zip(_COLUMNS, row, strict=True))
-    values["chunk_ids"] = json.loads(values["chunk_ids"])
+    for column in _JSON_COLUMNS:
+        values[column] = json.loads(values[column])
     values["status"] = DocStatus(values["status"])
     return DocumentRecord(**values)
+
+
+_INSERT_DOCUMENT = (
+    f"INSERT OR REPLACE INTO documents ({', '.join(_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in _COLUMNS)})"
+)
 
 
 class Manifest(SqliteStore):
     """Document records and run summaries in one SQLite file."""
 
     def __init__(self, path: Path) -> None:
-        super().__init__(path, _SCHEMA)
+        super().__init__(path, MIGRATIONS)
 
     def get(self, doc_id: str) -> DocumentRecord | None:
         with self._lock:
@@ -136,26 +166,18 @@ class Manifest(SqliteStore):
         return {r.doc_id: r for r in map(_record, rows)}
 
     def put(self, *records: DocumentRecord) -> None:
-        marks = ",".join("?" * len(_COLUMNS))
         with self.transaction() as conn:
-            conn.executemany(
-                f"INSERT OR REPLACE INTO documents VALUES ({marks})", [_row(r) for r in records]
-            )
+            conn.executemany(_INSERT_DOCUMENT, [_row(r) for r in records])
 
     def replace_documents(self, records: dict[str, DocumentRecord], meta: dict[str, dict]) -> None:
         """Every settled record at once, with meta facts about them: a rebuild's switch."""
-        marks = ",".join("?" * len(_COLUMNS))
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.execute("DELETE FROM documents")
-            self._conn.executemany(
-                f"INSERT INTO documents VALUES ({marks})", [_row(r) for r in records.values()]
-            )
-            self._conn.executemany(
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM documents")
+            conn.executemany(_INSERT_DOCUMENT, [_row(r) for r in records.values()])
+            conn.executemany(
                 "INSERT OR REPLACE INTO meta VALUES (?, ?)",
                 [(k, json.dumps(v)) for k, v in meta.items()],
             )
-            self._conn.execute("COMMIT")
 
     def mark_deleted(self, record: DocumentRecord) -> DocumentRecord:
         """Keep the record, marked deleted and without chunks, so status can still show it."""
@@ -289,7 +311,7 @@ class Manifest(SqliteStore):
         """Small JSON facts beside the documents, e.g. what the last scan found."""
         with self._lock:
             self._conn.execute(
-                "INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value))
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value))
             )
 
     def update_meta(self, key: str, change: Callable[[dict | None], dict]) -> dict:

@@ -88,6 +88,22 @@ class Settings(BaseSettings):
 
     # Ingestion limits and defaults.
     max_file_bytes: int = 50 * 1024 * 1024
+    # Parsing runs in parse_processes separate processes, at a lower CPU priority, so a hostile
+    # file cannot starve searches; a document over one of these budgets is quarantined. The
+    # expanded size bounds Office archives' inflated members and a PDF's page content streams.
+    parse_processes: int = Field(default=2, ge=1)
+    parse_timeout_seconds: float = Field(default=60.0, gt=0)
+    parse_max_expanded_bytes: int = 200_000_000
+    parse_memory_mb: int | None = 2048  # address space of one parser process; None: unbounded
+    # Added to the parser processes' nice value. Mild on purpose: at 10 a parser on a saturated
+    # machine gets a tenth of a normal process's share and the documents queue behind it.
+    parse_niceness: int = Field(default=5, ge=0, le=19)
+    # A sidecar (NAME.meta.json) is document-level metadata, stored once in the manifest. Chunks
+    # carry, for filtering, only its values of up to meta_filter_value_chars characters, and at
+    # most max_chunk_meta_bytes of them (JSON) per chunk; the keys past that are not filterable.
+    max_sidecar_bytes: int = 16 * 1024
+    meta_filter_value_chars: int = 256
+    max_chunk_meta_bytes: int = 2048
     default_tenant: str = "default"
     ingest_batch_docs: int = 64
     # A scan that would delete more than this share of a tenant's documents at once (an unmounted

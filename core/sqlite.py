@@ -1,18 +1,100 @@
-"""SQLite connections shared by the manifest, the key store and the embedding cache."""
+"""SQLite stores shared by the manifest, the key store and the embedding cache, with versioned
+schemas and writes that always end what they open.
+
+Each store declares its schema as an ordered list of `Migration`s. A database records the version
+it has reached in SQLite's `user_version`; opening it applies the migrations above that version,
+each in its own transaction with the version bump, so a data dir written by an older release is
+upgraded in place and a failed upgrade leaves it at its last complete version. Databases written
+before versioning have `user_version` 0 and today's tables: migration 1 of every store is that
+original schema with `IF NOT EXISTS`, so it adopts them as they are.
+"""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from core.datadir import private_dir, private_file
 
 
+class SchemaError(RuntimeError):
+    """A database this release cannot use: written by a newer release, or a broken upgrade."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One step of a store's schema: SQL statements, or a function given the connection (for
+    steps that must look at the data). Versions count up from 1 without gaps."""
+
+    version: int
+    description: str
+    apply: str | Callable[[sqlite3.Connection], None]
+
+
+def _check_sequence(migrations: Sequence[Migration]) -> None:
+    versions = [m.version for m in migrations]
+    if versions != list(range(1, len(versions) + 1)):
+        raise ValueError(f"migrations must be numbered 1, 2, 3, ... in order; got {versions}")
+
+
+def _statements(script: str) -> list[str]:
+    """Split a script into statements: `executescript` would commit the open transaction."""
+    statements, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete SQL statement in a migration: {pending.strip()[:80]!r}")
+    return statements
+
+
+def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration], name: str) -> int:
+    """Bring `conn`'s database to the last migration's version; returns that version.
+
+    The version is read inside each step's write transaction, so processes opening the same file
+    at once (the API and a worker) apply every step exactly once between them.
+    """
+    _check_sequence(migrations)
+    latest = len(migrations)
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        current = conn.execute("PRAGMA user_version").fetchone()[0]
+        if current >= latest:
+            conn.execute("COMMIT")
+            break
+        migration = migrations[current]
+        try:
+            if isinstance(migration.apply, str):
+                for statement in _statements(migration.apply):
+                    conn.execute(statement)
+            else:
+                migration.apply(conn)
+            conn.execute(f"PRAGMA user_version = {migration.version:d}")
+        except BaseException as exc:
+            conn.execute("ROLLBACK")
+            raise SchemaError(
+                f"upgrading {name} to schema {migration.version} ({migration.description}) "
+                f"failed: {exc}"
+            ) from exc
+        conn.execute("COMMIT")
+    if current > latest:
+        raise SchemaError(
+            f"{name} has schema version {current}, newer than this release knows ({latest}): "
+            "it was written by a newer release; upgrade this one or use another data dir"
+        )
+    return latest
+
+
 class SqliteStore:
     """A WAL-mode SQLite file used from several threads through one serialized connection.
+
+    Subclasses pass their `Migration`s; the database is migrated when the store opens.
 
     The connection runs in autocommit mode: a single statement is its own transaction, and
     several statements that must land together go through `transaction()`, the one place that
@@ -24,13 +106,17 @@ class SqliteStore:
     database file's permissions.
     """
 
-    def __init__(self, path: Path, schema: str) -> None:
+    def __init__(self, path: Path, migrations: Sequence[Migration]) -> None:
         private_dir(path.parent)
         private_file(path)
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(schema)
+        try:
+            self.schema_version = migrate(self._conn, migrations, path.name)
+        except BaseException:
+            self._conn.close()
+            raise
         self._lock = threading.Lock()
 
     @contextmanager

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from core.index import ChunkIndex
 from core.settings import Settings
-from core.sqlite import SqliteStore
+from core.sqlite import Migration, SqliteStore
 from core.types import TenantScope
 from eval.golden import GoldenItem, sample
 from eval.llm import QuestionWriter, bounded_map
@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS golden (
     PRIMARY KEY (tenant, id)
 );
 """
+_MIGRATIONS = [Migration(1, "golden items per tenant", _SCHEMA)]
 Review = Literal["pending", "approved"]
 
 
@@ -43,7 +44,7 @@ def golden_path(settings: Settings) -> Path:
 
 class GoldenStore(SqliteStore):
     def __init__(self, path: Path) -> None:
-        super().__init__(path, _SCHEMA)
+        super().__init__(path, _MIGRATIONS)
 
     @classmethod
     def open(cls, settings: Settings) -> GoldenStore:
@@ -53,10 +54,8 @@ class GoldenStore(SqliteStore):
         """Insert or replace items by id; returns how many were written."""
         now = time.time()
         rows = [(tenant, i.id, i.model_dump_json(), i.review, now) for i in items]
-        with self._lock:
-            self._conn.execute("BEGIN")
-            self._conn.executemany("INSERT OR REPLACE INTO golden VALUES (?, ?, ?, ?, ?)", rows)
-            self._conn.execute("COMMIT")
+        with self.transaction() as conn:
+            conn.executemany("INSERT OR REPLACE INTO golden VALUES (?, ?, ?, ?, ?)", rows)
         return len(rows)
 
     def items(self, tenant: str, review: Review | None = None) -> list[GoldenItem]:

@@ -5,6 +5,9 @@ modified document re-embeds a few chunks instead of everything after the edit. G
 (what a plain sentence splitter does across a whole document) shifts every later boundary when one
 paragraph changes length; here paragraphs are grouped with content-defined cut points, the way
 rsync and restic chunk files, so boundaries re-synchronise right after an edit.
+
+A paged document (PDF, slides) is chunked page by page: a chunk never spans two pages, so each
+chunk can cite the one page it came from.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +39,7 @@ class Chunk:
     ordinal: int
     text: str
     hash: str  # SHA-256 of the text: the embedding cache key and part of the point id
+    page: int | None = None  # 1-based page (or slide) of a paged document
 
 
 def chunk_hash(text: str) -> str:
@@ -81,13 +86,25 @@ class Chunker:
         )
 
     def split(self, text: str) -> list[Chunk]:
+        unique = dict.fromkeys(self._pieces(text))
+        return [Chunk(i, t, chunk_hash(t)) for i, t in enumerate(unique)]
+
+    def split_pages(self, pages: Sequence[str]) -> list[Chunk]:
+        """Each page on its own; a text repeated on several pages (a running header) is one
+        chunk, cited with the first page that holds it."""
+        first_page: dict[str, int] = {}
+        for number, page in enumerate(pages, start=1):
+            for piece in self._pieces(page):
+                first_page.setdefault(piece, number)
+        return [Chunk(i, t, chunk_hash(t), page) for i, (t, page) in enumerate(first_page.items())]
+
+    def _pieces(self, text: str) -> list[str]:
         text = text.strip()
         if not text:
             return []
         pieces = [text] if self._tokens(text) <= self._size else self._group(text)
         pieces = [cut for piece in pieces for cut in self._cap_chars(piece)]
-        unique = dict.fromkeys(p.strip() for p in pieces if p.strip())
-        return [Chunk(i, t, chunk_hash(t)) for i, t in enumerate(unique)]
+        return [p.strip() for p in pieces if p.strip()]
 
     def _cap_chars(self, piece: str) -> list[str]:
         """Cut a piece longer than `_max_chars` into slices, at the last space when there is one."""

@@ -9,19 +9,21 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
 
+from core.embedding import Embedder
+from core.settings import Settings
 from core.types import InvalidTenantError, TenantScope, chunk_point_id
 from ingest.bucket import ObjectInfo, sha256
 from ingest.chunking import Chunk, Chunker
-from ingest.parsers import ParseError, parse_document
+from ingest.parsers import ParsedDocument, ParseError, parse_document
 
 log = logging.getLogger(__name__)
 _META_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-_META_MAX_BYTES = 64 * 1024
 # Sidecar keys that would let a file claim another tenant or overwrite system fields.
 _RESERVED_META = frozenset({"tenant_id", "tenant", "doc_id", "text", "chunk_hash", "content_hash"})
 # Sidecar keys promoted to top-level, indexed payload fields.
@@ -47,12 +49,15 @@ def tenant_of(key: str, default_tenant: str) -> TenantScope:
     return TenantScope(default_tenant)
 
 
-def parse_sidecar(data: bytes | None) -> dict[str, Any]:
+def parse_sidecar(data: bytes | None, max_bytes: int) -> dict[str, Any]:
     """User metadata: a flat JSON object of scalars or lists of scalars."""
     if data is None:
         return {}
-    if len(data) > _META_MAX_BYTES:
-        raise DocumentError(f"sidecar metadata over {_META_MAX_BYTES} bytes")
+    if len(data) > max_bytes:
+        raise DocumentError(
+            f"sidecar metadata is {len(data)} bytes, over the limit of {max_bytes} "
+            "(RAG_MAX_SIDECAR_BYTES)"
+        )
     try:
         meta = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -76,6 +81,45 @@ def parse_sidecar(data: bytes | None) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class MetaLimits:
+    """How much of a document's metadata each chunk carries (the rest is document-level only)."""
+
+    max_sidecar_bytes: int
+    filter_value_chars: int
+    max_chunk_meta_bytes: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MetaLimits:
+        return cls(
+            settings.max_sidecar_bytes,
+            settings.meta_filter_value_chars,
+            settings.max_chunk_meta_bytes,
+        )
+
+
+def _filterable(value: object, max_chars: int) -> bool:
+    values = value if isinstance(value, list) else [value]
+    return all(not isinstance(v, str) or len(v) <= max_chars for v in values)
+
+
+def chunk_meta(meta: dict[str, Any], limits: MetaLimits) -> dict[str, Any]:
+    """The metadata every chunk carries so `meta.<key>` filters work: short values, in key order,
+    up to the per-chunk byte budget. Copying all of it would multiply a document's metadata by
+    its chunk count (a 63 KB sidecar on a 320 KB text grew the shard from 0.85 MB to 47 MB)."""
+    kept: dict[str, Any] = {}
+    size = 2  # the braces of the JSON object
+    for key, value in meta.items():
+        if not _filterable(value, limits.filter_value_chars):
+            continue
+        cost = len(json.dumps({key: value}, ensure_ascii=False).encode()) - 1
+        if size + cost > limits.max_chunk_meta_bytes:
+            continue
+        kept[key] = value
+        size += cost
+    return kept
+
+
+@dataclass(frozen=True)
 class PreparedDocument:
     doc_id: str
     scope: TenantScope
@@ -83,25 +127,56 @@ class PreparedDocument:
     meta_hash: str
     chunks: list[Chunk]
     base_payload: dict[str, Any]
+    meta: dict[str, Any]  # all of the document's metadata, stored once in its manifest record
 
     def point_id(self, chunk: Chunk) -> str:
         return chunk_point_id(self.scope.tenant_id, self.doc_id, chunk.hash)
 
     def payload(self, chunk: Chunk) -> dict[str, Any]:
-        return {
+        payload = {
             **self.base_payload,
             "chunk_hash": chunk.hash,
             "ordinal": chunk.ordinal,
             "text": chunk.text,
         }
+        if chunk.page is not None:
+            payload["page"] = chunk.page
+        return payload
 
 
 class DocumentBuilder:
     """Parses, chunks and describes a document; raises DocumentError for anything unusable."""
 
-    def __init__(self, chunker: Chunker, default_tenant: str) -> None:
+    def __init__(
+        self,
+        chunker: Chunker,
+        default_tenant: str,
+        meta_limits: MetaLimits,
+        parse: Callable[[str, bytes], ParsedDocument] = parse_document,
+    ) -> None:
+        """`parse` turns a key and its bytes into text, raising ParseError: in production the
+        isolated parser pool of `ingest.isolation`, which enforces the parsing budgets."""
         self._chunker = chunker
         self._default_tenant = default_tenant
+        self._parse = parse
+        self.meta_limits = meta_limits
+
+    @classmethod
+    def served(cls, settings: Settings, embedder: Embedder) -> DocumentBuilder:
+        """How ingestion and rebuilds alike turn documents into chunks of `embedder`'s tokens:
+        the configured chunking and metadata limits, parsing in the budgeted process pool."""
+        from ingest.isolation import ParseBudget, shared_pool
+
+        s = settings
+        budget = ParseBudget(
+            s.parse_timeout_seconds, s.parse_max_expanded_bytes, s.parse_memory_mb, s.parse_niceness
+        )
+        return cls(
+            Chunker.for_embedder(embedder, s.chunk_size, s.chunk_overlap),
+            s.default_tenant,
+            MetaLimits.from_settings(s),
+            shared_pool(s.parse_processes, budget).parse,
+        )
 
     def build(
         self, obj: ObjectInfo, uri: str, data: bytes, content_hash: str, sidecar: bytes | None
@@ -124,17 +199,21 @@ class DocumentBuilder:
         self, obj: ObjectInfo, uri: str, data: bytes, content_hash: str, sidecar: bytes | None
     ) -> PreparedDocument:
         scope = tenant_of(obj.key, self._default_tenant)
-        meta = parse_sidecar(sidecar)
+        meta = parse_sidecar(sidecar, self.meta_limits.max_sidecar_bytes)
         try:
-            parsed = parse_document(obj.key, data)
+            parsed = self._parse(obj.key, data)
         except ParseError as exc:
             raise DocumentError(exc.reason) from None
         # Text with no letter or digit (blank, zero-width spaces, punctuation) has nothing to find.
         has_content = any(ch.isalnum() for ch in parsed.text)
-        chunks = self._chunker.split(parsed.text) if has_content else []
+        chunks: list[Chunk] = []
+        if has_content:
+            pages = parsed.pages
+            chunks = self._chunker.split_pages(pages) if pages else self._chunker.split(parsed.text)
         if not chunks:
             raise DocumentError("no extractable text")
         suffix = PurePosixPath(obj.key).suffix.lower().lstrip(".")
+        document_meta = {**parsed.metadata, **meta}
         payload: dict[str, Any] = {
             "tenant_id": scope.tenant_id,
             "doc_id": obj.key,
@@ -145,7 +224,7 @@ class DocumentBuilder:
             "size": obj.size,
             "modified_at": datetime.fromtimestamp(obj.mtime, UTC).isoformat(),
             "content_hash": content_hash,
-            "meta": {**parsed.metadata, **meta},
+            "meta": chunk_meta(document_meta, self.meta_limits),
         }
         for key in _PROMOTED_META:
             value = meta.get(key, parsed.metadata.get(key))
@@ -158,4 +237,5 @@ class DocumentBuilder:
             meta_hash=sha256(sidecar) if sidecar is not None else "",
             chunks=chunks,
             base_payload=payload,
+            meta=document_meta,
         )

@@ -2,16 +2,26 @@
 
 Every failure a user can cause with a bad upload surfaces as `ParseError`, whose `reason` is
 short enough to show in an ingestion status; no parser library exception escapes.
+
+Paged formats (PDF pages, PowerPoint slides) keep each page's text apart, so that chunks never
+span two pages and every hit can cite its page. Office formats are read with the maintained
+libraries of the python-docx family (python-docx, python-pptx, openpyxl), CSV and e-mail with the
+standard library; every zip-based format is checked against the expanded-size budget before a
+library inflates it. Time and memory budgets are enforced around these parsers by
+`ingest.isolation`, which runs them in a separate process.
 """
 
 from __future__ import annotations
 
 import codecs
+import csv
+import email
+import email.policy
 import io
 import json
 import re
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -22,16 +32,24 @@ from docx.document import Document as DocxDocument
 from docx.oxml.ns import qn
 from docx.table import Table
 from docx.text.paragraph import Paragraph
+from openpyxl import load_workbook
+from pptx import Presentation
+from pptx.shapes.base import BaseShape
+from pptx.shapes.group import GroupShape
 from pypdf import PdfReader
 from pypdf.errors import DependencyError, FileNotDecryptedError
+
+from core.settings import Settings
 
 Scalar = str | int | float | bool
 Metadata = dict[str, Scalar]
 
-# Bump when a parser change extracts different text from the same bytes: indexes built with the
-# old version are then rebuilt (it is part of the generation fingerprint).
-PARSER_VERSION = 1
-DEFAULT_MAX_EXPANDED_BYTES = 200_000_000
+# Bump whenever a parser change extracts different text or chunks from the same bytes: indexes
+# built with an older version are then rebuilt (it is part of the generation fingerprint).
+# 2: page-aware PDF and slides; pptx, xlsx, csv, eml.
+PARSER_VERSION = 2
+# For callers without settings (tests, scripts); ingestion passes its settings' value.
+DEFAULT_MAX_EXPANDED_BYTES: int = Settings.model_fields["parse_max_expanded_bytes"].default
 _MAX_TITLE_CHARS = 500
 _MAX_REASON_DETAIL = 200
 
@@ -42,6 +60,9 @@ class ParsedDocument:
     title: str
     mime_type: str
     metadata: Metadata
+    # The text of each page (PDF) or slide (PPTX), in order: page n is pages[n - 1]. Empty for
+    # formats without pages; `text` is then the whole document.
+    pages: tuple[str, ...] = ()
 
 
 class ParseError(Exception):
@@ -59,6 +80,7 @@ class _Extracted:
     text: str
     title: str | None = None
     metadata: Metadata = field(default_factory=dict)
+    pages: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -270,11 +292,28 @@ def _parse_html(data: bytes, _limit: int) -> _Extracted:
 # --------------------------------------------------------------------------- pdf
 
 
-def _parse_pdf(data: bytes, _limit: int) -> _Extracted:
+def _check_pdf_content(reader: PdfReader, max_expanded_bytes: int) -> None:
+    """Text extraction runs over every page's decompressed content stream, so their total size is
+    what it costs. Pages may share one stream: it counts once per page that draws it, since
+    extraction reads it once per page (three pages sharing an 8 MB stream cost 24 MB of work).
+    """
+    expanded = 0
+    for page in reader.pages:
+        contents = page.get_contents()
+        expanded += len(contents.get_data()) if contents is not None else 0
+        if expanded > max_expanded_bytes:
+            raise ParseError(
+                f"PDF rejected: page content expands to over {max_expanded_bytes} bytes "
+                f"(limit {max_expanded_bytes})"
+            )
+
+
+def _parse_pdf(data: bytes, max_expanded_bytes: int) -> _Extracted:
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
             raise ParseError("encrypted PDF: a password is required")
+        _check_pdf_content(reader, max_expanded_bytes)
         pages = [(page.extract_text() or "").strip() for page in reader.pages]
         info = reader.metadata
         metadata: Metadata = {"page_count": len(pages)}
@@ -291,15 +330,16 @@ def _parse_pdf(data: bytes, _limit: int) -> _Extracted:
         raise ParseError("corrupt PDF: structure too deeply nested") from exc
     except Exception as exc:  # pypdf raises many unrelated types on malformed input
         raise ParseError(f"corrupt PDF: {_detail(exc)}") from exc
-    text = "\n\n".join(_normalize_newlines(page) for page in pages if page)
-    return _Extracted(text=text, title=title, metadata=metadata)
+    pages = [_normalize_newlines(page) for page in pages]
+    text = "\n\n".join(page for page in pages if page)
+    return _Extracted(text=text, title=title, metadata=metadata, pages=tuple(pages))
 
 
 # --------------------------------------------------------------------------- docx
 
 
-def _check_docx_archive(data: bytes, max_expanded_bytes: int) -> None:
-    """Runs before python-docx, which would inflate every member into memory unchecked.
+def _check_zip_archive(data: bytes, max_expanded_bytes: int, fmt: str) -> None:
+    """Runs before the Office library, which would inflate every member into memory unchecked.
 
     Declared sizes are a sound bound: zipfile stops inflating a member at its declared size.
     """
@@ -307,13 +347,14 @@ def _check_docx_archive(data: bytes, max_expanded_bytes: int) -> None:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             members = archive.infolist()
     except zipfile.BadZipFile as exc:
-        raise ParseError(f"corrupt DOCX: not a zip archive ({_detail(exc)})") from exc
+        raise ParseError(f"corrupt {fmt}: not a zip archive ({_detail(exc)})") from exc
     except Exception as exc:  # truncated central directories raise assorted errors
-        raise ParseError(f"corrupt DOCX: {_detail(exc)}") from exc
+        raise ParseError(f"corrupt {fmt}: {_detail(exc)}") from exc
     expanded = sum(member.file_size for member in members)
     if expanded > max_expanded_bytes:
         raise ParseError(
-            f"DOCX rejected as a zip bomb: expands to {expanded} bytes (limit {max_expanded_bytes})"
+            f"{fmt} rejected as a zip bomb: expands to {expanded} bytes "
+            f"(limit {max_expanded_bytes})"
         )
 
 
@@ -373,7 +414,7 @@ def _docx_heading(document: DocxDocument) -> str | None:
 
 
 def _parse_docx(data: bytes, max_expanded_bytes: int) -> _Extracted:
-    _check_docx_archive(data, max_expanded_bytes)
+    _check_zip_archive(data, max_expanded_bytes, "DOCX")
     try:
         document = docx.Document(io.BytesIO(data))
         blocks = _docx_blocks(document)
@@ -387,6 +428,164 @@ def _parse_docx(data: bytes, max_expanded_bytes: int) -> _Extracted:
     except Exception as exc:  # python-docx/lxml raise many types on malformed packages
         raise ParseError(f"corrupt DOCX: {_detail(exc)}") from exc
     text = "\n\n".join(_normalize_newlines(block) for block in blocks)
+    return _Extracted(text=text, title=title, metadata=metadata)
+
+
+# --------------------------------------------------------------------------- pptx
+
+
+def _pptx_shape_texts(shapes: Iterable[BaseShape]) -> list[str]:
+    """Text frames and tables of a slide's shapes, group shapes flattened, in z-order."""
+    texts: list[str] = []
+    pending = [iter(shapes)]
+    while pending:
+        shape = next(pending[-1], None)
+        if shape is None:
+            pending.pop()
+        elif isinstance(shape, GroupShape):
+            pending.append(iter(shape.shapes))
+        elif getattr(shape, "has_table", False):
+            rows = (
+                " | ".join(c.text.strip() for c in row.cells if c.text.strip())
+                for row in shape.table.rows
+            )
+            table = "\n".join(row for row in rows if row)
+            if table:
+                texts.append(table)
+        elif getattr(shape, "has_text_frame", False):
+            text = shape.text_frame.text.strip()
+            if text:
+                texts.append(text)
+    return texts
+
+
+def _parse_pptx(data: bytes, max_expanded_bytes: int) -> _Extracted:
+    """One page per slide: its shapes' text, then its speaker notes."""
+    _check_zip_archive(data, max_expanded_bytes, "PPTX")
+    try:
+        presentation = Presentation(io.BytesIO(data))
+        slides: list[str] = []
+        for slide in presentation.slides:
+            texts = _pptx_shape_texts(slide.shapes)
+            if slide.has_notes_slide:
+                notes = slide.notes_slide.notes_text_frame
+                if notes is not None and notes.text.strip():
+                    texts.append(notes.text.strip())
+            slides.append(_normalize_newlines("\n\n".join(texts)))
+        properties = presentation.core_properties
+        title = _clean_title(properties.title)
+        metadata: Metadata = {"slide_count": len(slides)}
+        _add_if_set(metadata, "author", properties.author)
+        _add_if_set(metadata, "subject", properties.subject)
+    except RecursionError as exc:
+        raise ParseError("corrupt PPTX: structure too deeply nested") from exc
+    except Exception as exc:  # python-pptx/lxml raise many types on malformed packages
+        raise ParseError(f"corrupt PPTX: {_detail(exc)}") from exc
+    text = "\n\n".join(slide for slide in slides if slide)
+    return _Extracted(text=text, title=title, metadata=metadata, pages=tuple(slides))
+
+
+# --------------------------------------------------------------------------- xlsx
+
+
+def _cell_text(value: object) -> str:
+    return "" if value is None else " ".join(str(value).split())
+
+
+def _parse_xlsx(data: bytes, max_expanded_bytes: int) -> _Extracted:
+    """Each sheet under a `# <sheet>` line, one paragraph per row, cells joined by ` | `.
+
+    Cached values are read (what a user sees), not formulas; read-only mode streams the rows.
+    """
+    _check_zip_archive(data, max_expanded_bytes, "XLSX")
+    try:
+        workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        try:
+            sheets: list[str] = []
+            for sheet in workbook.worksheets:
+                rows = []
+                for row in sheet.iter_rows(values_only=True):
+                    cells = [text for text in map(_cell_text, row) if text]
+                    if cells:
+                        rows.append(" | ".join(cells))
+                if rows:
+                    sheets.append("\n\n".join([f"# {sheet.title}", *rows]))
+            properties = workbook.properties
+            title = _clean_title(properties.title)
+            metadata: Metadata = {"sheet_count": len(workbook.worksheets)}
+            _add_if_set(metadata, "author", properties.creator)
+            _add_if_set(metadata, "subject", properties.subject)
+        finally:
+            workbook.close()
+    except RecursionError as exc:
+        raise ParseError("corrupt XLSX: structure too deeply nested") from exc
+    except Exception as exc:  # openpyxl raises many types on malformed packages
+        raise ParseError(f"corrupt XLSX: {_detail(exc)}") from exc
+    return _Extracted(text="\n\n".join(sheets), title=title, metadata=metadata)
+
+
+# --------------------------------------------------------------------------- csv
+
+
+def _parse_csv(data: bytes, _limit: int) -> _Extracted:
+    """One paragraph per row, `column: value` pairs named by the header row, so a search for a
+    column name and value finds the row; the first row is taken as the header."""
+    source, encoding = _decode_text(data, "CSV")
+    try:
+        dialect = csv.Sniffer().sniff(source[:4096], delimiters=",;\t|")
+    except csv.Error:
+        dialect = csv.excel
+    try:
+        rows = [
+            row for row in csv.reader(io.StringIO(source), dialect) if any(c.strip() for c in row)
+        ]
+    except csv.Error as exc:
+        raise ParseError(f"invalid CSV: {_detail(exc)}") from exc
+    if not rows:
+        return _Extracted(text="", metadata={"encoding": encoding})
+    header, records = (
+        ([" ".join(name.split()) for name in rows[0]], rows[1:]) if len(rows) > 1 else ([], rows)
+    )
+    lines = []
+    for row in records:
+        pairs = []
+        for index, value in enumerate(row):
+            value = " ".join(value.split())
+            name = header[index] if index < len(header) else ""
+            if value:
+                pairs.append(f"{name}: {value}" if name else value)
+        if pairs:
+            lines.append(" | ".join(pairs))
+    metadata: Metadata = {"encoding": encoding, "row_count": len(records)}
+    return _Extracted(text="\n\n".join(lines), metadata=metadata)
+
+
+# --------------------------------------------------------------------------- eml
+
+
+def _parse_eml(data: bytes, _limit: int) -> _Extracted:
+    """The subject is the title; the plain-text body is preferred over the HTML one."""
+    if b"\x00" in data:
+        raise ParseError("binary content in e-mail file (NUL bytes)")
+    try:
+        message = email.message_from_bytes(data, policy=email.policy.default)
+        body = message.get_body(preferencelist=("plain", "html"))  # type: ignore[attr-defined]
+        text = ""
+        if body is not None:
+            content = body.get_content()
+            if isinstance(content, bytes):
+                raise ParseError("e-mail body is not text")
+            if body.get_content_subtype() == "html":
+                content = _html_text(BeautifulSoup(content, "lxml"))
+            text = _normalize_newlines(content).strip()
+        metadata: Metadata = {}
+        for name in ("from", "to", "date"):
+            _add_if_set(metadata, name, str(message.get(name, "") or ""))
+        title = _clean_title(str(message.get("subject", "") or ""))
+    except ParseError:
+        raise
+    except Exception as exc:  # the email package raises assorted header and payload errors
+        raise ParseError(f"invalid e-mail: {_detail(exc)}") from exc
     return _Extracted(text=text, title=title, metadata=metadata)
 
 
@@ -449,6 +648,8 @@ def _parse_json(data: bytes, _limit: int) -> _Extracted:
 # --------------------------------------------------------------------------- dispatch
 
 _DOCX_MIME = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+_PPTX_MIME = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+_XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 _Parser = Callable[[bytes, int], _Extracted]
 
@@ -461,6 +662,10 @@ _FORMATS: dict[str, tuple[str, str, _Parser]] = {
     ".pdf": ("PDF", "application/pdf", _parse_pdf),
     ".docx": ("DOCX", _DOCX_MIME, _parse_docx),
     ".json": ("JSON", "application/json", _parse_json),
+    ".pptx": ("PPTX", _PPTX_MIME, _parse_pptx),
+    ".xlsx": ("XLSX", _XLSX_MIME, _parse_xlsx),
+    ".csv": ("CSV", "text/csv", _parse_csv),
+    ".eml": ("e-mail", "message/rfc822", _parse_eml),
 }
 
 SUPPORTED_SUFFIXES: frozenset[str] = frozenset(_FORMATS)
@@ -471,7 +676,8 @@ def parse_document(
 ) -> ParsedDocument:
     """Dispatch on the key's suffix (case-insensitive); every failure becomes `ParseError`.
 
-    `max_expanded_bytes` bounds the total uncompressed size of a DOCX archive.
+    `max_expanded_bytes` bounds the total uncompressed size of an Office archive (DOCX, PPTX,
+    XLSX) and of a PDF's page content streams.
     """
     path = PurePosixPath(key)
     suffix = path.suffix.lower()
@@ -487,6 +693,8 @@ def parse_document(
         raise
     except RecursionError as exc:
         raise ParseError(f"{fmt} too deeply nested") from exc
+    except MemoryError:
+        raise  # the parser process's memory budget: reported as such by ingest.isolation
     except Exception as exc:  # last line of defence: a library failure is the document's fault
         raise ParseError(f"could not parse {fmt}: {_detail(exc)}") from exc
     if not extracted.text.strip():
@@ -496,4 +704,5 @@ def parse_document(
         title=extracted.title or path.stem or path.name,
         mime_type=mime_type,
         metadata=dict(extracted.metadata),
+        pages=extracted.pages,
     )

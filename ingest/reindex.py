@@ -42,10 +42,10 @@ from core.runtime import Runtime
 from core.serving import Generation
 from core.settings import Settings
 from ingest.bucket import Bucket
-from ingest.chunking import CHUNKER_VERSION, Chunker
+from ingest.chunking import CHUNKER_VERSION
 from ingest.documents import DocumentBuilder
 from ingest.parsers import PARSER_VERSION
-from ingest.scan import BucketScanner, ScanPlan, execute
+from ingest.scan import BucketScanner, DeleteGuard, ScanPlan, execute
 from ingest.sync import DocumentSyncer
 
 log = logging.getLogger(__name__)
@@ -198,13 +198,12 @@ class Rebuild:
 
     def _syncer(self, index: ChunkIndex, manifest: Manifest) -> DocumentSyncer:
         s = self._runtime.settings
-        chunker = Chunker.for_embedder(self._model, s.chunk_size, s.chunk_overlap)
         return DocumentSyncer(
             self._bucket,
             index,
             manifest,
             CachedEmbedder(self._model, self._runtime.embedding_cache),
-            DocumentBuilder(chunker, s.default_tenant),
+            DocumentBuilder.served(s, self._model),
             s.max_file_bytes,
             s.default_tenant,
         )
@@ -215,7 +214,10 @@ class Rebuild:
         index, manifest = self._open()
         p = self.progress
         if not self._plan.total_work:
-            self._plan = BucketScanner(self._bucket, manifest, index).plan()
+            # It deletes from the new generation whatever the bucket no longer holds, however
+            # much: the served generation's scans are the ones that hold mass deletes back.
+            keep_nothing_back = DeleteGuard(1.0, 0, self._runtime.settings.default_tenant)
+            self._plan = BucketScanner(self._bucket, manifest, index, keep_nothing_back).plan()
             p.total = len(self._plan.to_sync) + self._plan.unchanged
             p.done = self._plan.unchanged
             if not self._plan.total_work:

@@ -9,7 +9,6 @@ from core.manifest import RunSummary
 from core.runtime import Runtime
 from core.settings import Settings, get_settings
 from ingest.bucket import Bucket, LocalBucket
-from ingest.chunking import Chunker
 from ingest.documents import DocumentBuilder
 from ingest.reindex import needs_rebuild
 from ingest.scan import BucketScanner, DeleteGuard, Progress, ScanPlan, execute
@@ -43,13 +42,12 @@ class Ingestion:
             from graph.factory import make_updater
 
             listeners.append(make_updater(s, runtime.graph_store))
-        chunker = Chunker.for_embedder(runtime.embedder, s.chunk_size, s.chunk_overlap)
         self.syncer = DocumentSyncer(
             bucket,
             runtime.index,
             runtime.manifest,
             runtime.cached_embedder,
-            DocumentBuilder(chunker, s.default_tenant),
+            DocumentBuilder.served(s, runtime.embedder),
             s.max_file_bytes,
             s.default_tenant,
             listeners,

@@ -137,7 +137,7 @@ class DocumentSyncer:
             check_key(obj.key)
             data = self.bucket.read(obj.key, self._max_bytes)
             content_hash = sha256(data)
-            meta = self.bucket.read(sidecar.key, self._max_bytes) if sidecar else None
+            meta = self._read_sidecar(sidecar) if sidecar else None
             meta_hash = sha256(meta) if meta is not None else ""
             if self._still_indexed(record, content_hash, meta_hash):
                 self._touch(record, obj, sidecar_sig)
@@ -147,6 +147,16 @@ class DocumentSyncer:
             reason = getattr(exc, "reason", None) or str(exc)
             return self.quarantine(obj, sidecar_sig, reason, attempts)
         return _Pending(obj, sidecar, record, doc)
+
+    def _read_sidecar(self, sidecar: ObjectInfo) -> bytes:
+        """Read no more of a sidecar than its limit allows; over it, the document is refused."""
+        limit = self._builder.meta_limits.max_sidecar_bytes
+        try:
+            return self.bucket.read(sidecar.key, limit)
+        except ObjectTooLargeError:
+            raise DocumentError(
+                f"sidecar metadata is over the limit of {limit} bytes (RAG_MAX_SIDECAR_BYTES)"
+            ) from None
 
     def _write(self, pending: list[_Pending]) -> None:
         hashes = [c.hash for p in pending for c in p.doc.chunks]
@@ -180,6 +190,7 @@ class DocumentSyncer:
                     content_hash=p.doc.content_hash,
                     meta_hash=p.doc.meta_hash,
                     chunk_ids=new_ids,
+                    meta=p.doc.meta,
                 )
             )
         self._manifest.put(*records)

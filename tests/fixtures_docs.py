@@ -1,6 +1,7 @@
 """Generators for real test documents, as bytes, shared by every test that ingests files.
 
-The documents are produced by the real format libraries (fpdf2 for PDF, python-docx for DOCX)
+The documents are produced by the real format libraries (fpdf2 for PDF, python-docx for DOCX,
+python-pptx, openpyxl, the standard library's csv and email)
 so parsers are exercised on what users actually upload, not on hand-written stubs. Output is
 deterministic: fixed dates and seeded randomness, so failures reproduce byte for byte.
 
@@ -100,28 +101,9 @@ def make_docx(
 
 
 def zip_bomb_docx(expanded_bytes: int = 50_000_000) -> bytes:
-    """A valid DOCX plus an unreferenced member of zeros that inflates to `expanded_bytes`.
-
-    Everything else about the package is sound, so only a size check can reject it.
-    """
+    """A valid DOCX plus an unreferenced member of zeros that inflates to `expanded_bytes`."""
     base = make_docx(["An innocent looking paragraph."], title="Bomb")
-    buffer = io.BytesIO()
-    with (
-        zipfile.ZipFile(io.BytesIO(base)) as source,
-        zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as target,
-    ):
-        for member in source.infolist():
-            target.writestr(member, source.read(member.filename))
-        info = zipfile.ZipInfo("word/media/padding.bin", date_time=_ZIP_DATE)
-        info.compress_type = zipfile.ZIP_DEFLATED
-        chunk = bytes(1 << 20)
-        with target.open(info, "w", force_zip64=True) as padding:
-            remaining = expanded_bytes
-            while remaining > 0:
-                step = min(remaining, len(chunk))
-                padding.write(chunk[:step])
-                remaining -= step
-    return buffer.getvalue()
+    return zip_bomb(base, "word/media/padding.bin", expanded_bytes)
 
 
 def zip_not_docx() -> bytes:
@@ -183,3 +165,126 @@ def deep_json(depth: int = 100_000) -> bytes:
 def binary_garbage(n: int = 4096, seed: int = 1234) -> bytes:
     """Deterministic random bytes: not a zip, not a PDF, contains NULs and invalid UTF-8."""
     return random.Random(seed).randbytes(n)
+
+
+def make_pptx(slides: list[str], title: str | None = None, *, notes: str | None = None) -> bytes:
+    """A real PPTX with one title-and-content slide per entry; `notes` go on the first slide."""
+    from pptx import Presentation
+
+    presentation = Presentation()
+    presentation.core_properties.title = title or ""
+    presentation.core_properties.author = ""
+    presentation.core_properties.last_modified_by = ""
+    presentation.core_properties.created = FIXED_DATE.replace(tzinfo=None)
+    presentation.core_properties.modified = FIXED_DATE.replace(tzinfo=None)
+    layout = presentation.slide_layouts[1]
+    for n, text in enumerate(slides, start=1):
+        slide = presentation.slides.add_slide(layout)
+        slide.shapes.title.text = f"Slide {n}"
+        slide.placeholders[1].text = text
+        if n == 1 and notes:
+            slide.notes_slide.notes_text_frame.text = notes
+    buffer = io.BytesIO()
+    presentation.save(buffer)
+    return buffer.getvalue()
+
+
+def make_xlsx(sheets: dict[str, list[list[object]]], title: str | None = None) -> bytes:
+    """A real XLSX with one worksheet per entry, rows as given."""
+    from openpyxl import Workbook
+
+    workbook = Workbook()
+    workbook.remove(workbook.active)
+    workbook.properties.title = title
+    workbook.properties.creator = None
+    workbook.properties.created = FIXED_DATE.replace(tzinfo=None)
+    workbook.properties.modified = FIXED_DATE.replace(tzinfo=None)
+    for name, rows in sheets.items():
+        sheet = workbook.create_sheet(name)
+        for row in rows:
+            sheet.append(row)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+def make_csv(rows: list[list[str]], delimiter: str = ",") -> bytes:
+    import csv
+
+    buffer = io.StringIO()
+    csv.writer(buffer, delimiter=delimiter, lineterminator="\n").writerows(rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+def make_eml(subject: str, body: str, *, html_body: str | None = None) -> bytes:
+    """A real RFC 5322 message from the standard library; `html_body` adds an HTML alternative."""
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["Subject"] = subject
+    message["From"] = "Ada <ada@example.org>"
+    message["To"] = "team@example.org"
+    message["Date"] = "Tue, 02 Jan 2024 03:04:05 +0000"
+    message.set_content(body)
+    if html_body is not None:
+        message.add_alternative(html_body, subtype="html")
+    return message.as_bytes()
+
+
+def zip_bomb(base: bytes, member: str, expanded_bytes: int = 50_000_000) -> bytes:
+    """`base` (an Office package) plus an unreferenced `member` of zeros inflating to
+    `expanded_bytes`: everything else is sound, so only a size check can reject it."""
+    buffer = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(base)) as source,
+        zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as target,
+    ):
+        for info in source.infolist():
+            target.writestr(info, source.read(info.filename))
+        info = zipfile.ZipInfo(member, date_time=_ZIP_DATE)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        chunk = bytes(1 << 20)
+        with target.open(info, "w", force_zip64=True) as padding:
+            remaining = expanded_bytes
+            while remaining > 0:
+                step = min(remaining, len(chunk))
+                padding.write(chunk[:step])
+                remaining -= step
+    return buffer.getvalue()
+
+
+def shared_stream_pdf(pages: int = 3, text_ops: int = 20_000) -> bytes:
+    """A small PDF whose pages all draw one large, highly compressible content stream of
+    `text_ops` text-showing operators: cheap to store, slow to extract text from (the shape of
+    issue 13's finding 13, 24 KB on disk and 87 s of CPU; 20,000 operators take pypdf about 7 s
+    on an idle core and the file is under 2 KB)."""
+    import zlib
+
+    content = b"BT /F1 12 Tf 72 720 Td\n" + b"(slow) Tj 1 0 Td\n" * text_ops + b"ET\n"
+    stream = zlib.compress(content, 9)
+    kids = " ".join(f"{4 + n} 0 R" for n in range(pages))
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        f"<< /Type /Pages /Kids [{kids}] /Count {pages} >>".encode(),
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream",
+    ]
+    font = 4 + pages
+    for _ in range(pages):
+        objects.append(
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 3 0 R "
+            f"/Resources << /Font << /F1 {font} 0 R >> >> >>".encode()
+        )
+    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
+    return bytes(out)

@@ -28,6 +28,9 @@ from tests.fixtures_docs import (
     make_html,
     make_markdown,
     make_pdf,
+    make_pptx,
+    make_xlsx,
+    zip_bomb,
     zip_bomb_docx,
     zip_not_docx,
 )
@@ -134,6 +137,47 @@ def _hostile_files() -> tuple[dict[str, tuple[bytes, Expect]], dict[str, bytes]]
         "DOCX",
     )
 
+    # The same for the other Office formats (issue 16), and broken CSV and e-mail.
+    for ext, make, media in (
+        ("pptx", lambda: make_pptx([f"Slide {i} about boobies." for i in range(8)]), "ppt"),
+        (
+            "xlsx",
+            lambda: make_xlsx({"S": [[f"row {i} about frigatebirds"] for i in range(50)]}),
+            "xl",
+        ),
+    ):
+        fmt = ext.upper()
+        good = make()
+        add(
+            f"{ext}/bomb.{ext}",
+            zip_bomb(good, f"{media}/media/p.bin", 250_000_000),
+            "failed",
+            "zip bomb",
+        )
+        with zipfile.ZipFile(io.BytesIO(good)) as archive:
+            parts = {name: archive.read(name) for name in archive.namelist()}
+        add(
+            f"{ext}/bomb-forged.{ext}",
+            _zip({**parts, "pad": bytes(100_000_000)}, 4096),
+            "failed",
+            fmt,
+        )
+        add(
+            f"{ext}/xml-bomb.{ext}",
+            _zip({**parts, "[Content_Types].xml": _billion_laughs()}),
+            "failed",
+            fmt,
+        )
+        add(f"{ext}/not-zip.{ext}", binary_garbage(5000, 11), "failed", "not a zip archive")
+        for n, frac in enumerate([0.1, 0.5, 0.9, 0.99]):
+            add(f"{ext}/truncated-{n}.{ext}", good[: int(len(good) * frac)], "failed", fmt)
+    add("csv/nul.csv", b"a,b\n1,\x00\n", "failed", "NUL")
+    add("csv/latin1.csv", "name\ncaf\xe9\n".encode("latin-1"), "failed", "not valid UTF-8")
+    add("csv/huge-field.csv", b'a\n"' + b"x" * 200_000 + b'"\n', "failed", "CSV")
+    add("csv/unclosed-quote.csv", b'a,b\n"open,1\nrest about noddies', "either")
+    add("eml/binary.eml", binary_garbage(3000, 12), "failed", "NUL")
+    add("eml/headers-only.eml", b"Subject: nothing\n\n", "failed", "no extractable text")
+
     # Deeply nested markup and data.
     for n, depth in enumerate([1_000, 10_000, 50_000, 200_000]):
         add(f"html/deep-div-{n}.html", deep_html(depth), "either")
@@ -210,8 +254,6 @@ def _hostile_files() -> tuple[dict[str, tuple[bytes, Expect]], dict[str, bytes]]
         "png",
         "jpg",
         "mp4",
-        "pptx",
-        "xlsx",
         "rtf",
         "doc",
         "odt",

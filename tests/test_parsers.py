@@ -17,12 +17,18 @@ from tests.fixtures_docs import (
     corrupt_pdf,
     deep_html,
     deep_json,
+    make_csv,
     make_docx,
+    make_eml,
     make_html,
     make_json,
     make_markdown,
     make_pdf,
+    make_pptx,
     make_text,
+    make_xlsx,
+    shared_stream_pdf,
+    zip_bomb,
     zip_bomb_docx,
     zip_not_docx,
 )
@@ -43,9 +49,10 @@ def _reason(key: str, data: bytes, **kwargs: int) -> str:
 
 
 def test_supported_suffixes_are_exactly_the_contract() -> None:
-    assert {".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx", ".json"} == set(
-        SUPPORTED_SUFFIXES
-    )
+    assert {
+        *(".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx", ".json"),
+        *(".pptx", ".xlsx", ".csv", ".eml"),
+    } == set(SUPPORTED_SUFFIXES)
     assert isinstance(SUPPORTED_SUFFIXES, frozenset)
 
 
@@ -65,6 +72,8 @@ def test_binary_garbage_never_escapes_as_library_error(suffix: str) -> None:
     expected = {
         ".pdf": "corrupt PDF",
         ".docx": "not a zip archive",
+        ".pptx": "not a zip archive",
+        ".xlsx": "not a zip archive",
     }.get(suffix, "binary content")
     assert expected in reason
 
@@ -481,3 +490,69 @@ def test_empty_json_containers_have_no_extractable_text() -> None:
 
 def test_deeply_nested_json_is_rejected() -> None:
     assert "JSON too deeply nested" in _reason("deep.json", deep_json())
+
+
+# --------------------------------------------------------------------------- pages (issue 16)
+
+
+def test_pdf_keeps_each_page_apart() -> None:
+    parsed = parse_document("three.pdf", make_pdf([FOX, "", WHALE, RIVER]))
+    assert parsed.pages == (FOX, "", WHALE, RIVER)  # page n is pages[n - 1], blank pages kept
+    assert parsed.text == f"{FOX}\n\n{WHALE}\n\n{RIVER}"
+
+
+def test_pdf_page_content_over_the_budget_is_refused() -> None:
+    """Pages sharing one content stream count it once per page: that is what extraction costs."""
+    data = shared_stream_pdf(pages=3, text_ops=1_000)  # 17 KB of content, drawn by 3 pages
+    assert "page content expands to over" in _reason("shared.pdf", data, max_expanded_bytes=40_000)
+    assert parse_document("shared.pdf", data, max_expanded_bytes=60_000).pages[2].startswith("slow")
+
+
+# --------------------------------------------------------------------------- pptx, xlsx, csv, eml
+
+
+def test_pptx_slides_are_pages_with_their_notes() -> None:
+    parsed = parse_document("deck.pptx", make_pptx([FOX, WHALE], title="Deck", notes=RIVER))
+    assert parsed.pages == (f"Slide 1\n\n{FOX}\n\n{RIVER}", f"Slide 2\n\n{WHALE}")
+    assert parsed.title == "Deck"
+    assert parsed.metadata["slide_count"] == 2
+
+
+def test_xlsx_rows_under_their_sheet() -> None:
+    sheets = {"People": [["name", "city"], ["Ada", "London"], [None, 42]], "Blank": []}
+    parsed = parse_document("book.xlsx", make_xlsx(sheets, title="Staff"))
+    assert parsed.text == "# People\n\nname | city\n\nAda | London\n\n42"
+    assert (parsed.title, parsed.metadata["sheet_count"], parsed.pages) == ("Staff", 2, ())
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t"])
+def test_csv_rows_name_their_columns(delimiter: str) -> None:
+    rows = [["name", "city"], ["Ada", "London"], ["Bob", "Paris, TX"]]
+    parsed = parse_document("people.csv", make_csv(rows, delimiter))
+    assert parsed.text == "name: Ada | city: London\n\nname: Bob | city: Paris, TX"
+    assert parsed.metadata["row_count"] == 2
+
+
+def test_csv_that_is_not_text_is_refused() -> None:
+    assert "not valid UTF-8" in _reason("latin.csv", "caf\xe9,1\n".encode("latin-1"))
+
+
+def test_eml_subject_is_title_and_plain_body_preferred() -> None:
+    parsed = parse_document("mail.eml", make_eml("Launch plan", FOX, html_body="<p>other</p>"))
+    assert (parsed.title, parsed.text) == ("Launch plan", FOX)
+    assert parsed.metadata["from"] == "Ada <ada@example.org>"
+
+
+@pytest.mark.parametrize(
+    ("key", "make", "member"),
+    [
+        ("deck.pptx", lambda: make_pptx([FOX]), "ppt/media/padding.bin"),
+        ("book.xlsx", lambda: make_xlsx({"S": [[FOX]]}), "xl/media/padding.bin"),
+    ],
+)
+def test_office_zip_bombs_and_truncations_are_refused(key: str, make, member: str) -> None:
+    good = make()
+    bomb = zip_bomb(good, member, 5_000_000)
+    assert "rejected as a zip bomb" in _reason(key, bomb, max_expanded_bytes=1_000_000)
+    assert parse_document(key, bomb, max_expanded_bytes=10_000_000).text  # only the size counts
+    assert "corrupt" in _reason(key, good[: len(good) // 2])

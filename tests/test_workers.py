@@ -26,7 +26,7 @@ from core.settings import Settings
 from core.types import TenantScope
 from ingest.bucket import Bucket, LocalBucket, ObjectInfo, sha256
 from ingest.chunking import Chunker
-from ingest.documents import DocumentBuilder
+from ingest.documents import DocumentBuilder, MetaLimits
 from retrieval.hybrid import HybridRetriever, RetrievalConfig
 from tests.fixtures_docs import corrupt_pdf, make_docx, make_pdf
 from tests.support.services import redis_url
@@ -134,7 +134,7 @@ def assert_index_matches(runtime: Runtime, expected: dict[str, tuple[set[str], s
 
 def builder_for(embedder: Embedder, settings: Settings) -> DocumentBuilder:
     chunker = Chunker.for_embedder(embedder, settings.chunk_size, settings.chunk_overlap)
-    return DocumentBuilder(chunker, settings.default_tenant)
+    return DocumentBuilder(chunker, settings.default_tenant, MetaLimits.from_settings(settings))
 
 
 def document_text(n: int, edit: int | None = None) -> str:

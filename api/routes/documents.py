@@ -41,7 +41,7 @@ def _time(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-def _out(r: DocumentRecord) -> DocumentOut:
+def _out(r: DocumentRecord, with_metadata: bool = False) -> DocumentOut:
     return DocumentOut(
         doc_id=r.doc_id,
         source=r.source,
@@ -52,6 +52,7 @@ def _out(r: DocumentRecord) -> DocumentOut:
         error=r.error,
         attempts=r.attempts,
         updated_at=_time(r.updated_at),
+        metadata=r.meta if with_metadata else None,
     )
 
 
@@ -109,7 +110,7 @@ def confirm_deletes(
 def get_document(
     doc_id: str, state: State, scope: Annotated[TenantScope, Depends(current_scope)]
 ) -> DocumentOut:
-    return _out(_own(state, scope, doc_id))
+    return _out(_own(state, scope, doc_id), with_metadata=True)
 
 
 @router.delete("/{doc_id:doc_id}", response_model=DocumentOut)

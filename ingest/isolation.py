@@ -1,0 +1,265 @@
+"""Parse documents in separate processes, each document within a time and memory budget.
+
+A hostile file can make a parser spin for minutes (a PDF whose pages share one huge content
+stream) or allocate gigabytes. In the process that serves searches, pure-Python parsing would also
+hold the GIL all that time and starve every tenant's requests. So parsing runs in a bounded pool of
+long-lived child processes: a document that overruns its time budget gets its process killed (and
+replaced) and is quarantined with the reason; one that overruns the memory limit fails inside its
+process with a `MemoryError`. The children run at a lower CPU priority (`RAG_PARSE_NICENESS`) than
+the API and workers.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import queue
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from ingest.parsers import ParsedDocument, ParseError, parse_document
+
+log = logging.getLogger(__name__)
+_WATCHDOG_SECONDS = 1.0
+_START_TIMEOUT_SECONDS = 120  # importing the parser libraries, on a loaded machine
+
+
+@dataclass(frozen=True)
+class ParseBudget:
+    """What parsing one document may cost."""
+
+    timeout_seconds: float
+    max_expanded_bytes: int  # decompressed Office archive members and PDF page content
+    memory_mb: int | None  # address space of a parser process; None: unbounded
+    niceness: int = 0  # added to the parser processes' nice value: the API goes first
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A parser process must not outlive its parent, even a SIGKILLed one. An idle parser sees its
+    request pipe close; a busy one is stopped by this watchdog. (PR_SET_PDEATHSIG would fire when
+    the parent *thread* that started the process ends, killing a parser another thread uses.)"""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_WATCHDOG_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def serve(requests_fd: int, replies_fd: int, parent: int, budget_json: str) -> None:
+    """A parser process: answers `(key, data)` requests until its request pipe closes."""
+    budget = ParseBudget(**json.loads(budget_json))
+    requests = Connection(requests_fd, writable=False)
+    replies = Connection(replies_fd, readable=False)
+    _exit_with_parent(parent)
+    # Ctrl-C and SIGTERM reach the whole process group; stopping is the parent's decision, so a
+    # warm shutdown lets the documents being parsed finish rather than fail.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    os.nice(budget.niceness)
+    if budget.memory_mb is not None:
+        limit = budget.memory_mb * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    replies.send(("ready", None))  # the time budget starts once the parsers are imported
+    while True:
+        try:
+            key, data = requests.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            reply: tuple[str, object] = (
+                "ok",
+                parse_document(key, data, max_expanded_bytes=budget.max_expanded_bytes),
+            )
+        except ParseError as exc:
+            reply = ("error", exc.reason)
+        except MemoryError:
+            reply = ("error", f"parsing needed more than the {budget.memory_mb} MB memory budget")
+        del data
+        replies.send(reply)
+
+
+_CHILD_CODE = (
+    "import sys; from ingest.isolation import serve; serve(*map(int, sys.argv[1:4]), sys.argv[4])"
+)
+
+
+class _ParserProcess:
+    """A child interpreter started with its own command line, not by multiprocessing: spawning
+    through multiprocessing would re-run the parent's main script, and forking a process with
+    model threads is unsafe. Requests and replies are pickled over two pipes."""
+
+    def __init__(self, budget: ParseBudget) -> None:
+        child_requests, self._requests_fd = os.pipe()
+        self._replies_fd, child_replies = os.pipe()
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parent.parent)  # where `ingest` is importable from
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        budget_json = json.dumps(dataclasses.asdict(budget))
+        try:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    _CHILD_CODE,
+                    str(child_requests),
+                    str(child_replies),
+                    str(os.getpid()),
+                    budget_json,
+                ],
+                pass_fds=(child_requests, child_replies),
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+        finally:
+            os.close(child_requests)
+            os.close(child_replies)
+        self.requests = Connection(self._requests_fd, readable=False)
+        self.replies = Connection(self._replies_fd, writable=False)
+        self.timed_out = False
+        try:
+            ready = self.replies.recv() if self.replies.poll(_START_TIMEOUT_SECONDS) else None
+        except (EOFError, OSError):
+            ready = None
+        if ready != ("ready", None):
+            self.stop()
+            raise RuntimeError(
+                f"a parser process did not start (exit code {self.process.returncode})"
+            )
+
+    def is_alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        self.requests.close()
+        self.replies.close()
+        self.kill()
+
+
+class ParserPool:
+    """At most `processes` documents parse at once; callers beyond that wait for a free process.
+
+    Processes start on first use and are reused across documents; one that overran its budget or
+    died is replaced.
+    """
+
+    def __init__(self, processes: int, budget: ParseBudget) -> None:
+        if processes < 1:
+            raise ValueError("a parser pool needs at least one process")
+        self.budget = budget
+        self._idle: queue.Queue[_ParserProcess | None] = queue.Queue()
+        for _ in range(processes):
+            self._idle.put(None)  # a slot whose process has not started yet
+        self._live: set[_ParserProcess] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def parse(self, key: str, data: bytes) -> ParsedDocument:
+        """The parsed document, or ParseError with why it was refused or could not be read."""
+        worker = self._idle.get()
+        try:
+            if worker is None or not worker.is_alive():
+                worker = self._start(worker)
+            outcome = self._ask(worker, key, data)
+        except BaseException:
+            self._retire(worker)
+            self._idle.put(None)
+            raise
+        if outcome is None:  # the process is gone or was killed: its slot gets a fresh one
+            self._retire(worker)
+            self._idle.put(None)
+            raise ParseError(self._failure(worker))
+        self._idle.put(worker)
+        status, value = outcome
+        if status == "error":
+            raise ParseError(str(value))
+        assert isinstance(value, ParsedDocument)
+        return value
+
+    def _ask(self, worker: _ParserProcess, key: str, data: bytes) -> tuple[str, object] | None:
+        try:
+            worker.requests.send((key, data))
+            if not worker.replies.poll(self.budget.timeout_seconds):
+                worker.timed_out = True
+                worker.kill()
+                return None
+            return worker.replies.recv()
+        except (EOFError, OSError):
+            return None
+
+    def _failure(self, worker: _ParserProcess) -> str:
+        if worker.timed_out:
+            return (
+                f"parsing took longer than the {self.budget.timeout_seconds:g} s budget per "
+                "document"
+            )
+        worker.kill()
+        return f"the parser process died (exit code {worker.process.returncode})"
+
+    def _start(self, old: _ParserProcess | None) -> _ParserProcess:
+        self._retire(old)
+        if self._closed:
+            raise RuntimeError("the parser pool is closed")
+        worker = _ParserProcess(self.budget)  # outside the lock: other slots go on meanwhile
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._live.add(worker)
+        if closed:
+            worker.stop()
+            raise RuntimeError("the parser pool is closed")
+        return worker
+
+    def _retire(self, worker: _ParserProcess | None) -> None:
+        if worker is None:
+            return
+        with self._lock:
+            self._live.discard(worker)
+        worker.stop()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            live, self._live = self._live, set()
+        for worker in live:
+            worker.stop()
+
+
+_pools: dict[tuple[int, ParseBudget], ParserPool] = {}
+_pools_lock = threading.Lock()
+
+
+def shared_pool(processes: int, budget: ParseBudget) -> ParserPool:
+    """The process-wide pool for these limits: every ingestion in a process shares its parsers,
+    so the bound on concurrent parsing holds however many ingestions run."""
+    with _pools_lock:
+        pool = _pools.get((processes, budget))
+        if pool is None:
+            pool = _pools[(processes, budget)] = ParserPool(processes, budget)
+        return pool
+
+
+@atexit.register
+def _close_pools() -> None:
+    with _pools_lock:
+        pools = list(_pools.values())
+        _pools.clear()
+    for pool in pools:
+        pool.close()

@@ -1,0 +1,179 @@
+"""Versioned state (issue 16): stores written before schema versions existed upgrade in place.
+
+`tests/data/*_v0.sql` are dumps of a manifest and a key store made by that release's code (commit
+025775f), so these tests open exactly what an existing data dir holds.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from api import auth
+from api.auth import KeyStore
+from core import manifest as manifest_module
+from core.manifest import DocStatus, DocumentRecord, Manifest
+from core.sqlite import Migration, SchemaError, SqliteStore
+
+DATA = Path(__file__).parent / "data"
+V0_KEY = "rag_81cf247b8e13_KEHBKjgb5shdBtTGarZHGUVPaU6eh-t2-8aXwIJVKbc"  # in api_keys_v0.sql
+
+
+def restore(dump: str, path: Path) -> Path:
+    conn = sqlite3.connect(path)
+    conn.executescript((DATA / dump).read_text())
+    conn.close()
+    return path
+
+
+def user_version(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_manifest_of_the_previous_release_upgrades_in_place(tmp_path: Path) -> None:
+    path = restore("manifest_v0.sql", tmp_path / "manifest.sqlite")
+    assert user_version(path) == 0
+    manifest = Manifest(path)
+    try:
+        assert manifest.schema_version == len(manifest_module.MIGRATIONS) >= 2
+        indexed = manifest.get("notes/a.md")
+        assert indexed is not None
+        assert (indexed.status, indexed.chunk_ids, indexed.mtime) == (
+            DocStatus.INDEXED,
+            ["id-1", "id-2"],
+            1700000000.5,
+        )
+        assert indexed.meta == {}  # the column migration 2 added, with its default
+        failed = manifest.all("acme")["tenants/acme/bad.pdf"]
+        assert (failed.status, failed.attempts) == (DocStatus.FAILED, 3)
+        assert failed.error == "corrupt PDF: EOF marker not found"
+        assert set(manifest.pending()) == {"notes/b.md"}
+        last = manifest.last_run()
+        assert last is not None and (last.added, last.failed) == (1, 1)
+        assert manifest.get_meta("last_scan") == {"listed": 3}
+        indexed.meta = {"team": "search"}
+        manifest.put(indexed)
+        assert manifest.get("notes/a.md").meta == {"team": "search"}  # type: ignore[union-attr]
+    finally:
+        manifest.close()
+    assert user_version(path) == len(manifest_module.MIGRATIONS)
+    reopened = Manifest(path)  # an upgraded file opens without migrating again
+    try:
+        assert reopened.get("notes/a.md").meta == {"team": "search"}  # type: ignore[union-attr]
+    finally:
+        reopened.close()
+
+
+def test_fresh_and_upgraded_manifests_hold_the_same_columns(tmp_path: Path) -> None:
+    upgraded = restore("manifest_v0.sql", tmp_path / "old.sqlite")
+    Manifest(upgraded).close()
+    Manifest(tmp_path / "new.sqlite").close()
+
+    def columns(path: Path) -> list[str]:
+        conn = sqlite3.connect(path)
+        try:
+            return [row[1] for row in conn.execute("PRAGMA table_info(documents)")]
+        finally:
+            conn.close()
+
+    assert columns(upgraded) == columns(tmp_path / "new.sqlite")
+    assert "meta" in columns(upgraded)
+
+
+def test_key_store_of_the_previous_release_keeps_its_keys(tmp_path: Path) -> None:
+    path = restore("api_keys_v0.sql", tmp_path / "api_keys.sqlite")
+    store = KeyStore(path)
+    try:
+        assert store.schema_version == len(auth.MIGRATIONS)
+        principal = store.verify(V0_KEY)
+        assert principal is not None and (principal.tenant_id, principal.role) == (
+            "acme",
+            "reader",
+        )
+        assert [k.label for k in store.list()] == ["ci reader"]
+    finally:
+        store.close()
+    assert user_version(path) == len(auth.MIGRATIONS)
+
+
+def test_a_store_written_by_a_newer_release_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "manifest.sqlite"
+    written = Manifest(path)
+    written.put(DocumentRecord("a.txt", "default", "a.txt", DocStatus.INDEXED))
+    written.close()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(SchemaError, match="newer than this release knows"):
+        Manifest(path)
+    assert user_version(path) == 99
+
+
+def _split_tags(conn: sqlite3.Connection) -> None:
+    rows = conn.execute("SELECT id, tags FROM notes").fetchall()
+    for note_id, tags in rows:
+        conn.executemany(
+            "INSERT INTO tags (note_id, tag) VALUES (?, ?)", [(note_id, t) for t in tags.split()]
+        )
+
+
+NOTES_V1 = Migration(1, "notes", "CREATE TABLE notes (id INTEGER PRIMARY KEY, tags TEXT);")
+NOTES_V2 = Migration(2, "tags table", "CREATE TABLE tags (note_id INTEGER, tag TEXT);")
+NOTES_V3 = Migration(3, "tags from notes", _split_tags)
+
+
+def test_migrations_run_in_order_and_a_failed_step_rolls_back(tmp_path: Path) -> None:
+    """Any store (the golden set's too) registers its steps as the manifest and key store do."""
+    path = tmp_path / "notes.sqlite"
+    store = SqliteStore(path, [NOTES_V1])
+    store._conn.execute("INSERT INTO notes (tags) VALUES ('a b')")
+    store.close()
+
+    broken = Migration(4, "a step that fails half-way", "CREATE TABLE x (y);\nSELECT * FROM nope;")
+    with pytest.raises(SchemaError, match=r"upgrading notes\.sqlite to schema 4"):
+        SqliteStore(path, [NOTES_V1, NOTES_V2, NOTES_V3, broken])
+    assert user_version(path) == 3  # steps 2 and 3 committed; step 4 left nothing behind
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT tag FROM tags ORDER BY tag").fetchall() == [("a",), ("b",)]
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert "x" not in tables
+    finally:
+        conn.close()
+    with pytest.raises(ValueError, match=r"numbered 1, 2, 3"):
+        SqliteStore(path, [NOTES_V1, NOTES_V3])
+
+
+_OPEN_WHEN_TOLD = """
+import sys, time
+from pathlib import Path
+from core.manifest import Manifest
+go = Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.001)
+Manifest(Path(sys.argv[1])).close()
+"""
+
+
+def test_processes_opening_an_old_manifest_at_once_upgrade_it_once(tmp_path: Path) -> None:
+    """The API and a worker starting together on an old data dir: each step applies once."""
+    path = restore("manifest_v0.sql", tmp_path / "manifest.sqlite")
+    go = tmp_path / "go"
+    root = Path(__file__).resolve().parent.parent
+    openers = [
+        subprocess.Popen([sys.executable, "-c", _OPEN_WHEN_TOLD, str(path), str(go)], cwd=root)
+        for _ in range(6)
+    ]
+    time.sleep(2)  # all of them imported and waiting
+    go.touch()
+    assert [p.wait(60) for p in openers] == [0] * 6
+    assert user_version(path) == len(manifest_module.MIGRATIONS)
