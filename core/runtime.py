@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from core.embedding import CachedEmbedder, Embedder, EmbeddingCache
 from core.index import ChunkIndex, open_index
 from core.manifest import Manifest
+from core.onnx_models import InferenceOptions
 from core.settings import Settings
 
 if TYPE_CHECKING:
@@ -34,7 +35,8 @@ class Runtime:
     @cached_property
     def embedder(self) -> Embedder:
         s = self.settings
-        return Embedder(s.embedding_model, s.embedding_batch_size, s.query_prefix)
+        inference = InferenceOptions.from_settings(s)
+        return Embedder(s.embedding_model, s.embedding_batch_size, s.query_prefix, inference)
 
     @cached_property
     def cached_embedder(self) -> CachedEmbedder:

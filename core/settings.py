@@ -62,6 +62,18 @@ class Settings(BaseSettings):
     embedding_batch_size: int = 16
     query_prefix: str = ""  # e.g. "Represent this sentence for searching relevant passages: "
     reranker_model: str = "BAAI/bge-reranker-base"
+    # How the embedder and the cross-encoder run. "onnx": ONNX Runtime on a graph exported from
+    # the model folder on first use (or by `rag models export`) and cached in onnx_export_dir;
+    # a model that cannot be exported runs on "torch" (the reference) with the reason logged.
+    inference_backend: Literal["onnx", "torch"] = "onnx"
+    # Threads of one model call (ONNX Runtime's intra-op pool, torch's intra-op threads). Two
+    # cores: a call uses both, the query, document and rerank threads take turns, and the API's
+    # and workers' other threads mostly wait on them or on Redis (api_threads, worker_concurrency).
+    inference_threads: int = 2
+    # int8 weights (dynamic quantisation of the ONNX graph): faster, but costs retrieval quality;
+    # measured on SciFact in docs/benchmarks.md. None: float32.
+    inference_quantize: Literal["int8"] | None = None
+    onnx_export_dir: Path | None = None  # None: data_dir/onnx
     # Read from RAG_COHERE_API_KEY or Cohere's own COHERE_API_KEY.
     cohere_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("RAG_COHERE_API_KEY", "COHERE_API_KEY")
@@ -192,6 +204,10 @@ class Settings(BaseSettings):
     @property
     def embedding_cache_path(self) -> Path:
         return self.data_dir / "embeddings.sqlite"
+
+    @property
+    def onnx_export_path(self) -> Path:
+        return self.onnx_export_dir or self.data_dir / "onnx"
 
 
 @cache
