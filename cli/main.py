@@ -133,6 +133,7 @@ def status(
 def _register_subcommands() -> None:
     """Commands owned by the other packages, each kept beside the code it drives."""
     from api.cli import keys_app, serve
+    from cli.models import models_app
     from eval.cli import eval_app
     from workers.cli import up, worker
 
@@ -141,6 +142,7 @@ def _register_subcommands() -> None:
     app.command()(up)
     app.command()(worker)
     app.add_typer(eval_app, name="eval")
+    app.add_typer(models_app, name="models")
 
 
 _register_subcommands()
