@@ -48,6 +48,9 @@ class Embedder:
         inference: InferenceOptions | None = None,
     ) -> None:
         self.model_name = model
+        # What the embedding cache files vectors under: ONNX and torch vectors agree to cosine
+        # 0.9999 and share it; int8 vectors do not.
+        self.vectors_key = model
         self._batch_size = batch_size
         self._query_prefix = query_prefix
         self.fallback_reason = ""
@@ -60,6 +63,9 @@ class Embedder:
                 log.warning("embedding model %s runs on torch: %s", model, exc)
         if self._onnx is not None:
             self.backend = "onnx"
+            if inference is not None and inference.quantize:
+                # Other vectors than the float model's: cached apart from them.
+                self.vectors_key = f"{model}#{inference.quantize}"
             self.dim = int(self._onnx.meta["dim"])
             self.tokenizer = self._onnx.tokenizer
             max_seq_length = self._onnx.max_length
@@ -188,7 +194,7 @@ class CachedEmbedder:
         self._cache = cache
 
     def embed_chunks(self, hashes: Sequence[str], texts: Sequence[str]) -> list[np.ndarray]:
-        model = self.embedder.model_name
+        model = self.embedder.vectors_key
         cached = self._cache.get_many(model, hashes)
         # A damaged row decodes to the wrong length; embed it again rather than index it.
         vectors = {h: v for h, v in cached.items() if v.shape == (self.embedder.dim,)}

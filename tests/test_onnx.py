@@ -157,3 +157,14 @@ def test_a_model_that_cannot_be_exported_runs_on_torch(
 def test_a_model_that_is_not_there_is_an_error_on_either_backend(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         Embedder(str(tmp_path / "missing"), 4, inference=_options(tmp_path))
+
+
+def test_int8_vectors_are_cached_apart_from_float_ones(tiny_model: Path, tmp_path: Path) -> None:
+    int8 = Embedder(str(tiny_model), 4, inference=InferenceOptions("onnx", 2, "int8", tmp_path))
+    assert int8.backend == "onnx", int8.fallback_reason
+    assert int8.vectors_key == f"{tiny_model}#int8"
+    assert Embedder(str(tiny_model), 4).vectors_key == str(tiny_model)
+    graph = ensure_export("embedder", str(tiny_model), tmp_path, "int8").graph
+    assert graph != ensure_export("embedder", str(tiny_model), tmp_path).graph
+    vectors = int8.embed_documents(TEXTS)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
