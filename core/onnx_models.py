@@ -43,6 +43,10 @@ class ExportError(RuntimeError):
     """The model could not be exported or loaded by ONNX Runtime; the reason is the message."""
 
 
+class ModelNotFoundError(ExportError):
+    """No such model folder here: torch, tried next, fails too and says so in its own words."""
+
+
 @dataclass(frozen=True)
 class InferenceOptions:
     """How the models run: the backend, its threads, optional int8, where exports are kept."""

@@ -18,7 +18,14 @@ import httpx
 import numpy as np
 
 from core.inference import InferenceThread
-from core.onnx_models import ExportError, InferenceOptions, OnnxModel, length_order, load_onnx_model
+from core.onnx_models import (
+    ExportError,
+    InferenceOptions,
+    ModelNotFoundError,
+    OnnxModel,
+    length_order,
+    load_onnx_model,
+)
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,6 +65,8 @@ class CrossEncoderReranker:
         if inference is not None and inference.backend == "onnx":
             try:
                 self._onnx = load_onnx_model("cross-encoder", model, inference)
+            except ModelNotFoundError:
+                pass  # torch, next, raises its own error for a missing model
             except ExportError as exc:
                 self.fallback_reason = str(exc)
                 log.warning("reranker %s runs on torch: %s", model, exc)
