@@ -1,6 +1,6 @@
 """PyTorch against ONNX Runtime on the same SciFact chunks and queries, in one run.
 
-    python bench/inference.py [--docs 400] [--queries 100] [--int8] [--no-ndcg]
+    python bench/inference.py [--docs 400] [--queries 100] [--rounds 3] [--int8] [--no-ndcg]
 
 For each backend (torch, the reference; onnx, the default; onnx int8 with --int8):
   documents   chunks/s embedding the chunks of the first --docs SciFact documents, in calls of
@@ -39,7 +39,6 @@ from retrieval.rerank import CrossEncoderReranker, build_untrained_cross_encoder
 
 WORK = ROOT / "bench" / ".work" / "inference"
 CALL = 160  # chunks per embed_documents call, as ingestion batches them
-ROUNDS = 3
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -84,6 +83,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--int8", action="store_true", help="also ONNX with int8 weights")
     parser.add_argument("--no-ndcg", action="store_true", help="skip the SciFact NDCG@10 runs")
+    parser.add_argument("--rounds", type=int, default=3, help="timing rounds; 0: NDCG only")
     args = parser.parse_args()
 
     settings = Settings(data_dir=WORK)
@@ -124,11 +124,11 @@ def main() -> None:
     query_s: dict[str, list[float]] = {n: [] for n in backends}
     rerank_s: dict[str, list[float]] = {n: [] for n in backends}
     vectors: dict[str, np.ndarray] = {}
-    for name in backends:  # warm-up: first calls allocate
+    for name in backends if args.rounds else ():  # warm-up: first calls allocate
         embedders[name].embed_documents(chunks[:CALL])
         embedders[name].embed_query(queries[0])
         rerankers[name].score(queries[0], candidates[0])
-    for _ in range(ROUNDS):
+    for _ in range(args.rounds):
         for name in backends:
             started = time.perf_counter()
             out = [
@@ -146,8 +146,8 @@ def main() -> None:
                 rerankers[name].score(query, texts)
                 rerank_s[name].append(time.perf_counter() - started)
 
-    rows = {}
-    for name in backends:
+    rows: dict[str, dict[str, float]] = {name: {} for name in backends}
+    for name in backends if args.rounds else ():
         cosine = (vectors[name] * vectors["torch"]).sum(axis=1)
         rows[name] = {
             "chunks/s": len(chunks) / statistics.median(doc_seconds[name]),
@@ -163,22 +163,24 @@ def main() -> None:
         for name in backends:
             rows[name]["NDCG@10"] = hybrid_ndcg(settings, dataset, name, embedders[name])
 
-    columns = list(rows["torch"])
+    columns = list(dict.fromkeys(c for row in rows.values() for c in row))
     print(f"\n{'backend':<10}" + "".join(f"{c:>12}" for c in columns))
     for name, row in rows.items():
-        print(f"{name:<10}" + "".join(f"{row[c]:>12.4f}" for c in columns))
+        print(f"{name:<10}" + "".join(f"{row.get(c, float('nan')):>12.4f}" for c in columns))
     print("\nratios to torch (throughput: higher is better; latency: lower is better)")
     for name, row in rows.items():
         if name == "torch":
             continue
         t = rows["torch"]
-        ratios = {
-            "documents": row["chunks/s"] / t["chunks/s"],
-            "query p50": row["query p50"] / t["query p50"],
-            "query p95": row["query p95"] / t["query p95"],
-            "rerank p50": row["rerank p50"] / t["rerank p50"],
-            "rerank p95": row["rerank p95"] / t["rerank p95"],
-        }
+        ratios = {}
+        if "chunks/s" in row:
+            ratios = {
+                "documents": row["chunks/s"] / t["chunks/s"],
+                "query p50": row["query p50"] / t["query p50"],
+                "query p95": row["query p95"] / t["query p95"],
+                "rerank p50": row["rerank p50"] / t["rerank p50"],
+                "rerank p95": row["rerank p95"] / t["rerank p95"],
+            }
         if "NDCG@10" in row:
             ratios["NDCG@10 delta"] = row["NDCG@10"] - t["NDCG@10"]
         print(f"{name:<10} " + "  ".join(f"{k} {v:.3f}" for k, v in ratios.items()))
