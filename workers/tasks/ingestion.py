@@ -239,17 +239,22 @@ def _settle_group(doc_ids: list[str], task_ids: list[str], run_id: int | None) -
     """Each document locked, attempted, retried and quarantined exactly as `_settle` does, but
     synced together: one model call, one engine upsert, one manifest write for the group.
 
-    A document another worker holds, or one whose own attempt failed transiently, goes on as a
-    single-document task; if the group's sync fails, each document is synced again on its own
-    (a sync is idempotent), so an error is charged to the document that raised it.
+    A document tried before (its earlier attempt failed, or its worker died: perhaps with this
+    very group) goes on as a single-document task, so only its own attempts count against it and
+    a poison document cannot quarantine its group; so does one another worker holds, or one
+    whose attempt here fails transiently. If the group's sync fails, each document is synced
+    again on its own (a sync is idempotent), so an error is charged to the one that raised it.
     """
     ctx = context()
     s, manifest = ctx.settings, ctx.runtime.manifest
     results: list[dict] = []
+    tried = {d for d, work in manifest.pending().items() if work.attempts > 0}
     with contextlib.ExitStack() as locks:
         held: dict[str, str] = {}
         for doc_id, task_id in zip(doc_ids, task_ids, strict=True):
-            if locks.enter_context(RedisLock(ctx.redis, doc_id, s.document_lock_ttl_seconds)):
+            if doc_id in tried:
+                sync_document.apply_async((doc_id,), {"run_id": run_id}, task_id=task_id)
+            elif locks.enter_context(RedisLock(ctx.redis, doc_id, s.document_lock_ttl_seconds)):
                 held[doc_id] = task_id
             else:
                 sync_document.apply_async(
