@@ -109,9 +109,8 @@ class Settings(BaseSettings):
     celery_documents_queue: str = "rag.documents"
     worker_concurrency: int = 2  # threads in the `rag up` worker pool
     # Documents a scan enqueues together in one task (split evenly over worker_concurrency):
-    # one model call, one engine upsert and one manifest write for all of them, each document
-    # still locked, retried and quarantined on its own. 60 one-line files dropped at once were
-    # searchable in 28.5 s one task per document (docs/benchmarks.md).
+    # one model call, one engine upsert and one write of their manifest records for all of them,
+    # each document still locked, retried and quarantined on its own (1: one task per document).
     worker_batch_docs: int = 32
     # A held per-document lock is renewed every third of its TTL; a dead worker's lapses.
     document_lock_ttl_seconds: float = 60.0

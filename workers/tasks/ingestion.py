@@ -169,8 +169,9 @@ def _enqueue(
 def _groups(doc_ids: list[str], most: int, workers: int) -> list[list[str]]:
     """Documents to sync, in groups of at most `most`, spread evenly over the worker threads.
 
-    A group is embedded in one model call and written in one engine upsert and one manifest
-    transaction; evenly sized groups keep every thread busy (one parses while another embeds).
+    A group is embedded in one model call and written in one engine upsert and one write of its
+    manifest records; evenly sized groups keep every thread busy (one parses while another
+    embeds).
     """
     if not doc_ids:
         return []
@@ -237,7 +238,7 @@ def _settle(task: Task, doc_id: str, run_id: int | None) -> dict[str, Any]:
 
 def _settle_group(doc_ids: list[str], task_ids: list[str], run_id: int | None) -> list[dict]:
     """Each document locked, attempted, retried and quarantined exactly as `_settle` does, but
-    synced together: one model call, one engine upsert, one manifest write for the group.
+    synced together: one model call, one engine upsert, one write of the manifest records.
 
     A document tried before (its earlier attempt failed, or its worker died: perhaps with this
     very group) goes on as a single-document task, so only its own attempts count against it and
