@@ -1,6 +1,7 @@
 """Ingestion tasks: the reconciling scan and the per-document sync and delete.
 
-The scan enqueues work and marks it queued in the manifest; a document task locks the document,
+The scan enqueues work and marks it queued in the manifest (documents to sync in groups, so a
+burst of small files costs a few model calls, not one each); a document task locks the document,
 re-reads its current state from the bucket, and lets the syncer bring the index in line (sync if
 the object is there, delete if it is not), whatever its message said. So a duplicate, stale or
 reordered message costs at most a hash, and a lost one is re-enqueued by a later scan: one still
