@@ -168,3 +168,27 @@ def test_int8_vectors_are_cached_apart_from_float_ones(tiny_model: Path, tmp_pat
     assert graph != ensure_export("embedder", str(tiny_model), tmp_path).graph
     vectors = int8.embed_documents(TEXTS)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_rag_models_export_exports_ahead_of_time(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from core.settings import get_settings
+
+    monkeypatch.setenv("RAG_EMBEDDING_MODEL", str(tiny_model))
+    monkeypatch.setenv("RAG_RERANKER_MODEL", "example-org/no-such-reranker")
+    monkeypatch.setenv("RAG_ONNX_EXPORT_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["models", "export"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert "no-such-reranker" in result.output and "not exported" in result.output
+    exported = ensure_export("embedder", str(tiny_model), tmp_path)
+    assert exported.graph.exists() and str(exported.graph.parent.name) in result.output.replace(
+        "\n", ""
+    )
