@@ -96,6 +96,7 @@ def main() -> None:
     parser.add_argument("--int8", action="store_true", help="also ONNX with int8 weights")
     parser.add_argument("--no-ndcg", action="store_true", help="skip the SciFact NDCG@10 runs")
     parser.add_argument("--rounds", type=int, default=3, help="timing rounds; 0: NDCG only")
+    parser.add_argument("--only", nargs="*", help="NDCG of these backends (and torch's timings)")
     parser.add_argument(
         "--ndcg-distractors",
         type=int,
@@ -108,6 +109,8 @@ def main() -> None:
     backends = {"torch": ("torch", None), "onnx": ("onnx", None)}
     if args.int8:
         backends["onnx-int8"] = ("onnx", "int8")
+    if args.only:  # e.g. NDCG of some backends in a second process; torch is always loaded
+        backends = {n: b for n, b in backends.items() if n == "torch" or n in args.only}
     cross_encoder = reranker_folder(settings)
     embedders: dict[str, Embedder] = {}
     rerankers: dict[str, CrossEncoderReranker] = {}
@@ -181,6 +184,8 @@ def main() -> None:
             corpus = judged_subset(dataset, args.ndcg_distractors)
         print(f"SciFact NDCG@10 (hybrid), {len(corpus.corpus)} documents:", flush=True)
         for name in backends:
+            if args.only and name not in args.only:
+                continue
             rows[name]["NDCG@10"] = hybrid_ndcg(settings, corpus, name, embedders[name])
 
     columns = list(dict.fromkeys(c for row in rows.values() for c in row))
