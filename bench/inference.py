@@ -187,6 +187,7 @@ def main() -> None:
             if args.only and name not in args.only:
                 continue
             rows[name]["NDCG@10"] = hybrid_ndcg(settings, corpus, name, embedders[name])
+            print(f"  {name}: NDCG@10 {rows[name]['NDCG@10']:.4f}", flush=True)
 
     columns = list(dict.fromkeys(c for row in rows.values() for c in row))
     print(f"\n{'backend':<10}" + "".join(f"{c:>12}" for c in columns))
@@ -206,7 +207,7 @@ def main() -> None:
                 "rerank p50": row["rerank p50"] / t["rerank p50"],
                 "rerank p95": row["rerank p95"] / t["rerank p95"],
             }
-        if "NDCG@10" in row:
+        if "NDCG@10" in row and "NDCG@10" in t:
             ratios["NDCG@10 delta"] = row["NDCG@10"] - t["NDCG@10"]
         print(f"{name:<10} " + "  ".join(f"{k} {v:.3f}" for k, v in ratios.items()))
     (WORK / "last.json").write_text(json.dumps(rows, indent=1))
