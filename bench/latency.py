@@ -51,6 +51,7 @@ import uvicorn  # noqa: E402
 from api.app import create_app  # noqa: E402
 from api.auth import create_key  # noqa: E402
 from core.embedding import Embedder  # noqa: E402
+from core.onnx_models import InferenceOptions  # noqa: E402
 from core.runtime import Runtime  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from core.types import IndexedChunk, TenantScope  # noqa: E402
@@ -349,13 +350,18 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1k SciFact docs, 10k synthetic")
     parser.add_argument("--requests", type=int, default=None, help="requests per configuration")
     parser.add_argument("--synthetic", type=int, default=None, help="synthetic chunks")
+    parser.add_argument("--backend", choices=["onnx", "torch"], help="default: the setting's")
     args = parser.parse_args()
+    if args.backend:  # every Settings() below, the server's reranker included, reads it
+        os.environ["RAG_INFERENCE_BACKEND"] = args.backend
     requests = args.requests or (30 if args.quick else 200)
     synthetic = args.synthetic or (10_000 if args.quick else 100_000)
     docs = 1_000 if args.quick else None
 
     settings = Settings()
-    embedder = Embedder(settings.embedding_model, settings.embedding_batch_size)
+    inference = InferenceOptions.from_settings(settings)
+    embedder = Embedder(settings.embedding_model, settings.embedding_batch_size, "", inference)
+    print(f"inference backend: {embedder.backend}")
     WORK.mkdir(parents=True, exist_ok=True)
     ce = WORK / "minilm-cross-encoder"
     if not (ce / "config.json").exists():

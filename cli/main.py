@@ -281,6 +281,7 @@ def status(
 def _register_subcommands() -> None:
     """Commands owned by the other packages, each kept beside the code it drives."""
     from api.cli import keys_app, serve
+    from cli.models import models_app
     from cli.reindex import reindex
     from eval.cli import eval_app, golden_app
     from ingest.cli import deletes_app
@@ -294,6 +295,7 @@ def _register_subcommands() -> None:
     app.add_typer(golden_app, name="golden")
     app.add_typer(deletes_app, name="deletes")
     app.command()(reindex)
+    app.add_typer(models_app, name="models")
     _add_exit_codes_to_help(app)
 
 

@@ -16,6 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from core.inference import InferenceThread
+from core.onnx_models import (
+    ExportError,
+    InferenceOptions,
+    ModelNotFoundError,
+    OnnxModel,
+    length_order,
+    load_onnx_model,
+)
 from core.sqlite import Migration, SchemaError, SqliteStore
 
 log = logging.getLogger(__name__)
@@ -38,19 +46,58 @@ _SQL_VARS = 500
 
 
 class Embedder:
-    """A sentence-transformers bi-encoder; `texts_embedded` counts every text sent to the model."""
+    """A sentence-transformers bi-encoder; `texts_embedded` counts every text sent to the model.
 
-    def __init__(self, model: str, batch_size: int, query_prefix: str = "") -> None:
-        from sentence_transformers import SentenceTransformer
+    With `inference` options for ONNX it runs on ONNX Runtime (see core/onnx_models.py), falling
+    back to torch with the reason logged (and kept in `fallback_reason`) when the model cannot be
+    exported; without, it is the torch reference.
+    """
 
+    def __init__(
+        self,
+        model: str,
+        batch_size: int,
+        query_prefix: str = "",
+        inference: InferenceOptions | None = None,
+    ) -> None:
         self.model_name = model
-        self._model = SentenceTransformer(model, device="cpu")
-        self.dim = int(self._model.get_embedding_dimension())
-        self.tokenizer = self._model.tokenizer
-        # What the model reads of one text, less its [CLS]/[SEP]: the longest chunk it can embed.
-        self.max_tokens = int(self._model.max_seq_length) - 2
+        # What the embedding cache files vectors under: ONNX and torch vectors agree to cosine
+        # 0.9999 and share it; int8 vectors do not.
+        self.vectors_key = model
         self._batch_size = batch_size
         self.query_prefix = query_prefix
+        self.fallback_reason = ""
+        self._onnx: OnnxModel | None = None
+        if inference is not None and inference.backend == "onnx":
+            try:
+                self._onnx = load_onnx_model("embedder", model, inference)
+            except ModelNotFoundError:
+                pass  # torch, next, raises its own error for a missing model
+            except ExportError as exc:
+                self.fallback_reason = str(exc)
+                log.warning("embedding model %s runs on torch: %s", model, exc)
+        if self._onnx is not None:
+            self.backend = "onnx"
+            if inference is not None and inference.quantize:
+                # Other vectors than the float model's: cached apart from them.
+                self.vectors_key = f"{model}#{inference.quantize}"
+            self.dim = int(self._onnx.meta["dim"])
+            self.tokenizer = self._onnx.tokenizer
+            max_seq_length = self._onnx.max_length
+        else:
+            from sentence_transformers import SentenceTransformer
+
+            if inference is not None:
+                import torch
+
+                torch.set_num_threads(inference.threads)
+            self.backend = "torch"
+            self._model = SentenceTransformer(model, device="cpu")
+            self.dim = int(self._model.get_embedding_dimension())
+            self.tokenizer = self._model.tokenizer
+            max_seq_length = int(self._model.max_seq_length)
+        # What the model reads of one text, less its [CLS]/[SEP]: the longest chunk it can embed.
+        self.max_tokens = max_seq_length - 2
         self._lock = threading.Lock()
         self._query_thread = InferenceThread("embed-query")
         self._document_thread = InferenceThread("embed-documents")
@@ -67,6 +114,8 @@ class Embedder:
         return self._query_thread.run(self._encode, [self.query_prefix + text])[0]
 
     def _encode(self, texts: list[str]) -> np.ndarray:
+        if self._onnx is not None:
+            return self._encode_onnx(self._onnx, texts)
         vectors = self._model.encode(
             texts,
             batch_size=self._batch_size,
@@ -75,6 +124,16 @@ class Embedder:
             show_progress_bar=False,
         )
         return vectors.astype(np.float32, copy=False)
+
+    def _encode_onnx(self, onnx: OnnxModel, texts: list[str]) -> np.ndarray:
+        """As sentence-transformers batches: longest first, normalised like `encode` above."""
+        order = length_order([len(t) for t in texts])
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(texts), self._batch_size):
+            rows = order[start : start + self._batch_size]
+            out[rows] = onnx.run([texts[i] for i in rows])
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)
 
 
 class EmbeddingCache(SqliteStore):
@@ -146,7 +205,7 @@ class CachedEmbedder:
         self._cache = cache
 
     def embed_chunks(self, hashes: Sequence[str], texts: Sequence[str]) -> list[np.ndarray]:
-        model = self.embedder.model_name
+        model = self.embedder.vectors_key
         cached = self._cache.get_many(model, hashes)
         # A damaged row decodes to the wrong length; embed it again rather than index it.
         vectors = {h: v for h, v in cached.items() if v.shape == (self.embedder.dim,)}

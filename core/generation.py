@@ -17,12 +17,9 @@ import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-_NOT_MODEL = (".md", ".lock")  # files in a model folder that change nothing it computes
-_DIGEST_BLOCK = 1 << 20
 SERVING_FILE = "serving.json"
 # Main-manifest meta keys, so status reads them without opening the index.
 GENERATION_META = "generation"  # the served generation's fingerprint record
@@ -63,48 +60,6 @@ class Fingerprint:
         """Names of the fields that differ, for log lines and status."""
         mine, theirs = asdict(self), asdict(other)
         return [k for k in mine if mine[k] != theirs[k]]
-
-
-def model_folder(model: str) -> Path | None:
-    """The local folder a model name resolves to: itself, or its snapshot in the hub cache."""
-    path = Path(model)
-    if path.is_dir():
-        return path
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(model, local_files_only=True))
-    except Exception:  # not cached locally: the digest is unknown, not an error
-        return None
-
-
-def weights_digest(folder: Path) -> str:
-    """SHA-256 over the model folder's files (names and bytes: weights, pooling and tokenizer
-    configuration), so two models that share a name but not what they compute never pass for one
-    generation. Cached per file size and mtime, so it is read once per process."""
-    files = sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and not p.name.endswith(_NOT_MODEL) and ".cache" not in p.parts
-    )
-    stats = tuple((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime) for p in files)
-    return _digest(str(folder.resolve()), stats)
-
-
-@cache
-def _digest(folder: str, stats: tuple[tuple[str, int, float], ...]) -> str:
-    h = hashlib.sha256()
-    for name, _, _ in stats:
-        h.update(name.encode())
-        with open(Path(folder) / name, "rb") as f:
-            while block := f.read(_DIGEST_BLOCK):
-                h.update(block)
-    return h.hexdigest()[:16]
-
-
-def model_digest(model: str) -> str:
-    folder = model_folder(model)
-    return weights_digest(folder) if folder is not None else ""
 
 
 # --------------------------------------------------------------------------- the embedded store

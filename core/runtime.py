@@ -17,6 +17,7 @@ from core.embedding import CachedEmbedder, Embedder, EmbeddingCache
 from core.generation import read_record, served_shard
 from core.index import ChunkIndex, open_index
 from core.manifest import Manifest
+from core.onnx_models import InferenceOptions
 from core.serving import Generation, ServedEmbedder, ServedIndex, Serving
 from core.settings import Settings
 
@@ -50,8 +51,9 @@ class Runtime:
         with self._models_guard:
             key = (name, query_prefix)
             if key not in self._models:
-                batch = self.settings.embedding_batch_size
-                self._models[key] = Embedder(name, batch, query_prefix)
+                s = self.settings
+                inference = InferenceOptions.from_settings(s)
+                self._models[key] = Embedder(name, s.embedding_batch_size, query_prefix, inference)
             return self._models[key]
 
     def configured_model(self) -> Embedder:

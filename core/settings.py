@@ -64,6 +64,19 @@ class Settings(BaseSettings):
     embedding_batch_size: int = 16
     query_prefix: str = ""  # e.g. "Represent this sentence for searching relevant passages: "
     reranker_model: str = "BAAI/bge-reranker-base"
+    # How the embedder and the cross-encoder run. "onnx": ONNX Runtime on a graph exported from
+    # the model folder on first use (or by `rag models export`) and cached in onnx_export_dir;
+    # a model that cannot be exported runs on "torch" (the reference) with the reason logged.
+    inference_backend: Literal["onnx", "torch"] = "onnx"
+    # Threads of one model call (ONNX Runtime's intra-op pool, torch's intra-op threads). Two
+    # cores: a call uses both, the query, document and rerank threads take turns, and the API's
+    # and workers' other threads mostly wait on them or on Redis (api_threads, worker_concurrency).
+    inference_threads: int = 2
+    # int8 weights (dynamic quantisation of the ONNX graph): about 2x the float graph's document
+    # throughput; its vectors drift (mean cosine 0.94 to float) and hybrid SciFact NDCG@10 fell
+    # by 0.0007-0.0024 on a 983-document SciFact corpus (docs/benchmarks.md). None: float32.
+    inference_quantize: Literal["int8"] | None = None
+    onnx_export_dir: Path | None = None  # None: data_dir/onnx
     # Read from RAG_COHERE_API_KEY or Cohere's own COHERE_API_KEY.
     cohere_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("RAG_COHERE_API_KEY", "COHERE_API_KEY")
@@ -122,6 +135,10 @@ class Settings(BaseSettings):
     celery_scan_queue: str = "rag.scan"
     celery_documents_queue: str = "rag.documents"
     worker_concurrency: int = 2  # threads in the `rag up` worker pool
+    # Documents a scan enqueues together in one task (split evenly over worker_concurrency):
+    # one model call, one engine upsert and one write of their manifest records for all of them,
+    # each document still locked, retried and quarantined on its own (1: one task per document).
+    worker_batch_docs: int = 32
     # A held per-document lock is renewed every third of its TTL; a dead worker's lapses.
     document_lock_ttl_seconds: float = 60.0
     # A document queued longer than this is queued again: its message may have been lost.
@@ -230,6 +247,10 @@ class Settings(BaseSettings):
     @property
     def embedding_cache_path(self) -> Path:
         return self.data_dir / "embeddings.sqlite"
+
+    @property
+    def onnx_export_path(self) -> Path:
+        return self.onnx_export_dir or self.data_dir / "onnx"
 
 
 @cache

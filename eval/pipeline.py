@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.embedding import Embedder
 from core.llm import ChatClient, judge_endpoint, llm_endpoint
+from core.onnx_models import InferenceOptions
 from core.runtime import Runtime
 from core.settings import Settings
 from eval.beir import BeirDataset, load_beir
@@ -130,7 +131,12 @@ def _ragas(
     embeddings = None
     if llms.judge is not None:
         model = settings.eval_embedding_model
-        embedder = Embedder(model, settings.embedding_batch_size) if model else runtime.embedder
+        inference = InferenceOptions.from_settings(settings)
+        embedder = (
+            Embedder(model, settings.embedding_batch_size, inference=inference)
+            if model
+            else runtime.embedder
+        )
         embeddings = LocalRagasEmbeddings(embedder)
     scorer = RagasScorer(
         cache_dir,

@@ -32,12 +32,12 @@ from core.generation import (
     VECTOR_INDEX_META,
     Fingerprint,
     generation_shard,
-    model_digest,
     serve,
 )
 from core.index import ChunkIndex, open_index
 from core.index.schema import TextIndexConfig
 from core.manifest import Manifest
+from core.model_digest import model_digest
 from core.runtime import Runtime
 from core.serving import Generation
 from core.settings import Settings

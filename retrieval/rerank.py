@@ -8,15 +8,27 @@ none can be loaded the API must say so instead of quietly returning the fused or
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import httpx
+import numpy as np
 
 from core.inference import InferenceThread
+from core.onnx_models import (
+    ExportError,
+    InferenceOptions,
+    ModelNotFoundError,
+    OnnxModel,
+    length_order,
+    load_onnx_model,
+)
 from core.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class Reranker(Protocol):
@@ -32,23 +44,61 @@ class RerankerError(RuntimeError):
 
 
 class CrossEncoderReranker:
-    """A sentence-transformers CrossEncoder from a local folder or the local hub cache."""
+    """A sentence-transformers CrossEncoder from a local folder or the local hub cache.
 
-    def __init__(self, model: str, batch_size: int = 32, max_tokens: int | None = None) -> None:
-        from sentence_transformers import CrossEncoder
+    With `inference` options for ONNX it runs on ONNX Runtime, falling back to torch with the
+    reason logged when the model cannot be exported; without, it is the torch reference.
+    """
 
+    def __init__(
+        self,
+        model: str,
+        batch_size: int,
+        max_tokens: int | None = None,
+        inference: InferenceOptions | None = None,
+    ) -> None:
         self.name = model
-        self._model = CrossEncoder(model, device="cpu", max_length=max_tokens)
         self._batch_size = batch_size
+        self._max_tokens = max_tokens
+        self.fallback_reason = ""
+        self._onnx: OnnxModel | None = None
+        if inference is not None and inference.backend == "onnx":
+            try:
+                self._onnx = load_onnx_model("cross-encoder", model, inference)
+            except ModelNotFoundError:
+                pass  # torch, next, raises its own error for a missing model
+            except ExportError as exc:
+                self.fallback_reason = str(exc)
+                log.warning("reranker %s runs on torch: %s", model, exc)
+        if self._onnx is None:
+            from sentence_transformers import CrossEncoder
+
+            if inference is not None:
+                import torch
+
+                torch.set_num_threads(inference.threads)
+            self._model = CrossEncoder(model, device="cpu", max_length=max_tokens)
+        self.backend = "torch" if self._onnx is None else "onnx"
         self._thread = InferenceThread("rerank")
 
     def score(self, query: str, texts: Sequence[str]) -> list[float]:
         if not texts:
             return []
+        if self._onnx is not None:
+            return self._thread.run(self._score_onnx, self._onnx, query, list(texts))
         pairs = [(query, t) for t in texts]
         scores = self._thread.run(
             self._model.predict, pairs, batch_size=self._batch_size, show_progress_bar=False
         )
+        return [float(s) for s in scores]
+
+    def _score_onnx(self, onnx: OnnxModel, query: str, texts: list[str]) -> list[float]:
+        order = length_order([len(t) for t in texts])
+        scores = np.empty(len(texts), dtype=np.float32)
+        for start in range(0, len(texts), self._batch_size):
+            rows = order[start : start + self._batch_size]
+            batch = [texts[i] for i in rows]
+            scores[rows] = onnx.run([query] * len(batch), batch, self._max_tokens).reshape(-1)
         return [float(s) for s in scores]
 
 
@@ -134,7 +184,10 @@ def load_reranker(
     model = settings.reranker_model
     try:
         reranker = CrossEncoderReranker(
-            model, settings.rerank_batch_size, settings.rerank_max_tokens
+            model,
+            settings.rerank_batch_size,
+            settings.rerank_max_tokens,
+            InferenceOptions.from_settings(settings),
         )
         return RerankerStatus(reranker, model)
     except (OSError, ValueError, RuntimeError) as exc:

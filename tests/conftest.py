@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# One ONNX export per model for the whole suite (and for the `rag up` processes tests start):
+# exports are keyed by the weights' digest, so a kept directory is reused by later runs too.
+os.environ.setdefault("RAG_ONNX_EXPORT_DIR", str(Path(tempfile.gettempdir()) / "rag-test-onnx"))
 
 from core.embedding import Embedder
+from core.onnx_models import InferenceOptions
 from core.runtime import Runtime
 from core.settings import Settings
 from tests.support import processes
@@ -35,9 +40,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
-    """The shipped all-MiniLM-L6-v2, loaded once; tests compare `texts_embedded` deltas."""
+    """The shipped all-MiniLM-L6-v2 on the default backend, loaded once; tests compare
+    `texts_embedded` deltas."""
     settings = Settings()
-    return Embedder(settings.embedding_model, settings.embedding_batch_size)
+    inference = InferenceOptions.from_settings(settings)
+    return Embedder(settings.embedding_model, settings.embedding_batch_size, inference=inference)
 
 
 def make_settings(tmp: Path, backend: str = "edge", **overrides: object) -> Settings:

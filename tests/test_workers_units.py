@@ -7,6 +7,8 @@ test_workers_fault.py.
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +18,7 @@ from pydantic import SecretStr
 from redis import Redis
 
 from core.embedding import Embedder
-from core.manifest import DocStatus, DocumentRecord, Manifest
+from core.manifest import DocStatus, DocumentRecord, Manifest, RunSummary
 from core.runtime import Runtime
 from core.settings import Settings
 from core.types import TenantScope
@@ -29,7 +31,7 @@ from workers.context import WorkerContext
 from workers.locks import RedisLock, is_locked
 from workers.redis_server import answers, ensure_redis, free_port
 from workers.status import read_status
-from workers.tasks.ingestion import scan_bucket, scan_keys, sync_document
+from workers.tasks.ingestion import scan_bucket, scan_keys, sync_document, sync_documents
 
 redis_db = test_workers.redis_db  # the fixture: DB 11, flushed before and after
 
@@ -124,15 +126,24 @@ def test_pending_work_overlays_settled_state(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- tasks, eagerly
 
 
+def _queued_documents(redis_db: Redis, queue: str) -> int:
+    """Documents named by the messages waiting in `queue` (a group task names several)."""
+    count = 0
+    for raw in redis_db.lrange(queue, 0, -1):
+        args = json.loads(base64.b64decode(json.loads(raw)["body"]))[0]
+        count += len(args[0]) if isinstance(args[0], list) else 1
+    return count
+
+
 def test_scan_enqueues_once_and_requeues_what_was_lost(ctx: WorkerContext, redis_db: Redis) -> None:
     for name in ("a", "b", "c"):
         _write(ctx, f"{name}.txt", f"document {name}")
     queue = ctx.settings.celery_documents_queue
     first = scan_bucket.apply().get()
-    assert (first["sync"], first["delete"], redis_db.llen(queue)) == (3, 0, 3)
+    assert (first["sync"], first["delete"], _queued_documents(redis_db, queue)) == (3, 0, 3)
     assert read_status(ctx.runtime.manifest).counts["queued"] == 3
     again = scan_bucket.apply().get()  # the messages are still queued: nothing new to send
-    assert (again["sync"], again["in_flight"], redis_db.llen(queue)) == (0, 3, 3)
+    assert (again["sync"], again["in_flight"], _queued_documents(redis_db, queue)) == (0, 3, 3)
 
     # A task that started but holds no lock died with its worker: enqueue it again at once.
     ctx.runtime.manifest.mark_processing("a.txt", "default", "dead-task")
@@ -142,7 +153,7 @@ def test_scan_enqueues_once_and_requeues_what_was_lost(ctx: WorkerContext, redis
     assert (report["sync"], report["in_flight"]) == (1, 2)
     time.sleep(1.1)  # past requeue_after: c's message may have been lost with a Redis restart
     report = scan_bucket.apply().get()
-    assert report["sync"] == 3 and redis_db.llen(queue) == 3 + 1 + 3
+    assert report["sync"] == 3 and _queued_documents(redis_db, queue) == 3 + 1 + 3
 
 
 def test_scan_forgets_the_lost_second_message_of_a_settled_document(ctx: WorkerContext) -> None:
@@ -291,3 +302,96 @@ def test_the_optimise_task_indexes_what_the_workers_wrote(
             assert "skipped" in optimize_index.apply().get()
         assert optimize_index.apply().get()["optimized"] is True
         assert optimize_index.apply().get()["optimized"] is False
+
+
+# --------------------------------------------------------------------------- group tasks
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch, obj: object, name: str) -> list[int]:
+    """Count calls of a real method, which still runs."""
+    calls: list[int] = []
+    real = getattr(obj, name)
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(obj, name, counted)
+    return calls
+
+
+def test_a_group_task_settles_each_document_as_its_own_task_would(
+    ctx: WorkerContext, redis_db: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest = ctx.runtime.manifest
+    _write(ctx, "one.txt", "Zebras graze on the savanna.")
+    _write(ctx, "two.txt", "Herons wade in the shallows.")
+    (Path(ctx.settings.bucket_url) / "bad.txt").write_bytes(b"caf\xe9 au lait \xc3\x28")
+    _write(ctx, "poison.txt", "Its worker died every time.")
+    _write(ctx, "held.txt", "Another worker has it.")
+    docs = ["one.txt", "two.txt", "bad.txt", "poison.txt", "held.txt"]
+    task_ids = [f"task-{d}" for d in docs]
+    manifest.mark_queued({d: ("default", t) for d, t in zip(docs, task_ids, strict=True)})
+    for n in range(ctx.settings.max_attempts):
+        manifest.mark_processing("poison.txt", "default", f"died-{n}")
+    manifest.mark_queued({"poison.txt": ("default", "task-poison.txt")})
+    run_id = manifest.start_run(RunSummary(planned=len(docs)))
+    embeds = _counting(monkeypatch, ctx.runtime.embedder, "embed_documents")
+    upserts = _counting(monkeypatch, ctx.runtime.index, "upsert")
+
+    with RedisLock(redis_db, "held.txt", 60):
+        results = sync_documents.apply((docs, task_ids), {"run_id": run_id}).get()
+
+    outcomes = {r["doc_id"]: r["outcome"] for r in results}
+    assert outcomes == {"one.txt": "added", "two.txt": "added", "bad.txt": "failed"}
+    assert (len(embeds), len(upserts)) == (1, 1)  # the two good documents, together
+    assert "UTF-8" in manifest.get("bad.txt").error
+    # The held document, and the one tried before, went on as tasks of their own, still queued
+    # under their task ids: only its own attempts count against a document.
+    assert manifest.pending().keys() == {"held.txt", "poison.txt"}
+    assert _queued_documents(redis_db, ctx.settings.celery_documents_queue) == 2
+    run = manifest.last_run()
+    assert (run.completed, run.added, run.failed) == (3, 2, 1)
+    poison = sync_document.apply(("poison.txt",), {"run_id": run_id}).get()
+    assert poison["outcome"] == "failed"  # as its own task: given up after 3 attempts
+    assert manifest.get("poison.txt").error.startswith("gave up after 3 attempts")
+    again = sync_documents.apply((["one.txt", "two.txt"], ["t1", "t2"])).get()
+    assert {r["outcome"] for r in again} == {"unchanged"}  # idempotent
+
+
+def test_a_failing_group_is_synced_again_one_by_one(ctx: WorkerContext) -> None:
+    """A listener that raises on one document fails the group's sync: that document is
+    quarantined with the error, as its own task would be, and the others are indexed."""
+
+    class Exploding:
+        def on_indexed(self, doc: object, point_ids: list[str]) -> None:
+            if doc.doc_id == "explodes.txt":  # type: ignore[attr-defined]
+                raise ValueError("listener broke")
+
+        def on_deleted(self, scope: object, doc_id: str) -> None:
+            pass
+
+    ctx.ingestion.syncer._listeners.append(Exploding())
+    docs = ["a.txt", "explodes.txt", "b.txt"]
+    for d in docs:
+        _write(ctx, d, f"The text of {d}.")
+    results = sync_documents.apply((docs, [f"t-{d}" for d in docs])).get()
+    outcomes = {r["doc_id"]: r["outcome"] for r in results}
+    assert outcomes == {"a.txt": "added", "explodes.txt": "failed", "b.txt": "added"}
+    assert (
+        "internal error: ValueError: listener broke"
+        in ctx.runtime.manifest.get("explodes.txt").error
+    )
+    assert ctx.runtime.index.count() == 2
+    assert not ctx.runtime.manifest.pending()
+
+
+def test_a_scan_groups_documents_over_the_worker_threads(
+    ctx: WorkerContext, redis_db: Redis
+) -> None:
+    for i in range(5):
+        _write(ctx, f"d{i}.txt", f"document {i}")
+    scan_bucket.apply().get()
+    # worker_concurrency 2: groups of 3 and 2, not five messages
+    assert redis_db.llen(ctx.settings.celery_documents_queue) == 2
+    assert _queued_documents(redis_db, ctx.settings.celery_documents_queue) == 5

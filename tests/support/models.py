@@ -1,4 +1,5 @@
-"""Models made locally for tests, from the shipped MiniLM folder: nothing is downloaded."""
+"""Models made locally for tests, from the shipped MiniLM folder and its tokenizer: nothing is
+downloaded."""
 
 from __future__ import annotations
 
@@ -22,3 +23,32 @@ def cls_pooling_copy(target: Path) -> Path:
         config.update(pooling_mode_cls_token=True, pooling_mode_mean_tokens=False)
         pooling.write_text(json.dumps(config, indent=2))
     return target
+
+
+def build_tiny_sentence_model(tokenizer_source: str, folder: Path, seed: int = 0) -> Path:
+    """A one-layer, 32-wide BERT bi-encoder (mean pooling, normalised) with random weights.
+
+    It has the shipped MiniLM's tokenizer and module layout, so it exports along the same path,
+    in a fraction of a second; `seed` changes its weights (a "new version" of the same folder).
+    """
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    base = folder.parent / f"{folder.name}-base"
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(str(base))
+    tokenizer.save_pretrained(str(base))
+    transformer = models.Transformer(str(base), max_seq_length=64)
+    modules = [transformer, models.Pooling(32, "mean"), models.Normalize()]
+    SentenceTransformer(modules=modules, device="cpu").save(str(folder))
+    return folder

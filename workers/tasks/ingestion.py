@@ -1,6 +1,7 @@
 """Ingestion tasks: the reconciling scan and the per-document sync and delete.
 
-The scan enqueues work and marks it queued in the manifest; a document task locks the document,
+The scan enqueues work and marks it queued in the manifest (documents to sync in groups, so a
+burst of small files costs a few model calls, not one each); a document task locks the document,
 re-reads its current state from the bucket, and lets the syncer bring the index in line (sync if
 the object is there, delete if it is not), whatever its message said. So a duplicate, stale or
 reordered message costs at most a hash, and a lost one is re-enqueued by a later scan: one still
@@ -14,11 +15,13 @@ Parse errors never reach here as errors: the syncer quarantines them with their 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -194,9 +197,29 @@ def _enqueue(
     # Marked before sending: a task that finishes first must find its mark to clear it.
     manifest.mark_queued({d: (_tenant(ctx, d), t) for d, t in task_ids.items()})
     run_id = manifest.start_run(RunSummary(unchanged=unchanged, planned=len(work)))
+    syncs = [doc_id for task, doc_id in work if task is sync_document]
+    for group in _groups(syncs, ctx.settings.worker_batch_docs, ctx.settings.worker_concurrency):
+        if len(group) == 1:
+            sync_document.apply_async((group[0],), {"run_id": run_id}, task_id=task_ids[group[0]])
+        else:
+            sync_documents.apply_async((group, [task_ids[d] for d in group]), {"run_id": run_id})
     for task, doc_id in work:
-        task.apply_async((doc_id,), {"run_id": run_id}, task_id=task_ids[doc_id])
+        if task is delete_document:
+            task.apply_async((doc_id,), {"run_id": run_id}, task_id=task_ids[doc_id])
     return {**report, "run_id": run_id}
+
+
+def _groups(doc_ids: list[str], most: int, workers: int) -> list[list[str]]:
+    """Documents to sync, in groups of at most `most`, spread evenly over the worker threads.
+
+    A group is embedded in one model call and written in one engine upsert and one write of its
+    manifest records; evenly sized groups keep every thread busy (one parses while another
+    embeds).
+    """
+    if not doc_ids:
+        return []
+    size = max(1, min(most, -(-len(doc_ids) // max(1, workers))))
+    return [doc_ids[i : i + size] for i in range(0, len(doc_ids), size)]
 
 
 # --------------------------------------------------------------------------- documents
@@ -206,6 +229,14 @@ def _enqueue(
 def sync_document(self: Task, doc_id: str, run_id: int | None = None) -> dict[str, Any]:
     """Bring one document in line with the bucket (it was new or changed when enqueued)."""
     return _settle(self, doc_id, run_id)
+
+
+@app.task(name="rag.sync_documents")
+def sync_documents(
+    doc_ids: list[str], task_ids: list[str], run_id: int | None = None
+) -> list[dict[str, Any]]:
+    """`sync_document` for a group of documents enqueued together (see `_settle_group`)."""
+    return _settle_group(doc_ids, task_ids, run_id)
 
 
 @app.task(name="rag.delete_document", bind=True, max_retries=None)
@@ -218,6 +249,14 @@ def _backoff(ctx: WorkerContext, retries: int) -> float:
     """Full jitter: uniform over [0, base * 2^retries], capped, so retries spread out."""
     s = ctx.settings
     return random.uniform(0, min(s.retry_backoff_max_seconds, s.retry_backoff_seconds * 2**retries))
+
+
+class _RetryLater(Exception):
+    """A transient failure of one document: it is queued again after `countdown` seconds."""
+
+    def __init__(self, exc: Exception, countdown: float) -> None:
+        super().__init__(str(exc))
+        self.exc, self.countdown = exc, countdown
 
 
 def _settle(task: Task, doc_id: str, run_id: int | None) -> dict[str, Any]:
@@ -233,34 +272,105 @@ def _settle(task: Task, doc_id: str, run_id: int | None) -> dict[str, Any]:
             return {"doc_id": doc_id, "outcome": "busy"}
         work = manifest.mark_processing(doc_id, tenant, task_id)
         try:
-            if work.attempts > s.max_attempts:
-                why = work.error or "its worker stopped while syncing it"
-                reason = f"gave up after {s.max_attempts} attempts: {why}"
-                outcome = _quarantine(ctx, doc_id, reason, work.attempts)
+            outcome = _attempt(ctx, doc_id, work, task_id, lambda: _reconcile(ctx, doc_id))
+        except _RetryLater as later:
+            raise task.retry(exc=later.exc, countdown=later.countdown) from later.exc
+        _settled(ctx, doc_id, task_id, run_id, outcome)
+    return _result(outcome)
+
+
+def _settle_group(doc_ids: list[str], task_ids: list[str], run_id: int | None) -> list[dict]:
+    """Each document locked, attempted, retried and quarantined exactly as `_settle` does, but
+    synced together: one model call, one engine upsert, one write of the manifest records.
+
+    A document tried before (its earlier attempt failed, or its worker died: perhaps with this
+    very group) goes on as a single-document task, so only its own attempts count against it and
+    a poison document cannot quarantine its group; so does one another worker holds, or one
+    whose attempt here fails transiently. If the group's sync fails, each document is synced
+    again on its own (a sync is idempotent), so an error is charged to the one that raised it.
+    """
+    ctx = context()
+    s, manifest = ctx.settings, ctx.runtime.manifest
+    results: list[dict] = []
+    tried = {d for d, work in manifest.pending().items() if work.attempts > 0}
+    with contextlib.ExitStack() as locks:
+        held: dict[str, str] = {}
+        for doc_id, task_id in zip(doc_ids, task_ids, strict=True):
+            if doc_id in tried:
+                sync_document.apply_async((doc_id,), {"run_id": run_id}, task_id=task_id)
+            elif locks.enter_context(RedisLock(ctx.redis, doc_id, s.document_lock_ttl_seconds)):
+                held[doc_id] = task_id
             else:
-                outcome = _reconcile(ctx, doc_id)
+                sync_document.apply_async(
+                    (doc_id,), {"run_id": run_id}, task_id=task_id, countdown=_backoff(ctx, 0)
+                )
+        works = {d: manifest.mark_processing(d, _tenant(ctx, d), t) for d, t in held.items()}
+        fresh = [d for d in held if works[d].attempts <= s.max_attempts]
+        try:
+            together = _reconcile_many(ctx, fresh)
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-            if isinstance(exc, BucketUnavailableError) and work.attempts >= s.max_attempts:
-                # The bucket, not the document, is failing: leave its chunks and record alone;
-                # the first scan that can list the bucket again enqueues it afresh.
-                log.error("giving up on %s for now: %s", doc_id, exc)
-                outcome = SyncOutcome(doc_id, "failed", error=reason)
-            elif not is_transient(exc):
-                log.exception("quarantining %s after an unexpected error", doc_id)
-                outcome = _quarantine(ctx, doc_id, f"internal error: {reason}", work.attempts)
-            elif work.attempts < s.max_attempts:
-                manifest.note_error(doc_id, reason)
-                manifest.mark_queued({doc_id: (tenant, task_id)})
-                raise task.retry(exc=exc, countdown=_backoff(ctx, work.attempts)) from exc
-            else:
-                reason = f"gave up after {work.attempts} attempts: {reason}"
-                outcome = _quarantine(ctx, doc_id, reason, work.attempts)
-        manifest.finish(doc_id, task_id)
-        if run_id is not None:
-            manifest.add_outcome(run_id, outcome.kind)
+            log.info("group sync failed (%s); syncing its %d documents one by one", exc, len(fresh))
+            together = {}
+        for doc_id, task_id in held.items():
+            try:
+                outcome = together.get(doc_id) or _attempt(
+                    ctx, doc_id, works[doc_id], task_id, lambda d=doc_id: _reconcile(ctx, d)
+                )
+            except _RetryLater as later:
+                sync_document.apply_async(
+                    (doc_id,), {"run_id": run_id}, task_id=task_id, countdown=later.countdown
+                )
+                continue
+            _settled(ctx, doc_id, task_id, run_id, outcome)
+            results.append(_result(outcome))
+    return results
+
+
+def _attempt(
+    ctx: WorkerContext,
+    doc_id: str,
+    work: PendingWork,
+    task_id: str,
+    reconcile: Callable[[], SyncOutcome],
+) -> SyncOutcome:
+    """One attempt at a locked document; raises `_RetryLater` for a transient error with
+    attempts left, quarantines it past `max_attempts` or on any other error."""
+    s, manifest = ctx.settings, ctx.runtime.manifest
+    try:
+        if work.attempts > s.max_attempts:
+            why = work.error or "its worker stopped while syncing it"
+            reason = f"gave up after {s.max_attempts} attempts: {why}"
+            return _quarantine(ctx, doc_id, reason, work.attempts)
+        return reconcile()
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, BucketUnavailableError) and work.attempts >= s.max_attempts:
+            # The bucket, not the document, is failing: leave its chunks and record alone; the
+            # first scan that can list the bucket again enqueues it afresh.
+            log.error("giving up on %s for now: %s", doc_id, exc)
+            return SyncOutcome(doc_id, "failed", error=reason)
+        if not is_transient(exc):
+            log.exception("quarantining %s after an unexpected error", doc_id)
+            return _quarantine(ctx, doc_id, f"internal error: {reason}", work.attempts)
+        if work.attempts < s.max_attempts:
+            manifest.note_error(doc_id, reason)
+            manifest.mark_queued({doc_id: (_tenant(ctx, doc_id), task_id)})
+            raise _RetryLater(exc, _backoff(ctx, work.attempts)) from exc
+        reason = f"gave up after {work.attempts} attempts: {reason}"
+        return _quarantine(ctx, doc_id, reason, work.attempts)
+
+
+def _settled(
+    ctx: WorkerContext, doc_id: str, task_id: str, run_id: int | None, outcome: SyncOutcome
+) -> None:
+    ctx.runtime.manifest.finish(doc_id, task_id)
+    if run_id is not None:
+        ctx.runtime.manifest.add_outcome(run_id, outcome.kind)
+
+
+def _result(outcome: SyncOutcome) -> dict[str, Any]:
     return {
-        "doc_id": doc_id,
+        "doc_id": outcome.doc_id,
         "outcome": outcome.kind,
         "chunks": outcome.chunks,
         "error": outcome.error,
@@ -273,6 +383,23 @@ def _reconcile(ctx: WorkerContext, doc_id: str) -> SyncOutcome:
     if obj is None:
         return syncer.delete(doc_id)
     return syncer.sync([obj], sidecars)[0]
+
+
+def _reconcile_many(ctx: WorkerContext, doc_ids: list[str]) -> dict[str, SyncOutcome]:
+    """`_reconcile` for several documents, those still in the bucket synced in one batch."""
+    syncer = ctx.ingestion.syncer
+    outcomes: dict[str, SyncOutcome] = {}
+    objects, sidecars = [], {}
+    for doc_id in doc_ids:
+        obj, found = current(ctx.bucket, doc_id)
+        if obj is None:
+            outcomes[doc_id] = syncer.delete(doc_id)
+        else:
+            objects.append(obj)
+            sidecars.update(found)
+    if objects:
+        outcomes.update((o.doc_id, o) for o in syncer.sync(objects, sidecars))
+    return outcomes
 
 
 def _quarantine(ctx: WorkerContext, doc_id: str, reason: str, attempts: int) -> SyncOutcome:

@@ -1,0 +1,37 @@
+"""`rag models export`: the ONNX exports made ahead of time instead of on first use.
+
+Registered in cli/main.py with `app.add_typer(models_app, name="models")`.
+"""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+from core.onnx_models import ExportError, ensure_export
+from core.settings import get_settings
+
+models_app = typer.Typer(help="The models' ONNX exports.")
+console = Console()
+
+
+@models_app.command("export")
+def export() -> None:
+    """Export the embedding model and the reranker to RAG_ONNX_EXPORT_DIR (kept ones are reused).
+
+    Exits 1 when the embedding model cannot be exported; a reranker that is not installed
+    locally is reported and skipped, as the API would skip it.
+    """
+    settings = get_settings()
+    quantize = settings.inference_quantize
+    targets = [("embedder", settings.embedding_model), ("cross-encoder", settings.reranker_model)]
+    failed = False
+    for kind, model in targets:
+        try:
+            done = ensure_export(kind, model, settings.onnx_export_path, quantize)
+            console.print(f"{kind} {model}: {done.graph}")
+        except ExportError as exc:
+            failed = failed or kind == "embedder"
+            console.print(f"[yellow]{kind} {model}: not exported: {exc}")
+    if failed:
+        raise typer.Exit(1)
