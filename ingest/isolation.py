@@ -257,7 +257,8 @@ def shared_pool(processes: int, budget: ParseBudget) -> ParserPool:
 
 
 @atexit.register
-def _close_pools() -> None:
+def close_shared_pools() -> None:
+    """Stop every shared pool's parsers (at exit, or sooner by a process that is done parsing)."""
     with _pools_lock:
         pools = list(_pools.values())
         _pools.clear()

@@ -18,6 +18,7 @@ from core.embedding import Embedder
 from core.onnx_models import InferenceOptions
 from core.runtime import Runtime
 from core.settings import Settings
+from ingest.isolation import close_shared_pools
 from tests.support import processes
 
 BACKENDS = ["edge", "server"]
@@ -29,7 +30,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """No test may leave a process running: whatever is left is killed and named."""
+    """No test may leave a process running: whatever is left is killed and named. The parser
+    pools this process shared across tests are its own to stop first."""
+    close_shared_pools()
     _LEFT_BEHIND.update(processes.kill_leftovers())
 
 
