@@ -17,12 +17,10 @@ import numpy as np
 
 from core.inference import InferenceThread
 from core.onnx_models import (
-    ExportError,
     InferenceOptions,
-    ModelNotFoundError,
     OnnxModel,
     length_order,
-    load_onnx_model,
+    onnx_or_none,
 )
 from core.sqlite import Migration, SchemaError, SqliteStore
 
@@ -66,16 +64,7 @@ class Embedder:
         self.vectors_key = model
         self._batch_size = batch_size
         self.query_prefix = query_prefix
-        self.fallback_reason = ""
-        self._onnx: OnnxModel | None = None
-        if inference is not None and inference.backend == "onnx":
-            try:
-                self._onnx = load_onnx_model("embedder", model, inference)
-            except ModelNotFoundError:
-                pass  # torch, next, raises its own error for a missing model
-            except ExportError as exc:
-                self.fallback_reason = str(exc)
-                log.warning("embedding model %s runs on torch: %s", model, exc)
+        self._onnx, self.fallback_reason = onnx_or_none("embedder", model, inference)
         if self._onnx is not None:
             self.backend = "onnx"
             if inference is not None and inference.quantize:

@@ -286,6 +286,22 @@ def load_onnx_model(kind: Kind, model: str, options: InferenceOptions) -> OnnxMo
         )
 
 
+def onnx_or_none(
+    kind: Kind, model: str, inference: InferenceOptions | None
+) -> tuple[OnnxModel | None, str]:
+    """`model` on ONNX Runtime when `inference` asks for it; else None and why not ("" when it
+    was not asked for, or the model is missing: torch, tried next, says so in its own words)."""
+    if inference is None or inference.backend != "onnx":
+        return None, ""
+    try:
+        return load_onnx_model(kind, model, inference), ""
+    except ModelNotFoundError:
+        return None, ""
+    except ExportError as exc:
+        log.warning("%s %s runs on torch: %s", kind, model, exc)
+        return None, str(exc)
+
+
 def length_order(lengths: Sequence[int]) -> np.ndarray:
     """Indices longest first, so each batch pads to texts of about its own length."""
     return np.argsort([-n for n in lengths], kind="stable")

@@ -5,7 +5,6 @@ Also the golden-set builder and `run_nightly`, the body of the nightly Celery be
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -23,10 +22,10 @@ from core.settings import Settings
 from eval.beir import BeirDataset, load_beir
 from eval.compare import compare, past_reports
 from eval.golden import GoldenItem, golden_from_qrels, load_golden, sample
+from eval.golden_store import candidates_from_chunks
 from eval.llm import (
     Answerer,
     QuestionWriter,
-    bounded_map,
     chat_answerer,
     chat_question_writer,
 )
@@ -85,21 +84,23 @@ class EvalOutcome:
         return bool(self.report["regression"])
 
 
-def _run_dir(reports_dir: Path, dataset: str, resume: bool) -> Path:
-    """The latest unfinished run of this dataset when resuming, else a new timestamped folder."""
+def open_run_dir(root: Path, resume: bool, **tags: str) -> Path:
+    """The latest unfinished run with these `tags` when resuming, else a new timestamped folder
+    whose run.json records the tags and when it started."""
     if resume:
-        for path in sorted(reports_dir.glob("*/run.json"), reverse=True):
+        for path in sorted(root.glob("*/run.json"), reverse=True):
             started = json.loads(path.read_text(encoding="utf-8"))
-            if started.get("dataset") == dataset and not (path.parent / "report.json").exists():
+            unfinished = not (path.parent / "report.json").exists()
+            if unfinished and all(started.get(k) == v for k, v in tags.items()):
                 return path.parent
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    run_dir, n = reports_dir / run_id, 0
+    run_dir, n = root / run_id, 0
     while run_dir.exists():
         n += 1
-        run_dir = reports_dir / f"{run_id}-{n}"
+        run_dir = root / f"{run_id}-{n}"
     run_dir.mkdir(parents=True)
     (run_dir / "run.json").write_text(
-        json.dumps({"dataset": dataset, "started_at": time.time()}), encoding="utf-8"
+        json.dumps({**tags, "started_at": time.time()}), encoding="utf-8"
     )
     return run_dir
 
@@ -234,7 +235,7 @@ def run_eval(
     items = sample(items, ragas_sample if ragas_sample is not None else settings.eval_ragas_sample)
     llms = llms if llms is not None else llms_from_settings(settings)
     reports_dir = reports_dir or settings.eval_reports_dir
-    run_dir = _run_dir(reports_dir, dataset.name, resume)
+    run_dir = open_run_dir(reports_dir, resume, dataset=dataset.name)
     workspace = EvalWorkspace.for_dataset(settings, dataset.name)
     timings: dict[str, float] = {}
     with workspace.open_runtime(embedder) as runtime:
@@ -356,28 +357,11 @@ def make_golden(
         workspace.write_corpus(dataset.corpus)
         workspace.ingest(runtime)
         chunks = sorted(runtime.index.scroll(workspace.scope, ["doc_id", "text", "doc_type"]))
-    picked = sample(chunks, n or 50)
-    replies = bounded_map(
-        writer, [p["text"] for _, p in picked], settings.eval_concurrency, settings.eval_timeout_s
+    return candidates_from_chunks(
+        chunks,
+        n or 50,
+        writer,
+        settings.eval_concurrency,
+        settings.eval_timeout_s,
+        lambda d: workspace.doc_id(d) or d,
     )
-    items = []
-    for (point_id, payload), reply in zip(picked, asyncio.run(replies), strict=True):
-        if isinstance(reply, BaseException):
-            log.warning("no question for chunk %s: %s", point_id, reply)
-            continue
-        question, answer = reply
-        items.append(
-            GoldenItem(
-                id=f"gen-{point_id[:12]}",
-                question=question,
-                reference=answer,
-                relevant_doc_ids=[workspace.doc_id(payload["doc_id"]) or payload["doc_id"]],
-                tags={
-                    "source": "llm",
-                    "doc_type": payload.get("doc_type", ""),
-                    "review": "pending",
-                },
-                review="pending",
-            )
-        )
-    return items

@@ -38,7 +38,7 @@ from eval.history import (
     tenant_dir,
 )
 from eval.metrics import mean, score_run
-from eval.pipeline import EvalLLMs
+from eval.pipeline import EvalLLMs, EvalOutcome, open_run_dir
 from eval.report import write_tenant_report
 from eval.runner import Retrieved
 from retrieval.filters import FilterLimits, to_field_filters
@@ -73,32 +73,6 @@ def run_config(
         pairs, FilterLimits(settings.max_filters, settings.max_filter_values)
     )
     return RunConfig(mode, rerank, filters, [dict(c) for c in conditions])  # type: ignore[arg-type]
-
-
-@dataclass
-class TenantOutcome:
-    run_dir: Path
-    report: dict[str, Any]
-
-    @property
-    def regression(self) -> bool:
-        return bool(self.report["regression"])
-
-
-def _run_dir(root: Path, resume: bool) -> Path:
-    if resume:
-        unfinished = [p.parent for p in sorted(root.glob("*/run.json"))]
-        unfinished = [p for p in unfinished if not (p / "report.json").exists()]
-        if unfinished:
-            return unfinished[-1]
-    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    run_dir, n = root / run_id, 0
-    while run_dir.exists():
-        n += 1
-        run_dir = root / f"{run_id}-{n}"
-    run_dir.mkdir(parents=True)
-    (run_dir / "run.json").write_text(json.dumps({"started_at": time.time()}), encoding="utf-8")
-    return run_dir
 
 
 def fingerprint(
@@ -145,7 +119,7 @@ def run_tenant_eval(
     reports_dir: Path | None = None,
     sample_size: int | None = None,
     resume: bool = True,
-) -> TenantOutcome:
+) -> EvalOutcome:
     """Evaluate `items` (the tenant's approved golden items) on the served index."""
     from eval.ragas_scoring import RagasCase, RagasScorer
 
@@ -155,7 +129,7 @@ def run_tenant_eval(
     started = time.perf_counter()
     reports_dir = reports_dir or settings.eval_reports_dir
     items = sample(list(items), sample_size or settings.eval_ragas_sample)
-    run_dir = _run_dir(tenant_dir(reports_dir, tenant), resume)
+    run_dir = open_run_dir(tenant_dir(reports_dir, tenant), resume)
     scope = TenantScope(tenant)
     hits: dict[str, list[dict[str, Any]]] = {}
     cases = []
@@ -253,7 +227,7 @@ def run_tenant_eval(
             comparison.previous_run,
             run_dir / "report.html",
         )
-    return TenantOutcome(run_dir, report)
+    return EvalOutcome(run_dir, report)
 
 
 def _history_point(report: Mapping[str, Any]) -> dict[str, Any]:

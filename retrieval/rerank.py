@@ -19,12 +19,10 @@ import numpy as np
 
 from core.inference import InferenceThread
 from core.onnx_models import (
-    ExportError,
     InferenceOptions,
-    ModelNotFoundError,
     OnnxModel,
     length_order,
-    load_onnx_model,
+    onnx_or_none,
 )
 from core.settings import Settings
 
@@ -60,16 +58,7 @@ class CrossEncoderReranker:
         self.name = model
         self._batch_size = batch_size
         self._max_tokens = max_tokens
-        self.fallback_reason = ""
-        self._onnx: OnnxModel | None = None
-        if inference is not None and inference.backend == "onnx":
-            try:
-                self._onnx = load_onnx_model("cross-encoder", model, inference)
-            except ModelNotFoundError:
-                pass  # torch, next, raises its own error for a missing model
-            except ExportError as exc:
-                self.fallback_reason = str(exc)
-                log.warning("reranker %s runs on torch: %s", model, exc)
+        self._onnx, self.fallback_reason = onnx_or_none("cross-encoder", model, inference)
         if self._onnx is None:
             from sentence_transformers import CrossEncoder
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from core.runtime import Runtime
 from eval.golden_store import GoldenStore
-from eval.pipeline import EvalLLMs, llms_from_settings
-from eval.tenant import RunConfig, TenantOutcome, run_tenant_eval
+from eval.pipeline import EvalLLMs, EvalOutcome, llms_from_settings
+from eval.tenant import RunConfig, run_tenant_eval
 from serving.search import build_search
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ def evaluate_tenant(
     sample_size: int | None = None,
     llms: EvalLLMs | None = None,
     resume: bool = True,
-) -> TenantOutcome:
+) -> EvalOutcome:
     """One run over the tenant's approved golden items; `llms` defaults to the configured ones."""
     from eval.ragas_scoring import LocalRagasEmbeddings
 
