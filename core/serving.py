@@ -106,6 +106,22 @@ class ServedEmbedder:
         return self._model.model_name
 
     @property
+    def vectors_key(self) -> str:
+        return self._model.vectors_key
+
+    @property
+    def backend(self) -> str:
+        return self._model.backend
+
+    @property
+    def fallback_reason(self) -> str:
+        return self._model.fallback_reason
+
+    @property
+    def query_prefix(self) -> str:
+        return self._model.query_prefix
+
+    @property
     def dim(self) -> int:
         return self._model.dim
 
