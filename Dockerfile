@@ -16,6 +16,7 @@ COPY eval eval
 COPY workers workers
 COPY api api
 COPY cli cli
+COPY serving serving
 RUN pip install .[deploy]
 
 # Models come from a mounted cache (HF_HOME) or a folder named by RAG_EMBEDDING_MODEL and
