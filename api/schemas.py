@@ -133,6 +133,7 @@ class Citation(BaseModel):
     doc_id: str
     source: str
     title: str | None = None
+    page: int | None = Field(None, description="1-based page (PDF) or slide (PPTX); else null")
 
 
 class AnswerResponse(BaseModel):

@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from api.auth import create_key
@@ -20,6 +21,7 @@ from ingest.service import Ingestion
 from tests.api_fixtures import running_app
 from tests.conftest import make_settings
 from tests.fixtures_docs import make_csv, make_eml, make_pdf, make_pptx, make_xlsx, zip_bomb
+from tests.support.llm import LLM_URL, fake_llm
 
 DEFAULT = TenantScope("default")
 # Three pages, each long enough to fill several 48-token chunks on its own.
@@ -32,7 +34,13 @@ PAGES = [
 @pytest.fixture
 def env(tmp_path: Path, embedder: Embedder) -> Iterator[tuple[Runtime, Path]]:
     settings = make_settings(
-        tmp_path, "edge", chunk_size=48, chunk_overlap=8, parse_max_expanded_bytes=2_000_000
+        tmp_path,
+        "edge",
+        chunk_size=48,
+        chunk_overlap=8,
+        parse_max_expanded_bytes=2_000_000,
+        llm_base_url=LLM_URL,
+        llm_model="stub-model",
     )
     bucket = tmp_path / "bucket"
     bucket.mkdir()
@@ -63,7 +71,8 @@ def test_pdf_hits_carry_their_page_and_no_chunk_spans_two(env: tuple[Runtime, Pa
         words = set(chunk["text"].replace(".", " ").split())
         assert words <= set(PAGES[chunk["page"] - 1].replace(".", " ").split()), chunk["text"]
     key = create_key(runtime.settings, "default")
-    with running_app(runtime, {"default:reader": key}) as api:
+    llm = httpx.MockTransport(fake_llm)
+    with running_app(runtime, {"default:reader": key}, transport=llm) as api:
         for page, animal in enumerate(("aardvark", "bison", "cheetah"), start=1):
             response = api.client.post(
                 "/v1/search",
@@ -73,6 +82,14 @@ def test_pdf_hits_carry_their_page_and_no_chunk_spans_two(env: tuple[Runtime, Pa
             assert response.status_code == 200, response.text
             hits = response.json()["results"]
             assert hits and all(hit["page"] == page for hit in hits), hits
+        # The stub LLM cites the first source it is given: the answer names its page.
+        answer = api.client.post(
+            "/v1/answer",
+            json={"query": "bison", "mode": "bm25", "top_k": 3},
+            headers={"X-API-Key": key},
+        )
+        assert answer.status_code == 200, answer.text
+        assert [c["page"] for c in answer.json()["citations"]] == [2]
 
 
 def test_pptx_xlsx_csv_and_eml_are_searchable(env: tuple[Runtime, Path]) -> None:
@@ -157,7 +174,8 @@ def test_sidecar_metadata_is_stored_once_and_short_keys_stay_filterable(
     record = runtime.manifest.get("long.txt")
     assert record is not None and record.meta["summary"] == sidecar["summary"]  # kept, once
     key = create_key(runtime.settings, "default")
-    with running_app(runtime, {"default:reader": key}) as api:
+    llm = httpx.MockTransport(fake_llm)
+    with running_app(runtime, {"default:reader": key}, transport=llm) as api:
         shown = api.client.get("/v1/documents/long.txt", headers={"X-API-Key": key}).json()
         assert shown["metadata"] == {"encoding": "utf-8", **sidecar}
         search = api.client.post(

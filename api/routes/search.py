@@ -201,6 +201,7 @@ def answer(body: AnswerBody, state: State, caller: Caller) -> AnswerResponse:
                 doc_id=by_id[i].payload.get("doc_id", ""),
                 source=by_id[i].payload.get("source", ""),
                 title=by_id[i].payload.get("title"),
+                page=by_id[i].payload.get("page"),
             )
             for i in reply.citations
         ],
