@@ -16,14 +16,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.terminal import EXIT_USAGE, CliError, cell, print_json
 from core.settings import get_settings
 from eval.golden import GoldenSetError, save_golden
 
+# Plain errors, as `rag` itself prints them (cli/main.py), also when these apps run on their own.
+_PLAIN = {"rich_markup_mode": None, "pretty_exceptions_enable": False}
 eval_app = typer.Typer(
     help="A tenant's golden set on the served index (--tenant), or a BEIR benchmark (--dataset), "
-    "with RAGAS, retrieval metrics and a regression gate."
+    "with RAGAS, retrieval metrics and a regression gate.",
+    **_PLAIN,
 )
-golden_app = typer.Typer(help="A tenant's golden set: import, export, generate, review.")
+golden_app = typer.Typer(help="A tenant's golden set: import, export, generate, review.", **_PLAIN)
 baseline_app = typer.Typer(help="The accepted runs a tenant's runs are compared with.")
 eval_app.add_typer(baseline_app, name="baseline")
 console = Console()
@@ -38,12 +42,15 @@ DatasetOption = Annotated[
 def _dataset(path: Path | None) -> Path:
     path = path or get_settings().eval_dataset
     if path is None:
-        console.print("[red]no dataset: pass --dataset PATH or set RAG_EVAL_DATASET")
-        raise typer.Exit(2)
+        raise CliError(
+            "no dataset: pass --dataset PATH or set RAG_EVAL_DATASET", exit_code=EXIT_USAGE
+        )
     missing = [n for n in ("corpus.jsonl", "queries.jsonl") if not (path / n).is_file()]
     if missing:
-        console.print(f"[red]{path} is not a BEIR-format folder: missing {', '.join(missing)}")
-        raise typer.Exit(2)
+        raise CliError(
+            f"{path} is not a BEIR-format folder: missing {', '.join(missing)}",
+            exit_code=EXIT_USAGE,
+        )
     return path
 
 
@@ -79,12 +86,17 @@ def run(
     modes: Annotated[
         str, typer.Option(help="With --dataset: comma-separated, of " + ", ".join(MODES))
     ] = "hybrid,dense,bm25",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the run folder and report.json as one JSON object")
+    ] = False,
 ) -> None:
     """Evaluate a tenant (--tenant) or a dataset, write the report, exit 1 on regression."""
     if ctx.invoked_subcommand is not None:
         return
     if tenant is not None:
-        _run_tenant(tenant, mode, rerank, filter_ or [], sample or ragas_sample, reports_dir)
+        _run_tenant(
+            tenant, mode, rerank, filter_ or [], sample or ragas_sample, reports_dir, as_json
+        )
         return
     from eval.pipeline import run_eval
     from serving.search import build_search
@@ -93,8 +105,9 @@ def run(
     path = _dataset(dataset)
     chosen = [m.strip() for m in modes.split(",") if m.strip()]
     if not chosen or any(m not in MODES for m in chosen):
-        console.print(f"[red]--modes takes a comma-separated list of {', '.join(MODES)}")
-        raise typer.Exit(2)
+        raise CliError(
+            f"--modes takes a comma-separated list of {', '.join(MODES)}", exit_code=EXIT_USAGE
+        )
 
     def progress(line: str) -> None:
         # Plain lines, so a log file or CI output shows them too, not only a terminal.
@@ -114,9 +127,11 @@ def run(
             progress=progress,
         )
     except (GoldenSetError, FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]{exc}")
-        raise typer.Exit(2) from None
+        raise CliError(f"{exc}", exit_code=EXIT_USAGE) from None
     report = outcome.report
+    if as_json:
+        print_json({"run_dir": str(outcome.run_dir), "report": report})
+        raise typer.Exit(1 if outcome.regression else 0)
     table = Table(
         title=f"{report['dataset']['name']}: {report['dataset']['queries_evaluated']} queries"
     )
@@ -136,7 +151,7 @@ def run(
     if failed:
         console.print(f"[yellow]{len(failed)} document(s) failed to ingest:")
         for doc_id, reason in sorted(failed.items()):
-            console.print(f"[yellow]  {doc_id}: {reason}", highlight=False)
+            console.print(cell(f"  {doc_id}: {reason}"), style="yellow")
     console.print(f"report: {outcome.run_dir / 'report.html'} ({report['timings']['total']:.0f}s)")
     for d in report["comparison"]["regressions"]:
         console.print(
@@ -170,6 +185,7 @@ def _run_tenant(
     raw_filters: list[str],
     sample: int | None,
     reports_dir: Path | None,
+    as_json: bool = False,
 ) -> None:
     """In this process when it can open the index; else (another process, `rag up`, holds the
     embedded shard) as a task run by that process's workers."""
@@ -189,8 +205,7 @@ def _run_tenant(
         conditions = [json.loads(f) for f in raw_filters]
         config = run_config(settings, mode, rerank, conditions)
     except (InvalidTenantError, ValueError, TypeError, AttributeError, FilterError) as exc:
-        console.print(f"[red]{getattr(exc, 'reason', exc)}")
-        raise typer.Exit(2) from None
+        raise CliError(f"{getattr(exc, 'reason', exc)}", exit_code=EXIT_USAGE) from None
     try:
         with Runtime(settings) as runtime:
             outcome = evaluate_tenant(
@@ -201,8 +216,10 @@ def _run_tenant(
         run_dir = _run_in_workers(tenant, mode, rerank, conditions, sample)
         report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
     except EvalRunError as exc:
-        console.print(f"[red]{exc}")
-        raise typer.Exit(2) from None
+        raise CliError(f"{exc}", exit_code=EXIT_USAGE) from None
+    if as_json:
+        print_json({"run_dir": str(run_dir), "report": report})
+        raise typer.Exit(1 if report["regression"] else 0)
     _print_tenant_report(settings, tenant, run_dir, report)
 
 
@@ -236,14 +253,14 @@ def _run_in_workers(
     deadline = time.monotonic() + limit
     while not answer_file.exists():
         if time.monotonic() > deadline:
-            console.print(f"[red]the evaluation did not finish within {limit:.0f}s")
-            raise typer.Exit(2)
+            raise CliError(
+                f"the evaluation did not finish within {limit:.0f}s", exit_code=EXIT_USAGE
+            )
         time.sleep(0.5)
     answer = json.loads(answer_file.read_text(encoding="utf-8"))
     answer_file.unlink()
     if "error" in answer:
-        console.print(f"[red]{answer['error']}")
-        raise typer.Exit(2)
+        raise CliError(f"{answer['error']}", exit_code=EXIT_USAGE)
     return Path(answer["run_dir"])
 
 
@@ -281,8 +298,7 @@ def accept(run_id: str, tenant: TenantOption) -> None:
     try:
         accept_baseline(get_settings().eval_reports_dir, tenant, run_id)
     except (EvalRunError, ValueError) as exc:
-        console.print(f"[red]{exc}")
-        raise typer.Exit(2) from None
+        raise CliError(f"{exc}", exit_code=EXIT_USAGE) from None
     console.print(f"accepted {run_id} as a baseline of {tenant}")
 
 
@@ -298,8 +314,7 @@ def _tenant(tenant: str) -> str:
     try:
         return TenantScope(tenant).tenant_id
     except InvalidTenantError as exc:
-        console.print(f"[red]{exc}")
-        raise typer.Exit(2) from None
+        raise CliError(f"{exc}", exit_code=EXIT_USAGE) from None
 
 
 @golden_app.command("import")
@@ -311,8 +326,7 @@ def golden_import(file: Path, tenant: TenantOption) -> None:
     try:
         items = load_golden(file)
     except (GoldenSetError, OSError) as exc:
-        console.print(f"[red]{exc}")
-        raise typer.Exit(2) from None
+        raise CliError(f"{exc}", exit_code=EXIT_USAGE) from None
     store = _golden_store()
     try:
         console.print(f"imported {store.put(name, items)} golden items into {name}")
@@ -378,11 +392,9 @@ def _golden_change(tenant: str, ids: list[str], changes: dict[str, object]) -> N
     try:
         for item_id in ids:
             if store.update(name, item_id, changes) is None:
-                console.print(f"[red]{name} has no golden item {item_id!r}")
-                raise typer.Exit(1)
+                raise CliError(f"{name} has no golden item {item_id!r}")
     except ValidationError as exc:
-        console.print(f"[red]{exc.errors()[0]['msg']}")
-        raise typer.Exit(2) from None
+        raise CliError(f"{exc.errors()[0]['msg']}", exit_code=EXIT_USAGE) from None
     finally:
         store.close()
     console.print(f"updated {len(ids)} item(s)")
@@ -415,8 +427,9 @@ def golden_generate(
     name = _tenant(tenant)
     endpoint = llm_endpoint(settings)
     if endpoint is None:
-        console.print("[red]no LLM is configured; set RAG_LLM_BASE_URL (and RAG_LLM_MODEL)")
-        raise typer.Exit(2)
+        raise CliError(
+            "no LLM is configured; set RAG_LLM_BASE_URL (and RAG_LLM_MODEL)", exit_code=EXIT_USAGE
+        )
     client = ChatClient(endpoint)
     with Runtime(settings) as runtime:
         items = generate_candidates(

@@ -296,6 +296,10 @@ def test_cli_eval_prints_the_report_folder_last(
         assert report["search"]["mode"] == "dense" and not report["ragas"]["llm_metrics"]
         assert any("No judge configured" in n for n in report["ragas"]["notes"])
         assert "/v1/eval/shared/acme/" in result.stdout
+        as_json = runner.invoke(cli_app, ["eval", "--tenant", "acme", "--mode", "dense", "--json"])
+        assert as_json.exit_code == 0, as_json.output
+        out = json.loads(as_json.stdout)
+        assert Path(out["run_dir"]) != folder and out["report"]["search"]["mode"] == "dense"
         none = runner.invoke(cli_app, ["eval", "--tenant", "globex"])
         assert none.exit_code == 2 and "no approved golden items" in none.output
     finally:
