@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -78,8 +79,10 @@ def read_record(shard: Path) -> dict[str, Any] | None:
 
 def _write_atomically(path: Path, value: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
+    # A temporary file of its own per writer: two threads stamping one record at once (a scan
+    # and the rebuild task) must not move each other's file away. mkstemp makes it 0600.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
         json.dump(value, f, indent=1, sort_keys=True)
         f.flush()
         os.fsync(f.fileno())
