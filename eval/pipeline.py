@@ -46,7 +46,7 @@ from retrieval.search import SearchService
 if TYPE_CHECKING:
     from ragas.llms.base import InstructorBaseRagasLLM
 
-    from eval.ragas_scoring import RagasResult
+    from eval.ragas_scoring import RagasResult, RagasScorer
 
 log = logging.getLogger(__name__)
 SearchFactory = Callable[[Runtime], SearchService]
@@ -115,7 +115,7 @@ def _ragas(
     llms: EvalLLMs,
     cache_dir: Path,
 ) -> RagasResult:
-    from eval.ragas_scoring import LocalRagasEmbeddings, RagasCase, RagasScorer
+    from eval.ragas_scoring import LocalRagasEmbeddings, RagasCase
 
     retrieve = service_systems(service, workspace.scope, ["hybrid"], settings.eval_context_k)[
         "hybrid"
@@ -139,7 +139,17 @@ def _ragas(
             else runtime.embedder
         )
         embeddings = LocalRagasEmbeddings(embedder)
-    scorer = RagasScorer(
+    return ragas_scorer(settings, cache_dir, llms, embeddings).score(cases)
+
+
+def ragas_scorer(
+    settings: Settings, cache_dir: Path, llms: EvalLLMs, embeddings: Any
+) -> RagasScorer:
+    """RAGAS with this run's answerer and judge, bounded by the evaluation settings; items are
+    cached in `cache_dir`, so a resumed run scores only what is left."""
+    from eval.ragas_scoring import RagasScorer
+
+    return RagasScorer(
         cache_dir,
         answerer=llms.answerer,
         judge=llms.judge,
@@ -148,7 +158,6 @@ def _ragas(
         concurrency=settings.eval_concurrency,
         timeout_s=settings.eval_timeout_s,
     )
-    return scorer.score(cases)
 
 
 def _worst(dataset: BeirDataset, run: SystemRun) -> dict[str, Any]:

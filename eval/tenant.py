@@ -38,7 +38,7 @@ from eval.history import (
     tenant_dir,
 )
 from eval.metrics import mean, score_run
-from eval.pipeline import EvalLLMs, EvalOutcome, open_run_dir
+from eval.pipeline import EvalLLMs, EvalOutcome, open_run_dir, ragas_scorer
 from eval.report import write_tenant_report
 from eval.runner import Retrieved
 from retrieval.filters import FilterLimits, to_field_filters
@@ -121,7 +121,7 @@ def run_tenant_eval(
     resume: bool = True,
 ) -> EvalOutcome:
     """Evaluate `items` (the tenant's approved golden items) on the served index."""
-    from eval.ragas_scoring import RagasCase, RagasScorer
+    from eval.ragas_scoring import RagasCase
 
     config = config or RunConfig()
     if not items:
@@ -151,16 +151,7 @@ def run_tenant_eval(
             for c in chunks
         ]
         cases.append(RagasCase(item, contexts, []))
-    scorer = RagasScorer(
-        run_dir / "items",
-        answerer=llms.answerer,
-        judge=llms.judge,
-        embeddings=embeddings,
-        identity=llms.identity,
-        concurrency=settings.eval_concurrency,
-        timeout_s=settings.eval_timeout_s,
-    )
-    ragas = scorer.score(cases)
+    ragas = ragas_scorer(settings, run_dir / "items", llms, embeddings).score(cases)
     judged = {i.id: {d: 1 for d in i.relevant_doc_ids} for i in items if i.relevant_doc_ids}
     per_query = score_run({q: _documents(hits[q]) for q in judged}, judged) if judged else {}
     rows = [
