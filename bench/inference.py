@@ -33,10 +33,11 @@ from core.embedding import Embedder  # noqa: E402
 from core.onnx_models import ExportError, InferenceOptions, resolve_model_folder  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from eval.beir import BeirDataset, load_beir  # noqa: E402
-from eval.runner import eval_retriever, mode_systems, run_system  # noqa: E402
+from eval.runner import run_system, service_systems  # noqa: E402
 from eval.workspace import EvalWorkspace  # noqa: E402
 from ingest.chunking import Chunker  # noqa: E402
 from retrieval.rerank import CrossEncoderReranker, build_untrained_cross_encoder  # noqa: E402
+from serving.search import build_search  # noqa: E402
 
 WORK = ROOT / "bench" / ".work" / "inference"
 CALL = 160  # chunks per embed_documents call, as ingestion batches them
@@ -82,8 +83,8 @@ def hybrid_ndcg(settings: Settings, dataset, backend: str, embedder: Embedder) -
             f"{time.perf_counter() - started:.0f}s)",
             flush=True,
         )
-        retriever = eval_retriever(rt, queries.values())
-        hybrid = mode_systems(retriever, workspace.scope, 100)["hybrid"]
+        service = build_search(rt).service
+        hybrid = service_systems(service, workspace.scope, ["hybrid"], 100)["hybrid"]
         run = run_system("hybrid", hybrid, queries, dataset.qrels, workspace.doc_id)
     return run.means["ndcg@10"]
 
