@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,24 +42,30 @@ class Runtime:
     def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
         self.settings = settings
         secure_data_dir(settings.data_dir)
-        self._models: dict[tuple[str, str], Embedder] = {}
+        self._models: dict[tuple[str, str, str | None], Embedder] = {}
         self._models_guard = threading.Lock()
         if embedder is not None:
-            self._models[(embedder.model_name, embedder.query_prefix)] = embedder
+            key = (embedder.model_name, embedder.query_prefix, embedder.quantize)
+            self._models[key] = embedder
 
-    def model(self, name: str, query_prefix: str) -> Embedder:
-        """One loaded model per (name, query prefix) in the process, shared by generations."""
+    def model(self, name: str, query_prefix: str, quantize: str | None) -> Embedder:
+        """One loaded model per (name, query prefix, quantization) in the process, shared by
+        generations: a generation of int8 points is queried with the int8 weights, whatever the
+        configuration now says, and the other way round."""
         with self._models_guard:
-            key = (name, query_prefix)
+            key = (name, query_prefix, quantize)
             if key not in self._models:
                 s = self.settings
-                inference = InferenceOptions.from_settings(s)
+                inference = replace(InferenceOptions.from_settings(s), quantize=quantize)
+                if quantize is not None:
+                    inference = replace(inference, backend="onnx")  # only ONNX quantizes
                 self._models[key] = Embedder(name, s.embedding_batch_size, query_prefix, inference)
             return self._models[key]
 
     def configured_model(self) -> Embedder:
         """The model the settings name, which a rebuild embeds the new generation with."""
-        return self.model(self.settings.embedding_model, self.settings.query_prefix)
+        s = self.settings
+        return self.model(s.embedding_model, s.query_prefix, s.inference_quantize)
 
     def served_shard(self) -> Path:
         return served_shard(self.settings.data_dir, self.settings.shard_path)
@@ -68,9 +75,10 @@ class Runtime:
         s = self.settings
         record = read_record(self.served_shard()) if s.index_mode == "edge" else None
         if record is None:
-            model = self.model(s.embedding_model, s.query_prefix)
+            model = self.configured_model()
         else:
-            model = self.model(record["embedding_model"], record["query_prefix"])
+            quantize = record.get("embedding_quantize")
+            model = self.model(record["embedding_model"], record["query_prefix"], quantize)
         return Serving(Generation(open_index(s, model.dim, self.served_shard()), model))
 
     @cached_property

@@ -114,6 +114,10 @@ class ServedEmbedder:
         return self._model.backend
 
     @property
+    def quantize(self) -> str | None:
+        return self._model.quantize
+
+    @property
     def fallback_reason(self) -> str:
         return self._model.fallback_reason
 

@@ -68,6 +68,7 @@ def configured_fingerprint(settings: Settings, embedder: Embedder) -> Fingerprin
         bm25_ascii_folding=settings.bm25_ascii_folding,
         bm25_stemmer=settings.bm25_stemmer,
         bm25_stopwords=settings.bm25_stopwords,
+        embedding_quantize=embedder.quantize,
     )
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from cli.reindex import generation_lines
 from core.embedding import Embedder
-from core.generation import SERVING_FILE
+from core.generation import SERVING_FILE, Fingerprint
 from core.runtime import Runtime
 from core.settings import Settings
 from core.types import TenantScope
@@ -115,6 +115,33 @@ def test_fingerprint_covers_what_makes_points_and_nothing_else(
     assert configured_fingerprint(
         base.model_copy(update=changes[-1]), embedder
     ).weights_digest not in ("", fp.weights_digest)
+    # A record stamped before the quantization field was added keeps its id.
+    before_quantize = {k: v for k, v in fp.to_record().items() if k != "embedding_quantize"}
+    assert Fingerprint.from_record(before_quantize).id == fp.id
+
+
+def test_int8_weights_make_another_generation_and_each_is_queried_with_its_own(
+    tmp_path: Path, bucket_dir: Path, embedder: Embedder
+) -> None:
+    fill(bucket_dir, n=1)
+    with Runtime(make_settings(tmp_path), embedder) as rt:
+        Ingestion(rt, open_bucket(rt.settings.bucket_url)).run()
+        served = configured_fingerprint(rt.settings, embedder)
+    int8_settings = make_settings(tmp_path, inference_quantize="int8")
+    with Runtime(int8_settings, embedder) as rt:
+        int8 = rt.configured_model()
+        assert int8.backend == "onnx" and int8.quantize == "int8", int8.fallback_reason
+        configured = configured_fingerprint(int8_settings, int8)
+        assert configured.id != served.id and configured.differences(served) == [
+            "embedding_quantize"
+        ]
+        assert needs_rebuild(rt)
+        assert rt.embedder.quantize is None  # the float generation is queried with float weights
+        Rebuild(rt, open_bucket(int8_settings.bucket_url)).run(max_docs=4)
+        assert rt.embedder.quantize == "int8" and not needs_rebuild(rt)
+        assert rt.index.generation_record() == configured.to_record()
+    with Runtime(int8_settings, embedder) as rt:  # reopened: served with the int8 weights again
+        assert rt.embedder.quantize == "int8" and not needs_rebuild(rt)
 
 
 def test_rebuild_after_a_chunk_size_change_switches_without_a_mixed_search(
