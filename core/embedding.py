@@ -62,6 +62,7 @@ class Embedder:
         # What the embedding cache files vectors under: ONNX and torch vectors agree to cosine
         # 0.9999 and share it; int8 vectors do not.
         self.vectors_key = model
+        self.quantize: str | None = None  # the weights' quantization, when it applies (ONNX)
         self._batch_size = batch_size
         self.query_prefix = query_prefix
         self._onnx, self.fallback_reason = onnx_or_none("embedder", model, inference)
@@ -69,6 +70,7 @@ class Embedder:
             self.backend = "onnx"
             if inference is not None and inference.quantize:
                 # Other vectors than the float model's: cached apart from them.
+                self.quantize = inference.quantize
                 self.vectors_key = f"{model}#{inference.quantize}"
             self.dim = int(self._onnx.meta["dim"])
             self.tokenizer = self._onnx.tokenizer

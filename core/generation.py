@@ -2,8 +2,10 @@
 
 A generation's fingerprint is everything that decides what a point holds: the embedding model (its
 name and a digest of its weights), the vector dimension, the query prefix, the chunker (size,
-overlap, algorithm version), the parser version and the BM25 tokenizer. Settings that only change
-how points are searched (RRF k, candidates, reranking) are not in it. When the configured
+overlap, algorithm version), the parser version, the BM25 tokenizer and the model's weight
+quantization (int8 vectors drift from the float model's, mean cosine 0.94). Settings that only
+change how points are searched (RRF k, candidates, reranking) are not in it, nor is the inference
+backend: ONNX and torch vectors agree to cosine 0.99999. When the configured
 fingerprint differs from the served generation's, the index must be rebuilt (`ingest.reindex`).
 
 In the embedded mode each generation is a shard folder with its record beside it
@@ -43,11 +45,22 @@ class Fingerprint:
     bm25_ascii_folding: bool
     bm25_stemmer: str | None
     bm25_stopwords: str | None
+    # Fields added after generations were first stamped come last, with a default that means what
+    # an older record meant; they leave the id out at that default (`_ADDED_LATER`).
+    embedding_quantize: str | None = None  # "int8" when the served weights were quantized
 
     @property
     def id(self) -> str:
-        """A short, stable digest of every field: equal ids mean interchangeable points."""
-        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        """A short, stable digest of every field: equal ids mean interchangeable points.
+
+        A field added later is left out at its default, so a generation stamped before it keeps
+        its id and is not rebuilt for a field that changes nothing about its points.
+        """
+        fields = asdict(self)
+        for name, default in _ADDED_LATER.items():
+            if fields[name] == default:
+                del fields[name]
+        blob = json.dumps(fields, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def to_record(self) -> dict[str, Any]:
@@ -61,6 +74,9 @@ class Fingerprint:
         """Names of the fields that differ, for log lines and status."""
         mine, theirs = asdict(self), asdict(other)
         return [k for k in mine if mine[k] != theirs[k]]
+
+
+_ADDED_LATER: dict[str, Any] = {"embedding_quantize": None}
 
 
 # --------------------------------------------------------------------------- the embedded store

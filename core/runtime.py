@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core.datadir import secure_data_dir
 from core.embedding import CachedEmbedder, Embedder, EmbeddingCache
-from core.generation import read_record, served_shard
+from core.generation import GENERATIONS_DIR, read_record, served_shard
 from core.index import ChunkIndex, open_index
 from core.manifest import Manifest
 from core.onnx_models import InferenceOptions
@@ -22,7 +23,7 @@ from core.serving import Generation, ServedEmbedder, ServedIndex, Serving
 from core.settings import Settings
 
 if TYPE_CHECKING:
-    from graph.store import GraphStore
+    from graph.store import ServedGraphStore
 
 # Models load from local folders or the local hub cache only; nothing is fetched at run time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -41,37 +42,84 @@ class Runtime:
     def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
         self.settings = settings
         secure_data_dir(settings.data_dir)
-        self._models: dict[tuple[str, str], Embedder] = {}
+        self._models: dict[tuple[str, str, str | None], Embedder] = {}
         self._models_guard = threading.Lock()
         if embedder is not None:
-            self._models[(embedder.model_name, embedder.query_prefix)] = embedder
+            key = (embedder.model_name, embedder.query_prefix, embedder.quantize)
+            self._models[key] = embedder
 
-    def model(self, name: str, query_prefix: str) -> Embedder:
-        """One loaded model per (name, query prefix) in the process, shared by generations."""
+    def model(self, name: str, query_prefix: str, quantize: str | None) -> Embedder:
+        """One loaded model per (name, query prefix, quantization) in the process, shared by
+        generations: a generation of int8 points is queried with the int8 weights, whatever the
+        configuration now says, and the other way round."""
         with self._models_guard:
-            key = (name, query_prefix)
+            key = (name, query_prefix, quantize)
             if key not in self._models:
                 s = self.settings
-                inference = InferenceOptions.from_settings(s)
+                inference = replace(InferenceOptions.from_settings(s), quantize=quantize)
+                if quantize is not None:
+                    inference = replace(inference, backend="onnx")  # only ONNX quantizes
                 self._models[key] = Embedder(name, s.embedding_batch_size, query_prefix, inference)
             return self._models[key]
 
     def configured_model(self) -> Embedder:
         """The model the settings name, which a rebuild embeds the new generation with."""
-        return self.model(self.settings.embedding_model, self.settings.query_prefix)
+        s = self.settings
+        return self.model(s.embedding_model, s.query_prefix, s.inference_quantize)
 
     def served_shard(self) -> Path:
         return served_shard(self.settings.data_dir, self.settings.shard_path)
 
+    def served_generation(self) -> str | None:
+        """The served generation's fingerprint id, where its data lives apart (its shard under
+        generations/, its graph); None for an index from before generations."""
+        if self.settings.index_mode == "server":
+            from core.index.server import ServerIndex, generation_of
+
+            served = self.serving.current.index
+            assert isinstance(served, ServerIndex)
+            return generation_of(self.settings.collection, served.collection)
+        shard = self.served_shard()
+        return shard.parent.name if shard.parent.parent.name == GENERATIONS_DIR else None
+
     @cached_property
     def serving(self) -> Serving:
         s = self.settings
-        record = read_record(self.served_shard()) if s.index_mode == "edge" else None
-        if record is None:
-            model = self.model(s.embedding_model, s.query_prefix)
-        else:
-            model = self.model(record["embedding_model"], record["query_prefix"])
-        return Serving(Generation(open_index(s, model.dim, self.served_shard()), model))
+        if s.index_mode == "edge":
+            record = read_record(self.served_shard())
+            model = self.configured_model() if record is None else self._model_of(record)
+            return Serving(Generation(open_index(s, model.dim, self.served_shard()), model))
+        index = open_index(s, self.configured_model().dim)
+        record = index.generation_record()
+        model = self.configured_model() if record is None else self._model_of(record)
+        return Serving(Generation(index, model), self._follow_alias)
+
+    def _follow_alias(self, current: Generation) -> Generation | None:
+        """The generation the collection alias names now, when another process moved it."""
+        from core.index.server import ServerIndex, served_collection
+
+        served = current.index
+        assert isinstance(served, ServerIndex)
+        target = served_collection(served.client, self.settings.collection)
+        if target is None or target == served.collection:
+            return None
+        index = served.sibling(target, current.embedder.dim)
+        record = index.generation_record()
+        model = self.configured_model() if record is None else self._model_of(record)
+        if "graph_store" in self.__dict__:  # its graph too; the rebuilding process drops the old
+            from core.index.server import generation_of
+            from graph.factory import open_graph_store
+
+            graph = open_graph_store(self.settings, generation_of(self.settings.collection, target))
+            old_graph = self.graph_store.current
+            self.graph_store.switch(graph)
+            old_graph.close()
+        return Generation(index, model)
+
+    def _model_of(self, record: dict[str, Any]) -> Embedder:
+        """The model a generation's points were embedded with, as its record names it."""
+        quantize = record.get("embedding_quantize")
+        return self.model(record["embedding_model"], record["query_prefix"], quantize)
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -94,11 +142,13 @@ class Runtime:
         return Manifest(self.settings.manifest_path)
 
     @cached_property
-    def graph_store(self) -> GraphStore:
-        """One per process: ingestion writes it and the API's graph leg reads the same object."""
+    def graph_store(self) -> ServedGraphStore:
+        """One per process: ingestion writes it and the API's graph leg reads the same object,
+        the served generation's graph, switched with the index by a rebuild."""
         from graph.factory import open_graph_store
+        from graph.store import ServedGraphStore
 
-        return open_graph_store(self.settings)
+        return ServedGraphStore(open_graph_store(self.settings, self.served_generation()))
 
     def close(self) -> None:
         self.__dict__.pop("index", None)

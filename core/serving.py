@@ -6,12 +6,17 @@ thread, so the generation that embedded it is remembered for that thread and its
 to the same generation even when a switch lands in between: no search ever compares a vector of
 one model with points of another. A retired generation stays open for a grace period, so searches
 already holding it finish, and is then closed and its files removed.
+
+A process that does not rebuild itself (an API replica beside a server collection rebuilt by a
+worker) follows another process's switch: every `FOLLOW_CHECK_SECONDS` the first caller asks
+`follow` whether another generation is served now, and switches to it the same way.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +30,7 @@ from core.types import Hit, IndexedChunk, TenantScope
 
 log = logging.getLogger(__name__)
 RETIRE_GRACE_SECONDS = 30.0
+FOLLOW_CHECK_SECONDS = 5.0  # well inside the grace, so a followed switch never finds the old gone
 
 
 @dataclass(eq=False)  # one generation is one object: `in` and `remove` compare identity
@@ -34,15 +40,42 @@ class Generation:
 
 
 class Serving:
-    def __init__(self, generation: Generation) -> None:
+    """`follow(current)`: the generation another process switched to, or None if none did."""
+
+    def __init__(
+        self,
+        generation: Generation,
+        follow: Callable[[Generation], Generation | None] | None = None,
+    ) -> None:
         self._current = generation
         self._pinned = threading.local()
         self._timers: list[threading.Timer] = []
         self._retiring: list[Generation] = []  # switched away from, still open
+        self._follow = follow
+        self._following = threading.Lock()
+        self._next_check = time.monotonic() + FOLLOW_CHECK_SECONDS
 
     @property
     def current(self) -> Generation:
+        if self._follow is not None and time.monotonic() >= self._next_check:
+            self._check_followed()
         return self._current
+
+    def _check_followed(self) -> None:
+        """One caller asks; the others go on with the current generation meanwhile."""
+        if not self._following.acquire(blocking=False):
+            return
+        try:
+            self._next_check = time.monotonic() + FOLLOW_CHECK_SECONDS
+            assert self._follow is not None
+            generation = self._follow(self._current)
+            if generation is not None:
+                log.info("following the switch of another process to a new index generation")
+                self.switch(generation, lambda: None)
+        except Exception:
+            log.exception("checking for another process's switch failed; checking again later")
+        finally:
+            self._following.release()
 
     def pin(self) -> Generation:
         """The current generation, remembered for this thread's next engine call."""
@@ -112,6 +145,10 @@ class ServedEmbedder:
     @property
     def backend(self) -> str:
         return self._model.backend
+
+    @property
+    def quantize(self) -> str | None:
+        return self._model.quantize
 
     @property
     def fallback_reason(self) -> str:

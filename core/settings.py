@@ -52,6 +52,16 @@ class Settings(BaseSettings):
     # optimises on its own.
     index_optimize_min_unindexed: int = 5_000
     index_optimize_interval_seconds: float = 300.0
+    # The embedded engine's threads (qdrant-edge's EdgeConfig.max_search_threads and the HNSW
+    # build's max_indexing_threads; left to itself it takes one per CPU for each). With
+    # inference_threads they share two cores: a search embeds its query (inference_threads) and
+    # then runs on the engine (engine_search_threads), one after the other; the HNSW build runs
+    # beside them in a child process on one thread, leaving the other core to searches and the
+    # models. A Qdrant server sizes its own threads (its performance.max_search_threads and
+    # optimizer max_indexing_threads), and qdrant-client's local mode is plain Python: these are
+    # the embedded engine's only.
+    engine_search_threads: int = Field(default=2, ge=1)
+    engine_indexing_threads: int = Field(default=1, ge=1)
 
     # Celery's broker and the workers' locks; `rag up` starts a Redis of its own if none answers.
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -70,7 +80,8 @@ class Settings(BaseSettings):
     inference_backend: Literal["onnx", "torch"] = "onnx"
     # Threads of one model call (ONNX Runtime's intra-op pool, torch's intra-op threads). Two
     # cores: a call uses both, the query, document and rerank threads take turns, and the API's
-    # and workers' other threads mostly wait on them or on Redis (api_threads, worker_concurrency).
+    # and workers' other threads mostly wait on them, on the engine (engine_search_threads,
+    # engine_indexing_threads) or on Redis (api_threads, worker_concurrency).
     inference_threads: int = 2
     # int8 weights (dynamic quantisation of the ONNX graph): about 2x the float graph's document
     # throughput; its vectors drift (mean cosine 0.94 to float) and hybrid SciFact NDCG@10 fell

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import redis
 
+from core.generation import GENERATIONS_DIR
 from core.llm import ChatClient, graph_llm_endpoint
 from core.settings import Settings
 from graph.extract import EntityExtractor, RuleExtractor
@@ -22,14 +23,22 @@ def make_extractor(settings: Settings) -> EntityExtractor:
     return LlmExtractor(ChatClient(endpoint))
 
 
-def open_graph_store(settings: Settings) -> GraphStore:
+def open_graph_store(settings: Settings, generation: str | None = None) -> GraphStore:
+    """The graph of one index generation (its fingerprint id); None: the one from before
+    generations, under data_dir/graph (or `rag:graph` in Redis)."""
     if settings.graph_store == "redis":
-        return RedisGraphStore(redis.Redis.from_url(settings.graph_redis_url or settings.redis_url))
-    return FileGraphStore(settings.data_dir / "graph")
+        client = redis.Redis.from_url(settings.graph_redis_url or settings.redis_url)
+        prefix = "rag:graph" if generation is None else f"rag:graph@{generation}"
+        return RedisGraphStore(client, prefix)
+    if generation is None:
+        return FileGraphStore(settings.data_dir / "graph")
+    return FileGraphStore(settings.data_dir / GENERATIONS_DIR / generation / "graph")
 
 
-def make_updater(settings: Settings, store: GraphStore) -> GraphUpdater:
-    return GraphUpdater(store, make_extractor(settings))
+def make_updater(
+    settings: Settings, store: GraphStore, reuse: GraphStore | None = None
+) -> GraphUpdater:
+    return GraphUpdater(store, make_extractor(settings), reuse)
 
 
 def make_leg(settings: Settings, store: GraphStore) -> GraphLeg:

@@ -4,6 +4,11 @@ Both stores persist the per-document contributions, never the derived graph: a d
 writes that document only (cost proportional to it, not to the corpus), and a tenant's graph is
 rebuilt in memory on first use by replaying its documents (no re-extraction).
 
+A tenant graph belongs to an index generation (`core.generation`), since it names the chunk point
+ids of that generation's chunking: a rebuild fills the new generation's store beside the served
+one (`open_graph_store(settings, generation)`), and `ServedGraphStore` switches to it with the
+index. A data dir from before generations keeps its graph under data_dir/graph (and `rag:graph`).
+
 Consistency rules:
 - File store: one writing process per data dir (as with the embedded shard). Each document is one
   file replaced atomically (temp file, fsync, rename, fsync of the folder), so a crash leaves
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import threading
 import uuid
 from abc import ABC, abstractmethod
@@ -68,6 +74,56 @@ class GraphStore(ABC):
         with self._lock:
             self._graphs.clear()
 
+    @abstractmethod
+    def drop(self) -> None:
+        """Delete everything stored, once the generation it belongs to is retired."""
+
+
+class ServedGraphStore(GraphStore):
+    """The served generation's store, as the graph leg, the API and ingestion hold it.
+
+    `switch` makes another generation's store the served one at once; the old one is closed and
+    dropped by `retire`, which the index's switch calls after its grace period. In Redis mode
+    another process (an API replica) keeps its generation's store until it is restarted.
+    """
+
+    def __init__(self, store: GraphStore) -> None:
+        super().__init__()
+        self._store = store
+
+    @property
+    def current(self) -> GraphStore:
+        return self._store
+
+    @contextmanager
+    def read(self, scope: TenantScope) -> Iterator[TenantGraph]:
+        with self._store.read(scope) as graph:
+            yield graph
+
+    def put(self, scope: TenantScope, doc_id: str, facts: DocFacts | None) -> None:
+        self._store.put(scope, doc_id, facts)
+
+    def document(self, scope: TenantScope, doc_id: str) -> DocFacts | None:
+        return self._store.document(scope, doc_id)
+
+    def _current(self, tenant_id: str) -> TenantGraph:
+        return self._store._current(tenant_id)
+
+    def switch(self, store: GraphStore) -> None:
+        """Serve `store`; the one it replaces is for `retire`, once no search holds it."""
+        self._store = store
+
+    @staticmethod
+    def retire(old: GraphStore) -> None:
+        old.close()
+        old.drop()
+
+    def drop(self) -> None:
+        self._store.drop()
+
+    def close(self) -> None:
+        self._store.close()
+
 
 class FileGraphStore(GraphStore):
     """`root/<tenant>/<sha256(doc_id)>.json`, one file per document."""
@@ -109,6 +165,11 @@ class FileGraphStore(GraphStore):
             os.replace(tmp, path)
         if folder.is_dir():
             _fsync_dir(folder)
+
+    def drop(self) -> None:
+        with self._lock:
+            self._graphs.clear()
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 def _read(path: Path) -> tuple[str, DocFacts]:
@@ -197,6 +258,13 @@ class RedisGraphStore(GraphStore):
         self._graphs[tenant_id] = graph
         graph.version = int(version or 0)
         return graph
+
+    def drop(self) -> None:
+        with self._lock:
+            self._graphs.clear()
+            keys = list(self._redis.scan_iter(match=f"{self._prefix}:*", count=1000))
+            for start in range(0, len(keys), 1000):
+                self._redis.delete(*keys[start : start + 1000])
 
     def close(self) -> None:
         super().close()

@@ -2,7 +2,9 @@
 
 The unit of change is the chunk: a chunk's point id is derived from its text, so a chunk whose id
 survives an edit says the same thing and keeps its stored extraction; only new chunks go through
-the extractor, and the store retracts exactly the chunks that disappeared.
+the extractor, and the store retracts exactly the chunks that disappeared. A rebuild's updater
+fills the new generation's store and takes the extractions of chunks it shares with the served
+generation from the served store (`reuse`), so a chunking change extracts only new chunk texts.
 """
 
 from __future__ import annotations
@@ -17,17 +19,23 @@ from ingest.documents import PreparedDocument
 class GraphUpdater:
     """Implements `ingest.sync.DocumentListener`."""
 
-    def __init__(self, store: GraphStore, extractor: EntityExtractor) -> None:
+    def __init__(
+        self, store: GraphStore, extractor: EntityExtractor, reuse: GraphStore | None = None
+    ) -> None:
         self._store = store
         self._extractor = extractor
+        self._reuse = reuse
         self.chunks_extracted = 0  # chunks sent to the extractor, to show edits stay proportional
 
     def on_indexed(self, doc: PreparedDocument, point_ids: list[str]) -> None:
         old = self._store.document(doc.scope, doc.doc_id) or {}
+        known = old
+        if self._reuse is not None:
+            known = {**(self._reuse.document(doc.scope, doc.doc_id) or {}), **old}
         facts: DocFacts = {}
         for chunk, point_id in zip(doc.chunks, point_ids, strict=True):
-            if point_id in old:
-                facts[point_id] = old[point_id]
+            if point_id in known:
+                facts[point_id] = known[point_id]
             else:
                 facts[point_id] = self._extractor.extract(chunk.text)
                 self.chunks_extracted += 1

@@ -13,6 +13,12 @@ the switch. The switch happens once a scan of the bucket against the new generat
 left to do: the new shard's vector index is built (in a separate process, so searches never wait
 for it), `serving.json` is replaced in one rename, the served generation's documents in the main
 manifest are replaced by the new one's, and the old shard is deleted after a grace period.
+The knowledge graph, which names chunk point ids, is built for the new generation by the same
+listener as ingestion's and switched with the index (`graph.store.ServedGraphStore`).
+
+A server collection is rebuilt the same way, into a physical collection of its own behind the
+configured alias (`core.index.server`), with its manifest under generations/ as well; the switch
+moves the alias and the old collection is dropped after the grace period.
 """
 
 from __future__ import annotations
@@ -36,17 +42,21 @@ from core.generation import (
 )
 from core.index import ChunkIndex, open_index
 from core.index.schema import TextIndexConfig
+from core.index.server import ServerIndex, generation_collections, physical_collection
 from core.manifest import Manifest
 from core.model_digest import model_digest
 from core.runtime import Runtime
 from core.serving import Generation
 from core.settings import Settings
+from core.types import TenantScope
+from graph.factory import make_updater, open_graph_store
+from graph.store import GraphStore, ServedGraphStore
 from ingest.bucket import Bucket
 from ingest.chunking import CHUNKER_VERSION
 from ingest.documents import DocumentBuilder
 from ingest.parsers import PARSER_VERSION
 from ingest.scan import BucketScanner, DeleteGuard, ScanPlan, execute
-from ingest.sync import DocumentSyncer
+from ingest.sync import DocumentListener, DocumentSyncer
 
 log = logging.getLogger(__name__)
 GENERATION_MANIFEST = "manifest.sqlite"  # a generation's own, beside its shard, while it is built
@@ -68,6 +78,7 @@ def configured_fingerprint(settings: Settings, embedder: Embedder) -> Fingerprin
         bm25_ascii_folding=settings.bm25_ascii_folding,
         bm25_stemmer=settings.bm25_stemmer,
         bm25_stopwords=settings.bm25_stopwords,
+        embedding_quantize=embedder.quantize,
     )
 
 
@@ -85,8 +96,9 @@ def served_fingerprint(runtime: Runtime) -> Fingerprint:
         runtime.index.set_generation_record(record)
     manifest = runtime.manifest
     if (manifest.get_meta(GENERATION_META) or {}).get("id") != record["id"]:
-        built = runtime.served_shard().parent / GENERATION_MANIFEST
-        if runtime.served_shard().parent.parent.name == GENERATIONS_DIR and built.exists():
+        generation = runtime.served_generation()
+        built = runtime.settings.data_dir / GENERATIONS_DIR / str(generation) / GENERATION_MANIFEST
+        if generation is not None and built.exists():
             generation_manifest = Manifest(built)
             records = generation_manifest.all()
             generation_manifest.close()
@@ -124,28 +136,11 @@ class RebuildProgress:
         return elapsed / self.done * (self.total - self.done)
 
 
-class GenerationMismatchError(ValueError):
-    """The configuration no longer matches a server collection, which is not rebuilt here."""
-
-
 def needs_rebuild(runtime: Runtime) -> bool:
-    """Whether the configured fingerprint differs from the served generation's (embedded mode).
-
-    A server collection is not rebuilt here, and writing points of another configuration into it
-    would mix two spaces in one collection: that is an error, not a silent no-op.
-    """
+    """Whether the configured fingerprint differs from the served generation's."""
     served = served_fingerprint(runtime)
     configured = configured_fingerprint(runtime.settings, runtime.configured_model())
-    if served.id == configured.id:
-        return False
-    if runtime.settings.index_mode != "edge":
-        raise GenerationMismatchError(
-            f"collection {runtime.settings.collection!r} was built as generation {served.id}, but "
-            f"the configuration makes {configured.id} ({', '.join(configured.differences(served))} "
-            "changed); rebuilding a server collection is not supported yet: restore those "
-            "settings or set RAG_COLLECTION to a new collection and ingest into it"
-        )
-    return True
+    return served.id != configured.id
 
 
 class Rebuild:
@@ -157,8 +152,6 @@ class Rebuild:
 
     def __init__(self, runtime: Runtime, bucket: Bucket) -> None:
         s = runtime.settings
-        if s.index_mode != "edge":
-            raise ValueError("a rebuild runs on the embedded index (RAG_INDEX_MODE=edge) only")
         self._runtime = runtime
         self._bucket = bucket
         self._model = runtime.configured_model()
@@ -173,27 +166,63 @@ class Rebuild:
         )
         self._index: ChunkIndex | None = None
         self._manifest: Manifest | None = None
+        self._graph: GraphStore | None = None  # the new generation's graph, when enabled
+        self._listeners: list[DocumentListener] = []
         self._plan = ScanPlan()  # what is left of the last scan against the new generation
         self._drop_abandoned()
 
     def _drop_abandoned(self) -> None:
         """Half-built generations of configurations no longer wanted: never served, never used."""
-        keep = {self.shard.parent, self._runtime.served_shard().parent}
-        for folder in (self._runtime.settings.data_dir / GENERATIONS_DIR).glob("*"):
+        s = self._runtime.settings
+        served = self._runtime.served_generation()
+        keep = {self.shard.parent, s.data_dir / GENERATIONS_DIR / str(served)}
+        if s.index_mode == "server":
+            server = self._served_server_index()
+            for name in generation_collections(server.client, s.collection):
+                if name not in (server.collection, self.collection):
+                    log.info("removing abandoned index collection %s", name)
+                    server.client.delete_collection(name)
+        for folder in (s.data_dir / GENERATIONS_DIR).glob("*"):
             if folder not in keep:
                 log.info("removing abandoned index generation %s", folder.name)
+                if s.graph_enabled:  # its graph, which may live in Redis rather than the folder
+                    abandoned = open_graph_store(s, folder.name)
+                    abandoned.drop()
+                    abandoned.close()
                 shutil.rmtree(folder, ignore_errors=True)
 
     @property
     def manifest_path(self) -> Path:
         return self.shard.parent / GENERATION_MANIFEST
 
+    @property
+    def collection(self) -> str:
+        """The new generation's physical collection behind the alias (server mode)."""
+        return physical_collection(self._runtime.settings.collection, self.fingerprint.id)
+
+    def _served_server_index(self) -> ServerIndex:
+        served = self._runtime.serving.current.index
+        assert isinstance(served, ServerIndex)
+        return served
+
+    def _open_index(self) -> ChunkIndex:
+        """Edge: the generation's shard folder; server: its collection on the served client."""
+        if self._runtime.settings.index_mode == "server":
+            return self._served_server_index().sibling(self.collection, self._model.dim)
+        return open_index(self._runtime.settings, self._model.dim, self.shard)
+
     def _open(self) -> tuple[ChunkIndex, Manifest]:
         if self._index is None or self._manifest is None:
-            self._index = open_index(self._runtime.settings, self._model.dim, self.shard)
+            self._index = self._open_index()
             if self._index.generation_record() is None:
                 self._index.set_generation_record(self.fingerprint.to_record())
             self._manifest = Manifest(self.manifest_path)
+            s = self._runtime.settings
+            if s.graph_enabled and self._graph is None:
+                # The new generation's graph, through the same listener as ingestion's; the
+                # served graph lends the extractions of the chunks both generations share.
+                self._graph = open_graph_store(s, self.fingerprint.id)
+                self._listeners = [make_updater(s, self._graph, reuse=self._runtime.graph_store)]
         return self._index, self._manifest
 
     def _syncer(self, index: ChunkIndex, manifest: Manifest) -> DocumentSyncer:
@@ -206,6 +235,7 @@ class Rebuild:
             DocumentBuilder.served(s, self._model),
             s.max_file_bytes,
             s.default_tenant,
+            self._listeners,
         )
 
     def step(self, max_docs: int) -> RebuildProgress:
@@ -253,15 +283,39 @@ class Rebuild:
         records = manifest.all()
         manifest.close()
         self._manifest = None
-        old_shard = rt.served_shard()
-        serve(rt.settings.data_dir, self.shard)
+        if self._graph is not None:
+            for tenant in {r.tenant_id for r in records.values()}:  # loaded now, not at a search
+                with self._graph.read(TenantScope(tenant)):
+                    pass
+        old_shard, old_generation = rt.served_shard(), rt.served_generation()
+        old_index = rt.serving.current.index
+        old_graph = rt.graph_store.current if self._graph is not None else None
+        if rt.settings.index_mode == "server":
+            assert isinstance(index, ServerIndex)
+            index.serve_as(rt.settings.collection)
+        else:
+            serve(rt.settings.data_dir, self.shard)
         metas = {
             GENERATION_META: self.fingerprint.to_record(),
             VECTOR_INDEX_META: index.vector_status(),
         }
         rt.manifest.replace_documents(records, metas)
-        rt.serving.switch(Generation(index, self._model), lambda: _remove_shard(old_shard))
+
+        def retire() -> None:
+            if isinstance(old_index, ServerIndex):
+                old_index.drop()
+                if old_generation is not None:
+                    shutil.rmtree(rt.settings.data_dir / GENERATIONS_DIR / old_generation, True)
+            else:
+                _remove_shard(old_shard)
+            if old_graph is not None:
+                ServedGraphStore.retire(old_graph)
+
+        rt.serving.switch(Generation(index, self._model), retire)
+        if self._graph is not None:
+            rt.graph_store.switch(self._graph)
         self._index = None
+        self._graph = None
         self.progress.switched = True
         self.progress.finished_at = time.time()
         self.progress.done = self.progress.total
@@ -277,6 +331,8 @@ class Rebuild:
             self._index.close()
         if self._manifest is not None:
             self._manifest.close()
+        if self._graph is not None:
+            self._graph.close()
 
 
 def _remove_shard(shard: Path) -> None:

@@ -36,7 +36,7 @@ class Ingestion:
         """`listeners` are told of every document change, beside the graph when it is enabled."""
         s = runtime.settings
         self.runtime = runtime
-        needs_rebuild(runtime)  # stamps a new index; refuses a mismatched server collection
+        needs_rebuild(runtime)  # stamps a new index with the configured fingerprint
         listeners = list(listeners)
         if s.graph_enabled:
             from graph.factory import make_updater

@@ -13,20 +13,24 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import redis
 
 from cli.reindex import generation_lines
+from core import serving
 from core.embedding import Embedder
-from core.generation import SERVING_FILE
+from core.generation import SERVING_FILE, Fingerprint
+from core.index.server import ServerIndex, move_alias
 from core.runtime import Runtime
 from core.settings import Settings
-from core.types import TenantScope
+from core.types import IndexedChunk, TenantScope
+from graph.leg import GraphLeg
 from ingest.chunking import Chunker
 from ingest.reindex import (
-    GenerationMismatchError,
     Rebuild,
     configured_fingerprint,
     needs_rebuild,
@@ -35,9 +39,11 @@ from ingest.service import Ingestion, open_bucket
 from retrieval.hybrid import HybridRetriever, Mode, RetrievalConfig
 from tests.conftest import make_settings
 from tests.support.models import cls_pooling_copy
+from tests.support.services import redis_url
 from workers.status import read_status
 
 DEFAULT = TenantScope("default")
+GRAPH_REDIS_DB = 15  # flushed by the graph rebuild test
 TOPICS = ["glaciers", "volcanoes", "coral reefs", "deserts", "rainforests", "tundra"]
 
 
@@ -115,6 +121,33 @@ def test_fingerprint_covers_what_makes_points_and_nothing_else(
     assert configured_fingerprint(
         base.model_copy(update=changes[-1]), embedder
     ).weights_digest not in ("", fp.weights_digest)
+    # A record stamped before the quantization field was added keeps its id.
+    before_quantize = {k: v for k, v in fp.to_record().items() if k != "embedding_quantize"}
+    assert Fingerprint.from_record(before_quantize).id == fp.id
+
+
+def test_int8_weights_make_another_generation_and_each_is_queried_with_its_own(
+    tmp_path: Path, bucket_dir: Path, embedder: Embedder
+) -> None:
+    fill(bucket_dir, n=1)
+    with Runtime(make_settings(tmp_path), embedder) as rt:
+        Ingestion(rt, open_bucket(rt.settings.bucket_url)).run()
+        served = configured_fingerprint(rt.settings, embedder)
+    int8_settings = make_settings(tmp_path, inference_quantize="int8")
+    with Runtime(int8_settings, embedder) as rt:
+        int8 = rt.configured_model()
+        assert int8.backend == "onnx" and int8.quantize == "int8", int8.fallback_reason
+        configured = configured_fingerprint(int8_settings, int8)
+        assert configured.id != served.id and configured.differences(served) == [
+            "embedding_quantize"
+        ]
+        assert needs_rebuild(rt)
+        assert rt.embedder.quantize is None  # the float generation is queried with float weights
+        Rebuild(rt, open_bucket(int8_settings.bucket_url)).run(max_docs=4)
+        assert rt.embedder.quantize == "int8" and not needs_rebuild(rt)
+        assert rt.index.generation_record() == configured.to_record()
+    with Runtime(int8_settings, embedder) as rt:  # reopened: served with the int8 weights again
+        assert rt.embedder.quantize == "int8" and not needs_rebuild(rt)
 
 
 def test_rebuild_after_a_chunk_size_change_switches_without_a_mixed_search(
@@ -271,17 +304,158 @@ def test_status_shows_the_generation_and_the_vector_index(
     assert lines[1] == f"vector index: 0 of {points} vectors indexed"
 
 
-def test_a_server_collection_keeps_its_fingerprint_and_refuses_another_configuration(
+def aliases(qdrant_path: Path) -> dict[str, str]:
+    """The local-mode storage's aliases, as a process opening it afresh would resolve them."""
+    return json.loads((qdrant_path / "meta.json").read_text())["aliases"]
+
+
+def test_a_server_collection_is_rebuilt_behind_its_alias_while_searches_go_on(
     tmp_path: Path, bucket_dir: Path, embedder: Embedder
 ) -> None:
+    fill(bucket_dir)
+    settings = make_settings(tmp_path, "server")
+    with Runtime(settings, embedder) as rt:
+        Ingestion(rt, open_bucket(settings.bucket_url)).run()
+        served = configured_fingerprint(settings, embedder)
+        assert rt.index.generation_record() == served.to_record()
+        old = chunk_hashes(rt)
+    first = f"{settings.collection}__g0"
+    assert aliases(settings.qdrant_path) == {settings.collection: first}
+
+    changed = make_settings(tmp_path, "server", chunk_size=48, chunk_overlap=8)
+    with Runtime(changed, embedder) as rt:
+        assert needs_rebuild(rt)
+        searcher = Searcher(rt, lambda i: f"facts about {TOPICS[i % 3]}", "hybrid")
+        searcher.start()
+        time.sleep(0.3)
+        rebuild = Rebuild(rt, open_bucket(changed.bucket_url))
+        rebuild.step(max_docs=1)
+        rebuild.step(max_docs=1)
+        assert aliases(changed.qdrant_path) == {changed.collection: first}  # not switched yet
+        assert chunk_hashes(rt) == old
+        progress = rebuild.run(max_docs=1)
+        rebuild.close()
+        time.sleep(0.5)
+        searcher.stop()
+        target = configured_fingerprint(changed, embedder)
+        physical = f"{changed.collection}__g{target.id}"
+        assert aliases(changed.qdrant_path) == {changed.collection: physical}
+        assert progress.switched and not needs_rebuild(rt)
+        new = chunk_hashes(rt)
+        assert new != old
+    assert searcher.errors == [] and len(searcher.results) > 5
+    generations = [
+        "old" if hashes <= old else "new" if hashes <= new else "mixed"
+        for hashes in ({h.payload["chunk_hash"] for h in hits} for _, hits in searcher.results)
+    ]
+    assert "mixed" not in generations and generations[-1] == "new", generations
+    with Runtime(changed, embedder) as rt:  # reopened: the alias names the new collection
+        assert rt.index.generation_record() == target.to_record() and not needs_rebuild(rt)
+        assert chunk_hashes(rt) == new
+        names = {c.name for c in rt.serving.current.index.client.get_collections().collections}
+    assert names == {physical}  # the first collection was dropped after the switch
+
+
+def test_a_plain_server_collection_from_before_aliases_is_served_then_replaced(
+    tmp_path: Path, bucket_dir: Path, embedder: Embedder
+) -> None:
+    from qdrant_client import QdrantClient
+
+    fill(bucket_dir, n=1)
+    settings = make_settings(tmp_path, "server")
+    # A collection as this backend made them before aliases: a plain one under the name.
+    client = QdrantClient(path=str(settings.qdrant_path))
+    ServerIndex(client, settings.collection, embedder.dim).close()
+    with Runtime(settings, embedder) as rt:
+        Ingestion(rt, open_bucket(settings.bucket_url)).run()
+        assert rt.serving.current.index.collection == settings.collection
+        points = rt.index.count()
+        assert points > 0 and not needs_rebuild(rt)
+    assert aliases(settings.qdrant_path) == {}
+    changed = make_settings(tmp_path, "server", chunk_size=48, chunk_overlap=8)
+    with Runtime(changed, embedder) as rt:
+        Rebuild(rt, open_bucket(changed.bucket_url)).run(max_docs=4)
+        assert rt.index.count() > points and not needs_rebuild(rt)
+    target = configured_fingerprint(changed, embedder)
+    physical = f"{changed.collection}__g{target.id}"
+    assert aliases(changed.qdrant_path) == {changed.collection: physical}
+
+
+def graph_chunk_ids(rt: Runtime) -> set[str]:
+    with rt.graph_store.read(DEFAULT) as graph:
+        return {pid for facts in graph.docs.values() for pid in facts}
+
+
+@pytest.mark.parametrize("graph_store", ["file", "redis"])
+def test_the_graph_is_rebuilt_with_the_new_chunks_and_switched_with_the_index(
+    tmp_path: Path, bucket_dir: Path, embedder: Embedder, graph_store: str
+) -> None:
+    stores = {"graph_store": graph_store, "graph_redis_url": redis_url(GRAPH_REDIS_DB)}
+    with redis.Redis.from_url(stores["graph_redis_url"]) as client:
+        client.flushdb()
+    people = ["Ada Lovelace", "Charles Babbage", "Mary Somerville", "Michael Faraday"]
+    for i, person in enumerate(people):
+        sentences = [
+            f"{person} met {people[(i + j) % 4]} in London in year {1830 + j}." for j in range(40)
+        ]
+        (bucket_dir / f"person{i}.txt").write_text(" ".join(sentences))
+    with Runtime(make_settings(tmp_path, **stores), embedder) as rt:
+        Ingestion(rt, open_bucket(rt.settings.bucket_url)).run()
+        old_points = {pid for pid, _ in rt.index.scroll(DEFAULT, [])}
+        assert graph_chunk_ids(rt) == old_points
+
+    settings = make_settings(tmp_path, chunk_size=48, chunk_overlap=8, **stores)
+    with Runtime(settings, embedder) as rt:
+        rebuild = Rebuild(rt, open_bucket(settings.bucket_url))
+        rebuild.step(max_docs=1)
+        rebuild.step(max_docs=1)
+        assert not rebuild.progress.switched
+        assert graph_chunk_ids(rt) == old_points  # the old graph serves until the switch
+        rebuild.run(max_docs=1)
+        rebuild.close()
+        new_points = {pid for pid, _ in rt.index.scroll(DEFAULT, [])}
+        assert new_points.isdisjoint(old_points)
+        assert graph_chunk_ids(rt) == new_points
+        leg = GraphLeg(rt.graph_store, max_chunks=1000)
+        ranked = leg.rank(DEFAULT, "Where did Ada Lovelace meet people?", limit=1000)
+        assert ranked and set(ranked) <= new_points
+    assert not (tmp_path / "data" / "graph").exists()  # the old generation's graph is gone
+    with redis.Redis.from_url(stores["graph_redis_url"]) as client:
+        assert not client.keys("rag:graph:*")  # in Redis too, whichever store served it
+    with Runtime(settings, embedder) as rt:  # reopened: the served generation's graph
+        assert graph_chunk_ids(rt) == new_points
+
+
+def test_a_process_follows_a_switch_another_process_made_on_the_server(
+    tmp_path: Path, bucket_dir: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An API replica beside a worker that rebuilt the collection: the alias moved under it.
+    (Local mode admits one client per folder, so the other process is played by this one.)"""
+    monkeypatch.setattr(serving, "FOLLOW_CHECK_SECONDS", 0.0)
     fill(bucket_dir, n=1)
     settings = make_settings(tmp_path, "server")
     with Runtime(settings, embedder) as rt:
         Ingestion(rt, open_bucket(settings.bucket_url)).run()
-        assert (
-            rt.index.generation_record() == configured_fingerprint(settings, embedder).to_record()
-        )
-    changed = make_settings(tmp_path, "server", chunk_size=48, chunk_overlap=8)
-    mismatch = pytest.raises(GenerationMismatchError, match="chunk_size, chunk_overlap changed")
-    with Runtime(changed, embedder) as rt, mismatch:
-        Ingestion(rt, open_bucket(changed.bucket_url))
+        served = rt.serving.current.index
+        assert isinstance(served, ServerIndex) and rt.index.count() > 1
+        assert rt.graph_store.current.root == tmp_path / "data" / "graph"  # the first one's
+        rebuilt = served.sibling(f"{settings.collection}__gsomeother", embedder.dim)
+        rebuilt.set_generation_record(served.generation_record())
+        payload = {
+            "tenant_id": "default",
+            "doc_id": "new.txt",
+            "text": "penguins",
+            "chunk_hash": "h",
+        }
+        vector = embedder.embed_documents(["penguins"])[0]
+        rebuilt.upsert([IndexedChunk(str(uuid.uuid4()), vector, payload)])
+        move_alias(served.client, settings.collection, rebuilt.collection)
+        assert rt.index.count() == 1  # the next call found the alias moved and followed it
+        assert rt.serving.current.index.collection == rebuilt.collection
+        # and the graph of that generation
+        assert rt.graph_store.current.root == tmp_path / "data" / "generations/someother/graph"
+        retriever = HybridRetriever(rt.index, rt.embedder, RetrievalConfig())
+        assert [
+            h.payload["doc_id"] for h in retriever.retrieve(DEFAULT, "penguins", 3, "dense")
+        ] == ["new.txt"]
+        rebuilt.close()

@@ -6,6 +6,7 @@ it (seconds here). The build runs on a copy in a child process: searches are ans
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -14,10 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from core.embedding import Embedder
-from core.index import EngineQuery
+from core.index import EngineQuery, open_index
 from core.index.edge import EdgeIndex
 from core.serving import Generation, ServedIndex, Serving
 from core.types import IndexedChunk, TenantScope
+from tests.conftest import make_settings
 
 DIM = 384
 SCOPE = TenantScope("default")
@@ -92,3 +94,22 @@ def test_a_query_runs_on_the_generation_that_embedded_it_across_a_switch(
     assert retired.wait(10)
     assert [h.id for h in served.search(query)] == ids[2]  # b is closed: the served one
     served.close()
+
+
+def test_the_engine_runs_on_the_configured_threads(tmp_path: Path) -> None:
+    settings = make_settings(
+        tmp_path,
+        engine_search_threads=3,
+        engine_indexing_threads=2,
+        index_optimize_min_unindexed=200,
+    )
+    index = open_index(settings, DIM)
+    try:
+        index.upsert(chunks(np.random.default_rng(3), 300))
+        assert index.optimize()  # the child process's build opens the copy with them too
+        assert index.vector_status()["indexed_vectors"] >= 300
+    finally:
+        index.close()
+    config = json.loads((settings.shard_path / "edge_config.json").read_text())
+    assert config["max_search_threads"] == 3
+    assert config["hnsw_config"]["max_indexing_threads"] == 2

@@ -22,10 +22,11 @@ def open_index(settings: Settings, dim: int, shard: Path | None = None) -> Chunk
         stopwords=settings.bm25_stopwords,
     )
     if settings.index_mode == "edge":
-        from core.index.edge import EdgeIndex
+        from core.index.edge import EdgeIndex, EngineThreads
 
         optimize_at = settings.index_optimize_min_unindexed
-        return EdgeIndex(shard or settings.shard_path, dim, text, bm25, optimize_at)
+        threads = EngineThreads.from_settings(settings)
+        return EdgeIndex(shard or settings.shard_path, dim, text, bm25, optimize_at, threads)
 
     from qdrant_client import QdrantClient
 
@@ -42,4 +43,4 @@ def open_index(settings: Settings, dim: int, shard: Path | None = None) -> Chunk
         settings.qdrant_replication_factor,
         settings.qdrant_write_consistency_factor,
     )
-    return ServerIndex(client, settings.collection, dim, text, bm25, layout)
+    return ServerIndex.open_served(client, settings.collection, dim, text, bm25, layout)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from core.index.schema import (
     TEXT_FIELD,
     TextIndexConfig,
 )
+from core.settings import Settings
 from core.types import Hit, IndexedChunk, TenantScope
 
 DIALECT = FilterDialect(
@@ -72,14 +74,51 @@ def _schema(field: str, kind: str, cfg: TextIndexConfig) -> Any:
     return qe.FloatIndexParams(enable_hnsw=hnsw)
 
 
-def edge_config(dim: int, optimize_min_unindexed: int) -> qe.EdgeConfig:
-    """The shard's engine configuration; `core.index.build` opens a copy with the same one."""
+@dataclass(frozen=True)
+class EngineThreads:
+    """The engine's thread pools (`Settings.engine_search_threads`, `engine_indexing_threads`).
+
+    `search`: the shard's search pool, which reads a search's segments in parallel (the engine's
+    own default is one thread per CPU). `indexing`: the HNSW build's threads, in the child
+    process of `optimize`, beside the process serving searches.
+    """
+
+    search: int
+    indexing: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EngineThreads:
+        return cls(settings.engine_search_threads, settings.engine_indexing_threads)
+
+
+# Qdrant's defaults for the HNSW graph, restated because the binding takes the indexing threads
+# only as part of a whole HNSW configuration.
+_HNSW_M, _HNSW_EF_CONSTRUCT, _HNSW_FULL_SCAN_KB = 16, 100, 10_000
+
+
+def edge_config(
+    dim: int, optimize_min_unindexed: int, threads: EngineThreads | None = None
+) -> qe.EdgeConfig:
+    """The shard's engine configuration; `core.index.build` opens a copy with the same one.
+
+    `threads` None leaves the engine's own thread counts (one per CPU).
+    """
     # The engine indexes a segment once its vectors pass a size in KB; make that size the point
     # count at which `optimize` asks, so an optimisation that runs indexes something.
     threshold_kb = -(-optimize_min_unindexed * dim * 4 // 1024)
+    bounded: dict[str, Any] = {}
+    if threads is not None:
+        bounded["max_search_threads"] = threads.search
+        bounded["hnsw_config"] = qe.HnswIndexConfig(
+            m=_HNSW_M,
+            ef_construct=_HNSW_EF_CONSTRUCT,
+            full_scan_threshold=_HNSW_FULL_SCAN_KB,
+            max_indexing_threads=threads.indexing,
+        )
     return qe.EdgeConfig(
         vectors={DENSE_VECTOR: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
         optimizers=qe.EdgeOptimizersConfig(indexing_threshold=threshold_kb),
+        **bounded,
     )
 
 
@@ -100,8 +139,10 @@ class EdgeIndex(ChunkIndex):
         text_index: TextIndexConfig | None = None,
         bm25: tuple[float, float] = (1.2, 0.75),
         optimize_min_unindexed: int = 5_000,
+        threads: EngineThreads | None = None,
     ) -> None:
         self._optimize_min_unindexed = optimize_min_unindexed
+        self._threads = threads
         self.path = path
         self._dim = dim
         self._guard = threading.Lock()
@@ -110,7 +151,7 @@ class EdgeIndex(ChunkIndex):
         self._lock.acquire()
         try:
             _recover_swap(path)
-            config = self._config = edge_config(dim, optimize_min_unindexed)
+            config = self._config = edge_config(dim, optimize_min_unindexed, threads)
             if (path / "edge_config.json").exists():
                 self._shard = qe.EdgeShard.load(str(path.resolve()), config)
             else:
@@ -248,6 +289,8 @@ class EdgeIndex(ChunkIndex):
             shutil.copytree(current, built)
             argv = [sys.executable, "-m", "core.index.build", str(built)]
             argv += [str(self._dim), str(self._optimize_min_unindexed)]
+            if self._threads is not None:
+                argv += [str(self._threads.search), str(self._threads.indexing)]
             subprocess.run(argv, check=True, capture_output=True)
             fresh = qe.EdgeShard.load(str(built), self._config)
             with self._guard:

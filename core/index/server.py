@@ -2,6 +2,17 @@
 
 `QdrantClient(path=...)` (local mode) runs the same calls in-process, which is how tests exercise
 this backend without a server binary.
+
+Generations (`core.generation`): the configured collection name is an alias of the physical
+collection serving now, `<collection>__g<fingerprint id>` (`__g0` for the first one). A rebuild
+fills the next physical collection beside it, then moves the alias in one
+`update_collection_aliases` call and drops the old collection after the grace period. Each
+process resolves the alias once, when it opens the index, and keeps using that physical
+collection with the model its record names (following the alias on its own would query a new
+model's points with the old model), so processes other than the rebuilding one must be
+restarted at a switch. A plain collection named like the alias (from before aliases) is served as
+it is; the first switch away from it deletes it and then creates the alias: two calls, between
+which a process resolving the name finds none.
 """
 
 from __future__ import annotations
@@ -36,6 +47,65 @@ DIALECT = FilterDialect(
 _SCROLL_PAGE = 1_000
 _GENERATION_KEY = "rag_generation"  # the collection metadata key holding its fingerprint
 _UPSERT_BATCH = 256
+_GENERATION_SEPARATOR = "__g"
+FIRST_GENERATION = "0"  # the physical collection a new deployment starts with
+
+
+def physical_collection(alias: str, generation: str) -> str:
+    """The physical collection of one generation behind the alias the settings name."""
+    return f"{alias}{_GENERATION_SEPARATOR}{generation}"
+
+
+def generation_of(alias: str, collection: str) -> str | None:
+    """The generation a physical collection holds; None for the first one or a plain
+    collection from before aliases (their data beside the index lives where it always did)."""
+    prefix = alias + _GENERATION_SEPARATOR
+    if not collection.startswith(prefix) or collection == prefix + FIRST_GENERATION:
+        return None
+    return collection.removeprefix(prefix)
+
+
+def served_collection(client: QdrantClient, alias: str) -> str | None:
+    """The physical collection the alias points to; the name itself for a plain collection;
+    None when neither exists (a new deployment)."""
+    for described in client.get_aliases().aliases:
+        if described.alias_name == alias:
+            return described.collection_name
+    return alias if client.collection_exists(alias) else None
+
+
+def move_alias(client: QdrantClient, alias: str, target: str) -> None:
+    """Point the alias at `target`, atomically for every client when the alias exists."""
+    served = served_collection(client, alias)
+    if served == alias:  # a plain collection: it must go first
+        client.delete_collection(alias)
+    create = qm.CreateAliasOperation(
+        create_alias=qm.CreateAlias(collection_name=target, alias_name=alias)
+    )
+    operations: list[qm.AliasOperations] = [create]
+    if served not in (None, alias):  # a server refuses to delete an alias that is not there
+        operations.insert(0, qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=alias)))
+    client.update_collection_aliases(change_aliases_operations=operations)
+
+
+def generation_collections(client: QdrantClient, alias: str) -> list[str]:
+    """Every physical collection behind the alias, served or not."""
+    prefix = alias + _GENERATION_SEPARATOR
+    return [c.name for c in client.get_collections().collections if c.name.startswith(prefix)]
+
+
+class _SharedClient:
+    """One client for the served collection and a rebuild's (local mode locks its folder to
+    one client), closed when the last index using it closes."""
+
+    def __init__(self, client: QdrantClient) -> None:
+        self.client = client
+        self.users = 0
+
+    def release(self) -> None:
+        self.users -= 1
+        if self.users <= 0:
+            self.client.close()
 
 
 def _text_index(cfg: TextIndexConfig) -> qm.TextIndexParams:
@@ -89,16 +159,20 @@ class ServerIndex(ChunkIndex):
 
     def __init__(
         self,
-        client: QdrantClient,
+        client: QdrantClient | _SharedClient,
         collection: str,
         dim: int,
         text_index: TextIndexConfig | None = None,
         bm25: tuple[float, float] = (1.2, 0.75),
         layout: ClusterLayout | None = None,
     ) -> None:
-        self._client = client
+        self._shared = client if isinstance(client, _SharedClient) else _SharedClient(client)
+        self._shared.users += 1
+        client = self._client = self._shared.client
         self._collection = collection
         self._bm25 = bm25
+        self._text_index = text_index
+        self._layout = layout
         if not client.collection_exists(collection):
             client.create_collection(
                 collection,
@@ -113,11 +187,54 @@ class ServerIndex(ChunkIndex):
                 client.create_payload_index(collection, field, schema, wait=True)
         else:
             existing = client.get_collection(collection).config.params.vectors[DENSE_VECTOR].size
-            if existing != dim:
+            # A stamped collection's dimension is in its fingerprint, which a rebuild follows.
+            if existing != dim and self.generation_record() is None:
                 raise ValueError(
                     f"collection {collection!r} holds {existing}-d vectors but the embedding "
                     f"model makes {dim}-d ones; use another collection or re-index"
                 )
+
+    @classmethod
+    def open_served(
+        cls,
+        client: QdrantClient,
+        alias: str,
+        dim: int,
+        text_index: TextIndexConfig | None = None,
+        bm25: tuple[float, float] = (1.2, 0.75),
+        layout: ClusterLayout | None = None,
+    ) -> ServerIndex:
+        """The collection the alias serves, resolved now; a new deployment's first one, with
+        the alias pointing to it, when there is none."""
+        served = served_collection(client, alias)
+        if served is not None:
+            return cls(client, served, dim, text_index, bm25, layout)
+        first_name = physical_collection(alias, FIRST_GENERATION)
+        first = cls(client, first_name, dim, text_index, bm25, layout)
+        move_alias(client, alias, first.collection)
+        return first
+
+    @property
+    def client(self) -> QdrantClient:
+        return self._client
+
+    @property
+    def collection(self) -> str:
+        """The physical collection this index reads and writes."""
+        return self._collection
+
+    def sibling(self, collection: str, dim: int) -> ServerIndex:
+        """Another collection (a rebuild's) on the same client, made like this one."""
+        text, layout = self._text_index, self._layout
+        return ServerIndex(self._shared, collection, dim, text, self._bm25, layout)
+
+    def serve_as(self, alias: str) -> None:
+        """Make this collection the one the alias serves."""
+        move_alias(self._client, alias, self._collection)
+
+    def drop(self) -> None:
+        """Delete this collection (a retired generation); the client stays open for others."""
+        self._client.delete_collection(self._collection)
 
     def upsert(self, chunks: Sequence[IndexedChunk]) -> None:
         for start in range(0, len(chunks), _UPSERT_BATCH):
@@ -213,4 +330,4 @@ class ServerIndex(ChunkIndex):
         }
 
     def close(self) -> None:
-        self._client.close()
+        self._shared.release()
