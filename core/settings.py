@@ -35,7 +35,8 @@ class Settings(BaseSettings):
     aws_secret_access_key: SecretStr | None = None
 
     # Index: "edge" is Qdrant's engine in-process (one process owns the shard); "server" talks to
-    # a Qdrant server or cluster at qdrant_url, or to qdrant-client's local mode at qdrant_path.
+    # a Qdrant server or cluster at qdrant_url, or to qdrant-client's local mode at qdrant_path
+    # (local mode scores BM25 over every tenant's points: it cannot keep statistics per tenant).
     index_mode: Literal["edge", "server"] = "edge"
     qdrant_url: str | None = None
     qdrant_path: Path | None = None

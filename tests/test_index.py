@@ -123,7 +123,7 @@ def test_weighted_rrf_follows_the_heavier_leg(index: ChunkIndex, embedder: Embed
     assert index.retrieve(A, [heavy_bm25])[0].payload["doc_id"] == "d7"
 
 
-def _lucene_bm25(corpus: list[list[str]]) -> BM25Okapi:
+def _lucene_bm25(corpus: list[list[str]], k1: float = 1.2, b: float = 0.75) -> BM25Okapi:
     """rank-bm25's Okapi BM25 with Lucene's non-negative idf, the variant Qdrant implements."""
 
     class LuceneBM25(BM25Okapi):
@@ -132,13 +132,16 @@ def _lucene_bm25(corpus: list[list[str]]) -> BM25Okapi:
                 w: math.log(1 + (self.corpus_size - n + 0.5) / (n + 0.5)) for w, n in nd.items()
             }
 
-    return LuceneBM25(corpus, k1=1.2, b=0.75)
+    return LuceneBM25(corpus, k1=k1, b=b)
 
 
-def test_engine_bm25_matches_the_rank_bm25_oracle(index: ChunkIndex) -> None:
-    # BM25 statistics (idf, average length) are shard-wide: the oracle sees all 17 points.
+def test_engine_bm25_matches_the_rank_bm25_oracle(index: ChunkIndex, backend: str) -> None:
+    # The embedded engine keeps BM25 statistics (idf, average length) per tenant: the oracle sees
+    # tenant a's 8 points. qdrant-client's local mode cannot scope them (see ServerIndex) and
+    # scores over all 17; a Qdrant server is asked for tenant statistics like the embedded engine.
     private = "a private note for tenant b about kidneys"
-    oracle = _lucene_bm25([t.split() for t in [*CORPUS, *CORPUS, private]])
+    corpus = CORPUS if backend == "edge" else [*CORPUS, *CORPUS, private]
+    oracle = _lucene_bm25([t.split() for t in corpus])
     for query in ("blood", "immune system virus", "salt kidneys blood", "host cells"):
         expected = oracle.get_scores(query.split())[: len(CORPUS)]
         hits = index.search(EngineQuery(A, limit=8, text=query))
@@ -147,6 +150,109 @@ def test_engine_bm25_matches_the_rank_bm25_oracle(index: ChunkIndex) -> None:
         assert got.keys() == want.keys(), query
         for doc, score in want.items():
             assert math.isclose(got[doc], score, rel_tol=0.02), (query, doc)
+
+
+@pytest.mark.parametrize("backend", ["edge", "server"])
+def test_bm25_k1_and_b_reach_the_engine(tmp_path: Path, backend: str) -> None:
+    """Settings the server backend once dropped silently (it scored with 1.2 and 0.75)."""
+    k1, b = 2.0, 0.1
+    if backend == "edge":
+        idx: ChunkIndex = EdgeIndex(tmp_path / "shard", 4, bm25=(k1, b))
+    else:
+        idx = ServerIndex(QdrantClient(path=str(tmp_path / "local")), "chunks", 4, bm25=(k1, b))
+    try:
+        idx.upsert(
+            [
+                IndexedChunk(
+                    chunk_point_id("a", f"d{i}", text),
+                    np.ones(4),
+                    {"tenant_id": "a", "doc_id": f"d{i}", "text": text},
+                )
+                for i, text in enumerate(CORPUS)
+            ]
+        )
+        oracle = _lucene_bm25([t.split() for t in CORPUS], k1, b)
+        for query in ("blood", "salt kidneys blood"):
+            expected = oracle.get_scores(query.split())
+            got = _bm25_scores(idx, A, query)
+            want = {f"d{i}": s for i, s in enumerate(expected) if s > 0}
+            assert got.keys() == want.keys(), query
+            for doc, score in want.items():
+                assert math.isclose(got[doc], score, rel_tol=0.02), (query, doc)
+    finally:
+        idx.close()
+
+
+def _bm25_scores(index: ChunkIndex, scope: TenantScope, text: str) -> dict[str, float]:
+    hits = index.search(EngineQuery(scope, limit=50, text=text))
+    return {h.payload["doc_id"]: h.score for h in hits}
+
+
+def test_a_tenants_bm25_scores_depend_on_its_own_documents_only(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """Issue 13, finding 12: with shard-wide statistics acme's scores fell when globex added
+    documents holding the query's words, so acme could tell which words globex's documents hold.
+    """
+    acme, globex = TenantScope("acme"), TenantScope("globex")
+    vector = embedder.embed_query("x")
+
+    def chunk(scope: TenantScope, doc: str, text: str) -> IndexedChunk:
+        payload = {"tenant_id": scope.tenant_id, "doc_id": doc, "text": text}
+        return IndexedChunk(chunk_point_id(scope.tenant_id, doc, text), vector, payload)
+
+    acme_docs = [chunk(acme, f"a{i}", text) for i, text in enumerate(CORPUS)]
+    acme_docs.append(chunk(acme, "probe", "zebra and quokka sightings"))
+    # globex's own words, long documents (another average length) and two of acme's words
+    globex_docs = [
+        chunk(globex, f"g{i}", f"quokka merger blood pressure report number {i} " * 3)
+        for i in range(5)
+    ]
+    queries = ("blood pressure", "quokka", "zebra", "merger", "salt kidneys blood")
+    index = EdgeIndex(tmp_path / "shard", embedder.dim)
+    try:
+        index.upsert(acme_docs)
+        alone = {q: _bm25_scores(index, acme, q) for q in queries}
+        index.upsert(globex_docs)
+        beside = {q: _bm25_scores(index, acme, q) for q in queries}
+        globex_only = _bm25_scores(index, acme, "blood merger")
+        nowhere = _bm25_scores(index, acme, "blood xyzzy")
+        globex_sees = _bm25_scores(index, globex, "quokka")
+    finally:
+        index.close()
+    assert alone == beside
+    # "quokka" (also in globex) and "zebra" (in acme only) score acme's probe alike: its one
+    # occurrence of either word, among acme's 9 documents
+    assert set(beside["quokka"]) == {"probe"} and beside["quokka"] == beside["zebra"]
+    assert beside["merger"] == {}  # globex's word reaches no acme document
+    assert globex_only == nowhere  # and beside acme's words it counts as a word nobody has
+    assert set(globex_sees) == {f"g{i}" for i in range(5)}
+
+
+def test_a_server_is_asked_for_tenant_bm25_statistics(tmp_path: Path) -> None:
+    """What a Qdrant server receives: BM25 legs carry the tenant as their idf corpus, dense legs
+    none. Only the requests are checked: local mode refuses an idf corpus on a text query (so it
+    scores over every tenant, see ServerIndex) and no Qdrant server runs here."""
+    from qdrant_client import models as qm
+
+    from core.index.server import is_local_mode
+
+    remote = QdrantClient(url="http://127.0.0.1:9", check_compatibility=False)  # never called
+    assert not is_local_mode(remote) and is_local_mode(QdrantClient(":memory:"))
+    remote.close()
+    index = ServerIndex(QdrantClient(path=str(tmp_path / "local")), "chunks", 4)
+    assert index.tenant_statistics is False
+    index.tenant_statistics = True  # what a remote client gets: the requests a server would see
+    try:
+        query = EngineQuery(A, limit=3, dense=np.ones(4), text="blood")
+        fused = index._fused_request(query)
+        dense, bm25 = fused.prefetch
+        assert dense.params is None
+        assert bm25.params.idf == qm.IdfCorpusParams(corpus=index._scope_filter(A))
+        assert index._leg_request(query, "bm25").params == bm25.params
+        assert index._leg_request(query, "dense").params is None
+    finally:
+        index.close()
 
 
 def test_filters_on_keywords_numbers_dates_and_sidecar_fields(index: ChunkIndex) -> None:

@@ -200,6 +200,14 @@ class EdgeIndex(ChunkIndex):
             return qe.Query.Nearest(query.dense.tolist(), using=DENSE_VECTOR)
         return qe.TextQuery(TEXT_FIELD, query.text, self._bm25)
 
+    def _leg_params(self, query: EngineQuery, leg: LegName) -> qe.SearchParams | None:
+        """BM25 statistics (document count, term frequencies, average length) over the query's
+        tenant alone: shard-wide ones let a tenant's scores reveal another tenant's words.
+        The corpus is the tenant, not the query's filters, so a filter narrows hits, not idf."""
+        if leg == "dense":
+            return None
+        return qe.SearchParams(idf=qe.IdfParams(corpus=self._scope_filter(query.scope)))
+
     def _leg_request(self, query: EngineQuery, leg: LegName) -> qe.QueryRequest:
         flt = self._filter(query)
         return qe.QueryRequest(
@@ -207,17 +215,27 @@ class EdgeIndex(ChunkIndex):
             query=self._leg_query(query, leg),
             filter=flt,
             with_payload=False,
+            params=self._leg_params(query, leg),
         )
 
     def _fused_request(self, query: EngineQuery) -> qe.QueryRequest:
         flt = self._filter(query)
         if len(query.legs) == 1:
-            leg_query = self._leg_query(query, query.legs[0])
+            leg = query.legs[0]
             return qe.QueryRequest(
-                limit=query.limit, query=leg_query, filter=flt, with_payload=True
+                limit=query.limit,
+                query=self._leg_query(query, leg),
+                filter=flt,
+                with_payload=True,
+                params=self._leg_params(query, leg),
             )
         prefetches = [
-            qe.Prefetch(limit=query.candidates, query=self._leg_query(query, leg), filter=flt)
+            qe.Prefetch(
+                limit=query.candidates,
+                query=self._leg_query(query, leg),
+                filter=flt,
+                params=self._leg_params(query, leg),
+            )
             for leg in query.legs
         ]
         weights = list(query.weights) if query.weights else None

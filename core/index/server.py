@@ -143,6 +143,12 @@ def _schema(field: str, kind: str, cfg: TextIndexConfig) -> Any:
     return qm.FloatIndexParams(type=qm.FloatIndexType.FLOAT, enable_hnsw=hnsw)
 
 
+def is_local_mode(client: QdrantClient) -> bool:
+    """qdrant-client's in-process stand-in (`path=` or `":memory:"`) rather than a server."""
+    options = client.init_options
+    return options["path"] is not None or options["location"] == ":memory:"
+
+
 @dataclass(frozen=True)
 class ClusterLayout:
     """How a new collection spreads over a Qdrant cluster; None leaves the server's default."""
@@ -153,7 +159,19 @@ class ClusterLayout:
 
 
 class ServerIndex(ChunkIndex):
-    """One collection on a Qdrant server; any number of processes may share it."""
+    """One collection on a Qdrant server; any number of processes may share it.
+
+    BM25 legs ask the server for statistics over the query's tenant alone (`SearchParams.idf`, an
+    idf corpus: the tenant filter), as `EdgeIndex` asks the embedded engine, so a tenant's scores
+    never reveal another tenant's words. qdrant-client documents that parameter for "BM25 over a
+    text index"; it was checked on the embedded engine (tests/test_index.py) and in the requests
+    this class builds, not against a running server, which is not available here.
+
+    qdrant-client's local mode refuses an idf corpus on a text query (NotImplementedError), so
+    for a local client `tenant_statistics` is off and BM25 scores over every tenant's points:
+    local mode serves one user's experiments and the tests, not tenants who must not learn of
+    each other's documents.
+    """
 
     dialect = DIALECT
 
@@ -170,7 +188,9 @@ class ServerIndex(ChunkIndex):
         self._shared.users += 1
         client = self._client = self._shared.client
         self._collection = collection
-        self._bm25 = bm25
+        self._bm25 = qm.Bm25Scoring(bm25=qm.Bm25Params(k=bm25[0], b=bm25[1]))
+        self.tenant_statistics = not is_local_mode(client)
+        self._bm25_params = bm25
         self._text_index = text_index
         self._layout = layout
         if not client.collection_exists(collection):
@@ -226,7 +246,7 @@ class ServerIndex(ChunkIndex):
     def sibling(self, collection: str, dim: int) -> ServerIndex:
         """Another collection (a rebuild's) on the same client, made like this one."""
         text, layout = self._text_index, self._layout
-        return ServerIndex(self._shared, collection, dim, text, self._bm25, layout)
+        return ServerIndex(self._shared, collection, dim, text, self._bm25_params, layout)
 
     def serve_as(self, alias: str) -> None:
         """Make this collection the one the alias serves."""
@@ -268,8 +288,12 @@ class ServerIndex(ChunkIndex):
                 "filter": flt,
                 "limit": limit,
             }
-        text = qm.TextQuery(text=query.text)
-        return {"query": text, "using": TEXT_FIELD, "filter": flt, "limit": limit}
+        text = qm.TextQuery(text=qm.TextQueryInput(query=query.text, scoring=self._bm25))
+        leg = {"query": text, "using": TEXT_FIELD, "filter": flt, "limit": limit}
+        if self.tenant_statistics:
+            corpus = qm.IdfCorpusParams(corpus=self._scope_filter(query.scope))
+            leg["params"] = qm.SearchParams(idf=corpus)
+        return leg
 
     def _leg_request(self, query: EngineQuery, leg: LegName) -> qm.QueryRequest:
         return qm.QueryRequest(
