@@ -58,6 +58,14 @@ def test_onnx_vectors_equal_torch_on_real_chunks(
         assert cosine >= 0.9999
 
 
+def test_the_shipped_model_runs_on_fused_attention(embedder: Embedder) -> None:
+    """The export is rewritten with ONNX Runtime's Attention kernel, one per MiniLM-L6 layer."""
+    export_dir = InferenceOptions.from_settings(Settings()).export_dir
+    fused = ensure_export("embedder", embedder.model_name, export_dir).meta["fused"]
+    assert fused.get("Attention") == 6, fused
+    assert fused.get("SkipLayerNormalization") == 12, fused
+
+
 def test_onnx_rerank_scores_match_torch(
     tmp_path_factory: pytest.TempPathFactory, embedder: Embedder
 ) -> None:
