@@ -1,7 +1,9 @@
-"""The heavy, shared objects of one process: the model, the index, the manifest, the cache.
+"""The heavy, shared core objects of one process: the model, the index, the manifest, the cache.
 
 Each is created on first use and reused, so the CLI, the API and a worker each load the model and
-open the index once. Closing the runtime flushes and releases the embedded shard's lock.
+open the index once. Closing the runtime flushes and releases the embedded shard's lock; asked
+again after that, it opens them anew (the loaded models stay). What is built on these (the graph,
+ingestion, search, the LLM client) is assembled above the domain, in `serving.platform.Platform`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import os
 import threading
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from core.datadir import secure_data_dir
 from core.embedding import CachedEmbedder, Embedder, EmbeddingCache
@@ -20,9 +21,6 @@ from core.manifest import Manifest
 from core.onnx_models import InferenceOptions
 from core.serving import Generation, ServedEmbedder, ServedIndex, Serving
 from core.settings import Settings
-
-if TYPE_CHECKING:
-    from graph.store import GraphStore
 
 # Models load from local folders or the local hub cache only; nothing is fetched at run time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -93,19 +91,13 @@ class Runtime:
     def manifest(self) -> Manifest:
         return Manifest(self.settings.manifest_path)
 
-    @cached_property
-    def graph_store(self) -> GraphStore:
-        """One per process: ingestion writes it and the API's graph leg reads the same object."""
-        from graph.factory import open_graph_store
-
-        return open_graph_store(self.settings)
-
     def close(self) -> None:
         self.__dict__.pop("index", None)
-        for name in ("serving", "manifest", "graph_store", "embedding_cache"):
+        for name in ("serving", "manifest", "embedding_cache"):
             if name in self.__dict__:
                 self.__dict__.pop(name).close()
         self.__dict__.pop("cached_embedder", None)
+        self.__dict__.pop("embedder", None)  # it serves the generation just closed
 
     def __enter__(self) -> Runtime:
         return self

@@ -7,22 +7,22 @@ the extractor, and the store retracts exactly the chunks that disappeared.
 
 from __future__ import annotations
 
+from core.listeners import ChangedDocument
 from core.types import TenantScope
 from graph.extract import EntityExtractor
 from graph.model import DocFacts
 from graph.store import GraphStore
-from ingest.documents import PreparedDocument
 
 
 class GraphUpdater:
-    """Implements `ingest.sync.DocumentListener`."""
+    """Implements `core.listeners.DocumentListener`."""
 
     def __init__(self, store: GraphStore, extractor: EntityExtractor) -> None:
         self._store = store
         self._extractor = extractor
         self.chunks_extracted = 0  # chunks sent to the extractor, to show edits stay proportional
 
-    def on_indexed(self, doc: PreparedDocument, point_ids: list[str]) -> None:
+    def on_indexed(self, doc: ChangedDocument, point_ids: list[str]) -> None:
         old = self._store.document(doc.scope, doc.doc_id) or {}
         facts: DocFacts = {}
         for chunk, point_id in zip(doc.chunks, point_ids, strict=True):
