@@ -33,7 +33,10 @@ def _start(platform: Platform, metrics: Metrics) -> ApiState:
     s = platform.settings
     index = platform.runtime.index
     platform.runtime.manifest  # noqa: B018 - open it now, not on the first request
-    platform.served_search  # noqa: B018 - load the model and the reranker now
+    # Built now, not by the first requests, which would race to build them.
+    platform.served_search  # noqa: B018 - the model and the reranker
+    platform.llm  # noqa: B018
+    platform.listeners  # noqa: B018 - told of an admin's delete
     keys = KeyStore.open(s)
     state = ApiState(
         platform=platform,
