@@ -107,6 +107,7 @@ def run_up(settings: Settings, with_api: bool = True) -> None:
     # SIGTERM exits through Python, so the `finally` below stops Redis: before the API runs, and
     # after it, since uvicorn re-raises the signal once it has shut down.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGINT, _interrupt)
     from api.server import bind_api_socket, check_can_start, run_api
 
     # A busy port or a shard held by another process fail now, before anything slow or started.
@@ -131,9 +132,11 @@ def run_up(settings: Settings, with_api: bool = True) -> None:
             from api.platform import platform_app
 
             api = platform_app(platform, extra_routers=[pool.router()])  # the API closes it
+            _raise_if_interrupted()
             run_api(api, sock)
         else:
             with platform:
+                _raise_if_interrupted()
                 pool.start()
                 _wait_for_signal()
                 pool.stop()
@@ -145,6 +148,21 @@ def run_up(settings: Settings, with_api: bool = True) -> None:
 
 def _exit_on_sigterm(*_: object) -> None:
     raise SystemExit(128 + signal.SIGTERM)
+
+
+_interrupted = threading.Event()
+
+
+def _interrupt(*_: object) -> None:
+    """SIGINT as Python's own handler does it, remembered: an exception raised while a destructor
+    runs (a Redis client's, say) is only printed, so the start-up checks again before serving."""
+    _interrupted.set()
+    raise KeyboardInterrupt
+
+
+def _raise_if_interrupted() -> None:
+    if _interrupted.is_set():
+        raise KeyboardInterrupt
 
 
 def _wait_for_signal() -> None:
