@@ -1,11 +1,11 @@
-"""The FastAPI application: built around one `Runtime`, its model and index opened once.
+"""The FastAPI application: built around one `serving.platform.Platform`, opened once.
 
 The lifespan loads the embedding model, the reranker and the index in a worker thread (so start-up
 never blocks the event loop), sizes anyio's thread pool for the sync endpoints, and on shutdown
 closes everything, which flushes the embedded shard and releases its lock.
 
 Other packages add their own routes through `extra_routers` (guarded by `api.auth.current_scope`
-or `current_principal`) and their own ranking sources through `extra_legs`.
+or `current_principal`); the ranking sources and the LLM client are the platform's.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
-import httpx
 from fastapi import APIRouter, FastAPI
 
 from api.audit import AuditLog
@@ -25,31 +24,23 @@ from api.metrics import Metrics, MetricsMiddleware
 from api.openapi import install_docs
 from api.routes import documents, keys, ops, search
 from api.state import ApiState
-from core.llm import ChatClient, llm_endpoint
-from core.runtime import Runtime
 from core.types import TenantScope
 from eval.history import latest_gauges
-from retrieval.search import Leg
-from serving.search import build_search
+from serving.platform import Platform
 
 
-def _start(
-    runtime: Runtime,
-    metrics: Metrics,
-    legs: Sequence[Leg],
-    transport: httpx.BaseTransport | None,
-) -> ApiState:
-    s = runtime.settings
-    index = runtime.index
-    runtime.manifest  # noqa: B018 - open it now, not on the first request
-    served = build_search(runtime, legs, transport)
+def _start(platform: Platform, metrics: Metrics) -> ApiState:
+    s = platform.settings
+    index = platform.runtime.index
+    platform.runtime.manifest  # noqa: B018 - open it now, not on the first request
+    # Built now, not by the first requests, which would race to build them.
+    platform.served_search  # noqa: B018 - the model and the reranker
+    platform.llm  # noqa: B018
+    platform.listeners  # noqa: B018 - told of an admin's delete
     keys = KeyStore.open(s)
     state = ApiState(
-        runtime=runtime,
+        platform=platform,
         keys=keys,
-        search=served.service,
-        reranker=served.reranker,
-        llm=ChatClient(endpoint, transport) if (endpoint := llm_endpoint(s)) else None,
         metrics=metrics,
         audit=AuditLog(
             s.audit_log_path, s.audit_log_queries, s.audit_refusals_per_client_per_minute
@@ -65,20 +56,16 @@ def _start(
     return state
 
 
-def create_app(
-    runtime: Runtime,
-    extra_routers: Sequence[APIRouter] = (),
-    extra_legs: Sequence[Leg] = (),
-    http_transport: httpx.BaseTransport | None = None,
-) -> FastAPI:
-    """`http_transport` replaces the network for the LLM and Cohere clients (tests only)."""
-    s = runtime.settings
+def create_app(platform: Platform, extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
+    """The core API over `platform`, which it closes on shutdown (`api.platform.platform_app`
+    adds the graph's and the evaluation's routes)."""
+    s = platform.settings
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = s.api_threads
-        state = await anyio.to_thread.run_sync(_start, runtime, metrics, extra_legs, http_transport)
+        state = await anyio.to_thread.run_sync(_start, platform, metrics)
         app.state.api = state
         try:
             yield
@@ -93,7 +80,7 @@ def create_app(
         docs_url=None,  # install_docs serves them without a CDN
         redoc_url=None,
     )
-    app.state.runtime = runtime
+    app.state.runtime = platform.runtime
     install_error_handlers(app)
     for router in (search.router, documents.router, keys.router, ops.router, *extra_routers):
         app.include_router(router)

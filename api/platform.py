@@ -11,15 +11,14 @@ from fastapi import APIRouter, FastAPI
 
 from api.app import create_app
 from api.routes import evaluation
-from core.runtime import Runtime
-from serving.search import served_legs
+from serving.platform import Platform
 
 
-def platform_app(runtime: Runtime, extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
-    s = runtime.settings
+def platform_app(platform: Platform, extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
+    s = platform.settings
     routers = [evaluation.router, *extra_routers]
     if s.graph_enabled:
         from graph.api import make_router
 
-        routers.append(make_router(runtime.graph_store))
-    return create_app(runtime, extra_routers=routers, extra_legs=served_legs(runtime))
+        routers.append(make_router(platform.graph_store))
+    return create_app(platform, extra_routers=routers)

@@ -14,8 +14,8 @@ from fastapi import FastAPI
 
 from api.platform import platform_app
 from core.index.lock import ShardLock
-from core.runtime import Runtime
 from core.settings import Settings
+from serving.platform import Platform
 
 
 class AddressInUseError(RuntimeError):
@@ -57,7 +57,7 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     """One process, one event loop: the embedded shard allows a single owner, so no workers."""
     check_can_start(settings)
     sock = bind_api_socket(host or settings.api_host, port or settings.api_port)
-    run_api(platform_app(Runtime(settings)), sock)
+    run_api(platform_app(Platform.open(settings)), sock)
 
 
 def check_can_start(settings: Settings) -> None:

@@ -13,26 +13,35 @@ from core.llm import ChatClient
 from core.runtime import Runtime
 from retrieval.rerank import RerankerStatus
 from retrieval.search import SearchService
+from serving.platform import Platform
 
 
 @dataclass
 class ApiState:
-    runtime: Runtime
+    platform: Platform
     keys: KeyStore
-    search: SearchService
-    reranker: RerankerStatus
-    llm: ChatClient | None
     metrics: Metrics
     audit: AuditLog
 
+    @property
+    def runtime(self) -> Runtime:
+        return self.platform.runtime
+
+    @property
+    def search(self) -> SearchService:
+        return self.platform.search
+
+    @property
+    def reranker(self) -> RerankerStatus:
+        return self.platform.served_search.reranker
+
+    @property
+    def llm(self) -> ChatClient | None:
+        return self.platform.llm
+
     def close(self) -> None:
-        if self.llm is not None:
-            self.llm.close()
-        close_reranker = getattr(self.reranker.reranker, "close", None)
-        if close_reranker is not None:
-            close_reranker()
         self.keys.close()
-        self.runtime.close()
+        self.platform.close()
 
 
 async def api_state(request: Request) -> ApiState:

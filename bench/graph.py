@@ -47,6 +47,7 @@ from graph.updater import GraphUpdater  # noqa: E402
 from ingest.bucket import LocalBucket, sha256  # noqa: E402
 from ingest.chunking import Chunker, chunk_hash  # noqa: E402
 from ingest.documents import DocumentBuilder, MetaLimits, PreparedDocument  # noqa: E402
+from ingest.service import Ingestion  # noqa: E402
 from retrieval.fusion import rrf  # noqa: E402
 from retrieval.hybrid import HybridRetriever, RetrievalConfig  # noqa: E402
 
@@ -194,7 +195,7 @@ def measure_quality(
     ws: EvalWorkspace, rt: Runtime, data: BeirDataset, store: FileGraphStore
 ) -> None:
     start = time.perf_counter()
-    summary = ws.ingest(rt)
+    summary = ws.ingest(Ingestion(rt, ws.bucket))  # `store` is built apart, by measure_build
     print(
         f"\ningest: {summary.added} added, {summary.unchanged} unchanged, "
         f"{summary.chunks_embedded} chunks embedded in {time.perf_counter() - start:.0f} s"

@@ -51,9 +51,8 @@ def write_corpus(bucket: Path, n: int) -> None:
 
 def ingest_without_vector_index(env: dict[str, str]) -> float:
     code = (
-        "from core.runtime import Runtime; from core.settings import Settings; "
-        "from ingest.service import Ingestion, open_bucket; s = Settings(); rt = Runtime(s); "
-        "Ingestion(rt, open_bucket(s.bucket_url)).run(); rt.close()"
+        "from core.settings import Settings; from serving.platform import Platform; "
+        "p = Platform.open(Settings()); p.ingestion.run(); p.close()"
     )
     started = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], env=env, check=True)

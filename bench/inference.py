@@ -38,7 +38,7 @@ from eval.runner import run_system, service_systems  # noqa: E402
 from eval.workspace import EvalWorkspace  # noqa: E402
 from ingest.chunking import Chunker  # noqa: E402
 from retrieval.rerank import CrossEncoderReranker, build_untrained_cross_encoder  # noqa: E402
-from serving.search import build_search  # noqa: E402
+from serving.platform import Platform  # noqa: E402
 
 WORK = ROOT / "bench" / ".work" / "inference"
 CALL = 160  # chunks per embed_documents call, as ingestion batches them
@@ -76,15 +76,15 @@ def hybrid_ndcg(settings: Settings, dataset, backend: str, embedder: Embedder) -
     )
     workspace.write_corpus(dataset.corpus)
     queries = dataset.judged_queries
-    with workspace.open_runtime(embedder) as rt:
+    with Platform(workspace.open_runtime(embedder)) as platform:
         started = time.perf_counter()
-        summary = workspace.ingest(rt)
+        summary = workspace.ingest(platform.ingestion_of(workspace.bucket))
         print(
             f"  {backend}: ingested ({summary.chunks_embedded} chunks embedded, "
             f"{time.perf_counter() - started:.0f}s)",
             flush=True,
         )
-        service = build_search(rt).service
+        service = platform.search
         hybrid = service_systems(service, workspace.scope, ["hybrid"], 100)["hybrid"]
         run = run_system("hybrid", hybrid, queries, dataset.qrels, workspace.doc_id)
     return run.means["ndcg@10"]

@@ -24,9 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from core.embedding import Embedder  # noqa: E402
 from core.onnx_models import InferenceOptions  # noqa: E402
-from core.runtime import Runtime  # noqa: E402
 from core.settings import Settings  # noqa: E402
-from ingest.service import Ingestion, open_bucket  # noqa: E402
+from serving.platform import Platform  # noqa: E402
 
 WORK = ROOT / "bench" / ".work"
 
@@ -60,9 +59,10 @@ def main() -> None:
     if args.backend:
         settings = settings.model_copy(update={"inference_backend": args.backend})
 
-    with Runtime(settings) as rt:
+    with Platform.open(settings) as platform:
+        rt = platform.runtime
         rt.embedder.embed_documents(["warm up the model"] * 64)
-        ingestion = Ingestion(rt, open_bucket(settings.bucket_url))
+        ingestion = platform.ingestion
 
         start = time.perf_counter()
         cold = ingestion.run()

@@ -57,7 +57,9 @@ from core.settings import Settings  # noqa: E402
 from core.types import IndexedChunk, TenantScope  # noqa: E402
 from eval.beir import load_beir  # noqa: E402
 from eval.workspace import EvalWorkspace  # noqa: E402
+from ingest.service import Ingestion  # noqa: E402
 from retrieval.rerank import build_untrained_cross_encoder  # noqa: E402
+from serving.platform import Platform  # noqa: E402
 
 WORK = ROOT / "bench" / ".work" / "latency"
 TOP_K = 10
@@ -81,7 +83,7 @@ def scifact_runtime(dataset: Path, docs: int | None, embedder: Embedder, ce: Pat
     ws = EvalWorkspace(ws.root, TenantScope("bench"), _bench_settings(ws.settings, ce))
     ws.write_corpus(corpus)
     rt = ws.open_runtime(embedder)
-    summary = ws.ingest(rt)
+    summary = ws.ingest(Ingestion(rt, ws.bucket))  # no graph: the bench serves no graph leg
     print(f"scifact: {len(corpus)} documents, {summary.chunks_embedded} chunks embedded this run")
     return rt
 
@@ -169,7 +171,9 @@ def _free_port() -> int:
 def serving(rt: Runtime) -> Iterator[str]:
     """The real app under uvicorn in a thread on loopback; stops (and closes `rt`) on exit."""
     port = _free_port()
-    config = uvicorn.Config(create_app(rt), host="127.0.0.1", port=port, log_level="warning")
+    config = uvicorn.Config(
+        create_app(Platform(rt, legs=())), host="127.0.0.1", port=port, log_level="warning"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

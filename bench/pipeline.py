@@ -41,10 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.embedding import Embedder
 from core.manifest import Manifest
 from core.onnx_models import InferenceOptions
-from core.runtime import Runtime
 from core.settings import Settings
 from ingest.bucket import LocalBucket
-from ingest.service import Ingestion
+from serving.platform import Platform
 from workers.process import WorkerProcess
 from workers.status import converged, read_status
 
@@ -181,9 +180,9 @@ def bench_single_process(work: Path, source: Path) -> tuple[float, int]:
     bucket_dir = work / "single" / "bucket"
     shutil.copytree(source, bucket_dir)
     settings = Settings(data_dir=work / "single" / "data", bucket_url=str(bucket_dir))
-    with Runtime(settings) as rt:
-        ingestion = Ingestion(rt, LocalBucket(bucket_dir))
-        rt.embedder.embed_documents(["warm-up"])
+    with Platform.open(settings) as platform:
+        ingestion = platform.ingestion_of(LocalBucket(bucket_dir))
+        platform.runtime.embedder.embed_documents(["warm-up"])
         start = time.perf_counter()
         summary = ingestion.run()
         seconds = time.perf_counter() - start

@@ -30,7 +30,7 @@ from core.settings import Settings  # noqa: E402
 from eval.beir import load_beir  # noqa: E402
 from eval.runner import MODES, SystemRun, run_system, service_systems  # noqa: E402
 from eval.workspace import EvalWorkspace  # noqa: E402
-from serving.search import build_search  # noqa: E402
+from serving.platform import Platform  # noqa: E402
 
 WORK = ROOT / "bench" / ".work" / "quality"
 DEPTH = 100
@@ -65,14 +65,15 @@ def main() -> None:
     workspace = EvalWorkspace.for_dataset(Settings(data_dir=WORK), dataset.name)
     workspace.write_corpus(dataset.corpus)
     runs: list[SystemRun] = []
-    with workspace.open_runtime() as rt:
+    with Platform(workspace.open_runtime()) as platform:
+        rt = platform.runtime
         start = time.perf_counter()
-        summary = workspace.ingest(rt)
+        summary = workspace.ingest(platform.ingestion_of(workspace.bucket))
         print(
             f"ingest: +{summary.added} ~{summary.modified} ={summary.unchanged} "
             f"({summary.chunks_embedded} chunks embedded, {time.perf_counter() - start:.0f}s)"
         )
-        service = build_search(rt).service
+        service = platform.search
         for name, system in service_systems(service, workspace.scope, MODES, DEPTH).items():
             runs.append(run_system(name, system, queries, dataset.qrels, workspace.doc_id))
 

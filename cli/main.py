@@ -13,7 +13,7 @@ import traceback
 from enum import StrEnum
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -31,9 +31,11 @@ from cli.terminal import (
     require_folder,
     safe,
 )
-from core.runtime import Runtime
 from core.settings import get_settings
 from core.types import TenantScope
+
+if TYPE_CHECKING:
+    from serving.platform import Platform
 
 app = typer.Typer(
     help="RAG ingestion and hybrid retrieval on Qdrant.",
@@ -45,8 +47,11 @@ app = typer.Typer(
 _debug = False
 
 
-def _runtime() -> Runtime:
-    return Runtime(get_settings())
+def _platform() -> Platform:
+    """Imported here: loading the composition root pulls in every layer, `rag --help` need not."""
+    from serving.platform import Platform
+
+    return Platform.open(get_settings())
 
 
 def _show_version(value: bool) -> None:
@@ -78,14 +83,14 @@ def ingest(
     ] = None,
 ) -> None:
     """Sync a folder into the index: new and changed documents in, deleted ones out."""
-    from ingest.service import Ingestion, open_bucket
+    from ingest.service import open_bucket
 
     url = str(path) if path else get_settings().bucket_url
     require_folder(url)
     bucket = open_bucket(url)
     next(iter(bucket.list()), None)  # no folder, credentials or permission: say so before loading
-    with _runtime() as rt:
-        ingestion = Ingestion(rt, bucket)
+    with _platform() as platform:
+        ingestion = platform.ingestion_of(bucket)
         with console.status("scanning"):
             plan = ingestion.plan()
         with Progress(
@@ -158,7 +163,6 @@ def search(
     from api.errors import ApiError
     from api.routes.search import search_or_error, search_response, to_search_request
     from api.schemas import SearchBody
-    from serving.search import build_search
 
     conditions: list[object] = []
     for raw in filter_ or []:
@@ -181,19 +185,17 @@ def search(
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise typer.BadParameter(f"{where}: {first['msg']}") from None
-    with _runtime() as rt:
-        served = build_search(rt)
+    with _platform() as platform:
+        served = platform.served_search
         try:
-            req = to_search_request(body, rt.settings)
-            scope = TenantScope(tenant or rt.settings.default_tenant)
+            req = to_search_request(body, platform.settings)
+            scope = TenantScope(tenant or platform.settings.default_tenant)
             response = search_response(
                 body, search_or_error(served.service, served.reranker, scope, req)
             )
         except ApiError as exc:
             field = f" ({exc.field})" if exc.field else ""
             raise CliError(f"{exc.code}{field}: {safe(exc.reason)}", exit_code=EXIT_USAGE) from None
-        finally:
-            served.close()
     if as_json:
         print(response.model_dump_json())
         return

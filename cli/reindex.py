@@ -54,15 +54,16 @@ def reindex(
     starts a rebuild on its own when it sees a mismatch; this runs one without it (the embedded
     shard admits one process). Interrupted, it resumes where it stopped.
     """
-    from core.runtime import Runtime
-    from ingest.reindex import Rebuild, needs_rebuild
+    from ingest.reindex import needs_rebuild
     from ingest.service import open_bucket
+    from serving.platform import Platform
 
-    with Runtime(get_settings()) as rt:
+    with Platform.open(get_settings()) as platform:
+        rt = platform.runtime
         if not needs_rebuild(rt):
             console.print("the index already matches the configuration; nothing to rebuild")
             return
-        rebuild = Rebuild(rt, open_bucket(str(path) if path else rt.settings.bucket_url))
+        rebuild = platform.rebuild(open_bucket(str(path)) if path else None)
         p = rebuild.progress
         console.print(
             f"rebuilding generation {p.served} as {p.target}: {', '.join(p.changed)} changed"

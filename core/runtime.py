@@ -1,17 +1,20 @@
-"""The heavy, shared objects of one process: the model, the index, the manifest, the cache.
+"""The heavy, shared core objects of one process: the model, the index, the manifest, the cache.
 
 Each is created on first use and reused, so the CLI, the API and a worker each load the model and
-open the index once. Closing the runtime flushes and releases the embedded shard's lock.
+open the index once. Closing the runtime flushes and releases the embedded shard's lock; asked
+again after that, it opens them anew (the loaded models stay). What is built on these (the graph,
+ingestion, search, the LLM client) is assembled above the domain, in `serving.platform.Platform`.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from core.datadir import secure_data_dir
 from core.embedding import CachedEmbedder, Embedder, EmbeddingCache
@@ -21,9 +24,6 @@ from core.manifest import Manifest
 from core.onnx_models import InferenceOptions
 from core.serving import Generation, ServedEmbedder, ServedIndex, Serving
 from core.settings import Settings
-
-if TYPE_CHECKING:
-    from graph.store import ServedGraphStore
 
 # Models load from local folders or the local hub cache only; nothing is fetched at run time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -44,6 +44,9 @@ class Runtime:
         secure_data_dir(settings.data_dir)
         self._models: dict[tuple[str, str, str | None], Embedder] = {}
         self._models_guard = threading.Lock()
+        # Called with the generation id when another process moved the server alias and this
+        # one follows: the composition root switches what it keeps per generation (the graph).
+        self.on_follow: list[Callable[[str | None], None]] = []
         if embedder is not None:
             key = (embedder.model_name, embedder.query_prefix, embedder.quantize)
             self._models[key] = embedder
@@ -96,7 +99,7 @@ class Runtime:
 
     def _follow_alias(self, current: Generation) -> Generation | None:
         """The generation the collection alias names now, when another process moved it."""
-        from core.index.server import ServerIndex, served_collection
+        from core.index.server import ServerIndex, generation_of, served_collection
 
         served = current.index
         assert isinstance(served, ServerIndex)
@@ -106,14 +109,8 @@ class Runtime:
         index = served.sibling(target, current.embedder.dim)
         record = index.generation_record()
         model = self.configured_model() if record is None else self._model_of(record)
-        if "graph_store" in self.__dict__:  # its graph too; the rebuilding process drops the old
-            from core.index.server import generation_of
-            from graph.factory import open_graph_store
-
-            graph = open_graph_store(self.settings, generation_of(self.settings.collection, target))
-            old_graph = self.graph_store.current
-            self.graph_store.switch(graph)
-            old_graph.close()
+        for follow in self.on_follow:  # what is kept per generation beside it (the graph)
+            follow(generation_of(self.settings.collection, target))
         return Generation(index, model)
 
     def _model_of(self, record: dict[str, Any]) -> Embedder:
@@ -141,21 +138,13 @@ class Runtime:
     def manifest(self) -> Manifest:
         return Manifest(self.settings.manifest_path)
 
-    @cached_property
-    def graph_store(self) -> ServedGraphStore:
-        """One per process: ingestion writes it and the API's graph leg reads the same object,
-        the served generation's graph, switched with the index by a rebuild."""
-        from graph.factory import open_graph_store
-        from graph.store import ServedGraphStore
-
-        return ServedGraphStore(open_graph_store(self.settings, self.served_generation()))
-
     def close(self) -> None:
         self.__dict__.pop("index", None)
-        for name in ("serving", "manifest", "graph_store", "embedding_cache"):
+        for name in ("serving", "manifest", "embedding_cache"):
             if name in self.__dict__:
                 self.__dict__.pop(name).close()
         self.__dict__.pop("cached_embedder", None)
+        self.__dict__.pop("embedder", None)  # it serves the generation just closed
 
     def __enter__(self) -> Runtime:
         return self

@@ -99,7 +99,7 @@ def run(
         )
         return
     from eval.pipeline import run_eval
-    from serving.search import build_search
+    from serving.platform import Platform
 
     settings = get_settings()
     path = _dataset(dataset)
@@ -122,7 +122,7 @@ def run(
             ragas_sample=ragas_sample,
             reports_dir=reports_dir,
             resume=resume,
-            search=lambda runtime: build_search(runtime).service,
+            platform=Platform,
             modes=chosen,
             progress=progress,
         )
@@ -171,8 +171,9 @@ def make_golden_cmd(
     """Write candidate golden items: LLM-written questions on sampled chunks when an LLM is
     configured (for review), else the retrieval-only set from the BEIR qrels."""
     from eval.pipeline import make_golden
+    from serving.platform import Platform
 
-    items = make_golden(get_settings(), _dataset(dataset), n)
+    items = make_golden(get_settings(), _dataset(dataset), n, platform=Platform)
     save_golden(items, out)
     kinds = {i.tags.get("source", "") for i in items}
     console.print(f"wrote {len(items)} golden items ({', '.join(sorted(kinds))}) to {out}")
@@ -192,12 +193,12 @@ def _run_tenant(
     import json
 
     from core.index import ShardLockedError
-    from core.runtime import Runtime
     from core.types import InvalidTenantError, TenantScope
     from eval.history import EvalRunError
     from eval.tenant import run_config
     from retrieval.filters import FilterError
     from serving.evaluation import evaluate_tenant
+    from serving.platform import Platform
 
     settings = get_settings()
     try:
@@ -207,9 +208,9 @@ def _run_tenant(
     except (InvalidTenantError, ValueError, TypeError, AttributeError, FilterError) as exc:
         raise CliError(f"{getattr(exc, 'reason', exc)}", exit_code=EXIT_USAGE) from None
     try:
-        with Runtime(settings) as runtime:
+        with Platform.open(settings) as platform:
             outcome = evaluate_tenant(
-                runtime, tenant, config=config, reports_dir=reports_dir, sample_size=sample
+                platform, tenant, config=config, reports_dir=reports_dir, sample_size=sample
             )
         run_dir, report = outcome.run_dir, outcome.report
     except ShardLockedError:
@@ -418,29 +419,26 @@ def golden_generate(
     n: Annotated[int, typer.Option("-n", min=1, help="Candidates to write")] = 20,
 ) -> None:
     """Candidates from the tenant's indexed chunks by the configured LLM, stored as pending."""
-    from core.llm import ChatClient, llm_endpoint
-    from core.runtime import Runtime
     from eval.golden_store import generate_candidates
     from eval.llm import chat_question_writer
+    from serving.platform import Platform
 
     settings = get_settings()
     name = _tenant(tenant)
-    endpoint = llm_endpoint(settings)
-    if endpoint is None:
-        raise CliError(
-            "no LLM is configured; set RAG_LLM_BASE_URL (and RAG_LLM_MODEL)", exit_code=EXIT_USAGE
-        )
-    client = ChatClient(endpoint)
-    with Runtime(settings) as runtime:
+    with Platform.open(settings) as platform:
+        if platform.llm is None:
+            raise CliError(
+                "no LLM is configured; set RAG_LLM_BASE_URL (and RAG_LLM_MODEL)",
+                exit_code=EXIT_USAGE,
+            )
         items = generate_candidates(
-            runtime.index,
+            platform.runtime.index,
             name,
             n,
-            chat_question_writer(client),
+            chat_question_writer(platform.llm),
             settings.eval_concurrency,
             settings.eval_timeout_s,
         )
-    client.close()
     store = _golden_store()
     try:
         store.put(name, items)

@@ -9,10 +9,11 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import closing
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from core.embedding import Embedder
 from core.llm import ChatClient, judge_endpoint, llm_endpoint
@@ -41,6 +42,8 @@ from eval.runner import (
 )
 from eval.slices import query_tags, slice_means
 from eval.workspace import EvalWorkspace
+from ingest.bucket import Bucket
+from ingest.service import Ingestion
 from retrieval.search import SearchService
 
 if TYPE_CHECKING:
@@ -49,7 +52,22 @@ if TYPE_CHECKING:
     from eval.ragas_scoring import RagasResult, RagasScorer
 
 log = logging.getLogger(__name__)
-SearchFactory = Callable[[Runtime], SearchService]
+
+
+class ServedPlatform(Protocol):
+    """What the composition root (`serving.platform.Platform`) builds on the workspace's runtime:
+    ingestion with the served listeners (the graph), and the served SearchService over the same
+    graph. Closing it closes the runtime too."""
+
+    @property
+    def search(self) -> SearchService: ...
+
+    def ingestion_of(self, bucket: Bucket) -> Ingestion: ...
+
+    def close(self) -> None: ...
+
+
+PlatformFactory = Callable[[Runtime], ServedPlatform]
 _WORST = 10
 _HISTORY = 30  # runs on the trend chart
 
@@ -227,14 +245,15 @@ def run_eval(
     llms: EvalLLMs | None = None,
     embedder: Embedder | None = None,
     resume: bool = False,
-    search: SearchFactory,
+    platform: PlatformFactory,
     modes: Sequence[str] = MODES,
     progress: Progress | None = None,
 ) -> EvalOutcome:
     """Evaluate one BEIR-format dataset and write reports_dir/<run id>/report.{json,html}.
 
-    `search` builds the served SearchService on the dataset's workspace runtime (the entry point
-    passes `serving.search.build_search`'s); each of `modes` runs through it, as /v1/search.
+    `platform` builds the served parts on the dataset's workspace runtime (the entry point passes
+    `serving.platform.Platform`): the workspace is ingested through its ingestion and each of
+    `modes` runs through its SearchService, as /v1/search.
     `sample_size` and `ragas_sample` default to the settings; `llms` to the configured endpoints.
     `progress` receives a line per step (documents ingested, queries run).
     """
@@ -247,16 +266,16 @@ def run_eval(
     run_dir = open_run_dir(reports_dir, resume, dataset=dataset.name)
     workspace = EvalWorkspace.for_dataset(settings, dataset.name)
     timings: dict[str, float] = {}
-    with workspace.open_runtime(embedder) as runtime:
+    with workspace.open_runtime(embedder) as runtime, closing(platform(runtime)) as served:
         t = time.perf_counter()
         workspace.write_corpus(dataset.corpus)
-        ingest = workspace.ingest(runtime, progress)
+        ingest = workspace.ingest(served.ingestion_of(workspace.bucket), progress)
         failed_documents = workspace.failed_documents(runtime)
         timings["ingest"] = time.perf_counter() - t
         qids = sample(list(dataset.judged_queries), sample_size or settings.eval_sample)
         queries = {q: dataset.queries[q] for q in qids}
         t = time.perf_counter()
-        service = search(runtime)
+        service = served.search
         runs = evaluate_systems(
             workspace, runtime, service, modes, dataset, queries, extra_systems, progress
         )
@@ -322,7 +341,7 @@ def run_eval(
     return EvalOutcome(run_dir, report)
 
 
-def run_nightly(settings: Settings, search: SearchFactory) -> Path:
+def run_nightly(settings: Settings, platform: PlatformFactory) -> Path:
     """The nightly job: the configured dataset, resuming a run a crash left unfinished.
 
     Returns the run folder. A regression is logged and recorded in the report; it is the CLI's
@@ -335,7 +354,7 @@ def run_nightly(settings: Settings, search: SearchFactory) -> Path:
         settings.eval_dataset,
         golden_path=settings.eval_golden,
         resume=True,
-        search=search,
+        platform=platform,
     )
     if outcome.regression:
         log.warning("evaluation regression, see %s", outcome.run_dir / "report.html")
@@ -348,13 +367,16 @@ def make_golden(
     n: int | None,
     writer: QuestionWriter | None = None,
     embedder: Embedder | None = None,
+    *,
+    platform: PlatformFactory,
 ) -> list[GoldenItem]:
     """Candidate golden items for review.
 
     With a question writer (the configured LLM unless one is passed), `n` chunks are sampled from
     the evaluation index and the LLM writes a question and reference answer for each, tagged
     `review: pending`; items it failed on are left out. Without one, the golden set is the
-    retrieval-only one from the qrels.
+    retrieval-only one from the qrels. The workspace is ingested through `platform`'s ingestion,
+    as `run_eval` does, so its graph keeps up with its index.
     """
     dataset = load_beir(dataset_path, settings.eval_split)
     endpoint = llm_endpoint(settings)
@@ -362,9 +384,9 @@ def make_golden(
     if writer is None:
         return sample(golden_from_qrels(dataset), n)
     workspace = EvalWorkspace.for_dataset(settings, dataset.name)
-    with workspace.open_runtime(embedder) as runtime:
+    with workspace.open_runtime(embedder) as runtime, closing(platform(runtime)) as served:
         workspace.write_corpus(dataset.corpus)
-        workspace.ingest(runtime)
+        workspace.ingest(served.ingestion_of(workspace.bucket))
         chunks = sorted(runtime.index.scroll(workspace.scope, ["doc_id", "text", "doc_type"]))
     return candidates_from_chunks(
         chunks,

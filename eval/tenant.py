@@ -2,7 +2,7 @@
 `/v1/answer`'s own code, scored by RAGAS and, where relevant ids exist, by retrieval metrics.
 
 Each approved question goes through the `SearchService` the caller passes (the one the API
-serves, built by `serving.search.build_search`) with the run's mode, rerank and filters, and is
+serves, `serving.platform.Platform.search`) with the run's mode, rerank and filters, and is
 answered by the answer builder `/v1/answer` uses (`core.llm`). A run is bounded (sample size,
 concurrency, per-item timeout), resumable (finished items are cached in the run folder, so a run
 a crash interrupted continues where it stopped), and an LLM or judge failure marks its item, not

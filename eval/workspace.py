@@ -96,9 +96,15 @@ class EvalWorkspace:
     def open_runtime(self, embedder: Embedder | None = None) -> Runtime:
         return Runtime(self.settings, embedder)
 
-    def ingest(self, runtime: Runtime, progress: Callable[[str], None] | None = None) -> RunSummary:
-        """Sync the bucket into the workspace's index; `progress` gets a line per ~5% of it."""
-        ingestion = Ingestion(runtime, LocalBucket(self.bucket_root))
+    @property
+    def bucket(self) -> LocalBucket:
+        return LocalBucket(self.bucket_root)
+
+    def ingest(
+        self, ingestion: Ingestion, progress: Callable[[str], None] | None = None
+    ) -> RunSummary:
+        """Sync the bucket through `ingestion` (of `bucket`, on the workspace's runtime) into the
+        workspace's index; `progress` gets a line per ~5% of it."""
         plan = ingestion.plan()
         total, done = plan.total_work, 0
         step = max(1, total // 20)

@@ -9,15 +9,15 @@ generation from the served store (`reuse`), so a chunking change extracts only n
 
 from __future__ import annotations
 
+from core.listeners import ChangedDocument
 from core.types import TenantScope
 from graph.extract import EntityExtractor
 from graph.model import DocFacts
 from graph.store import GraphStore
-from ingest.documents import PreparedDocument
 
 
 class GraphUpdater:
-    """Implements `ingest.sync.DocumentListener`."""
+    """Implements `core.listeners.DocumentListener`."""
 
     def __init__(
         self, store: GraphStore, extractor: EntityExtractor, reuse: GraphStore | None = None
@@ -27,7 +27,7 @@ class GraphUpdater:
         self._reuse = reuse
         self.chunks_extracted = 0  # chunks sent to the extractor, to show edits stay proportional
 
-    def on_indexed(self, doc: PreparedDocument, point_ids: list[str]) -> None:
+    def on_indexed(self, doc: ChangedDocument, point_ids: list[str]) -> None:
         old = self._store.document(doc.scope, doc.doc_id) or {}
         known = old
         if self._reuse is not None:

@@ -13,8 +13,9 @@ the switch. The switch happens once a scan of the bucket against the new generat
 left to do: the new shard's vector index is built (in a separate process, so searches never wait
 for it), `serving.json` is replaced in one rename, the served generation's documents in the main
 manifest are replaced by the new one's, and the old shard is deleted after a grace period.
-The knowledge graph, which names chunk point ids, is built for the new generation by the same
-listener as ingestion's and switched with the index (`graph.store.ServedGraphStore`).
+What is kept per generation beside the index (the knowledge graph, which names chunk point ids)
+reaches the rebuild as `core.listeners.GenerationCompanion`s from the composition root: each is
+built by its listeners during the rebuild and switched right after the index.
 
 A server collection is rebuilt the same way, into a physical collection of its own behind the
 configured alias (`core.index.server`), with its manifest under generations/ as well; the switch
@@ -26,6 +27,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -43,20 +45,18 @@ from core.generation import (
 from core.index import ChunkIndex, open_index
 from core.index.schema import TextIndexConfig
 from core.index.server import ServerIndex, generation_collections, physical_collection
+from core.listeners import DocumentListener, GenerationBuild, GenerationCompanion
 from core.manifest import Manifest
 from core.model_digest import model_digest
 from core.runtime import Runtime
 from core.serving import Generation
 from core.settings import Settings
-from core.types import TenantScope
-from graph.factory import make_updater, open_graph_store
-from graph.store import GraphStore, ServedGraphStore
 from ingest.bucket import Bucket
 from ingest.chunking import CHUNKER_VERSION
 from ingest.documents import DocumentBuilder
 from ingest.parsers import PARSER_VERSION
 from ingest.scan import BucketScanner, DeleteGuard, ScanPlan, execute
-from ingest.sync import DocumentListener, DocumentSyncer
+from ingest.sync import DocumentSyncer
 
 log = logging.getLogger(__name__)
 GENERATION_MANIFEST = "manifest.sqlite"  # a generation's own, beside its shard, while it is built
@@ -150,9 +150,12 @@ class Rebuild:
     once the new generation holds every document, `step` switches to it.
     """
 
-    def __init__(self, runtime: Runtime, bucket: Bucket) -> None:
+    def __init__(
+        self, runtime: Runtime, bucket: Bucket, companions: Sequence[GenerationCompanion] = ()
+    ) -> None:
         s = runtime.settings
         self._runtime = runtime
+        self._companions = list(companions)
         self._bucket = bucket
         self._model = runtime.configured_model()
         self.fingerprint = configured_fingerprint(s, self._model)
@@ -166,7 +169,7 @@ class Rebuild:
         )
         self._index: ChunkIndex | None = None
         self._manifest: Manifest | None = None
-        self._graph: GraphStore | None = None  # the new generation's graph, when enabled
+        self._builds: list[GenerationBuild] = []  # the companions' data for the new generation
         self._listeners: list[DocumentListener] = []
         self._plan = ScanPlan()  # what is left of the last scan against the new generation
         self._drop_abandoned()
@@ -185,10 +188,8 @@ class Rebuild:
         for folder in (s.data_dir / GENERATIONS_DIR).glob("*"):
             if folder not in keep:
                 log.info("removing abandoned index generation %s", folder.name)
-                if s.graph_enabled:  # its graph, which may live in Redis rather than the folder
-                    abandoned = open_graph_store(s, folder.name)
-                    abandoned.drop()
-                    abandoned.close()
+                for companion in self._companions:  # which may live elsewhere (Redis)
+                    companion.drop(folder.name)
                 shutil.rmtree(folder, ignore_errors=True)
 
     @property
@@ -217,12 +218,9 @@ class Rebuild:
             if self._index.generation_record() is None:
                 self._index.set_generation_record(self.fingerprint.to_record())
             self._manifest = Manifest(self.manifest_path)
-            s = self._runtime.settings
-            if s.graph_enabled and self._graph is None:
-                # The new generation's graph, through the same listener as ingestion's; the
-                # served graph lends the extractions of the chunks both generations share.
-                self._graph = open_graph_store(s, self.fingerprint.id)
-                self._listeners = [make_updater(s, self._graph, reuse=self._runtime.graph_store)]
+            if not self._builds:
+                self._builds = [c.build(self.fingerprint.id) for c in self._companions]
+                self._listeners = [lst for b in self._builds for lst in b.listeners]
         return self._index, self._manifest
 
     def _syncer(self, index: ChunkIndex, manifest: Manifest) -> DocumentSyncer:
@@ -283,13 +281,12 @@ class Rebuild:
         records = manifest.all()
         manifest.close()
         self._manifest = None
-        if self._graph is not None:
-            for tenant in {r.tenant_id for r in records.values()}:  # loaded now, not at a search
-                with self._graph.read(TenantScope(tenant)):
-                    pass
+        tenants = {r.tenant_id for r in records.values()}
+        for build in self._builds:
+            build.prepare(tenants)
         old_shard, old_generation = rt.served_shard(), rt.served_generation()
         old_index = rt.serving.current.index
-        old_graph = rt.graph_store.current if self._graph is not None else None
+        retire_companions: list[Callable[[], None]] = []  # filled right after the index switch
         if rt.settings.index_mode == "server":
             assert isinstance(index, ServerIndex)
             index.serve_as(rt.settings.collection)
@@ -308,14 +305,13 @@ class Rebuild:
                     shutil.rmtree(rt.settings.data_dir / GENERATIONS_DIR / old_generation, True)
             else:
                 _remove_shard(old_shard)
-            if old_graph is not None:
-                ServedGraphStore.retire(old_graph)
+            for retire_companion in retire_companions:
+                retire_companion()
 
         rt.serving.switch(Generation(index, self._model), retire)
-        if self._graph is not None:
-            rt.graph_store.switch(self._graph)
+        retire_companions += [build.serve() for build in self._builds]
         self._index = None
-        self._graph = None
+        self._builds = []
         self.progress.switched = True
         self.progress.finished_at = time.time()
         self.progress.done = self.progress.total
@@ -331,8 +327,8 @@ class Rebuild:
             self._index.close()
         if self._manifest is not None:
             self._manifest.close()
-        if self._graph is not None:
-            self._graph.close()
+        for build in self._builds:
+            build.close()
 
 
 def _remove_shard(shard: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from core.generation import VECTOR_INDEX_META
+from core.listeners import DocumentListener
 from core.manifest import RunSummary
 from core.runtime import Runtime
 from core.settings import Settings, get_settings
@@ -12,7 +13,7 @@ from ingest.bucket import Bucket, LocalBucket
 from ingest.documents import DocumentBuilder
 from ingest.reindex import needs_rebuild
 from ingest.scan import BucketScanner, DeleteGuard, Progress, ScanPlan, execute
-from ingest.sync import DocumentListener, DocumentSyncer
+from ingest.sync import DocumentSyncer
 
 
 def open_bucket(url: str, settings: Settings | None = None) -> Bucket:
@@ -28,20 +29,16 @@ def open_bucket(url: str, settings: Settings | None = None) -> Bucket:
 
 
 class Ingestion:
-    """Ties a bucket to the runtime's index, manifest, embedder and (when enabled) graph."""
+    """Ties a bucket to the runtime's index, manifest and embedder, and to `listeners`."""
 
     def __init__(
         self, runtime: Runtime, bucket: Bucket, listeners: Sequence[DocumentListener] = ()
     ) -> None:
-        """`listeners` are told of every document change, beside the graph when it is enabled."""
+        """`listeners` are told of every document change: the graph's updater, when the
+        composition root (`serving.platform.Platform.ingestion_of`) enables the graph."""
         s = runtime.settings
         self.runtime = runtime
         needs_rebuild(runtime)  # stamps a new index with the configured fingerprint
-        listeners = list(listeners)
-        if s.graph_enabled:
-            from graph.factory import make_updater
-
-            listeners.append(make_updater(s, runtime.graph_store))
         self.syncer = DocumentSyncer(
             bucket,
             runtime.index,

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal
 
 from core.embedding import CachedEmbedder
 from core.index import ChunkIndex
+from core.listeners import DocumentListener
 from core.manifest import DocStatus, DocumentRecord, Manifest
 from core.types import IndexedChunk, TenantScope
 from ingest.bucket import (
@@ -37,18 +38,6 @@ class SyncOutcome:
     kind: OutcomeKind
     chunks: int = 0
     error: str = ""
-
-
-class DocumentListener(Protocol):
-    """Told after a document's chunks are written or removed, e.g. to keep the graph in step.
-
-    Called after the index write, so a listener that fails leaves the index correct and the
-    document is retried on the next scan (its manifest row is not yet written).
-    """
-
-    def on_indexed(self, doc: PreparedDocument, point_ids: list[str]) -> None: ...
-
-    def on_deleted(self, scope: TenantScope, doc_id: str) -> None: ...
 
 
 @dataclass

@@ -9,17 +9,16 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from core.runtime import Runtime
 from eval.golden_store import GoldenStore
 from eval.pipeline import EvalLLMs, EvalOutcome, llms_from_settings
 from eval.tenant import RunConfig, run_tenant_eval
-from serving.search import build_search
+from serving.platform import Platform
 
 log = logging.getLogger(__name__)
 
 
 def evaluate_tenant(
-    runtime: Runtime,
+    platform: Platform,
     tenant: str,
     *,
     config: RunConfig | None = None,
@@ -31,36 +30,32 @@ def evaluate_tenant(
     """One run over the tenant's approved golden items; `llms` defaults to the configured ones."""
     from eval.ragas_scoring import LocalRagasEmbeddings
 
-    s = runtime.settings
+    s = platform.settings
     store = GoldenStore.open(s)
     try:
         items = store.items(tenant, "approved")
     finally:
         store.close()
     llms = llms if llms is not None else llms_from_settings(s)
-    served = build_search(runtime)
-    try:
-        return run_tenant_eval(
-            s,
-            served.service,
-            tenant,
-            items,
-            llms,
-            config=config,
-            embeddings=LocalRagasEmbeddings(runtime.embedder) if llms.judge else None,
-            reports_dir=reports_dir,
-            sample_size=sample_size,
-            resume=resume,
-        )
-    finally:
-        served.close()
+    return run_tenant_eval(
+        s,
+        platform.search,
+        tenant,
+        items,
+        llms,
+        config=config,
+        embeddings=LocalRagasEmbeddings(platform.runtime.embedder) if llms.judge else None,
+        reports_dir=reports_dir,
+        sample_size=sample_size,
+        resume=resume,
+    )
 
 
-def evaluate_every_tenant(runtime: Runtime) -> dict[str, str]:
+def evaluate_every_tenant(platform: Platform) -> dict[str, str]:
     """The nightly run: every tenant with approved golden items, each resumed if a crash cut it
     short; one tenant's failure is logged and the others still run. Tenant -> run folder or
     error."""
-    store = GoldenStore.open(runtime.settings)
+    store = GoldenStore.open(platform.settings)
     try:
         tenants = store.tenants()
     finally:
@@ -68,7 +63,7 @@ def evaluate_every_tenant(runtime: Runtime) -> dict[str, str]:
     done: dict[str, str] = {}
     for tenant in tenants:
         try:
-            done[tenant] = str(evaluate_tenant(runtime, tenant).run_dir)
+            done[tenant] = str(evaluate_tenant(platform, tenant).run_dir)
         except Exception as exc:
             log.exception("nightly evaluation of tenant %s failed", tenant)
             done[tenant] = f"failed: {type(exc).__name__}: {exc}"

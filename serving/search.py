@@ -1,7 +1,8 @@
 """The one builder of the served `SearchService`: index, embedder, reranker, graph leg, settings.
 
-`/v1/search`, `rag search` and `rag eval` all search through what `build_search` returns, so a
-mode, a rerank or a filter behaves the same from the API, the command line and the report.
+`/v1/search`, `rag search` and `rag eval` all search through what `build_search` returns (as
+`serving.platform.Platform.search`), so a mode, a rerank or a filter behaves the same from the
+API, the command line and the report.
 """
 
 from __future__ import annotations
@@ -31,22 +32,11 @@ class ServedSearch:
             close_reranker()
 
 
-def served_legs(runtime: Runtime) -> list[Leg]:
-    """The ranking sources outside the engine that the settings turn on (the graph leg)."""
-    s = runtime.settings
-    if not s.graph_enabled:
-        return []
-    from graph.factory import make_leg
-
-    return [make_leg(s, runtime.graph_store)]
-
-
 def build_search(
-    runtime: Runtime,
-    legs: Sequence[Leg] | None = None,
-    transport: httpx.BaseTransport | None = None,
+    runtime: Runtime, legs: Sequence[Leg], transport: httpx.BaseTransport | None = None
 ) -> ServedSearch:
-    """`legs` defaults to `served_legs`; `transport` replaces the network for Cohere (tests)."""
+    """`legs` are the ranking sources outside the engine (the graph's, `Platform.legs`);
+    `transport` replaces the network for Cohere (tests)."""
     s = runtime.settings
     reranker = load_reranker(s, transport)
     if reranker.available:
@@ -57,7 +47,7 @@ def build_search(
         runtime.index,
         runtime.embedder,
         RetrievalConfig(s.candidates_per_leg, s.rrf_k),
-        served_legs(runtime) if legs is None else legs,
+        legs,
         reranker.reranker,
         legs_in_hybrid=s.graph_in_hybrid,
     )

@@ -22,8 +22,8 @@ from core.embedding import Embedder
 from core.runtime import Runtime
 from core.types import TenantScope
 from ingest.bucket import LocalBucket
-from ingest.service import Ingestion
 from retrieval.search import Leg
+from serving.platform import Platform
 from tests.conftest import make_settings
 from tests.fixtures_docs import make_docx, make_html, make_markdown, make_pdf, make_text
 
@@ -105,7 +105,8 @@ def doc_ids(tenant: str) -> list[str]:
 def prepare_runtime(
     tmp: Path, embedder: Embedder, backend: str = "edge", ingest: bool = True, **overrides: object
 ) -> tuple[Runtime, dict[str, str]]:
-    """A runtime over the corpus (ingested through the real pipeline) and a key per tenant/role.
+    """A runtime over the corpus (ingested through the platform's pipeline, graph included) and a
+    key per tenant/role.
 
     Keys are named `"<tenant>:<role>"`.
     """
@@ -117,7 +118,8 @@ def prepare_runtime(
     runtime = Runtime(settings, embedder)
     if ingest:
         write_corpus(bucket)
-        summary = Ingestion(runtime, LocalBucket(bucket)).run()
+        with Platform(runtime) as platform:  # the runtime reopens when the app asks for it
+            summary = platform.ingestion_of(LocalBucket(bucket)).run()
         assert summary.failed == 0 and summary.added == len(CORPUS)
     keys = {f"{t}:{r}": create_key(settings, t, r) for t in TENANTS for r in ("reader", "admin")}
     return runtime, keys
@@ -126,8 +128,12 @@ def prepare_runtime(
 @dataclass
 class ApiEnv:
     client: TestClient
-    runtime: Runtime
+    platform: Platform
     keys: dict[str, str]
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.platform.runtime
 
     def auth(self, tenant: str, role: str = "reader") -> dict[str, str]:
         return {"X-API-Key": self.keys[f"{tenant}:{role}"]}
@@ -144,10 +150,11 @@ def running_app(
     extra_legs: Sequence[Leg] = (),
     transport: httpx.BaseTransport | None = None,
 ) -> Iterator[ApiEnv]:
-    """The real app through its lifespan (model, index and reranker loaded, closed at exit)."""
-    app = create_app(runtime, extra_legs=extra_legs, http_transport=transport)
-    with TestClient(app) as client:
-        yield ApiEnv(client, runtime, keys)
+    """The real app through its lifespan (model, index and reranker loaded, closed at exit), with
+    `extra_legs` as its only outside legs and `transport` as the LLM's and Cohere's network."""
+    platform = Platform(runtime, legs=extra_legs, http_transport=transport)
+    with TestClient(create_app(platform)) as client:
+        yield ApiEnv(client, platform, keys)
 
 
 class EveryChunkLeg:

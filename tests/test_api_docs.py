@@ -24,8 +24,8 @@ from api.app import create_app
 from api.platform import platform_app
 from api.server import bind_api_socket
 from core.embedding import Embedder
-from core.runtime import Runtime
 from eval.screenshot import find_chromium, screenshot_url
+from serving.platform import Platform
 from tests.api_fixtures import ApiEnv, prepare_runtime
 from workers.redis_server import free_port
 
@@ -46,9 +46,9 @@ def env(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterato
         llm_base_url="http://llm.invalid/v1",
         reranker_model="no-such-reranker",  # so reranking is unavailable: a 400
     )
-    app = create_app(runtime, http_transport=httpx.MockTransport(_failing_llm))
-    with TestClient(app) as client:
-        yield ApiEnv(client, runtime, keys)
+    platform = Platform(runtime, legs=(), http_transport=httpx.MockTransport(_failing_llm))
+    with TestClient(create_app(platform)) as client:
+        yield ApiEnv(client, platform, keys)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_the_spec_is_valid_and_every_error_is_the_error_model(tmp_path: Path) ->
     """On the served app (graph and evaluation routes included): no FastAPI validation model."""
     from tests.conftest import make_settings
 
-    full = platform_app(Runtime(make_settings(tmp_path))).openapi()
+    full = platform_app(Platform.open(make_settings(tmp_path))).openapi()
     validate_spec(full)
     assert "HTTPValidationError" not in full["components"]["schemas"]
     for path, operations in full["paths"].items():
@@ -156,7 +156,7 @@ def test_a_shed_request_matches_the_spec(
     tmp_path: Path, embedder: Embedder, spec: dict[str, Any]
 ) -> None:
     runtime, keys = prepare_runtime(tmp_path, embedder, ingest=False, api_max_inflight=0)
-    with TestClient(create_app(runtime)) as client:
+    with TestClient(create_app(Platform(runtime))) as client:
         shed = client.post(
             "/v1/search", json={"query": "fox"}, headers={"X-API-Key": keys["acme:reader"]}
         )
@@ -194,7 +194,7 @@ def test_docs_render_in_chromium_with_no_network(tmp_path: Path, embedder: Embed
         pytest.fail("no Chromium: `apt-get install -y chromium` (make test installs it)")
     runtime, _ = prepare_runtime(tmp_path, embedder, ingest=False)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(runtime), log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(Platform(runtime)), log_level="warning"))
     sock = bind_api_socket("127.0.0.1", port)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

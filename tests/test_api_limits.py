@@ -152,8 +152,8 @@ def test_a_body_that_stops_arriving_gets_408() -> None:
 def test_the_app_sheds_at_the_configured_depth(limit: int) -> None:
     from api.app import create_app
     from api.limits import key_tenant
-    from core.runtime import Runtime
     from core.settings import Settings
+    from serving.platform import Platform
 
     settings = Settings(
         api_max_inflight=limit,
@@ -161,7 +161,7 @@ def test_the_app_sheds_at_the_configured_depth(limit: int) -> None:
         api_retry_after_seconds=3,
         api_body_timeout_seconds=4.5,
     )
-    app = create_app(Runtime(settings))
+    app = create_app(Platform.open(settings))
     shed = [m for m in app.user_middleware if m.cls is LoadShedMiddleware]
     assert len(shed) == 1 and shed[0].kwargs == {
         "max_inflight": limit,

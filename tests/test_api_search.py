@@ -506,7 +506,7 @@ def test_admin_deletes_a_document_from_the_index(env: ApiEnv) -> None:
     before = search(env, query="coffee beans french press", top_k=100)["results"]
     assert doc in {h["doc_id"] for h in before}
     acme = TenantScope("acme")
-    assert env.runtime.graph_store.document(acme, doc)  # its chunks' facts are in the graph
+    assert env.platform.graph_store.document(acme, doc)  # its chunks' facts are in the graph
     r = env.client.delete(f"/v1/documents/{doc}", headers=env.auth("acme"))
     assert error(r, 403)["code"] == "forbidden"
     r = env.client.delete(f"/v1/documents/{doc}", headers=env.auth("acme", "admin"))
@@ -517,6 +517,6 @@ def test_admin_deletes_a_document_from_the_index(env: ApiEnv) -> None:
     assert env.client.get(f"/v1/documents/{doc}", headers=env.auth("acme")).json()["status"] == (
         "deleted"
     )
-    assert env.runtime.graph_store.document(acme, doc) is None  # and out of the graph
+    assert env.platform.graph_store.document(acme, doc) is None  # and out of the graph
     globex = search(env, tenant="globex", query="employee handbook", top_k=100)["results"]
     assert "tenants/globex/shared/handbook.md" in {h["doc_id"] for h in globex}

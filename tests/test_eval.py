@@ -29,8 +29,7 @@ from eval.golden import GoldenItem, load_golden, save_golden
 from eval.pipeline import EvalLLMs, EvalOutcome, make_golden, run_eval, run_nightly
 from eval.runner import Retrieved, to_documents
 from eval.workspace import EvalWorkspace
-from retrieval.search import SearchService
-from serving.search import build_search
+from serving.platform import Platform
 from tests.test_eval_ragas import StubAnswerer, StubJudge
 
 DOCS = {
@@ -61,11 +60,6 @@ QUERIES = {
     "q7": ("Where did jazz music start?", {"d11": 1}, "culture"),
     "q8": ("Which document has an id with a slash?", {"a/b": 1}, "culture"),
 }
-
-
-def served(runtime: Runtime) -> SearchService:
-    """The entry points' SearchService, as `rag eval` builds it."""
-    return build_search(runtime).service
 
 
 def write_tiny_beir(root: Path) -> Path:
@@ -100,7 +94,7 @@ def first(
 ) -> EvalOutcome:
     reports = tmp_path_factory.mktemp("reports")
     return run_eval(
-        settings, tiny, reports_dir=reports, llms=EvalLLMs(), embedder=embedder, search=served
+        settings, tiny, reports_dir=reports, llms=EvalLLMs(), embedder=embedder, platform=Platform
     )
 
 
@@ -166,7 +160,7 @@ def test_gate_flags_a_worse_run_and_not_an_equal_one(
         return run_eval(
             settings,
             tiny,
-            search=served,
+            platform=Platform,
             reports_dir=tmp_path,
             llms=EvalLLMs(),
             embedder=embedder,
@@ -217,7 +211,7 @@ def test_golden_set_with_stub_llms(
     outcome = run_eval(
         settings,
         tiny,
-        search=served,
+        platform=Platform,
         golden_path=golden,
         reports_dir=tmp_path / "r",
         llms=llms,
@@ -235,7 +229,7 @@ def test_golden_set_with_stub_llms(
 def test_make_golden_from_qrels_and_with_a_writer(
     settings: Settings, tiny: Path, embedder: Embedder
 ) -> None:
-    items = make_golden(settings, tiny, None)
+    items = make_golden(settings, tiny, None, platform=Platform)
     assert [i.id for i in items] == list(QUERIES)
     assert items[4].relevant_doc_ids == ["d12", "d9"] and items[4].reference is None
 
@@ -245,7 +239,7 @@ def test_make_golden_from_qrels_and_with_a_writer(
             raise ValueError("no question for chess")
         return f"What is said about {passage.split()[0]}?", passage
 
-    written = make_golden(settings, tiny, 20, writer=writer, embedder=embedder)
+    written = make_golden(settings, tiny, 20, writer=writer, embedder=embedder, platform=Platform)
     assert len(written) == len(DOCS) - 1  # one chunk per document, chess refused
     for item in written:
         [doc_id] = item.relevant_doc_ids
@@ -358,15 +352,15 @@ def test_nightly_resumes_an_unfinished_run(
     cli_env: None, settings: Settings, tiny: Path, tmp_path: Path
 ) -> None:
     with pytest.raises(ValueError, match="RAG_EVAL_DATASET"):
-        run_nightly(settings, served)
+        run_nightly(settings, Platform)
     nightly = settings.model_copy(update={"eval_dataset": tiny, "eval_reports_dir": tmp_path})
     crashed = tmp_path / "20000101T000000Z"
     crashed.mkdir()
     (crashed / "run.json").write_text(json.dumps({"dataset": "tiny", "started_at": 0}))
-    assert run_nightly(nightly, served) == crashed
+    assert run_nightly(nightly, Platform) == crashed
     assert json.loads((crashed / "report.json").read_text())["run_id"] == crashed.name
     # Finished now: the next night starts a new run, and compares with this one.
-    following = run_nightly(nightly, served)
+    following = run_nightly(nightly, Platform)
     assert following != crashed
     report = json.loads((following / "report.json").read_text())
     assert report["comparison"]["previous_run"] == crashed.name

@@ -34,8 +34,8 @@ from eval.golden_store import generate_candidates
 from eval.screenshot import find_chromium, screenshot
 from eval.tenant import RunConfig
 from ingest.bucket import LocalBucket
-from ingest.service import Ingestion
 from serving.evaluation import evaluate_every_tenant, evaluate_tenant
+from serving.platform import Platform
 from tests.api_fixtures import ADMIN_KEY, ApiEnv, prepare_runtime
 from tests.test_eval_ragas import _FakeOpenAI
 from workers.beat import beat_schedule
@@ -90,9 +90,9 @@ def env(tmp: Path, embedder: Embedder, llm_url: str) -> Iterator[ApiEnv]:
         eval_reports_dir=tmp / "reports",
         eval_context_k=3,
     )
-    app = create_app(runtime, extra_routers=[evaluation.router])
-    with TestClient(app) as client:
-        yield ApiEnv(client, runtime, keys)
+    platform = Platform(runtime)
+    with TestClient(create_app(platform, extra_routers=[evaluation.router])) as client:
+        yield ApiEnv(client, platform, keys)
 
 
 @pytest.fixture
@@ -153,7 +153,7 @@ def test_candidates_are_generated_from_the_tenants_own_chunks(env: ApiEnv) -> No
 
 @pytest.fixture(scope="module")
 def hybrid_run(env: ApiEnv) -> Any:
-    return evaluate_tenant(env.runtime, "acme")
+    return evaluate_tenant(env.platform, "acme")
 
 
 def test_report_hits_are_what_the_search_api_returns(env: ApiEnv, hybrid_run: Any) -> None:
@@ -210,17 +210,17 @@ def test_bm25_only_is_flagged_until_a_new_baseline_is_accepted(
     env: ApiEnv, hybrid_run: Any, cli: CliRunner, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="eval.tenant"):
-        worse = evaluate_tenant(env.runtime, "acme", config=RunConfig("bm25"))
+        worse = evaluate_tenant(env.platform, "acme", config=RunConfig("bm25"))
     assert worse.regression
     assert worse.report["comparison"]["previous_run"] == hybrid_run.run_dir.name
     assert "evaluation regression for tenant acme" in caplog.text
     metrics = env.client.get("/metrics", headers=env.auth("acme", "admin")).text
     assert 'rag_eval_regression{metric="retrieval/served/recall@5",tenant="acme"} 1.0' in metrics
-    again = evaluate_tenant(env.runtime, "acme", config=RunConfig("bm25"))
+    again = evaluate_tenant(env.platform, "acme", config=RunConfig("bm25"))
     assert again.regression  # still flagged: the baseline did not move
     accept = ["eval", "baseline", "accept", again.run_dir.name, "--tenant", "acme"]
     assert cli.invoke(cli_app, accept).exit_code == 0
-    accepted = evaluate_tenant(env.runtime, "acme", config=RunConfig("bm25"))
+    accepted = evaluate_tenant(env.platform, "acme", config=RunConfig("bm25"))
     assert not accepted.regression
 
 
@@ -235,15 +235,15 @@ def test_replacing_a_document_changes_the_next_runs_contexts(
     (tmp / "bucket" / "tenants/acme/fox.txt").write_text(
         "Vulpine animals such as foxes look for prey at night, listening for mice under snow.\n"
     )
-    assert Ingestion(env.runtime, LocalBucket(tmp / "bucket")).run().modified == 1
-    after = fox_texts(evaluate_tenant(env.runtime, "acme").report)
+    assert env.platform.ingestion_of(LocalBucket(tmp / "bucket")).run().modified == 1
+    after = fox_texts(evaluate_tenant(env.platform, "acme").report)
     assert after != before and any("listening for mice" in t for t in after)
 
 
 def test_the_nightly_task_runs_every_tenant_with_a_golden_set(env: ApiEnv, tmp: Path) -> None:
     schedule = beat_schedule(env.runtime.settings)
     assert schedule["nightly-tenant-eval"]["task"] == "rag.eval.tenants"
-    done = evaluate_every_tenant(env.runtime)
+    done = evaluate_every_tenant(env.platform)
     assert list(done) == ["acme"] and (Path(done["acme"]) / "report.json").is_file()
 
 
@@ -262,7 +262,7 @@ def test_a_run_cut_short_resumes_without_paying_for_finished_items(env: ApiEnv, 
     crashed = root / "20000101T000000Z"  # a run that died after scoring its items
     shutil.copytree(latest / "items", crashed / "items")
     (crashed / "run.json").write_text("{}")
-    resumed = evaluate_tenant(env.runtime, "acme")
+    resumed = evaluate_tenant(env.platform, "acme")
     assert resumed.run_dir == crashed
     ragas = resumed.report["ragas"]
     assert ragas["from_cache"] == len(GOLDEN) - 1  # all but the failed item, which is retried

@@ -23,6 +23,7 @@ from schemathesis.python.asgi import shutdown_lifespans
 
 from api.platform import platform_app
 from core.embedding import Embedder
+from serving.platform import Platform
 from tests.api_fixtures import ADMIN_KEY, prepare_runtime
 
 EXAMPLES_PER_ROUTE = 30
@@ -32,7 +33,7 @@ _AUTH_HEADERS = ("authorization", "x-api-key")
 @pytest.fixture(scope="module")
 def api_schema(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator:
     runtime, _ = prepare_runtime(tmp_path_factory.mktemp("fuzz"), embedder)
-    app = platform_app(runtime)
+    app = platform_app(Platform(runtime))
     try:
         yield schemathesis.openapi.from_asgi("/openapi.json", app)
     finally:

@@ -37,6 +37,7 @@ from ingest.reindex import (
 )
 from ingest.service import Ingestion, open_bucket
 from retrieval.hybrid import HybridRetriever, Mode, RetrievalConfig
+from serving.platform import Platform
 from tests.conftest import make_settings
 from tests.support.models import cls_pooling_copy
 from tests.support.services import redis_url
@@ -381,8 +382,8 @@ def test_a_plain_server_collection_from_before_aliases_is_served_then_replaced(
     assert aliases(changed.qdrant_path) == {changed.collection: physical}
 
 
-def graph_chunk_ids(rt: Runtime) -> set[str]:
-    with rt.graph_store.read(DEFAULT) as graph:
+def graph_chunk_ids(platform: Platform) -> set[str]:
+    with platform.graph_store.read(DEFAULT) as graph:
         return {pid for facts in graph.docs.values() for pid in facts}
 
 
@@ -399,31 +400,32 @@ def test_the_graph_is_rebuilt_with_the_new_chunks_and_switched_with_the_index(
             f"{person} met {people[(i + j) % 4]} in London in year {1830 + j}." for j in range(40)
         ]
         (bucket_dir / f"person{i}.txt").write_text(" ".join(sentences))
-    with Runtime(make_settings(tmp_path, **stores), embedder) as rt:
-        Ingestion(rt, open_bucket(rt.settings.bucket_url)).run()
-        old_points = {pid for pid, _ in rt.index.scroll(DEFAULT, [])}
-        assert graph_chunk_ids(rt) == old_points
+    with Platform(Runtime(make_settings(tmp_path, **stores), embedder)) as platform:
+        platform.ingestion.run()
+        old_points = {pid for pid, _ in platform.runtime.index.scroll(DEFAULT, [])}
+        assert graph_chunk_ids(platform) == old_points
 
     settings = make_settings(tmp_path, chunk_size=48, chunk_overlap=8, **stores)
-    with Runtime(settings, embedder) as rt:
-        rebuild = Rebuild(rt, open_bucket(settings.bucket_url))
+    with Platform(Runtime(settings, embedder)) as platform:
+        rt = platform.runtime
+        rebuild = platform.rebuild()
         rebuild.step(max_docs=1)
         rebuild.step(max_docs=1)
         assert not rebuild.progress.switched
-        assert graph_chunk_ids(rt) == old_points  # the old graph serves until the switch
+        assert graph_chunk_ids(platform) == old_points  # the old graph serves until the switch
         rebuild.run(max_docs=1)
         rebuild.close()
         new_points = {pid for pid, _ in rt.index.scroll(DEFAULT, [])}
         assert new_points.isdisjoint(old_points)
-        assert graph_chunk_ids(rt) == new_points
-        leg = GraphLeg(rt.graph_store, max_chunks=1000)
+        assert graph_chunk_ids(platform) == new_points
+        leg = GraphLeg(platform.graph_store, max_chunks=1000)
         ranked = leg.rank(DEFAULT, "Where did Ada Lovelace meet people?", limit=1000)
         assert ranked and set(ranked) <= new_points
     assert not (tmp_path / "data" / "graph").exists()  # the old generation's graph is gone
     with redis.Redis.from_url(stores["graph_redis_url"]) as client:
         assert not client.keys("rag:graph:*")  # in Redis too, whichever store served it
-    with Runtime(settings, embedder) as rt:  # reopened: the served generation's graph
-        assert graph_chunk_ids(rt) == new_points
+    with Platform(Runtime(settings, embedder)) as platform:  # reopened: the served one's graph
+        assert graph_chunk_ids(platform) == new_points
 
 
 def test_a_process_follows_a_switch_another_process_made_on_the_server(
@@ -434,11 +436,12 @@ def test_a_process_follows_a_switch_another_process_made_on_the_server(
     monkeypatch.setattr(serving, "FOLLOW_CHECK_SECONDS", 0.0)
     fill(bucket_dir, n=1)
     settings = make_settings(tmp_path, "server")
-    with Runtime(settings, embedder) as rt:
-        Ingestion(rt, open_bucket(settings.bucket_url)).run()
+    with Platform(Runtime(settings, embedder)) as platform:
+        rt = platform.runtime
+        platform.ingestion.run()
         served = rt.serving.current.index
         assert isinstance(served, ServerIndex) and rt.index.count() > 1
-        assert rt.graph_store.current.root == tmp_path / "data" / "graph"  # the first one's
+        assert platform.graph_store.current.root == tmp_path / "data" / "graph"  # the first one's
         rebuilt = served.sibling(f"{settings.collection}__gsomeother", embedder.dim)
         rebuilt.set_generation_record(served.generation_record())
         payload = {
@@ -453,7 +456,9 @@ def test_a_process_follows_a_switch_another_process_made_on_the_server(
         assert rt.index.count() == 1  # the next call found the alias moved and followed it
         assert rt.serving.current.index.collection == rebuilt.collection
         # and the graph of that generation
-        assert rt.graph_store.current.root == tmp_path / "data" / "generations/someother/graph"
+        assert (
+            platform.graph_store.current.root == tmp_path / "data" / "generations/someother/graph"
+        )
         retriever = HybridRetriever(rt.index, rt.embedder, RetrievalConfig())
         assert [
             h.payload["doc_id"] for h in retriever.retrieve(DEFAULT, "penguins", 3, "dense")

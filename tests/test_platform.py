@@ -13,7 +13,7 @@ from api.platform import platform_app
 from core.embedding import Embedder
 from core.runtime import Runtime
 from ingest.bucket import LocalBucket
-from ingest.service import Ingestion
+from serving.platform import Platform
 from tests.conftest import make_settings
 from tests.test_graph_ingest import DOC2, QUESTION, two_hop_corpus
 
@@ -23,10 +23,10 @@ ADMIN = "platform-test-admin-key"
 def client_for(tmp_path: Path, embedder: Embedder, **settings: object) -> Iterator[TestClient]:
     s = make_settings(tmp_path, chunk_size=40, chunk_overlap=0, admin_api_key=ADMIN, **settings)
     two_hop_corpus(tmp_path / "bucket")
-    runtime = Runtime(s, embedder)
-    Ingestion(runtime, LocalBucket(tmp_path / "bucket")).run()
+    platform = Platform(Runtime(s, embedder))
+    platform.ingestion_of(LocalBucket(tmp_path / "bucket")).run()  # the graph's updater listening
     reader = create_key(s, "acme", "reader")
-    with TestClient(platform_app(runtime)) as client:
+    with TestClient(platform_app(platform)) as client:
         client.headers["X-API-Key"] = reader
         yield client
 

@@ -22,6 +22,7 @@ from core.manifest import DocStatus, DocumentRecord, Manifest, RunSummary
 from core.runtime import Runtime
 from core.settings import Settings
 from core.types import TenantScope
+from serving.platform import Platform
 from tests import test_workers
 from tests.conftest import make_settings
 from tests.test_workers import REDIS_URL
@@ -37,12 +38,12 @@ redis_db = test_workers.redis_db  # the fixture: DB 11, flushed before and after
 
 
 def _context(settings: Settings, embedder: Embedder) -> Iterator[WorkerContext]:
-    runtime = Runtime(settings, embedder)
+    platform = Platform(Runtime(settings, embedder))
     configure(settings)
-    ctx = context.install(runtime)
+    ctx = context.install(platform)
     yield ctx
     context.close()
-    runtime.close()
+    platform.close()
 
 
 @pytest.fixture

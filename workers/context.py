@@ -1,9 +1,9 @@
-"""The worker process's one runtime: the model, the index, the manifest, the bucket, Redis.
+"""The worker process's one platform (model, index, manifest, graph, bucket, ingestion) and Redis.
 
 A worker process builds it once when it starts (`worker_process_init` for prefork and solo pools,
 `worker_init` for the threads pool, whose tasks run in the starting process) and closes it on
-shutdown, releasing the embedded shard's lock. `rag up` installs the runtime it already holds, so
-its API and its worker pool share one model and one open index.
+shutdown, releasing the embedded shard's lock. `rag up` installs the platform it already holds, so
+its API and its worker pool share one model, one open index and one graph store.
 """
 
 from __future__ import annotations
@@ -19,25 +19,30 @@ from redis import Redis
 from core.runtime import Runtime
 from core.settings import Settings, get_settings
 from ingest.bucket import Bucket
-from ingest.service import Ingestion, open_bucket
+from ingest.service import Ingestion
+from serving.platform import Platform
 
 
 @dataclass
 class WorkerContext:
-    runtime: Runtime
-    owned: bool  # closed on worker shutdown; `rag up` closes its own runtime itself
+    platform: Platform
+    owned: bool  # closed on worker shutdown; `rag up` closes its own platform itself
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.platform.runtime
 
     @property
     def settings(self) -> Settings:
-        return self.runtime.settings
+        return self.platform.settings
 
-    @cached_property
+    @property
     def bucket(self) -> Bucket:
-        return open_bucket(self.settings.bucket_url, self.settings)
+        return self.platform.bucket
 
-    @cached_property
+    @property
     def ingestion(self) -> Ingestion:
-        return Ingestion(self.runtime, self.bucket)
+        return self.platform.ingestion
 
     @cached_property
     def redis(self) -> Redis:
@@ -54,11 +59,11 @@ _context: WorkerContext | None = None
 _guard = threading.Lock()
 
 
-def install(runtime: Runtime) -> WorkerContext:
-    """Use a runtime the caller owns and closes (the `rag up` process)."""
+def install(platform: Platform) -> WorkerContext:
+    """Use a platform the caller owns and closes (the `rag up` process)."""
     global _context
     with _guard:
-        _context = WorkerContext(runtime, owned=False)
+        _context = WorkerContext(platform, owned=False)
         return _context
 
 
@@ -67,7 +72,7 @@ def context() -> WorkerContext:
     global _context
     with _guard:
         if _context is None:
-            ctx = WorkerContext(Runtime(get_settings()), owned=True)
+            ctx = WorkerContext(Platform.open(get_settings()), owned=True)
             ctx.ingestion  # noqa: B018 - load the model and open the index before any task
             _context = ctx
         return _context
@@ -78,7 +83,7 @@ def close() -> None:
     with _guard:
         ctx, _context = _context, None
     if ctx is not None and ctx.owned:
-        ctx.runtime.close()
+        ctx.platform.close()
 
 
 @signals.worker_process_init.connect

@@ -1,9 +1,9 @@
 """`rag up`: one process holding the index, serving the API, running a worker pool and beat.
 
 The embedded shard admits one process, so everything that touches it lives here: a Celery worker
-with a threads pool (started in-process, sharing the API's runtime: one model, one open index),
+with a threads pool (started in-process, sharing the API's platform: one model, one open index),
 beat as a thread, and the bucket watcher. Redis is the configured one if it answers, else one this
-process starts. The pool starts after the API's runtime is up and stops before it closes, as a
+process starts. The pool starts after the API's platform is up and stops before it closes, as a
 lifespan of a router added to the API app.
 """
 
@@ -22,9 +22,9 @@ from celery.beat import EmbeddedService
 from fastapi import APIRouter, FastAPI
 
 from core.datadir import secure_data_dir
-from core.runtime import Runtime
 from core.settings import Settings
 from ingest.watch import Watcher, watcher_for
+from serving.platform import Platform
 from workers import context
 from workers.app import app, configure
 from workers.context import quiet_progress_bars
@@ -36,19 +36,19 @@ log = logging.getLogger(__name__)
 
 
 class EmbeddedPool:
-    """The worker pool, beat and the watcher, inside the process that owns `runtime`."""
+    """The worker pool, beat and the watcher, inside the process that owns `platform`."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
         self._worker: Any = None
         self._thread: threading.Thread | None = None
         self._beat: Any = None
         self._watcher: Watcher | None = None
 
     def start(self) -> None:
-        s = self.runtime.settings
+        s = self.platform.settings
         configure(s)
-        ctx = context.install(self.runtime)
+        ctx = context.install(self.platform)
         self._worker = app.WorkController(
             pool_cls="threads",
             concurrency=s.worker_concurrency,
@@ -73,7 +73,7 @@ class EmbeddedPool:
         log.info("worker pool (%d threads), beat and watcher started", s.worker_concurrency)
 
     def stop(self) -> None:
-        """Stop taking work, let running tasks finish, and leave the runtime to its owner."""
+        """Stop taking work, let running tasks finish, and leave the platform to its owner."""
         if self._watcher is not None:
             self._watcher.stop()
         if self._beat is not None:
@@ -85,7 +85,7 @@ class EmbeddedPool:
         context.close()
 
     def router(self) -> APIRouter:
-        """A router whose lifespan runs the pool inside the API's (which owns the runtime)."""
+        """A router whose lifespan runs the pool inside the API's (which owns the platform)."""
 
         @asynccontextmanager
         async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -107,6 +107,7 @@ def run_up(settings: Settings, with_api: bool = True) -> None:
     # SIGTERM exits through Python, so the `finally` below stops Redis: before the API runs, and
     # after it, since uvicorn re-raises the signal once it has shut down.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGINT, _interrupt)
     from api.server import bind_api_socket, check_can_start, run_api
 
     # A busy port or a shard held by another process fail now, before anything slow or started.
@@ -125,15 +126,17 @@ def run_up(settings: Settings, with_api: bool = True) -> None:
                 settings.data_dir / "redis",
             )
         settings = settings.model_copy(update={"redis_url": redis.url})
-        runtime = Runtime(settings)
-        pool = EmbeddedPool(runtime)
+        platform = Platform.open(settings)
+        pool = EmbeddedPool(platform)
         if sock is not None:
             from api.platform import platform_app
 
-            api = platform_app(runtime, extra_routers=[pool.router()])  # the API closes runtime
+            api = platform_app(platform, extra_routers=[pool.router()])  # the API closes it
+            _raise_if_interrupted()
             run_api(api, sock)
         else:
-            with runtime:
+            with platform:
+                _raise_if_interrupted()
                 pool.start()
                 _wait_for_signal()
                 pool.stop()
@@ -145,6 +148,21 @@ def run_up(settings: Settings, with_api: bool = True) -> None:
 
 def _exit_on_sigterm(*_: object) -> None:
     raise SystemExit(128 + signal.SIGTERM)
+
+
+_interrupted = threading.Event()
+
+
+def _interrupt(*_: object) -> None:
+    """SIGINT as Python's own handler does it, remembered: an exception raised while a destructor
+    runs (a Redis client's, say) is only printed, so the start-up checks again before serving."""
+    _interrupted.set()
+    raise KeyboardInterrupt
+
+
+def _raise_if_interrupted() -> None:
+    if _interrupted.is_set():
+        raise KeyboardInterrupt
 
 
 def _wait_for_signal() -> None:

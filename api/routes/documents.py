@@ -125,6 +125,6 @@ def delete_document(
     runtime = state.runtime
     record = _own(state, principal.scope, doc_id)
     runtime.index.delete_document(principal.scope, doc_id)
-    if runtime.settings.graph_enabled:
-        runtime.graph_store.put(principal.scope, doc_id, None)
+    for listener in state.platform.listeners:  # the graph, when enabled
+        listener.on_deleted(principal.scope, doc_id)
     return _out(runtime.manifest.mark_deleted(record))

@@ -21,7 +21,7 @@ from workers.context import context
 def nightly_tenant_eval() -> dict[str, str]:
     from serving.evaluation import evaluate_every_tenant
 
-    return evaluate_every_tenant(context().runtime)
+    return evaluate_every_tenant(context().platform)
 
 
 @app.task(name="rag.eval.tenant")
@@ -39,15 +39,15 @@ def tenant_eval(
     from eval.tenant import run_config
     from serving.evaluation import evaluate_tenant
 
-    runtime = context().runtime
+    platform = context().platform
     try:
-        config = run_config(runtime.settings, mode, rerank, filters or [])
-        outcome = evaluate_tenant(runtime, tenant, config=config, sample_size=sample)
+        config = run_config(platform.settings, mode, rerank, filters or [])
+        outcome = evaluate_tenant(platform, tenant, config=config, sample_size=sample)
         answer = {"run_dir": str(outcome.run_dir.resolve()), "regression": outcome.regression}
     except Exception as exc:
         answer = {"error": f"{type(exc).__name__}: {exc}"}
     if ticket is not None:
-        _answer(runtime.settings.data_dir, ticket, answer)
+        _answer(platform.settings.data_dir, ticket, answer)
     return answer
 
 
@@ -62,6 +62,6 @@ def _answer(data_dir: Path, ticket: str, answer: dict[str, object]) -> None:
 @app.task(name="rag.eval.nightly")
 def nightly_eval() -> str:
     from eval.pipeline import run_nightly
-    from serving.search import build_search
+    from serving.platform import Platform
 
-    return str(run_nightly(get_settings(), lambda runtime: build_search(runtime).service))
+    return str(run_nightly(get_settings(), Platform))

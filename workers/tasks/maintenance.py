@@ -19,7 +19,7 @@ from typing import Any
 
 from celery import Task
 
-from ingest.reindex import Rebuild, RebuildProgress, needs_rebuild
+from ingest.reindex import RebuildProgress, needs_rebuild
 from workers.app import app
 from workers.context import context
 from workers.locks import RedisLock, is_locked
@@ -56,7 +56,7 @@ def rebuild_index(self: Task) -> dict[str, Any]:
     with RedisLock(ctx.redis, _REBUILD_LOCK, ttl) as held:
         if not held:
             raise self.retry(countdown=ttl)
-        rebuild = Rebuild(ctx.runtime, ctx.bucket)
+        rebuild = ctx.platform.rebuild()
         p = rebuild.progress
         log.info(
             "index generation %s is configured (%s changed) but %s is served: rebuilding beside "
