@@ -1,4 +1,4 @@
-"""The served application: the API, plus the graph's and the evaluation's routes and the graph leg.
+"""The served application: the API with the graph leg, when the settings enable it.
 
 `rag serve` and `rag up` both build their app here, so the two ways of running expose the same API.
 """
@@ -10,16 +10,9 @@ from collections.abc import Sequence
 from fastapi import APIRouter, FastAPI
 
 from api.app import create_app
-from api.routes import evaluation
 from core.runtime import Runtime
 from serving.search import served_legs
 
 
 def platform_app(runtime: Runtime, extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
-    s = runtime.settings
-    routers = [evaluation.router, *extra_routers]
-    if s.graph_enabled:
-        from graph.api import make_router
-
-        routers.append(make_router(runtime.graph_store))
-    return create_app(runtime, extra_routers=routers, extra_legs=served_legs(runtime))
+    return create_app(runtime, extra_routers=extra_routers, extra_legs=served_legs(runtime))

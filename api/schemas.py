@@ -237,3 +237,33 @@ class StatusOut(BaseModel):
     llm_configured: bool
     legs: list[str]
     index: IndexOut
+
+
+class EntityOut(BaseModel):
+    key: str
+    name: str
+    type: str
+    chunk_count: int  # chunks that mention it
+    degree: int  # entities it is related to, in either direction
+
+
+class EntityList(BaseModel):
+    entities: list[EntityOut]
+
+
+class NeighbourOut(EntityOut):
+    hops: int
+    score: float  # activation spread from the entity, see graph.traverse
+
+
+class EdgeOut(BaseModel):
+    source: str
+    target: str
+    type: str
+    weight: float
+
+
+class Neighbourhood(BaseModel):
+    entity: EntityOut
+    neighbors: list[NeighbourOut]
+    edges: list[EdgeOut]  # relations among the entity and the neighbours listed

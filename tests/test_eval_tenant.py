@@ -25,7 +25,6 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from api.app import create_app
-from api.routes import evaluation
 from cli.main import app as cli_app
 from core.embedding import Embedder
 from core.settings import get_settings
@@ -90,7 +89,7 @@ def env(tmp: Path, embedder: Embedder, llm_url: str) -> Iterator[ApiEnv]:
         eval_reports_dir=tmp / "reports",
         eval_context_k=3,
     )
-    app = create_app(runtime, extra_routers=[evaluation.router])
+    app = create_app(runtime)
     with TestClient(app) as client:
         yield ApiEnv(client, runtime, keys)
 

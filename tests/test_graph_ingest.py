@@ -155,7 +155,7 @@ def test_two_hop_question_is_answered_by_the_graph_leg(
         assert DOC2 not in doc_of(runtime, ACME, ranking)
 
     leg = GraphLeg(store)
-    assert leg.known_entities(ACME, QUESTION) == ["marta-kowalski"]
+    assert graph_of(store, ACME).mentioned_in(QUESTION) == ["marta-kowalski"]
     graph_ids = leg.rank(ACME, QUESTION)
     graph_docs = doc_of(runtime, ACME, graph_ids)
     # Hop 0: doc 1 names Marta Kowalski; hop 1: doc 2's chunks name the Zephyr Initiative.
@@ -190,7 +190,7 @@ def test_deleting_doc1_removes_the_link_and_its_orphans(
     supported = {cid for doc in graph.docs.values() for cid in doc}
     assert all(graph.g.nodes[k]["chunks"] <= supported for k in graph.g)
     leg = GraphLeg(store)
-    assert leg.known_entities(ACME, QUESTION) == []
+    assert graph_of(store, ACME).mentioned_in(QUESTION) == []
     assert leg.rank(ACME, QUESTION) == []
     assert_exact(store, ACME)
 
@@ -233,7 +233,7 @@ def test_tenants_graphs_never_mix(
     ingest(runtime, bucket, updater)
     leg = GraphLeg(store)
 
-    assert leg.known_entities(GLOBEX, QUESTION) == []  # Marta Kowalski is acme's
+    assert graph_of(store, GLOBEX).mentioned_in(QUESTION) == []  # Marta Kowalski is acme's
     globex_ids = leg.rank(GLOBEX, "What does Ivo Brandt run?")
     assert globex_ids
     assert doc_of(runtime, GLOBEX, globex_ids) == ["tenants/globex/zephyr.txt"] * len(globex_ids)
