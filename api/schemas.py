@@ -221,7 +221,9 @@ class IndexOut(BaseModel):
 
 class StatusOut(BaseModel):
     tenant: str
-    documents: dict[str, int]
+    documents: dict[str, int] = Field(
+        description="documents per state, for the states that have any"
+    )
     index_chunks: int
     held_deletes: int = Field(
         description="deletes of this tenant the last scan held back (too many at once) until an "

@@ -45,8 +45,9 @@ from core.runtime import Runtime
 from core.settings import Settings
 from ingest.bucket import LocalBucket
 from ingest.service import Ingestion
+from ingest.status import read_status
+from tests.support.workers import converged
 from workers.process import WorkerProcess
-from workers.status import converged, read_status
 
 CORPUS = Path("/work/shared/data/scifact/corpus.jsonl")
 

@@ -31,7 +31,7 @@ from eval.runner import Retrieved, to_documents
 from eval.workspace import EvalWorkspace
 from retrieval.search import SearchService
 from serving.search import build_search
-from tests.test_eval_ragas import StubAnswerer, StubJudge
+from tests.support.ragas import StubAnswerer, StubJudge
 
 DOCS = {
     "d1": ("Photosynthesis", "Plants convert sunlight, water and carbon dioxide into glucose."),

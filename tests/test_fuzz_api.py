@@ -23,7 +23,7 @@ from schemathesis.python.asgi import shutdown_lifespans
 
 from api.platform import platform_app
 from core.embedding import Embedder
-from tests.api_fixtures import ADMIN_KEY, prepare_runtime
+from tests.support.api_env import ADMIN_KEY, prepare_runtime
 
 EXAMPLES_PER_ROUTE = 30
 _AUTH_HEADERS = ("authorization", "x-api-key")

@@ -23,7 +23,6 @@ from core.embedding import Embedder
 from core.generation import SERVING_FILE
 from core.runtime import Runtime
 from core.settings import Settings
-from core.types import TenantScope
 from ingest.chunking import Chunker
 from ingest.reindex import (
     GenerationMismatchError,
@@ -32,27 +31,11 @@ from ingest.reindex import (
     needs_rebuild,
 )
 from ingest.service import Ingestion, open_bucket
+from ingest.status import read_status
 from retrieval.hybrid import HybridRetriever, Mode, RetrievalConfig
-from tests.conftest import make_settings
+from tests.support.essays import DEFAULT, TOPICS, essay, fill
 from tests.support.models import cls_pooling_copy
-from workers.status import read_status
-
-DEFAULT = TenantScope("default")
-TOPICS = ["glaciers", "volcanoes", "coral reefs", "deserts", "rainforests", "tundra"]
-
-
-def essay(topic: str, words: int = 600) -> str:
-    sentences = [
-        f"Sentence {i} of the essay on {topic} adds fact {i} about {topic}."
-        for i in range(words // 11)
-    ]
-    return "\n\n".join(" ".join(sentences[i : i + 6]) for i in range(0, len(sentences), 6))
-
-
-def fill(bucket: Path, n: int = 3) -> None:
-    for topic in TOPICS[:n]:
-        (bucket / f"{topic.replace(' ', '_')}.txt").write_text(essay(topic))
-    (bucket / "short.txt").write_text("A short note about penguins.")
+from tests.support.settings import make_settings
 
 
 def chunk_hashes(rt: Runtime) -> set[str]:

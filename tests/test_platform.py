@@ -14,8 +14,8 @@ from core.embedding import Embedder
 from core.runtime import Runtime
 from ingest.bucket import LocalBucket
 from ingest.service import Ingestion
-from tests.conftest import make_settings
-from tests.test_graph_ingest import DOC2, QUESTION, two_hop_corpus
+from tests.support.graph import DOC2, QUESTION, two_hop_corpus
+from tests.support.settings import make_settings
 
 ADMIN = "platform-test-admin-key"
 
