@@ -4,8 +4,9 @@ The lifespan loads the embedding model, the reranker and the index in a worker t
 never blocks the event loop), sizes anyio's thread pool for the sync endpoints, and on shutdown
 closes everything, which flushes the embedded shard and releases its lock.
 
-Other packages add their own routes through `extra_routers` (guarded by `api.auth.current_scope`
-or `current_principal`); the ranking sources and the LLM client are the platform's.
+Every route is in `api/routes/` (the graph's only when `graph_enabled` is on); `extra_routers`
+adds lifespans (`rag up` runs its worker pool in one). The ranking sources and the LLM client are
+the platform's.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from api.errors import install_error_handlers
 from api.limits import BodyLimitMiddleware, LoadShedMiddleware, key_tenant
 from api.metrics import Metrics, MetricsMiddleware
 from api.openapi import install_docs
-from api.routes import documents, keys, ops, search
+from api.routes import documents, evaluation, graph, keys, ops, search
 from api.state import ApiState
 from core.types import TenantScope
 from eval.history import latest_gauges
@@ -57,8 +58,7 @@ def _start(platform: Platform, metrics: Metrics) -> ApiState:
 
 
 def create_app(platform: Platform, extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
-    """The core API over `platform`, which it closes on shutdown (`api.platform.platform_app`
-    adds the graph's and the evaluation's routes)."""
+    """The API over `platform`, which it closes on shutdown."""
     s = platform.settings
     metrics = Metrics()
 
@@ -82,7 +82,10 @@ def create_app(platform: Platform, extra_routers: Sequence[APIRouter] = ()) -> F
     )
     app.state.runtime = platform.runtime
     install_error_handlers(app)
-    for router in (search.router, documents.router, keys.router, ops.router, *extra_routers):
+    routers = [search.router, documents.router, keys.router, ops.router, evaluation.router]
+    if s.graph_enabled:
+        routers.append(graph.router)
+    for router in (*routers, *extra_routers):
         app.include_router(router)
     install_docs(app)
     # Inside the body limit, so only complete requests are counted; the last added runs first.

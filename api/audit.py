@@ -132,10 +132,3 @@ class AuditLog:
         if self._path is not None:
             with self._lock, self._path.open("a", encoding="utf-8") as f:
                 f.write(line + "\n")
-
-
-def read_audit_log(path: Path) -> list[dict[str, Any]]:
-    """Every entry, oldest first (for tests and `rag` tooling)."""
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]

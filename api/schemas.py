@@ -221,7 +221,9 @@ class IndexOut(BaseModel):
 
 class StatusOut(BaseModel):
     tenant: str
-    documents: dict[str, int]
+    documents: dict[str, int] = Field(
+        description="documents per state, for the states that have any"
+    )
     index_chunks: int
     held_deletes: int = Field(
         description="deletes of this tenant the last scan held back (too many at once) until an "
@@ -237,3 +239,33 @@ class StatusOut(BaseModel):
     llm_configured: bool
     legs: list[str]
     index: IndexOut
+
+
+class EntityOut(BaseModel):
+    key: str
+    name: str
+    type: str
+    chunk_count: int  # chunks that mention it
+    degree: int  # entities it is related to, in either direction
+
+
+class EntityList(BaseModel):
+    entities: list[EntityOut]
+
+
+class NeighbourOut(EntityOut):
+    hops: int
+    score: float  # activation spread from the entity, see graph.traverse
+
+
+class EdgeOut(BaseModel):
+    source: str
+    target: str
+    type: str
+    weight: float
+
+
+class Neighbourhood(BaseModel):
+    entity: EntityOut
+    neighbors: list[NeighbourOut]
+    edges: list[EdgeOut]  # relations among the entity and the neighbours listed

@@ -12,7 +12,7 @@ import socket
 import uvicorn
 from fastapi import FastAPI
 
-from api.platform import platform_app
+from api.app import create_app
 from core.index.lock import ShardLock
 from core.settings import Settings
 from serving.platform import Platform
@@ -57,7 +57,7 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     """One process, one event loop: the embedded shard allows a single owner, so no workers."""
     check_can_start(settings)
     sock = bind_api_socket(host or settings.api_host, port or settings.api_port)
-    run_api(platform_app(Platform.open(settings)), sock)
+    run_api(create_app(Platform.open(settings)), sock)
 
 
 def check_can_start(settings: Settings) -> None:

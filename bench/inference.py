@@ -37,8 +37,9 @@ from eval.beir import BeirDataset, load_beir  # noqa: E402
 from eval.runner import run_system, service_systems  # noqa: E402
 from eval.workspace import EvalWorkspace  # noqa: E402
 from ingest.chunking import Chunker  # noqa: E402
-from retrieval.rerank import CrossEncoderReranker, build_untrained_cross_encoder  # noqa: E402
+from retrieval.rerank import CrossEncoderReranker  # noqa: E402
 from serving.platform import Platform  # noqa: E402
+from tests.support.models import build_untrained_cross_encoder  # noqa: E402
 
 WORK = ROOT / "bench" / ".work" / "inference"
 CALL = 160  # chunks per embed_documents call, as ingestion batches them

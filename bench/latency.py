@@ -58,8 +58,8 @@ from core.types import IndexedChunk, TenantScope  # noqa: E402
 from eval.beir import load_beir  # noqa: E402
 from eval.workspace import EvalWorkspace  # noqa: E402
 from ingest.service import Ingestion  # noqa: E402
-from retrieval.rerank import build_untrained_cross_encoder  # noqa: E402
 from serving.platform import Platform  # noqa: E402
+from tests.support.models import build_untrained_cross_encoder  # noqa: E402
 
 WORK = ROOT / "bench" / ".work" / "latency"
 TOP_K = 10

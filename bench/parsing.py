@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.settings import Settings
 from ingest.isolation import ParseBudget, ParserPool
 from ingest.parsers import parse_document
-from tests.fixtures_docs import make_pdf
+from tests.support.documents import make_pdf
 
 CORPUS = Path("/work/shared/data/scifact/corpus.jsonl")
 

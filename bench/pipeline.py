@@ -43,9 +43,10 @@ from core.manifest import Manifest
 from core.onnx_models import InferenceOptions
 from core.settings import Settings
 from ingest.bucket import LocalBucket
+from ingest.status import read_status
 from serving.platform import Platform
+from tests.support.workers import converged
 from workers.process import WorkerProcess
-from workers.status import converged, read_status
 
 CORPUS = Path("/work/shared/data/scifact/corpus.jsonl")
 

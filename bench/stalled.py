@@ -42,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
-    up = RagUp(WORK, args.redis_url)
+    up = RagUp(WORK, args.redis_url, flush_redis=False, RAG_GRAPH_ENABLED="false")
     try:
         up.start(TWO_TENANTS)
         report = run_stall_load(

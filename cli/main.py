@@ -218,7 +218,7 @@ def status(
     """Documents per state, the last run and scan, and failures with their reasons."""
     from cli.reindex import generation_lines
     from core.manifest import Manifest
-    from workers.status import read_status
+    from ingest.status import read_status
 
     manifest = Manifest(get_settings().manifest_path)
     try:

@@ -17,7 +17,7 @@ from rich.progress import (
 )
 
 from core.settings import get_settings
-from workers.status import StatusReport
+from ingest.status import StatusReport
 
 console = Console()
 

@@ -186,13 +186,6 @@ class Manifest(SqliteStore):
         self.put(record)
         return record
 
-    def status_counts(self, tenant_id: str | None = None) -> dict[str, int]:
-        """Documents per state; a document with work in flight counts as queued or processing."""
-        counts: dict[str, int] = {}
-        for record in self.current(tenant_id).values():
-            counts[record.status] = counts.get(record.status, 0) + 1
-        return counts
-
     def current(self, tenant_id: str | None = None) -> dict[str, DocumentRecord]:
         """Each document's record as status shows it: in-flight work overrides the settled state.
 

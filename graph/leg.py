@@ -27,11 +27,6 @@ class GraphLeg:
         self._max_hops = max_hops
         self._max_chunks = max_chunks
 
-    def known_entities(self, scope: TenantScope, query: str) -> list[str]:
-        """Keys of the tenant's entities the query mentions: does `hybrid` need this leg?"""
-        with self._store.read(scope) as graph:
-            return graph.mentioned_in(query)
-
     def rank(self, scope: TenantScope, query: str, limit: int = 20) -> list[str]:
         """Chunk point ids, best first, at most min(limit, max_chunks)."""
         with self._store.read(scope) as graph:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import httpx
@@ -128,21 +127,6 @@ class CohereReranker:
 
     def close(self) -> None:
         self._client.close()
-
-
-def build_untrained_cross_encoder(base_model: str, folder: Path, seed: int = 0) -> Path:
-    """A cross-encoder on a bi-encoder's weights with a seeded, untrained scoring head.
-
-    For tests and benches on machines without a reranker in the model cache: built from the
-    shipped MiniLM it has the architecture of the common MiniLM-L6 cross-encoders, so its cost is
-    realistic, while its scores carry no relevance, so a test can tell reranking from fusion.
-    """
-    import torch
-    from sentence_transformers import CrossEncoder
-
-    torch.manual_seed(seed)
-    CrossEncoder(base_model, num_labels=1, device="cpu").save(str(folder))
-    return folder
 
 
 @dataclass(frozen=True)

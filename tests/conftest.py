@@ -20,8 +20,11 @@ from core.runtime import Runtime
 from core.settings import Settings
 from ingest.isolation import close_shared_pools
 from tests.support import processes
+from tests.support.settings import make_settings
+from tests.support.workers import own_redis, redis_db
 
 BACKENDS = ["edge", "server"]
+__all__ = ["own_redis", "redis_db"]  # fixtures of tests.support, shared with every test file
 _LEFT_BEHIND: dict[int, str] = {}
 
 
@@ -48,25 +51,6 @@ def embedder() -> Embedder:
     settings = Settings()
     inference = InferenceOptions.from_settings(settings)
     return Embedder(settings.embedding_model, settings.embedding_batch_size, inference=inference)
-
-
-def make_settings(tmp: Path, backend: str = "edge", **overrides: object) -> Settings:
-    if backend == "server":
-        # qdrant-client's local mode scores BM25 only with the plain word tokenizer; a real
-        # server takes the configured stemmer and stopwords.
-        overrides = {
-            "bm25_stemmer": None,
-            "bm25_stopwords": None,
-            "bm25_ascii_folding": False,
-            **overrides,
-        }
-    return Settings(
-        data_dir=tmp / "data",
-        bucket_url=str(tmp / "bucket"),
-        index_mode=backend,
-        qdrant_path=tmp / "qdrant-local" if backend == "server" else None,
-        **overrides,
-    )
 
 
 @pytest.fixture(params=BACKENDS)

@@ -21,12 +21,11 @@ from openapi_spec_validator import validate as validate_spec
 from PIL import Image
 
 from api.app import create_app
-from api.platform import platform_app
 from api.server import bind_api_socket
 from core.embedding import Embedder
 from eval.screenshot import find_chromium, screenshot_url
 from serving.platform import Platform
-from tests.api_fixtures import ApiEnv, prepare_runtime
+from tests.support.api_env import ApiEnv, prepare_runtime
 from workers.redis_server import free_port
 
 MAX_BODY = 4096
@@ -58,9 +57,9 @@ def spec(env: ApiEnv) -> dict[str, Any]:
 
 def test_the_spec_is_valid_and_every_error_is_the_error_model(tmp_path: Path) -> None:
     """On the served app (graph and evaluation routes included): no FastAPI validation model."""
-    from tests.conftest import make_settings
+    from tests.support.settings import make_settings
 
-    full = platform_app(Platform.open(make_settings(tmp_path))).openapi()
+    full = create_app(Platform.open(make_settings(tmp_path))).openapi()
     validate_spec(full)
     assert "HTTPValidationError" not in full["components"]["schemas"]
     for path, operations in full["paths"].items():

@@ -1,6 +1,6 @@
 """Tenant isolation through the real HTTP app, on both index backends.
 
-Two tenants hold overlapping documents (tests/api_fixtures.py). Under every mode, filter and key
+Two tenants hold overlapping documents (tests/support/api_env.py). Under every mode, filter and key
 a tenant sees only its own chunks, including the filters that name the other tenant's documents
 and an outside leg that returns every tenant's chunk ids.
 """
@@ -15,7 +15,14 @@ import pytest
 from core.embedding import Embedder
 from core.index import EngineQuery
 from core.types import InvalidTenantError, TenantScope
-from tests.api_fixtures import TENANTS, ApiEnv, EveryChunkLeg, doc_ids, prepare_runtime, running_app
+from tests.support.api_env import (
+    TENANTS,
+    ApiEnv,
+    EveryChunkLeg,
+    doc_ids,
+    prepare_runtime,
+    running_app,
+)
 
 FILTERS: dict[str, list[dict[str, object]]] = {
     "none": [],

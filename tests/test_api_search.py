@@ -21,8 +21,7 @@ from sentence_transformers import CrossEncoder
 
 from core.embedding import Embedder
 from core.types import TenantScope
-from retrieval.rerank import build_untrained_cross_encoder
-from tests.api_fixtures import (
+from tests.support.api_env import (
     ADMIN_KEY,
     ApiEnv,
     doc_ids,
@@ -30,6 +29,7 @@ from tests.api_fixtures import (
     running_app,
 )
 from tests.support.llm import LLM_URL, fake_llm
+from tests.support.models import build_untrained_cross_encoder
 
 
 class LlmRecorder:
@@ -281,7 +281,7 @@ def test_missing_and_unknown_keys_get_the_same_401(env: ApiEnv) -> None:
 def test_every_search_and_refused_key_is_audited(env: ApiEnv) -> None:
     """Each search leaves a line with the key id and tenant (never the key or the query text);
     a refused key leaves one with the key id it claimed, so enumeration shows up."""
-    from api.audit import read_audit_log
+    from tests.support.audit import read_audit_log
 
     query = f"audited query {uuid.uuid4()}"
     digest = hashlib.sha256(query.encode()).hexdigest()

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from api.audit import MAX_LOGGED_CHARS, REFUSAL_WINDOW_SECONDS, AuditLog, read_audit_log
+from api.audit import MAX_LOGGED_CHARS, REFUSAL_WINDOW_SECONDS, AuditLog
+from tests.support.audit import read_audit_log
 
 
 def test_refusals_past_the_limit_are_counted_not_written(

@@ -12,7 +12,8 @@ import time
 import pytest
 
 from core.manifest import DocStatus
-from tests.support.up import RagUp
+from tests.support.rag_up import RagUp
+from tests.support.services import redis_url
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +39,7 @@ def test_missing_root_and_mass_deletes_delete_nothing_until_confirmed(tmp_path) 
         (bucket / "tenants" / tenant).mkdir(parents=True)
         for n in range(6):
             (bucket / "tenants" / tenant / f"doc{n}.txt").write_text(f"{tenant} puffin note {n}.")
-    up = RagUp(tmp_path, bucket, redis_db=14, RAG_SCAN_INTERVAL_SECONDS="1").start()
+    up = RagUp(tmp_path, redis_url(14), bucket, RAG_SCAN_INTERVAL_SECONDS="1").start()
     try:
         up.wait_for(lambda: _indexed(up, "acme") == _indexed(up, "globex") == 6, 240, "indexing")
         acme_admin = up.mint("acme", "admin")

@@ -30,7 +30,7 @@ from eval.pipeline import EvalLLMs, EvalOutcome, make_golden, run_eval, run_nigh
 from eval.runner import Retrieved, to_documents
 from eval.workspace import EvalWorkspace
 from serving.platform import Platform
-from tests.test_eval_ragas import StubAnswerer, StubJudge
+from tests.support.ragas import StubAnswerer, StubJudge
 
 DOCS = {
     "d1": ("Photosynthesis", "Plants convert sunlight, water and carbon dioxide into glucose."),

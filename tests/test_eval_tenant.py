@@ -1,7 +1,7 @@
 """A tenant's evaluation on the served index, through the real app on a real two-tenant corpus.
 
 STUB: the answer LLM and the judge are a loopback OpenAI-compatible server (`_StubLlm`, built on
-`tests.test_eval_ragas._FakeOpenAI`), a stand-in for a remote LLM, which cannot run here; it
+`tests.support.ragas.FakeOpenAI`), a stand-in for a remote LLM, which cannot run here; it
 answers from the sources it is sent and judges by word overlap, and fails on "outage".
 Everything else is real: the index, MiniLM, the API, the golden store, RAGAS's metric code.
 Tests run in file order on one app.
@@ -25,7 +25,6 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from api.app import create_app
-from api.routes import evaluation
 from cli.main import app as cli_app
 from core.embedding import Embedder
 from core.settings import get_settings
@@ -36,8 +35,8 @@ from eval.tenant import RunConfig
 from ingest.bucket import LocalBucket
 from serving.evaluation import evaluate_every_tenant, evaluate_tenant
 from serving.platform import Platform
-from tests.api_fixtures import ADMIN_KEY, ApiEnv, prepare_runtime
-from tests.test_eval_ragas import _FakeOpenAI
+from tests.support.api_env import ADMIN_KEY, ApiEnv, prepare_runtime
+from tests.support.ragas import FakeOpenAI
 from workers.beat import beat_schedule
 
 GOLDEN = [
@@ -50,7 +49,7 @@ GOLDEN = [
 ]
 
 
-class _StubLlm(_FakeOpenAI):
+class _StubLlm(FakeOpenAI):
     """STUB server (see the module docstring); a 500 for any prompt that mentions "outage"."""
 
     def do_POST(self) -> None:
@@ -91,7 +90,7 @@ def env(tmp: Path, embedder: Embedder, llm_url: str) -> Iterator[ApiEnv]:
         eval_context_k=3,
     )
     platform = Platform(runtime)
-    with TestClient(create_app(platform, extra_routers=[evaluation.router])) as client:
+    with TestClient(create_app(platform)) as client:
         yield ApiEnv(client, platform, keys)
 
 

@@ -33,8 +33,9 @@ from core.runtime import Runtime
 from graph.factory import open_graph_store
 from ingest.bucket import LocalBucket
 from ingest.documents import tenant_of
-from tests.test_workers import (
+from tests.support.workers import (
     Deployment,
+    OwnRedis,
     assert_index_matches,
     builder_for,
     deployment,
@@ -42,11 +43,9 @@ from tests.test_workers import (
     index_contents,
     wait_converged,
 )
-from tests.test_workers_fault import OwnRedis, own_redis
 from workers.redis_server import free_port
 
 pytestmark = pytest.mark.slow
-__all__ = ["own_redis"]  # the fixture, from test_workers_fault
 
 DOCS, ROUNDS = 1_000, 10
 FOLDERS = ["", "tenants/north/", "tenants/south/", "tenants/east/"]

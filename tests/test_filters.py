@@ -18,7 +18,7 @@ import pytest
 from core.index import ChunkIndex, EngineQuery, FieldFilter, Range, open_index
 from core.types import IndexedChunk, TenantScope
 from retrieval.filters import FilterError, FilterLimits, matches, to_field_filter, to_field_filters
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 
 DIM = 8
 SCOPE = TenantScope("acme")

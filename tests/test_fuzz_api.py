@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 from schemathesis.generation.modes import GenerationMode
 from schemathesis.python.asgi import shutdown_lifespans
 
-from api.platform import platform_app
+from api.app import create_app
 from core.embedding import Embedder
 from serving.platform import Platform
-from tests.api_fixtures import ADMIN_KEY, prepare_runtime
+from tests.support.api_env import ADMIN_KEY, prepare_runtime
 
 EXAMPLES_PER_ROUTE = 30
 _AUTH_HEADERS = ("authorization", "x-api-key")
@@ -33,7 +33,7 @@ _AUTH_HEADERS = ("authorization", "x-api-key")
 @pytest.fixture(scope="module")
 def api_schema(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator:
     runtime, _ = prepare_runtime(tmp_path_factory.mktemp("fuzz"), embedder)
-    app = platform_app(Platform(runtime))
+    app = create_app(Platform(runtime))
     try:
         yield schemathesis.openapi.from_asgi("/openapi.json", app)
     finally:

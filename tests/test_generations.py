@@ -27,7 +27,7 @@ from core.generation import SERVING_FILE, Fingerprint
 from core.index.server import ServerIndex, move_alias
 from core.runtime import Runtime
 from core.settings import Settings
-from core.types import IndexedChunk, TenantScope
+from core.types import IndexedChunk
 from graph.leg import GraphLeg
 from ingest.chunking import Chunker
 from ingest.reindex import (
@@ -36,30 +36,15 @@ from ingest.reindex import (
     needs_rebuild,
 )
 from ingest.service import Ingestion, open_bucket
+from ingest.status import read_status
 from retrieval.hybrid import HybridRetriever, Mode, RetrievalConfig
 from serving.platform import Platform
-from tests.conftest import make_settings
+from tests.support.essays import DEFAULT, TOPICS, essay, fill
 from tests.support.models import cls_pooling_copy
 from tests.support.services import redis_url
-from workers.status import read_status
+from tests.support.settings import make_settings
 
-DEFAULT = TenantScope("default")
 GRAPH_REDIS_DB = 15  # flushed by the graph rebuild test
-TOPICS = ["glaciers", "volcanoes", "coral reefs", "deserts", "rainforests", "tundra"]
-
-
-def essay(topic: str, words: int = 600) -> str:
-    sentences = [
-        f"Sentence {i} of the essay on {topic} adds fact {i} about {topic}."
-        for i in range(words // 11)
-    ]
-    return "\n\n".join(" ".join(sentences[i : i + 6]) for i in range(0, len(sentences), 6))
-
-
-def fill(bucket: Path, n: int = 3) -> None:
-    for topic in TOPICS[:n]:
-        (bucket / f"{topic.replace(' ', '_')}.txt").write_text(essay(topic))
-    (bucket / "short.txt").write_text("A short note about penguins.")
 
 
 def chunk_hashes(rt: Runtime) -> set[str]:

@@ -1,9 +1,5 @@
-"""The graph kept in step with real documents through real ingestion (engine, model, files).
-
-The two-hop corpus: doc 1 says who leads the Zephyr Initiative, doc 2 says where the Zephyr
-Initiative operates from. The question names the person and asks where; only the graph links the
-person to doc 2, since doc 2 shares no words with the question and distractors outrank it densely.
-"""
+"""The graph kept in step with real documents through real ingestion (engine, model, files), on
+the two-hop corpus of tests/support/graph.py."""
 
 from __future__ import annotations
 
@@ -28,60 +24,15 @@ from ingest.bucket import LocalBucket
 from ingest.service import Ingestion
 from retrieval.fusion import rrf
 from retrieval.hybrid import HybridRetriever, RetrievalConfig
-from tests.conftest import make_settings
-from tests.fixtures_docs import make_docx, make_html, make_markdown, make_pdf, make_text
+from tests.support.documents import make_markdown, make_text
+from tests.support.graph import DOC1, DOC2, QUESTION, ZEPHYR_PARAGRAPHS, two_hop_corpus, write
 from tests.support.services import REDIS_HOST, REDIS_PORT
+from tests.support.settings import make_settings
 
 ACME = TenantScope("acme")
 GLOBEX = TenantScope("globex")
-QUESTION = "Where is the program that Marta Kowalski leads based?"
-DOC1 = "tenants/acme/people/kowalski.docx"
-DOC2 = "tenants/acme/projects/zephyr.md"
 TOP_K = 3
 REDIS_DB = 12  # this suite's keys live under a random prefix in this database
-
-ZEPHYR_PARAGRAPHS = [
-    "The Zephyr Initiative operates from Quillon Harbour on the northern coast.",
-    "Its annual budget of four million euros is approved each spring by the Ostrava Council.",
-    "Engineers of the Zephyr Initiative test tidal turbines with Nordvik Energy every winter.",
-]
-
-
-def write(root: Path, key: str, data: bytes) -> None:
-    path = root / key
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-
-
-def two_hop_corpus(root: Path) -> None:
-    write(
-        root,
-        DOC1,
-        make_docx(
-            [
-                "Marta Kowalski leads the Zephyr Initiative.",
-                "Before that, Marta Kowalski ran procurement for a shipping firm in Gdansk.",
-            ]
-        ),
-    )
-    write(root, DOC2, make_markdown("Zephyr Initiative", ZEPHYR_PARAGRAPHS))
-    # Close to the question in meaning but not in words: dense ranks them above doc 2.
-    distractors = {
-        "literacy.pdf": make_pdf(
-            ["The literacy scheme is headquartered in Lisbon and run by a team of volunteers."]
-        ),
-        "mentoring.html": make_html(
-            "Mentoring", ["Our mentoring effort sits at the central library; a teacher heads it."]
-        ),
-        "garden.txt": make_text(
-            ["The community garden project is located in the north district, run by residents."]
-        ),
-        "office.txt": make_text(
-            ["Which city hosts the head office? The headquarters are in Vienna."]
-        ),
-    }
-    for name, data in distractors.items():
-        write(root, f"tenants/acme/misc/{name}", data)
 
 
 @pytest.fixture(params=["file", "redis"])
@@ -155,7 +106,7 @@ def test_two_hop_question_is_answered_by_the_graph_leg(
         assert DOC2 not in doc_of(runtime, ACME, ranking)
 
     leg = GraphLeg(store)
-    assert leg.known_entities(ACME, QUESTION) == ["marta-kowalski"]
+    assert graph_of(store, ACME).mentioned_in(QUESTION) == ["marta-kowalski"]
     graph_ids = leg.rank(ACME, QUESTION)
     graph_docs = doc_of(runtime, ACME, graph_ids)
     # Hop 0: doc 1 names Marta Kowalski; hop 1: doc 2's chunks name the Zephyr Initiative.
@@ -190,7 +141,7 @@ def test_deleting_doc1_removes_the_link_and_its_orphans(
     supported = {cid for doc in graph.docs.values() for cid in doc}
     assert all(graph.g.nodes[k]["chunks"] <= supported for k in graph.g)
     leg = GraphLeg(store)
-    assert leg.known_entities(ACME, QUESTION) == []
+    assert graph_of(store, ACME).mentioned_in(QUESTION) == []
     assert leg.rank(ACME, QUESTION) == []
     assert_exact(store, ACME)
 
@@ -233,7 +184,7 @@ def test_tenants_graphs_never_mix(
     ingest(runtime, bucket, updater)
     leg = GraphLeg(store)
 
-    assert leg.known_entities(GLOBEX, QUESTION) == []  # Marta Kowalski is acme's
+    assert graph_of(store, GLOBEX).mentioned_in(QUESTION) == []  # Marta Kowalski is acme's
     globex_ids = leg.rank(GLOBEX, "What does Ivo Brandt run?")
     assert globex_ids
     assert doc_of(runtime, GLOBEX, globex_ids) == ["tenants/globex/zephyr.txt"] * len(globex_ids)

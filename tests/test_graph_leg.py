@@ -8,9 +8,10 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from api.auth import current_scope
 from api.errors import install_error_handlers
+from api.routes import graph
 from core.types import TenantScope
-from graph.api import make_router
 from graph.extract import RuleExtractor
 from graph.leg import GraphLeg
 from graph.store import FileGraphStore
@@ -61,7 +62,8 @@ def test_the_leg_is_capped_never_cuts_a_tie_and_is_silent_without_entities(
     store: FileGraphStore,
 ) -> None:
     assert GraphLeg(store).rank(ACME, "what is the weather like") == []
-    assert GraphLeg(store).known_entities(ACME, "what is the weather like") == []
+    with store.read(ACME) as graph:
+        assert graph.mentioned_in("what is the weather like") == []
     full = GraphLeg(store).rank(ACME, "marta kowalski")
     assert GraphLeg(store, max_chunks=4).rank(ACME, "marta kowalski", limit=50) == full[:4]
     assert GraphLeg(store).rank(ACME, "marta kowalski", limit=3) == full[:3]
@@ -79,9 +81,12 @@ def test_tenants_only_see_their_own_graph(store: FileGraphStore) -> None:
 
 
 def client_for(store: FileGraphStore, scope: TenantScope) -> TestClient:
+    """The graph routes alone, on `store`, as a caller of `scope` (keys are tested elsewhere)."""
     app = FastAPI()
     install_error_handlers(app)
-    app.include_router(make_router(store, lambda: scope))
+    app.include_router(graph.router)
+    app.dependency_overrides[graph.graph_store] = lambda: store
+    app.dependency_overrides[current_scope] = lambda: scope
     return TestClient(app)
 
 

@@ -18,7 +18,8 @@ from urllib.parse import quote
 import pytest
 
 from core.manifest import DocStatus
-from tests.support.up import RagUp
+from tests.support.rag_up import RagUp
+from tests.support.services import redis_url
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +34,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RagUp]:
         (bucket / tenant).mkdir(parents=True)
         for n in range(3):
             (bucket / tenant / f"doc{n}.txt").write_text(f"The {words} note number {n}.")
-    rag = RagUp(tmp, bucket, redis_db=13, RAG_SCAN_INTERVAL_SECONDS="600")
+    rag = RagUp(tmp, redis_url(13), bucket, RAG_SCAN_INTERVAL_SECONDS="600")
     rag.start(umask=0o022)
     try:
         rag.wait_for(lambda: _statuses(rag, "doc") == {DocStatus.INDEXED: 6}, 240, "not indexed")

@@ -20,11 +20,10 @@ from core.manifest import DocStatus
 from core.runtime import Runtime
 from core.types import TenantScope
 from retrieval.hybrid import HybridRetriever, RetrievalConfig
-from tests.hostile_corpus import GOOD, write_hostile_corpus
-from tests.test_workers import REDIS_URL, deployment, redis_db, wait_converged
+from tests.support.hostile import GOOD, write_hostile_corpus
+from tests.support.workers import REDIS_URL, deployment, wait_converged
 
 pytestmark = pytest.mark.slow
-__all__ = ["redis_db"]  # the fixture, from test_workers
 
 PEAK_RSS_LIMIT_MB = 3_000  # the model and libraries take about 1.2 GB of it
 

@@ -19,7 +19,7 @@ from core.index import EngineQuery, open_index
 from core.index.edge import EdgeIndex
 from core.serving import Generation, ServedIndex, Serving
 from core.types import IndexedChunk, TenantScope
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 
 DIM = 384
 SCOPE = TenantScope("default")

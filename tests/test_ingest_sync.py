@@ -15,8 +15,8 @@ from core.runtime import Runtime
 from core.types import TenantScope
 from ingest.chunking import Chunker
 from ingest.service import Ingestion, open_bucket
-from tests.conftest import make_settings
-from tests.fixtures_docs import binary_garbage, corrupt_pdf, make_docx, make_html, make_pdf
+from tests.support.documents import binary_garbage, corrupt_pdf, make_docx, make_html, make_pdf
+from tests.support.settings import make_settings
 
 DEFAULT = TenantScope("default")
 

@@ -26,8 +26,8 @@ from core.types import TenantScope
 from ingest.bucket import LocalBucket
 from ingest.documents import DocumentError, tenant_of
 from ingest.service import Ingestion
-from tests.api_fixtures import CORPUS, SIDECARS, EveryChunkLeg, running_app
-from tests.conftest import make_settings
+from tests.support.api_env import CORPUS, SIDECARS, EveryChunkLeg, running_app
+from tests.support.settings import make_settings
 
 TENANTS = [f"t{i}" for i in range(5)]
 SHARED = {k.split("/", 2)[2]: v for k, v in CORPUS.items() if k.startswith("tenants/acme/")}

@@ -45,13 +45,6 @@ LAYERS: dict[str, int] = {
 ENTRY_LAYER = 4
 INDEPENDENT = {"ingest", "graph", "retrieval"}  # the domain: no imports between them
 
-# Imports that break a contract today and are being removed on another branch; each entry names
-# where it goes. An entry whose import no longer occurs fails the test, so it cannot outlive it.
-PENDING: dict[tuple[str, str], str] = {
-    ("graph.api", "api.auth"): "graph/api.py's router moves to api/routes/ (branch routes)",
-    ("graph.api", "api.errors"): "graph/api.py's router moves to api/routes/ (branch routes)",
-}
-
 
 @dataclass(frozen=True)
 class Import:
@@ -135,14 +128,8 @@ def test_every_package_has_a_layer() -> None:
 
 def test_no_package_imports_a_layer_above_it() -> None:
     pairs = _dedupe(violations(ROOT))
-    broken = {
-        pair: f"{imp.module}:{imp.line} imports {imp.target}: {why}"
-        for pair, (imp, why) in pairs.items()
-        if pair not in PENDING
-    }
-    assert not broken, "\n".join(sorted(broken.values()))
-    stale = set(PENDING) - set(pairs)
-    assert not stale, f"these imports are gone; delete them from PENDING: {sorted(stale)}"
+    broken = [f"{imp.module}:{imp.line} imports {imp.target}: {why}" for imp, why in pairs.values()]
+    assert not broken, "\n".join(sorted(broken))
 
 
 def _write(root: Path, name: str, text: str) -> None:

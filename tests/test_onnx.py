@@ -17,8 +17,8 @@ import pytest
 from core.embedding import Embedder
 from core.onnx_models import InferenceOptions, ensure_export
 from core.settings import Settings
-from retrieval.rerank import CrossEncoderReranker, build_untrained_cross_encoder
-from tests.support.models import build_tiny_sentence_model
+from retrieval.rerank import CrossEncoderReranker
+from tests.support.models import build_tiny_sentence_model, build_untrained_cross_encoder
 
 SCIFACT = Path("/work/shared/data/scifact/corpus.jsonl")
 QUERIES = ["what lowers the risk of heart disease?", "Vitamin D deficiency and bone density"]

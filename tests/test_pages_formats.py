@@ -18,10 +18,10 @@ from core.runtime import Runtime
 from core.types import TenantScope
 from ingest.bucket import LocalBucket
 from ingest.service import Ingestion
-from tests.api_fixtures import running_app
-from tests.conftest import make_settings
-from tests.fixtures_docs import make_csv, make_eml, make_pdf, make_pptx, make_xlsx, zip_bomb
+from tests.support.api_env import running_app
+from tests.support.documents import make_csv, make_eml, make_pdf, make_pptx, make_xlsx, zip_bomb
 from tests.support.llm import LLM_URL, fake_llm
+from tests.support.settings import make_settings
 
 DEFAULT = TenantScope("default")
 # Three pages, each long enough to fill several 48-token chunks on its own.

@@ -20,9 +20,9 @@ import pytest
 from core.manifest import DocStatus
 from ingest.isolation import ParseBudget, ParserPool
 from ingest.parsers import ParseError
-from tests.fixtures_docs import make_markdown, make_pdf, shared_stream_pdf
+from tests.support.documents import make_markdown, make_pdf, shared_stream_pdf
 from tests.support.services import redis_url
-from tests.test_workers import deployment
+from tests.support.workers import deployment
 from workers.redis_server import free_port
 
 ADMIN_KEY = "parse-budget-admin-key"
@@ -85,7 +85,7 @@ def test_a_parse_over_its_memory_budget_is_refused_and_the_pool_goes_on() -> Non
 _ORPHANING_PARENT = """
 import os, sys, threading
 from ingest.isolation import ParseBudget, ParserPool
-from tests.fixtures_docs import make_pdf, shared_stream_pdf
+from tests.support.documents import make_pdf, shared_stream_pdf
 pool = ParserPool(1, ParseBudget(600, 10**8, None))
 pool.parse("warm.pdf", make_pdf(["Warm."]))
 threading.Thread(target=pool.parse, args=("slow.pdf", shared_stream_pdf(text_ops=200_000))).start()

@@ -11,7 +11,7 @@ import docx
 import pytest
 
 from ingest.parsers import SUPPORTED_SUFFIXES, ParsedDocument, ParseError, parse_document
-from tests.fixtures_docs import (
+from tests.support.documents import (
     DOCX_MIME,
     binary_garbage,
     corrupt_pdf,

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from api.app import create_app
 from api.auth import create_key
-from api.platform import platform_app
 from core.embedding import Embedder
 from core.runtime import Runtime
 from ingest.bucket import LocalBucket
 from serving.platform import Platform
-from tests.conftest import make_settings
-from tests.test_graph_ingest import DOC2, QUESTION, two_hop_corpus
+from tests.support.graph import DOC2, QUESTION, two_hop_corpus
+from tests.support.settings import make_settings
 
 ADMIN = "platform-test-admin-key"
 
@@ -26,7 +26,7 @@ def client_for(tmp_path: Path, embedder: Embedder, **settings: object) -> Iterat
     platform = Platform(Runtime(s, embedder))
     platform.ingestion_of(LocalBucket(tmp_path / "bucket")).run()  # the graph's updater listening
     reader = create_key(s, "acme", "reader")
-    with TestClient(platform_app(platform)) as client:
+    with TestClient(create_app(platform)) as client:
         client.headers["X-API-Key"] = reader
         yield client
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support.rag_up import ADMIN_KEY, TWO_TENANTS, RagUp
+from tests.support.rag_up import OPERATOR_KEY, TWO_TENANTS, RagUp
 from tests.support.services import redis_url
 from tests.support.stall_load import run_stall_load
 
@@ -26,10 +26,15 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RagUp]:
-    platform = RagUp(tmp_path_factory.mktemp("probe"), redis_url(13))
+    # A body timeout shorter than the default 10 s, so finding 2's windows outlast it.
+    platform = RagUp(
+        tmp_path_factory.mktemp("probe"),
+        redis_url(13),
+        RAG_API_BODY_TIMEOUT_SECONDS="5",
+        RAG_GRAPH_ENABLED="false",
+    )
     try:
-        # A body timeout shorter than the default 10 s, so finding 2's windows outlast it.
-        yield platform.start(TWO_TENANTS, RAG_API_BODY_TIMEOUT_SECONDS="5")
+        yield platform.start(TWO_TENANTS)
     finally:
         platform.stop()
 
@@ -96,7 +101,7 @@ def test_finding_2_stalled_uploads_do_not_lock_keyed_clients_out(up: RagUp) -> N
 
 def test_finding_7_refused_requests_grow_the_audit_log_by_a_bounded_amount(up: RagUp) -> None:
     """200 requests with a wrong key and a 15 KB path added 3 MB to the audit log."""
-    audit = up.data_dir / "audit.log"
+    audit = up.settings.data_dir / "audit.log"
     before = audit.stat().st_size if audit.exists() else 0
     long_path = "/v1/documents/" + "p" * 15_000
     forged = {"X-API-Key": "rag_deadbeef0000_" + "A" * 43}
@@ -117,7 +122,7 @@ def test_finding_7_refused_requests_grow_the_audit_log_by_a_bounded_amount(up: R
 
 def test_finding_16_filter_field_names_are_not_logged_or_echoed_verbatim(up: RagUp) -> None:
     """A rejected filter's 63 KB field name went into the audit log (and the 422) whole."""
-    audit = up.data_dir / "audit.log"
+    audit = up.settings.data_dir / "audit.log"
     before = audit.stat().st_size
     name = "meta." + "f" * 60_000
     r = _post_raw(up, json.dumps({"query": "fox", "filters": [{"field": name, "eq": "x"}]}))
@@ -136,6 +141,6 @@ def test_finding_16_status_does_not_show_a_tenant_the_shared_ingestion_runs(up: 
     status = httpx.get(f"{up.url}/v1/status", headers=up.auth("acme"), timeout=30).json()
     assert status["tenant"] == "acme" and status["documents"] == {"indexed": 2}
     assert status["last_run"] is None
-    operator = {"X-API-Key": ADMIN_KEY}
+    operator = up.headers(OPERATOR_KEY)
     status = httpx.get(f"{up.url}/v1/status", headers=operator, timeout=30).json()
     assert status["last_run"]["started_at"]

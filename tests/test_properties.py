@@ -19,7 +19,7 @@ from core.embedding import Embedder
 from core.index import FieldFilter, Range
 from core.index.schema import FILTERABLE_FIELDS
 from retrieval.filters import OPERATORS, FilterError, FilterLimits, matches, to_field_filters
-from tests.api_fixtures import ApiEnv, prepare_runtime, running_app
+from tests.support.api_env import ApiEnv, prepare_runtime, running_app
 
 json_scalars = (
     st.none()

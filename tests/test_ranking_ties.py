@@ -16,7 +16,7 @@ from ingest.service import Ingestion
 from retrieval.fusion import rrf
 from retrieval.hybrid import RetrievalConfig
 from retrieval.search import RankedChunk, SearchRequest, SearchService
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 
 SUBJECTS = ["foxes", "rivers", "coffee", "badges", "solar panels", "whales"]
 PLACES = ["in the forest", "near the town", "at the harbour", "on the hill", "by the lake"]

@@ -17,9 +17,9 @@ from core.embedding import Embedder
 from core.runtime import Runtime
 from ingest.chunking import Chunker, chunk_hash
 from ingest.service import Ingestion, open_bucket
-from tests.conftest import make_settings
+from tests.support.essays import DEFAULT, TOPICS, fill
 from tests.support.services import redis_url
-from tests.test_generations import DEFAULT, TOPICS, fill
+from tests.support.settings import make_settings
 from workers.redis_server import free_port
 
 pytestmark = pytest.mark.slow

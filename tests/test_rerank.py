@@ -18,10 +18,10 @@ from retrieval.rerank import (
     CohereReranker,
     CrossEncoderReranker,
     RerankerError,
-    build_untrained_cross_encoder,
     load_reranker,
 )
-from tests.api_fixtures import ApiEnv, prepare_runtime, running_app
+from tests.support.api_env import ApiEnv, prepare_runtime, running_app
+from tests.support.models import build_untrained_cross_encoder
 
 MISSING_MODEL = "example-org/no-such-reranker"
 TEXTS = [

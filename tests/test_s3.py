@@ -23,9 +23,9 @@ from ingest.bucket import ObjectTooLargeError, UnsafeKeyError
 from ingest.s3 import S3Bucket, aws_client
 from ingest.service import open_bucket
 from ingest.watch import QueueWatcher, keys_from_s3_event
-from tests.fixtures_docs import corrupt_pdf, make_pdf
+from tests.support.documents import corrupt_pdf, make_pdf
 from tests.support.services import redis_url
-from tests.test_workers import (
+from tests.support.workers import (
     assert_index_matches,
     builder_for,
     deployment,

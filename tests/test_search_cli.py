@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from cli.main import app as cli_app
 from core.embedding import Embedder
 from core.settings import get_settings
-from tests.api_fixtures import ADMIN_KEY, prepare_runtime, running_app
+from tests.support.api_env import ADMIN_KEY, prepare_runtime, running_app
 
 QUERIES: list[dict[str, Any]] = [
     {"query": "when do red foxes hunt?", "top_k": 4},

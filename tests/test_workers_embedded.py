@@ -16,7 +16,7 @@ import pytest
 from core.embedding import Embedder
 from core.manifest import DocStatus
 from core.runtime import Runtime
-from tests.test_workers import deployment
+from tests.support.workers import deployment
 from workers.redis_server import free_port
 
 pytestmark = pytest.mark.slow

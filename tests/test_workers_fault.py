@@ -8,9 +8,7 @@ really loses the queues and the locks, and the shared Redis is left alone.
 
 from __future__ import annotations
 
-import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,43 +17,18 @@ from core.embedding import Embedder
 from core.manifest import DocStatus
 from core.runtime import Runtime
 from ingest.bucket import LocalBucket
-from tests.test_workers import (
+from tests.support.workers import (
     Deployment,
+    OwnRedis,
     assert_index_matches,
     builder_for,
     deployment,
     expected_points,
     wait_converged,
 )
-from workers.redis_server import free_port, start_redis_server
 
 pytestmark = pytest.mark.slow
 DOCS = 500
-
-
-class OwnRedis:
-    def __init__(self, directory: Path) -> None:
-        self.binary = shutil.which("redis-server") or pytest.skip("no redis-server binary")
-        self.directory, self.port = directory, free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process = start_redis_server(self.binary, directory, self.port, persist=False)
-
-    def restart(self) -> None:
-        """Kill -9 and start again on the same port: every message and lock is gone."""
-        self.process.kill()
-        self.process.wait()
-        self.process = start_redis_server(self.binary, self.directory, self.port, persist=False)
-
-    def stop(self) -> None:
-        self.process.kill()
-        self.process.wait()
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    redis = OwnRedis(tmp_path / "redis")
-    yield redis
-    redis.stop()
 
 
 def _count(dep: Deployment, status: DocStatus) -> int:

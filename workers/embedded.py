@@ -129,9 +129,9 @@ def run_up(settings: Settings, with_api: bool = True) -> None:
         platform = Platform.open(settings)
         pool = EmbeddedPool(platform)
         if sock is not None:
-            from api.platform import platform_app
+            from api.app import create_app
 
-            api = platform_app(platform, extra_routers=[pool.router()])  # the API closes it
+            api = create_app(platform, extra_routers=[pool.router()])  # the API closes it
             _raise_if_interrupted()
             run_api(api, sock)
         else:

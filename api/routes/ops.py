@@ -11,8 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from api.auth import Principal, current_principal, require_admin
 from api.schemas import IndexOut, LastRun, RerankerOut, StatusOut
 from api.state import ApiState, api_state
-from core.generation import GENERATION_META, REBUILD_META
-from ingest.scan import held_deletes
+from ingest.status import StatusReport, read_status
 
 router = APIRouter(tags=["ops"])
 _SCAN_FAILED = "the last scan could not list the bucket, so it changed and deleted nothing"
@@ -34,15 +33,15 @@ def status(state: State, caller: Annotated[Principal, Depends(current_principal)
     tenant sees its own documents' times in `/v1/documents`.
     """
     rt, scope = state.runtime, caller.scope
-    last = rt.manifest.last_run() if caller.is_operator else None
-    scan = rt.manifest.get_meta("last_scan") or {}
+    report = read_status(rt.manifest, scope.tenant_id)
+    last = report.last_run if caller.is_operator else None
     return StatusOut(
         tenant=scope.tenant_id,
-        documents=rt.manifest.status_counts(scope.tenant_id),
+        documents={name: n for name, n in report.counts.items() if n},
         index_chunks=rt.index.count(scope),
-        held_deletes=held_deletes(rt.manifest, scope.tenant_id).get(scope.tenant_id, 0),
+        held_deletes=report.held_deletes.get(scope.tenant_id, 0),
         # The operator's log has the cause; a tenant learns only that the scan stopped safely.
-        scan_error=_SCAN_FAILED if scan.get("error") else None,
+        scan_error=_SCAN_FAILED if (report.last_scan or {}).get("error") else None,
         last_run=LastRun(
             started_at=datetime.fromtimestamp(last.started_at, UTC),
             finished_at=datetime.fromtimestamp(last.finished_at, UTC) if last.finished_at else None,
@@ -56,19 +55,18 @@ def status(state: State, caller: Annotated[Principal, Depends(current_principal)
         ),
         llm_configured=state.llm is not None,
         legs=state.search.leg_names,
-        index=_index_status(state, caller.is_operator),
+        index=_index_status(state, report, caller.is_operator),
     )
 
 
-def _index_status(state: ApiState, operator: bool) -> IndexOut:
+def _index_status(state: ApiState, report: StatusReport, operator: bool) -> IndexOut:
     """The served generation and how much of it HNSW covers; a rebuild's progress.
 
     Point and document counts span every tenant, so a tenant's key sees shares, not counts.
     """
-    rt = state.runtime
-    generation = rt.manifest.get_meta(GENERATION_META) or {}
-    vectors = rt.index.vector_status()
-    rebuild = rt.manifest.get_meta(REBUILD_META)
+    generation = report.generation or {}
+    vectors = state.runtime.index.vector_status()  # live: the manifest's copy is from the last run
+    rebuild = report.rebuild
     if rebuild is not None and rebuild.get("switched"):
         rebuild = None
     elif rebuild is not None and not operator:

@@ -52,3 +52,18 @@ def build_tiny_sentence_model(tokenizer_source: str, folder: Path, seed: int = 0
     modules = [transformer, models.Pooling(32, "mean"), models.Normalize()]
     SentenceTransformer(modules=modules, device="cpu").save(str(folder))
     return folder
+
+
+def build_untrained_cross_encoder(base_model: str, folder: Path, seed: int = 0) -> Path:
+    """A cross-encoder on a bi-encoder's weights with a seeded, untrained scoring head.
+
+    For tests and benches on machines without a reranker in the model cache: built from the
+    shipped MiniLM it has the architecture of the common MiniLM-L6 cross-encoders, so its cost is
+    realistic, while its scores carry no relevance, so a test can tell reranking from fusion.
+    """
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    torch.manual_seed(seed)
+    CrossEncoder(base_model, num_labels=1, device="cpu").save(str(folder))
+    return folder

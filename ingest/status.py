@@ -1,6 +1,7 @@
 """What the platform is doing, read from the manifest alone (it never needs the index's lock).
 
-`rag status`, the API's `/v1/status` and `/v1/documents`, the tests and the bench all read it.
+`StatusReport` is the one read model of status: `rag status` prints it, the API's `/v1/status`
+serves the caller's tenant's, and the tests and the bench wait on it.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from core.manifest import DocStatus, DocumentRecord, Manifest, RunSummary
 from ingest.scan import held_deletes
 
 
-@dataclass
+@dataclass(frozen=True)
 class StatusReport:
-    counts: dict[str, int]
-    last_run: RunSummary | None
+    counts: dict[str, int]  # documents in each state, every state listed; in flight wins
+    last_run: RunSummary | None  # the last ingestion run; it covers every tenant
     last_scan: dict | None  # when the last full scan started, what it enqueued and skipped
     failed: list[DocumentRecord] = field(default_factory=list)
     in_flight: list[DocumentRecord] = field(default_factory=list)
@@ -27,6 +28,7 @@ class StatusReport:
 
 
 def read_status(manifest: Manifest, tenant_id: str | None = None) -> StatusReport:
+    """Every tenant's status, or only `tenant_id`'s documents and held deletes."""
     records = sorted(manifest.current(tenant_id).values(), key=lambda r: r.doc_id)
     counts = {str(s): 0 for s in DocStatus}
     for r in records:
@@ -41,17 +43,4 @@ def read_status(manifest: Manifest, tenant_id: str | None = None) -> StatusRepor
         generation=manifest.get_meta(GENERATION_META),
         rebuild=manifest.get_meta(REBUILD_META),
         vector_index=manifest.get_meta(VECTOR_INDEX_META),
-    )
-
-
-def converged(manifest: Manifest, since: float) -> bool:
-    """A full scan that started after `since` found nothing to enqueue, and nothing is in flight:
-    the index held what the bucket held when that scan looked."""
-    scan = manifest.get_meta("last_scan")
-    return (
-        scan is not None
-        and scan["started_at"] > since
-        and not scan.get("error")
-        and scan["sync"] == scan["delete"] == scan["in_flight"] == 0
-        and not manifest.pending()
     )

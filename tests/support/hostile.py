@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from tests.fixtures_docs import (
+from tests.support.documents import (
     binary_garbage,
     corrupt_pdf,
     deep_html,

@@ -24,8 +24,8 @@ from core.types import TenantScope
 from ingest.bucket import LocalBucket
 from retrieval.search import Leg
 from serving.platform import Platform
-from tests.conftest import make_settings
-from tests.fixtures_docs import make_docx, make_html, make_markdown, make_pdf, make_text
+from tests.support.documents import make_docx, make_html, make_markdown, make_pdf, make_text
+from tests.support.settings import make_settings
 
 TENANTS = ("acme", "globex")
 ADMIN_KEY = "operator-bootstrap-key-for-tests-only"

@@ -1,0 +1,26 @@
+"""Settings for a test: a scratch data dir and bucket under `tmp`, on either index backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.settings import Settings
+
+
+def make_settings(tmp: Path, backend: str = "edge", **overrides: object) -> Settings:
+    if backend == "server":
+        # qdrant-client's local mode scores BM25 only with the plain word tokenizer; a real
+        # server takes the configured stemmer and stopwords.
+        overrides = {
+            "bm25_stemmer": None,
+            "bm25_stopwords": None,
+            "bm25_ascii_folding": False,
+            **overrides,
+        }
+    return Settings(
+        data_dir=tmp / "data",
+        bucket_url=str(tmp / "bucket"),
+        index_mode=backend,
+        qdrant_path=tmp / "qdrant-local" if backend == "server" else None,
+        **overrides,
+    )
