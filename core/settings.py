@@ -163,6 +163,9 @@ class Settings(BaseSettings):
     # A request body must have arrived in full within this; then 408 and the connection closes.
     api_body_timeout_seconds: float = Field(default=10.0, gt=0)
     api_retry_after_seconds: int = 1
+    # An API delete waits this long for the document's lock while a worker syncs the document;
+    # past it, 409 with Retry-After.
+    api_delete_lock_wait_seconds: float = Field(default=10.0, ge=0)
     # Every search and answer, and every refused key, as a JSON line in data_dir/audit.log;
     # queries are logged as a SHA-256 and a length unless audit_log_queries is on.
     audit_log: bool = True

@@ -26,6 +26,7 @@ from ingest.service import Ingestion
 from retrieval.search import Leg
 from tests.conftest import make_settings
 from tests.fixtures_docs import make_docx, make_html, make_markdown, make_pdf, make_text
+from tests.support.services import redis_url
 
 TENANTS = ("acme", "globex")
 ADMIN_KEY = "operator-bootstrap-key-for-tests-only"
@@ -109,6 +110,7 @@ def prepare_runtime(
 
     Keys are named `"<tenant>:<role>"`.
     """
+    overrides = {"redis_url": redis_url(10), **overrides}  # the API's document locks
     settings = make_settings(
         tmp, backend, chunk_size=48, chunk_overlap=8, admin_api_key=ADMIN_KEY, **overrides
     )
