@@ -183,6 +183,9 @@ class Settings(BaseSettings):
     rerank_max_tokens: int | None = None  # truncate query + chunk pairs; None: the model's limit
     cohere_base_url: str = "https://api.cohere.com"
     cohere_rerank_model: str = "rerank-v3.5"
+    # Per attempt; the Cohere client retries 429 and 5xx answers with backoff this many times.
+    cohere_timeout_seconds: float = Field(default=30.0, gt=0)
+    cohere_max_retries: int = Field(default=2, ge=0)
     llm_base_url: str | None = None  # any OpenAI-compatible API, e.g. http://127.0.0.1:11434/v1
     llm_model: str = "gpt-4o-mini"
     llm_api_key: SecretStr | None = None
