@@ -19,12 +19,12 @@ import contextlib
 import logging
 import random
 import sqlite3
+import sys
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from celery import Task
 from qdrant_client.http.exceptions import ResponseHandlingException
 from redis.exceptions import RedisError
@@ -47,20 +47,28 @@ _S3_TRANSIENT = {"SlowDown", "Throttling", "RequestTimeout", "InternalError", "S
 
 def is_transient(exc: BaseException) -> bool:
     """Errors worth another try later: the network, Redis, a locked database, a busy store."""
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return error.get("Code") in _S3_TRANSIENT or status >= 500
-    return isinstance(
+    return _s3_transient(exc) or isinstance(
         exc,
         ConnectionError
         | TimeoutError
         | RedisError
-        | BotoCoreError
         | ResponseHandlingException
         | sqlite3.OperationalError
         | BucketUnavailableError,
     )
+
+
+def _s3_transient(exc: BaseException) -> bool:
+    """S3 throttling, 5xx answers and botocore's network errors. botocore is looked up, not
+    imported: without the s3 extra it is never loaded, and then no S3 error was raised."""
+    botocore = sys.modules.get("botocore.exceptions")
+    if botocore is None:
+        return False
+    if isinstance(exc, botocore.ClientError):
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return error.get("Code") in _S3_TRANSIENT or status >= 500
+    return isinstance(exc, botocore.BotoCoreError)
 
 
 def _tenant(ctx: WorkerContext, doc_id: str) -> str:
