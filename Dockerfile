@@ -17,7 +17,10 @@ COPY workers workers
 COPY api api
 COPY cli cli
 COPY serving serving
-RUN pip install .[deploy]
+# Every extra by default; a slimmer image leaves out what it does not run, e.g. an API or worker
+# image without evaluation or S3: `docker build --build-arg EXTRAS=deploy .` (see README).
+ARG EXTRAS=deploy,s3,eval
+RUN pip install ".[${EXTRAS}]"
 
 # Models come from a mounted cache (HF_HOME) or a folder named by RAG_EMBEDDING_MODEL and
 # RAG_RERANKER_MODEL; nothing is fetched at run time.

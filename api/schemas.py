@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -155,6 +155,11 @@ class DocumentOut(BaseModel):
     error: str
     attempts: int
     updated_at: datetime
+    deleted_by: Literal["bucket", "api"] | None = Field(
+        None,
+        description="when deleted: `bucket` (the object left it) or `api` (an admin's DELETE; "
+        "scans leave the object out until its content changes)",
+    )
     metadata: dict[str, Any] | None = Field(
         None,
         description="the document's metadata (parser's and sidecar's, stored once per document); "

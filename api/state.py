@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 from fastapi import Request
+from redis import Redis
 
 from api.audit import AuditLog
 from api.auth import KeyStore
@@ -22,6 +24,17 @@ class ApiState:
     keys: KeyStore
     metrics: Metrics
     audit: AuditLog
+    _redis: Redis | None = field(default=None, init=False, repr=False)
+    _guard: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def redis(self) -> Redis:
+        """The workers' Redis, for the per-document lock (`workers.locks`)."""
+        from workers.locks import redis_client  # `workers` builds the Celery app: on use only
+
+        with self._guard:
+            if self._redis is None:
+                self._redis = redis_client(self.runtime.settings.redis_url)
+            return self._redis
 
     @property
     def runtime(self) -> Runtime:
@@ -40,6 +53,8 @@ class ApiState:
         return self.platform.llm
 
     def close(self) -> None:
+        if self._redis is not None:
+            self._redis.close()
         self.keys.close()
         self.platform.close()
 

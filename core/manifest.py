@@ -1,8 +1,11 @@
 """What the platform believes about each document in the bucket, durably.
 
 A document moves through `queued -> processing -> indexed | failed`, and to `deleted` when it
-leaves the bucket. The manifest is a cache of that state for cheap scans and for status; the index
-stays the truth for which chunks exist, so a lost manifest row costs a re-sync, never a duplicate.
+leaves the bucket or an admin deletes it through the API (`deleted_by` says which). An API delete
+of an object still in the bucket is a tombstone: scans and syncs leave that object out of the index
+while its content is unchanged, and index it again once it changes. The manifest is a cache of
+that state for cheap scans and for status; the index stays the truth for which chunks exist, so
+a lost manifest row costs a re-sync, never a duplicate.
 
 `documents` holds each document's settled state, written by the syncer; work in flight (queued,
 processing) lives in `pending` beside it, so a queued document keeps its settled record and the
@@ -32,6 +35,13 @@ class DocStatus(StrEnum):
     DELETED = "deleted"
 
 
+class DeletedBy(StrEnum):
+    """Why a record is `deleted`."""
+
+    BUCKET = "bucket"  # the object left the bucket
+    API = "api"  # an admin deleted it through the API: a tombstone while the object stays
+
+
 @dataclass
 class DocumentRecord:
     doc_id: str
@@ -51,6 +61,12 @@ class DocumentRecord:
     # Document-level metadata (the parser's and the sidecar's), kept once here rather than in
     # every chunk's payload, which carries only the keys small enough to filter on.
     meta: dict = field(default_factory=dict)
+    deleted_by: str = ""  # a `DeletedBy` when the status is deleted, else ""
+
+    @property
+    def tombstone(self) -> bool:
+        """Deleted through the API while the object stayed in the bucket."""
+        return self.status == DocStatus.DELETED and self.deleted_by == DeletedBy.API
 
     def same_object(self, size: int, mtime: float, etag: str, sidecar: str) -> bool:
         """True when the bucket listing shows nothing changed since this record was written."""
@@ -118,6 +134,14 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         "document-level metadata, stored once per document",
         "ALTER TABLE documents ADD COLUMN meta TEXT NOT NULL DEFAULT '{}';",
     ),
+    Migration(
+        3,
+        "who deleted a document: the bucket, or an admin through the API (a tombstone)",
+        """
+ALTER TABLE documents ADD COLUMN deleted_by TEXT NOT NULL DEFAULT '';
+UPDATE documents SET deleted_by = 'bucket' WHERE status = 'deleted';
+""",
+    ),
 ]
 
 
@@ -179,9 +203,13 @@ class Manifest(SqliteStore):
                 [(k, json.dumps(v)) for k, v in meta.items()],
             )
 
-    def mark_deleted(self, record: DocumentRecord) -> DocumentRecord:
-        """Keep the record, marked deleted and without chunks, so status can still show it."""
+    def mark_deleted(self, record: DocumentRecord, by: DeletedBy) -> DocumentRecord:
+        """Keep the record, marked deleted and without chunks, so status can still show it.
+
+        Its stat data and content hash stay: for a tombstone they are the version deleted.
+        """
         record.status, record.chunk_ids, record.error = DocStatus.DELETED, [], ""
+        record.deleted_by = by.value
         record.updated_at = time.time()
         self.put(record)
         return record

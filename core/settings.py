@@ -175,6 +175,9 @@ class Settings(BaseSettings):
     # A request body must have arrived in full within this; then 408 and the connection closes.
     api_body_timeout_seconds: float = Field(default=10.0, gt=0)
     api_retry_after_seconds: int = 1
+    # An API delete waits this long for the document's lock while a worker syncs the document;
+    # past it, 409 with Retry-After.
+    api_delete_lock_wait_seconds: float = Field(default=10.0, ge=0)
     # Every search and answer, and every refused key, as a JSON line in data_dir/audit.log;
     # queries are logged as a SHA-256 and a length unless audit_log_queries is on.
     audit_log: bool = True
@@ -192,6 +195,9 @@ class Settings(BaseSettings):
     rerank_max_tokens: int | None = None  # truncate query + chunk pairs; None: the model's limit
     cohere_base_url: str = "https://api.cohere.com"
     cohere_rerank_model: str = "rerank-v3.5"
+    # Per attempt; the Cohere client retries 429 and 5xx answers with backoff this many times.
+    cohere_timeout_seconds: float = Field(default=30.0, gt=0)
+    cohere_max_retries: int = Field(default=2, ge=0)
     llm_base_url: str | None = None  # any OpenAI-compatible API, e.g. http://127.0.0.1:11434/v1
     llm_model: str = "gpt-4o-mini"
     llm_api_key: SecretStr | None = None

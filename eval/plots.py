@@ -10,7 +10,12 @@ import base64
 import io
 from collections.abc import Mapping, Sequence
 
-from matplotlib.figure import Figure
+from core.extras import missing_extra
+
+try:
+    from matplotlib.figure import Figure
+except ModuleNotFoundError as exc:
+    raise missing_extra("eval", "the evaluation report's charts", exc) from exc
 
 _STYLES = ("-o", "--s", ":^", "-.d", "-v", "--x")
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from core.embedding import Embedder
+from core.extras import missing_extra
 from core.llm import ChatClient, Source
 from eval.golden import GoldenItem
 from eval.llm import Answerer, bounded_map
@@ -34,8 +35,11 @@ from eval.runner import Retrieved
 
 os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")  # ragas reports usage over the network
 
-from ragas.embeddings.base import BaseRagasEmbedding
-from ragas.llms.base import InstructorBaseRagasLLM
+try:
+    from ragas.embeddings.base import BaseRagasEmbedding
+    from ragas.llms.base import InstructorBaseRagasLLM
+except ModuleNotFoundError as exc:
+    raise missing_extra("eval", "RAGAS scoring (rag eval, the nightly evaluation)", exc) from exc
 
 LLM_METRICS = ("faithfulness", "answer_relevancy", "context_precision", "context_recall")
 NON_LLM_METRICS = (

@@ -51,6 +51,7 @@ from core.model_digest import model_digest
 from core.runtime import Runtime
 from core.serving import Generation
 from core.settings import Settings
+from core.types import TenantScope
 from ingest.bucket import Bucket
 from ingest.chunking import CHUNKER_VERSION
 from ingest.documents import DocumentBuilder
@@ -221,7 +222,25 @@ class Rebuild:
             if not self._builds:
                 self._builds = [c.build(self.fingerprint.id) for c in self._companions]
                 self._listeners = [lst for b in self._builds for lst in b.listeners]
+            self._carry_tombstones(self._index, self._manifest)
         return self._index, self._manifest
+
+    def _carry_tombstones(self, index: ChunkIndex, manifest: Manifest) -> None:
+        """The served generation's API deletes hold in the new one: a tombstone whose version the
+        new generation holds (or has not synced yet) replaces its record there and its points go.
+
+        Done when the generation opens, so its syncer leaves those objects alone, and again at
+        the switch, for deletes made while it was built. A document whose content changed since
+        its delete is left as the new generation indexed it, as a scan of the served one would.
+        """
+        for doc_id, tombstone in self._runtime.manifest.all().items():
+            if not tombstone.tombstone:
+                continue
+            built = manifest.get(doc_id)
+            if built is not None and built.content_hash != tombstone.content_hash:
+                continue
+            index.delete_document(TenantScope(tombstone.tenant_id), doc_id)
+            manifest.put(tombstone)
 
     def _syncer(self, index: ChunkIndex, manifest: Manifest) -> DocumentSyncer:
         s = self._runtime.settings
@@ -277,6 +296,7 @@ class Rebuild:
     def _switch(self, index: ChunkIndex, manifest: Manifest) -> None:
         """Build the vector index, then serve the new generation; the old one is removed later."""
         rt = self._runtime
+        self._carry_tombstones(index, manifest)
         index.optimize()
         records = manifest.all()
         manifest.close()

@@ -12,6 +12,12 @@ volume or a wrong prefix can look like an empty bucket too, a plan that would de
 `scan_hold_deletes_share` of a tenant's documents at once holds those deletes: they are recorded
 in the manifest (`held_deletes`, which status shows) and carried out only once an operator
 confirms them (`confirm_held_deletes`), or dropped when the objects come back.
+
+A document an admin deleted through the API while its object stays (a tombstone) is settled while
+the listing shows the stat data it was deleted with and the index holds none of its points; new
+stat data sends it to the syncer, which keeps the tombstone unless the content changed. The
+tombstone stands for those bytes under that name, also should the object leave the bucket and come
+back (as it would through an unmounted volume): only new content is indexed again.
 """
 
 from __future__ import annotations
@@ -96,6 +102,7 @@ class BucketScanner:
                 )
                 and (
                     record.status == DocStatus.FAILED
+                    or (record.tombstone and obj.key not in indexed)
                     or (
                         record.status == DocStatus.INDEXED
                         and indexed.get(obj.key, 0) == len(record.chunk_ids)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from core.extras import missing_extra
 from core.generation import VECTOR_INDEX_META
 from core.listeners import DocumentListener
 from core.manifest import RunSummary
@@ -20,7 +21,10 @@ def open_bucket(url: str, settings: Settings | None = None) -> Bucket:
     """`s3://bucket/prefix` (credentials and endpoint from the settings), else a local folder
     path or file:// URL."""
     if url.startswith("s3://"):
-        from ingest.s3 import S3Bucket
+        try:
+            from ingest.s3 import S3Bucket
+        except ModuleNotFoundError as exc:
+            raise missing_extra("s3", f"the bucket {url}", exc) from exc
 
         return S3Bucket(url, settings or get_settings())
     from pathlib import Path

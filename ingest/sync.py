@@ -5,6 +5,10 @@ chunked, only chunk hashes never seen before reach the model (the rest come from
 cache), new points are upserted, and then every point the index still holds for the document but
 the new version lacks is deleted. Diffing against the index, not the manifest, is what lets a sync
 clean up after a crashed predecessor.
+
+A document deleted through the API while its object stays in the bucket (`tombstone`) is left out
+of the index for as long as its content is unchanged; whoever syncs it (a scan, a worker's task,
+`rag ingest`) finds the tombstone and keeps it. New content indexes it again.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Literal
 from core.embedding import CachedEmbedder
 from core.index import ChunkIndex
 from core.listeners import DocumentListener
-from core.manifest import DocStatus, DocumentRecord, Manifest
+from core.manifest import DeletedBy, DocStatus, DocumentRecord, Manifest
 from core.types import IndexedChunk, TenantScope
 from ingest.bucket import (
     Bucket,
@@ -99,8 +103,23 @@ class DocumentSyncer:
         record = self._manifest.get(doc_id)
         self._remove(doc_id)
         if record is not None:
-            self._manifest.mark_deleted(record)
+            self._manifest.mark_deleted(record, DeletedBy.BUCKET)
         return SyncOutcome(doc_id, "deleted")
+
+    def tombstone(self, doc_id: str) -> DocumentRecord | None:
+        """Delete a document the bucket still holds (an admin's API delete); None if unknown.
+
+        The caller holds the document's lock. The tombstone is written first: should the process
+        die before the points are gone, the next scan finds points the record disowns and this
+        syncer removes them, rather than bringing the document back. The record keeps the stat
+        data and content hash of the version deleted, which is what the tombstone stands for.
+        """
+        record = self._manifest.get(doc_id)
+        if record is None:
+            return None
+        self._manifest.mark_deleted(record, DeletedBy.API)
+        self._remove(doc_id)
+        return record
 
     def _remove(self, doc_id: str) -> TenantScope | None:
         """Delete every point of a document and tell the listeners; its tenant, if the key has one.
@@ -126,6 +145,11 @@ class DocumentSyncer:
             check_key(obj.key)
             data = self.bucket.read(obj.key, self._max_bytes)
             content_hash = sha256(data)
+            if record is not None and self._still_tombstoned(record, obj, content_hash):
+                if self._index.chunk_ids(TenantScope(record.tenant_id), record.doc_id):
+                    self._remove(record.doc_id)  # left by a delete that died half-way
+                self._touch(record, obj, sidecar_sig)
+                return SyncOutcome(obj.key, "unchanged")
             meta = self._read_sidecar(sidecar) if sidecar else None
             meta_hash = sha256(meta) if meta is not None else ""
             if self._still_indexed(record, content_hash, meta_hash):
@@ -201,6 +225,18 @@ class DocumentSyncer:
             and self._index.chunk_ids(TenantScope(record.tenant_id), record.doc_id)
             == set(record.chunk_ids)
         )
+
+    def _still_tombstoned(self, record: DocumentRecord, obj: ObjectInfo, content_hash: str) -> bool:
+        """Deleted through the API, and the object holds the bytes deleted: the same content
+        hash, or, for a document deleted while quarantined (it never had one), the same stat.
+
+        The sidecar does not count: new metadata is not a new document.
+        """
+        if not record.tombstone:
+            return False
+        if record.content_hash:
+            return record.content_hash == content_hash
+        return record.same_object(obj.size, obj.mtime, obj.etag, record.sidecar)
 
     def _touch(self, record: DocumentRecord, obj: ObjectInfo, sidecar_sig: str) -> None:
         """Same content under new stat data (a `touch`, a copy): remember the new stat only."""

@@ -14,11 +14,14 @@ import os
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote_plus
 
 from core.settings import Settings
 from ingest.bucket import Bucket, LocalBucket, key_of_name
-from ingest.s3 import S3Bucket, aws_client
+
+if TYPE_CHECKING:
+    from ingest.s3 import S3Bucket
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +148,8 @@ class QueueWatcher(Watcher):
     """Long-polls an SQS queue that receives the bucket's event notifications."""
 
     def __init__(self, queue_url: str, bucket: S3Bucket, settings: Settings, hint: Hint) -> None:
+        from ingest.s3 import aws_client
+
         super().__init__(hint)
         self._queue_url = queue_url
         self._bucket = bucket
@@ -179,6 +184,9 @@ def watcher_for(bucket: Bucket, settings: Settings, hint: Hint, rescan: Rescan) 
     """
     if isinstance(bucket, LocalBucket) and settings.watch_bucket:
         return FolderWatcher(bucket.root, hint, rescan)
-    if isinstance(bucket, S3Bucket) and settings.sqs_queue_url:
-        return QueueWatcher(settings.sqs_queue_url, bucket, settings, hint)
+    if settings.sqs_queue_url and not isinstance(bucket, LocalBucket):
+        from ingest.s3 import S3Bucket  # an S3 bucket is open: the s3 extra is installed
+
+        if isinstance(bucket, S3Bucket):
+            return QueueWatcher(settings.sqs_queue_url, bucket, settings, hint)
     return None

@@ -37,7 +37,14 @@ class Reranker(Protocol):
 
 
 class RerankerError(RuntimeError):
-    """The reranker was available but failed on this request (e.g. the remote API erred)."""
+    """The reranker was available but failed on this request (e.g. the remote API erred).
+
+    `busy`: it is rate-limited, overloaded or out of reach for now, so a retry later may work.
+    """
+
+    def __init__(self, reason: str, busy: bool = False) -> None:
+        super().__init__(reason)
+        self.busy = busy
 
 
 class CrossEncoderReranker:
@@ -91,42 +98,63 @@ class CrossEncoderReranker:
 
 
 class CohereReranker:
-    """Cohere's v2 rerank endpoint over HTTP; `transport` lets tests replay recorded answers."""
+    """Cohere's rerank through its official client (`cohere.ClientV2`), with the client's own
+    timeout and retries (backoff on 429 and 5xx, honouring `Retry-After`).
+
+    Its failures become `RerankerError`s: `busy` when Cohere is rate-limiting, overloaded or out
+    of reach (worth a retry later), otherwise a failed request or an answer that makes no sense.
+    The client speaks through an httpx client of ours, so `transport` lets tests replay
+    recorded answers.
+    """
 
     def __init__(
         self,
         api_key: str,
         model: str,
         base_url: str,
-        timeout_s: float = 30.0,
+        timeout_s: float,
+        max_retries: int,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        import cohere
+
         self.name = f"cohere:{model}"
         self._model = model
-        self._client = httpx.Client(
+        self._http = httpx.Client(timeout=timeout_s, transport=transport)
+        self._client = cohere.ClientV2(
+            api_key,
             base_url=base_url,
-            headers={"Authorization": f"Bearer {api_key}"},
             timeout=timeout_s,
-            transport=transport,
+            max_retries=max_retries,
+            httpx_client=self._http,
+            client_name="ragplatform",
         )
 
     def score(self, query: str, texts: Sequence[str]) -> list[float]:
+        from cohere.core.api_error import ApiError
+
         if not texts:
             return []
-        body = {"model": self._model, "query": query, "documents": list(texts)}
         try:
-            response = self._client.post("/v2/rerank", json=body)
-            response.raise_for_status()
-            results = response.json()["results"]
+            reply = self._client.rerank(model=self._model, query=query, documents=list(texts))
             scores = [0.0] * len(texts)
-            for r in results:
-                scores[int(r["index"])] = float(r["relevance_score"])
-        except (httpx.HTTPError, KeyError, IndexError, TypeError, ValueError) as exc:
-            raise RerankerError(f"Cohere rerank failed: {exc}") from exc
+            for r in reply.results:
+                scores[r.index] = float(r.relevance_score)
+        except ApiError as exc:
+            busy = exc.status_code in _COHERE_BUSY
+            reason = f"Cohere rerank failed: HTTP {exc.status_code}: {exc.body}"
+            raise RerankerError(reason, busy) from exc
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            raise RerankerError(f"Cohere rerank failed: {type(exc).__name__}: {exc}", True) from exc
+        except (AttributeError, IndexError, TypeError, ValueError) as exc:
+            raise RerankerError(f"Cohere rerank failed: unexpected answer: {exc}") from exc
         return scores
 
     def close(self) -> None:
-        self._client.close()
+        self._http.close()
+
+
+_COHERE_BUSY = {429, 503, 504}  # rate-limited, overloaded, timed out upstream: retry later
 
 
 @dataclass(frozen=True)
@@ -151,6 +179,8 @@ def load_reranker(
             settings.cohere_api_key.get_secret_value(),
             settings.cohere_rerank_model,
             settings.cohere_base_url,
+            settings.cohere_timeout_seconds,
+            settings.cohere_max_retries,
             transport=transport,
         )
         return RerankerStatus(cohere, cohere.name)

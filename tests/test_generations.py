@@ -449,3 +449,27 @@ def test_a_process_follows_a_switch_another_process_made_on_the_server(
             h.payload["doc_id"] for h in retriever.retrieve(DEFAULT, "penguins", 3, "dense")
         ] == ["new.txt"]
         rebuilt.close()
+
+
+def test_a_rebuild_keeps_the_documents_deleted_through_the_api_out(
+    tmp_path: Path, bucket_dir: Path, embedder: Embedder
+) -> None:
+    """A tombstone (issue 17) survives the switch: the new generation holds none of the
+    document's points and its record stays deleted by the API."""
+    fill(bucket_dir)
+    doc = sorted(p.name for p in bucket_dir.iterdir())[0]
+    with Runtime(make_settings(tmp_path), embedder) as rt:
+        ingestion = Ingestion(rt, open_bucket(rt.settings.bucket_url))
+        ingestion.run()
+        assert ingestion.syncer.tombstone(doc) is not None
+    settings = make_settings(tmp_path, chunk_size=48, chunk_overlap=8)
+    with Runtime(settings, embedder) as rt:
+        rebuild = Rebuild(rt, open_bucket(settings.bucket_url))
+        assert rebuild.run(max_docs=8).switched
+        rebuild.close()
+        assert not rt.index.chunk_ids(DEFAULT, doc)
+        assert rt.manifest.get(doc).tombstone  # type: ignore[union-attr]
+        others = [p.name for p in bucket_dir.iterdir() if p.name != doc]
+        assert all(rt.index.chunk_ids(DEFAULT, d) for d in others)
+        assert Ingestion(rt, open_bucket(settings.bucket_url)).run().added == 0
+        assert not rt.index.chunk_ids(DEFAULT, doc)

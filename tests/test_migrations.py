@@ -44,7 +44,7 @@ def test_manifest_of_the_previous_release_upgrades_in_place(tmp_path: Path) -> N
     assert user_version(path) == 0
     manifest = Manifest(path)
     try:
-        assert manifest.schema_version == len(manifest_module.MIGRATIONS) >= 2
+        assert manifest.schema_version == len(manifest_module.MIGRATIONS) >= 3
         indexed = manifest.get("notes/a.md")
         assert indexed is not None
         assert (indexed.status, indexed.chunk_ids, indexed.mtime) == (
@@ -53,6 +53,7 @@ def test_manifest_of_the_previous_release_upgrades_in_place(tmp_path: Path) -> N
             1700000000.5,
         )
         assert indexed.meta == {}  # the column migration 2 added, with its default
+        assert indexed.deleted_by == ""  # migration 3's, empty for a document not deleted
         failed = manifest.all("acme")["tenants/acme/bad.pdf"]
         assert (failed.status, failed.attempts) == (DocStatus.FAILED, 3)
         assert failed.error == "corrupt PDF: EOF marker not found"
@@ -86,7 +87,27 @@ def test_fresh_and_upgraded_manifests_hold_the_same_columns(tmp_path: Path) -> N
             conn.close()
 
     assert columns(upgraded) == columns(tmp_path / "new.sqlite")
-    assert "meta" in columns(upgraded)
+    assert {"meta", "deleted_by"} <= set(columns(upgraded))
+
+
+def test_documents_deleted_before_tombstones_read_as_deleted_by_the_bucket(
+    tmp_path: Path,
+) -> None:
+    """Migration 3: a deleted record of an older release is no tombstone, so a scan that finds
+    its object again indexes it, as that release did."""
+    path = restore("manifest_v0.sql", tmp_path / "manifest.sqlite")
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE documents SET status = 'deleted' WHERE doc_id = 'notes/a.md'")
+    conn.commit()
+    conn.close()
+    manifest = Manifest(path)
+    try:
+        record = manifest.get("notes/a.md")
+        assert record is not None and (record.status, record.deleted_by) == ("deleted", "bucket")
+        assert not record.tombstone
+        assert manifest.get("tenants/acme/bad.pdf").deleted_by == ""  # type: ignore[union-attr]
+    finally:
+        manifest.close()
 
 
 def test_key_store_of_the_previous_release_keeps_its_keys(tmp_path: Path) -> None:

@@ -59,8 +59,8 @@ def test_cross_encoder_reranker_scores_like_the_model(cross_encoder_dir: Path) -
 
 
 def test_cohere_reranker_replays_a_recorded_response() -> None:
-    """Cohere's API cannot be reached here: a fake transport replays a recorded response and
-    checks the request we send."""
+    """Cohere's API cannot be reached here: a fake transport (a mock, marked as such) replays a
+    recorded response under the official client and checks the request it sends."""
     seen: list[httpx.Request] = []
 
     def cohere(request: httpx.Request) -> httpx.Response:
@@ -68,37 +68,78 @@ def test_cohere_reranker_replays_a_recorded_response() -> None:
         return httpx.Response(200, json=RECORDED)
 
     reranker = CohereReranker(
-        "secret-key", "rerank-v3.5", "https://api.cohere.com", transport=httpx.MockTransport(cohere)
+        "secret-key",
+        "rerank-v3.5",
+        "https://api.cohere.com",
+        timeout_s=5,
+        max_retries=0,
+        transport=httpx.MockTransport(cohere),  # mock: Cohere cannot be reached here
     )
     assert reranker.score("fox", TEXTS) == [0.8123, 0.0011, 0.9871]
     request = seen[0]
     assert request.url == "https://api.cohere.com/v2/rerank"
     assert request.headers["authorization"] == "Bearer secret-key"
+    assert request.headers["x-client-name"] == "ragplatform"
     assert json.loads(request.content) == {
         "model": "rerank-v3.5",
         "query": "fox",
         "documents": TEXTS,
     }
+    reranker.close()
+
+
+def test_cohere_client_retries_a_rate_limited_request() -> None:
+    """The client's own retries: a 429 with Retry-After 0, then the recorded answer (mock
+    transport: Cohere cannot be reached here)."""
+    replies = [httpx.Response(429, headers={"Retry-After": "0"}, json={"message": "slow"})]
+
+    def cohere(_: httpx.Request) -> httpx.Response:
+        return replies.pop(0) if replies else httpx.Response(200, json=RECORDED)
+
+    reranker = CohereReranker(
+        "k", "rerank-v3.5", "https://api.cohere.com", 5, 1, httpx.MockTransport(cohere)
+    )
+    assert reranker.score("fox", TEXTS) == [0.8123, 0.0011, 0.9871]
+    assert not replies
 
 
 @pytest.mark.parametrize(
-    "response",
+    ("response", "busy"),
     [
-        httpx.Response(429, json={"message": "rate limited"}),
-        httpx.Response(200, json={"unexpected": True}),
-        httpx.Response(200, content=b"not json"),
+        (httpx.Response(429, json={"message": "rate limited"}), True),
+        (httpx.Response(503, json={"message": "overloaded"}), True),
+        (httpx.Response(401, json={"message": "invalid api token"}), False),
+        (httpx.Response(500, json={"message": "internal"}), False),
+        (httpx.Response(200, json={"unexpected": True}), False),
+        (httpx.Response(200, content=b"not json"), False),
     ],
 )
-def test_cohere_failures_raise_reranker_errors(response: httpx.Response) -> None:
-    """A fake transport stands in for Cohere's API, which cannot be reached here."""
+def test_cohere_failures_raise_reranker_errors(response: httpx.Response, busy: bool) -> None:
+    """A fake transport (a mock) stands in for Cohere's API, which cannot be reached here.
+    `busy` failures answer 503 (retry later), the others 502."""
     reranker = CohereReranker(
         "k",
         "rerank-v3.5",
         "https://api.cohere.com",
+        timeout_s=5,
+        max_retries=0,
         transport=httpx.MockTransport(lambda _: response),
     )
-    with pytest.raises(RerankerError, match="Cohere rerank failed"):
+    with pytest.raises(RerankerError, match="Cohere rerank failed") as raised:
         reranker.score("fox", TEXTS)
+    assert raised.value.busy is busy
+
+
+def test_an_unreachable_cohere_is_busy() -> None:
+    def refused(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    reranker = CohereReranker(
+        "k", "rerank-v3.5", "https://api.cohere.com", 5, 0, httpx.MockTransport(refused)
+    )
+    with pytest.raises(RerankerError, match="ConnectError") as raised:
+        reranker.score("fox", TEXTS)
+    assert raised.value.busy
 
 
 def test_load_reranker_prefers_cohere_when_a_key_is_set(tmp_path: Path) -> None:
@@ -176,3 +217,24 @@ def test_cohere_key_is_read_from_cohere_own_variable(monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("RAG_COHERE_API_KEY", raising=False)
     monkeypatch.setenv("COHERE_API_KEY", "from-cohere-env")
     assert Settings().cohere_api_key.get_secret_value() == "from-cohere-env"
+
+
+def test_the_api_answers_cohere_failures_with_502_or_503_and_the_reason(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """Through the served search: a mock transport stands in for Cohere, unreachable here."""
+    replies: list[httpx.Response] = []
+    runtime, keys = prepare_runtime(
+        tmp_path, embedder, cohere_api_key=SecretStr("k"), cohere_max_retries=0
+    )
+    with running_app(runtime, keys, transport=httpx.MockTransport(lambda _: replies.pop())) as env:
+        body = {"query": "fox", "rerank": True}
+        replies.append(httpx.Response(200, json={**RECORDED, "results": []}))
+        assert env.client.post("/v1/search", json=body, headers=env.auth("acme")).status_code == 200
+        for status, code in ((429, "reranker_busy"), (401, "reranker_failed")):
+            replies.append(httpx.Response(status, json={"message": "from cohere"}))
+            r = env.client.post("/v1/search", json=body, headers=env.auth("acme"))
+            assert r.status_code == (503 if status == 429 else 502), r.text
+            error = r.json()["error"]
+            assert error["code"] == code
+            assert f"HTTP {status}" in error["reason"] and "from cohere" in error["reason"]

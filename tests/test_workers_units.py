@@ -29,7 +29,7 @@ from tests.support.workers import REDIS_URL
 from workers import context
 from workers.app import configure
 from workers.context import WorkerContext
-from workers.locks import RedisLock, is_locked
+from workers.locks import document_lock, document_lock_key, is_document_locked, task_lock
 from workers.redis_server import answers, ensure_redis, free_port
 from workers.tasks.ingestion import scan_bucket, scan_keys, sync_document, sync_documents
 
@@ -60,24 +60,24 @@ def _write(ctx: WorkerContext, key: str, text: str) -> None:
 
 
 def test_lock_excludes_renews_and_releases(redis_db: Redis) -> None:
-    first = RedisLock(redis_db, "doc.txt", ttl_seconds=0.3)
+    first = document_lock(redis_db, "doc.txt", ttl_seconds=0.3)
     assert first.acquire()
-    assert not RedisLock(redis_db, "doc.txt", ttl_seconds=0.3).acquire()
+    assert not document_lock(redis_db, "doc.txt", ttl_seconds=0.3).acquire()
     time.sleep(0.8)  # well past the TTL: only renewal keeps it
-    assert is_locked(redis_db, "doc.txt") and not first.lost
+    assert is_document_locked(redis_db, "doc.txt") and not first.lost
     first.release()
-    assert not is_locked(redis_db, "doc.txt")
-    second = RedisLock(redis_db, "doc.txt", ttl_seconds=0.3)
+    assert not is_document_locked(redis_db, "doc.txt")
+    second = document_lock(redis_db, "doc.txt", ttl_seconds=0.3)
     assert second.acquire()
     second.release()
 
 
 def test_dead_holders_lock_lapses(redis_db: Redis) -> None:
     """A holder killed with its renewal thread leaves a key that expires within one TTL."""
-    redis_db.set("rag:lock:doc.txt", "someone-dead", px=300)
-    assert not RedisLock(redis_db, "doc.txt", ttl_seconds=1).acquire()
+    redis_db.set(document_lock_key("doc.txt"), "someone-dead", px=300)
+    assert not document_lock(redis_db, "doc.txt", ttl_seconds=1).acquire()
     time.sleep(0.4)
-    lock = RedisLock(redis_db, "doc.txt", ttl_seconds=1)
+    lock = document_lock(redis_db, "doc.txt", ttl_seconds=1)
     assert lock.acquire()
     lock.release()
 
@@ -147,7 +147,7 @@ def test_scan_enqueues_once_and_requeues_what_was_lost(ctx: WorkerContext, redis
 
     # A task that started but holds no lock died with its worker: enqueue it again at once.
     ctx.runtime.manifest.mark_processing("a.txt", "default", "dead-task")
-    with RedisLock(redis_db, "b.txt", 60):
+    with document_lock(redis_db, "b.txt", 60):
         ctx.runtime.manifest.mark_processing("b.txt", "default", "live-task")
         report = scan_bucket.apply().get()
     assert (report["sync"], report["in_flight"]) == (1, 2)
@@ -187,12 +187,30 @@ def test_document_task_syncs_and_is_idempotent(ctx: WorkerContext) -> None:
 
 def test_busy_document_is_left_to_its_holder(ctx: WorkerContext, redis_db: Redis) -> None:
     _write(ctx, "doc.txt", "Held by another worker.")
-    with RedisLock(redis_db, "doc.txt", 60):
+    with document_lock(redis_db, "doc.txt", 60):
         result = sync_document.apply(("doc.txt",))
     assert ctx.runtime.manifest.get("doc.txt") is None
     assert ctx.runtime.index.count() == 0
     assert result.get()["outcome"] == "busy"
     assert sync_document.apply(("doc.txt",)).get()["outcome"] == "added"
+
+
+def test_documents_named_like_tasks_never_share_their_locks(
+    ctx: WorkerContext, redis_db: Redis
+) -> None:
+    """A bucket object named `scan` (or `optimize`) locks as a document, never as the task.
+
+    Without a suffix it is quarantined as an unsupported type: settled, with its reason, where a
+    shared lock would have skipped the scan or left the document busy."""
+    _write(ctx, "scan", "A file that happens to be called scan.")
+    with document_lock(redis_db, "scan", 60):  # a worker is syncing the object `scan`
+        report = scan_bucket.apply().get()
+    assert "skipped" not in report, report
+    assert report["sync"] == 1
+    with task_lock(redis_db, "scan", 60):  # a scan is running
+        assert sync_document.apply(("scan",)).get()["outcome"] == "failed"
+    record = ctx.runtime.manifest.get("scan")
+    assert (record.status, record.error) == (DocStatus.FAILED, "unsupported file type (none)")
 
 
 def test_run_summary_counts_task_outcomes(ctx: WorkerContext) -> None:
@@ -298,7 +316,7 @@ def test_the_optimise_task_indexes_what_the_workers_wrote(
         for key in [f"doc{n}.txt" for n in range(30)]:
             sync_document.apply((key,)).get()
         assert ctx.runtime.index.count() == 30
-        with RedisLock(redis_db, "optimize", ttl_seconds=5):
+        with task_lock(redis_db, "optimize", ttl_seconds=5):
             assert "skipped" in optimize_index.apply().get()
         assert optimize_index.apply().get()["optimized"] is True
         assert optimize_index.apply().get()["optimized"] is False
@@ -339,7 +357,7 @@ def test_a_group_task_settles_each_document_as_its_own_task_would(
     embeds = _counting(monkeypatch, ctx.runtime.embedder, "embed_documents")
     upserts = _counting(monkeypatch, ctx.runtime.index, "upsert")
 
-    with RedisLock(redis_db, "held.txt", 60):
+    with document_lock(redis_db, "held.txt", 60):
         results = sync_documents.apply((docs, task_ids), {"run_id": run_id}).get()
 
     outcomes = {r["doc_id"]: r["outcome"] for r in results}

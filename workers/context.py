@@ -21,6 +21,7 @@ from core.settings import Settings, get_settings
 from ingest.bucket import Bucket
 from ingest.service import Ingestion
 from serving.platform import Platform
+from workers.locks import redis_client
 
 
 @dataclass
@@ -47,12 +48,6 @@ class WorkerContext:
     @cached_property
     def redis(self) -> Redis:
         return redis_client(self.settings.redis_url)
-
-
-def redis_client(url: str) -> Redis:
-    return Redis.from_url(
-        url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
-    )
 
 
 _context: WorkerContext | None = None

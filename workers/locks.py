@@ -1,45 +1,81 @@
-"""A Redis lock with expiry, so two workers never sync the same document at once.
+"""Redis locks with expiry, so two processes never work on the same document or task at once.
 
-`SET key token NX PX ttl` takes it; only the holder's token can renew or release it (a Lua
+`SET key token NX PX ttl` takes one; only the holder's token can renew or release it (a Lua
 compare-and-act). While held, a daemon thread renews it every third of the TTL, so a long sync
 keeps it, while a worker killed mid-task lets it lapse within one TTL and the document frees up.
+
+Documents and tasks lock in separate namespaces (`rag:lock:doc:<doc id>`, `rag:lock:task:<name>`):
+a document id is any bucket key, so a bucket object named `scan` must not contend with the scan.
+Every process that changes a document (a worker's task, `rag up`'s pool, the API's delete) takes
+`document_lock` for it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import uuid
 
 from redis import Redis
 from redis.exceptions import RedisError
 
-_PREFIX = "rag:lock:"
+_DOCUMENT_PREFIX = "rag:lock:doc:"
+_TASK_PREFIX = "rag:lock:task:"
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"  # noqa: E501
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"  # noqa: E501
+_POLL_SECONDS = 0.05
 
 
-def lock_key(name: str) -> str:
-    return _PREFIX + name
+def redis_client(url: str) -> Redis:
+    return Redis.from_url(
+        url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
+    )
 
 
-def is_locked(redis: Redis, name: str) -> bool:
-    return bool(redis.exists(lock_key(name)))
+def document_lock_key(doc_id: str) -> str:
+    return _DOCUMENT_PREFIX + doc_id
+
+
+def task_lock_key(task: str) -> str:
+    return _TASK_PREFIX + task
+
+
+def document_lock(redis: Redis, doc_id: str, ttl_seconds: float) -> RedisLock:
+    return RedisLock(redis, document_lock_key(doc_id), ttl_seconds)
+
+
+def task_lock(redis: Redis, task: str, ttl_seconds: float) -> RedisLock:
+    return RedisLock(redis, task_lock_key(task), ttl_seconds)
+
+
+def is_document_locked(redis: Redis, doc_id: str) -> bool:
+    return bool(redis.exists(document_lock_key(doc_id)))
+
+
+def is_task_locked(redis: Redis, task: str) -> bool:
+    return bool(redis.exists(task_lock_key(task)))
 
 
 class RedisLock:
-    def __init__(self, redis: Redis, name: str, ttl_seconds: float) -> None:
+    """One lock on the Redis key `key`; build it with `document_lock` or `task_lock`."""
+
+    def __init__(self, redis: Redis, key: str, ttl_seconds: float) -> None:
         self._redis = redis
-        self.key = lock_key(name)
+        self.key = key
         self._ttl_ms = max(1, int(ttl_seconds * 1000))
         self._token = uuid.uuid4().hex
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
         self.lost = False  # set when a renewal found the lock expired or taken over
 
-    def acquire(self) -> bool:
-        if not self._redis.set(self.key, self._token, nx=True, px=self._ttl_ms):
-            return False
+    def acquire(self, wait_seconds: float = 0.0) -> bool:
+        """Take the lock, trying for up to `wait_seconds` while another holder has it."""
+        deadline = time.monotonic() + wait_seconds
+        while not self._redis.set(self.key, self._token, nx=True, px=self._ttl_ms):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(_POLL_SECONDS)
         self._renewer = threading.Thread(target=self._renew, name=f"renew {self.key}", daemon=True)
         self._renewer.start()
         return True

@@ -4,17 +4,22 @@ A document id is its bucket key (`tenants/acme/report.pdf`); URL-encode it or se
 path, both route here. Every id the listing shows round-trips, control characters (a newline in
 a file name) included. Another tenant's document answers 404 exactly like a missing one.
 
-DELETE needs an admin key and acts in the key's own tenant: it removes the document's chunks
-from the index and marks its record deleted. The bucket stays the source of truth: if the object
-is still in the bucket, the next scan indexes it again, so delete it there to remove it for good.
+DELETE needs an admin key and acts in the key's own tenant. It goes through the document syncer,
+under the document's Redis lock (the one every worker and `rag up` take to sync it), so it never
+interleaves with a sync of that document: its chunks leave the index, its facts leave the graph,
+and its record is marked deleted by the API. While the object stays in the bucket that record is
+a tombstone: scans, tasks and `rag ingest` leave the object out of the index as long as its
+content is unchanged (a `touch` or a new sidecar does not bring it back), and index it again once
+its content changes. Deleting the object from the bucket removes it for good as before.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
+from redis.exceptions import RedisError
 from starlette.convertors import PathConvertor, register_url_convertor
 
 from api.auth import Principal, current_scope, require_admin
@@ -24,6 +29,7 @@ from api.state import ApiState, api_state
 from core.manifest import DocStatus, DocumentRecord
 from core.types import InvalidTenantError, TenantScope
 from ingest.scan import confirm_held_deletes
+from workers.locks import document_lock
 
 
 class DocIdConvertor(PathConvertor):
@@ -52,6 +58,7 @@ def _out(r: DocumentRecord, with_metadata: bool = False) -> DocumentOut:
         error=r.error,
         attempts=r.attempts,
         updated_at=_time(r.updated_at),
+        deleted_by=(r.deleted_by or None) if r.status == DocStatus.DELETED else None,
         metadata=r.meta if with_metadata else None,
     )
 
@@ -113,18 +120,42 @@ def get_document(
     return _out(_own(state, scope, doc_id), with_metadata=True)
 
 
-@router.delete("/{doc_id:doc_id}", response_model=DocumentOut)
+_DELETE_ERRORS: dict[int | str, dict[str, Any]] = {
+    409: {"description": "a worker is syncing the document; retry after `Retry-After` seconds"},
+    503: {
+        "description": "the server is at RAG_API_MAX_INFLIGHT requests, or the key's tenant at "
+        "RAG_API_MAX_INFLIGHT_PER_TENANT, or the Redis holding the document locks "
+        "(RAG_REDIS_URL) does not answer; retry after `Retry-After` seconds"
+    },
+}
+
+
+@router.delete("/{doc_id:doc_id}", response_model=DocumentOut, responses=_DELETE_ERRORS)
 def delete_document(
     doc_id: str, state: State, principal: Annotated[Principal, Depends(require_admin)]
 ) -> DocumentOut:
-    """Remove a document's chunks from the index and the graph; its record stays, marked deleted.
+    """Remove a document's chunks from the index and its facts from the graph, under its lock.
 
-    The bucket is the source of truth: if the object is still there, the next scan indexes it
-    again. Delete it from the bucket to remove it for good.
+    Its record stays, marked deleted by the API: a tombstone that keeps the object out of the
+    index while its content in the bucket is unchanged (see the module docstring).
     """
-    runtime = state.runtime
-    record = _own(state, principal.scope, doc_id)
-    runtime.index.delete_document(principal.scope, doc_id)
-    for listener in state.platform.listeners:  # the graph, when enabled
-        listener.on_deleted(principal.scope, doc_id)
-    return _out(runtime.manifest.mark_deleted(record))
+    s = state.runtime.settings
+    _own(state, principal.scope, doc_id)
+    retry = {"Retry-After": str(s.api_retry_after_seconds)}
+    lock = document_lock(state.redis(), doc_id, s.document_lock_ttl_seconds)
+    try:
+        held = lock.acquire(wait_seconds=s.api_delete_lock_wait_seconds)
+    except RedisError as exc:
+        reason = f"cannot lock the document: Redis at RAG_REDIS_URL does not answer ({exc})"
+        raise ApiError(503, "lock_unavailable", reason, headers=retry) from None
+    if not held:
+        reason = "a worker is syncing the document; retry shortly"
+        raise ApiError(409, "document_busy", reason, "doc_id", headers=retry)
+    try:
+        _own(state, principal.scope, doc_id)  # settled again under the lock
+        record = state.platform.ingestion.syncer.tombstone(doc_id)
+    finally:
+        lock.release()
+    if record is None:
+        raise ApiError(404, "not_found", "no such document", "doc_id")
+    return _out(record)

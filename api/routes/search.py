@@ -87,6 +87,8 @@ def search_or_error(
         field = "rerank" if exc.code == "reranker_unavailable" else "mode"
         raise ApiError(400, exc.code, reason, field) from None
     except RerankerError as exc:
+        if exc.busy:
+            raise ApiError(503, "reranker_busy", str(exc)) from None
         raise ApiError(502, "reranker_failed", str(exc)) from None
 
 
@@ -149,6 +151,11 @@ def _result(c: RankedChunk) -> ChunkResult:
 _SEARCH_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "the mode or reranking asked for is not available on this server"},
     502: {"description": "the remote reranker (Cohere) failed"},
+    503: {
+        "description": "the server is at RAG_API_MAX_INFLIGHT requests, or the key's tenant at "
+        "RAG_API_MAX_INFLIGHT_PER_TENANT, or the remote reranker (Cohere) is rate-limiting, "
+        "overloaded or out of reach; retry later"
+    },
 }
 
 
@@ -168,7 +175,10 @@ def search(body: SearchBody, state: State, caller: Caller) -> SearchResponse:
     responses={
         **_SEARCH_ERRORS,
         502: {"description": "the LLM or the remote reranker failed"},
-        503: {"description": "no LLM endpoint is configured, or the server is at its limit"},
+        503: {
+            "description": "no LLM endpoint is configured, the server is at its limit, or the "
+            "remote reranker (Cohere) is rate-limiting, overloaded or out of reach"
+        },
     },
 )
 def answer(body: AnswerBody, state: State, caller: Caller) -> AnswerResponse:

@@ -25,6 +25,7 @@ from ingest.bucket import LocalBucket
 from retrieval.search import Leg
 from serving.platform import Platform
 from tests.support.documents import make_docx, make_html, make_markdown, make_pdf, make_text
+from tests.support.services import redis_url
 from tests.support.settings import make_settings
 
 TENANTS = ("acme", "globex")
@@ -110,6 +111,7 @@ def prepare_runtime(
 
     Keys are named `"<tenant>:<role>"`.
     """
+    overrides = {"redis_url": redis_url(10), **overrides}  # the API's document locks
     settings = make_settings(
         tmp, backend, chunk_size=48, chunk_overlap=8, admin_api_key=ADMIN_KEY, **overrides
     )

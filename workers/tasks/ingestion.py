@@ -19,12 +19,12 @@ import contextlib
 import logging
 import random
 import sqlite3
+import sys
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from celery import Task
 from qdrant_client.http.exceptions import ResponseHandlingException
 from redis.exceptions import RedisError
@@ -36,7 +36,7 @@ from ingest.scan import held_deletes
 from ingest.sync import SyncOutcome
 from workers.app import app
 from workers.context import WorkerContext, context
-from workers.locks import RedisLock, is_locked
+from workers.locks import document_lock, is_document_locked, task_lock
 from workers.objects import current
 
 log = logging.getLogger(__name__)
@@ -47,20 +47,28 @@ _S3_TRANSIENT = {"SlowDown", "Throttling", "RequestTimeout", "InternalError", "S
 
 def is_transient(exc: BaseException) -> bool:
     """Errors worth another try later: the network, Redis, a locked database, a busy store."""
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return error.get("Code") in _S3_TRANSIENT or status >= 500
-    return isinstance(
+    return _s3_transient(exc) or isinstance(
         exc,
         ConnectionError
         | TimeoutError
         | RedisError
-        | BotoCoreError
         | ResponseHandlingException
         | sqlite3.OperationalError
         | BucketUnavailableError,
     )
+
+
+def _s3_transient(exc: BaseException) -> bool:
+    """S3 throttling, 5xx answers and botocore's network errors. botocore is looked up, not
+    imported: without the s3 extra it is never loaded, and then no S3 error was raised."""
+    botocore = sys.modules.get("botocore.exceptions")
+    if botocore is None:
+        return False
+    if isinstance(exc, botocore.ClientError):
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return error.get("Code") in _S3_TRANSIENT or status >= 500
+    return isinstance(exc, botocore.BotoCoreError)
 
 
 def _tenant(ctx: WorkerContext, doc_id: str) -> str:
@@ -77,7 +85,7 @@ def _tenant(ctx: WorkerContext, doc_id: str) -> str:
 def scan_bucket() -> dict[str, Any]:
     """Diff the whole bucket against the manifest and the index; enqueue what differs."""
     ctx = context()
-    with RedisLock(ctx.redis, _SCAN_LOCK, ctx.settings.document_lock_ttl_seconds) as held:
+    with task_lock(ctx.redis, _SCAN_LOCK, ctx.settings.document_lock_ttl_seconds) as held:
         if not held:
             return {"skipped": "another scan is running"}
         started = time.time()
@@ -153,7 +161,7 @@ def _in_flight(ctx: WorkerContext, work: PendingWork, now: float) -> bool:
     """Whether a task already holds the document, so the scan need not enqueue it again."""
     if work.status == DocStatus.QUEUED:
         return now - work.since < ctx.settings.requeue_after_seconds
-    return is_locked(ctx.redis, work.doc_id)  # processing, and its worker is alive
+    return is_document_locked(ctx.redis, work.doc_id)  # processing, and its worker is alive
 
 
 def _drop_stale_pending(ctx: WorkerContext, changed: set[str], now: float) -> None:
@@ -263,7 +271,7 @@ def _settle(task: Task, doc_id: str, run_id: int | None) -> dict[str, Any]:
     ctx = context()
     s, manifest = ctx.settings, ctx.runtime.manifest
     task_id, tenant = task.request.id or uuid.uuid4().hex, _tenant(ctx, doc_id)
-    with RedisLock(ctx.redis, doc_id, s.document_lock_ttl_seconds) as held:
+    with document_lock(ctx.redis, doc_id, s.document_lock_ttl_seconds) as held:
         if not held:
             # Another worker has it and re-reads the bucket itself; if the object changed after
             # that read, the next scan sees the new stat data.
@@ -298,7 +306,7 @@ def _settle_group(doc_ids: list[str], task_ids: list[str], run_id: int | None) -
         for doc_id, task_id in zip(doc_ids, task_ids, strict=True):
             if doc_id in tried:
                 sync_document.apply_async((doc_id,), {"run_id": run_id}, task_id=task_id)
-            elif locks.enter_context(RedisLock(ctx.redis, doc_id, s.document_lock_ttl_seconds)):
+            elif locks.enter_context(document_lock(ctx.redis, doc_id, s.document_lock_ttl_seconds)):
                 held[doc_id] = task_id
             else:
                 sync_document.apply_async(
