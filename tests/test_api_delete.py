@@ -20,7 +20,6 @@ from core.embedding import Embedder
 from core.manifest import DeletedBy, DocStatus
 from core.types import TenantScope
 from ingest.bucket import LocalBucket
-from ingest.service import Ingestion
 from tests.support.api_env import ApiEnv, prepare_runtime, running_app
 from workers import context
 from workers.app import configure
@@ -45,7 +44,7 @@ def _bucket(env: ApiEnv) -> Path:
 
 def _scan(env: ApiEnv) -> dict[str, int]:
     """A full scan and sync of the bucket, as `rag ingest` (and every scan's tasks) run it."""
-    summary = Ingestion(env.runtime, LocalBucket(_bucket(env))).run()
+    summary = env.platform.ingestion_of(LocalBucket(_bucket(env))).run()
     return {"added": summary.added, "modified": summary.modified, "unchanged": summary.unchanged}
 
 
@@ -61,7 +60,7 @@ def _state(env: ApiEnv, doc_id: str) -> str:
     record = env.runtime.manifest.get(doc_id)
     assert record is not None
     chunks = env.runtime.index.chunk_ids(ACME, doc_id)
-    facts = env.runtime.graph_store.document(ACME, doc_id)
+    facts = env.platform.graph_store.document(ACME, doc_id)
     if record.status == DocStatus.INDEXED:
         assert chunks and chunks == set(record.chunk_ids), (record, chunks)
         assert facts is not None and set(facts) == chunks, (chunks, facts)
@@ -159,7 +158,7 @@ def test_a_concurrent_sync_and_delete_end_in_one_consistent_state(env: ApiEnv) -
     The delete is sent after delays swept across the sync's duration (before it, during its
     parse and embedding, after it), and once exactly between its index and manifest writes.
     """
-    ctx = context.install(env.runtime)
+    ctx = context.install(env.platform)
     configure(env.runtime.settings)
     doc, path = "tenants/acme/long.txt", _bucket(env) / "tenants/acme/long.txt"
     try:
