@@ -32,8 +32,8 @@ def _without_extras(
 def test_the_server_and_the_workers_import_without_the_extras(tmp_path: Path) -> None:
     code = """
 import sys
-import api.app, serving.platform, workers.embedded, workers.tasks.ingestion, workers.tasks.maintenance
-import workers.tasks.evaluation, workers.beat, cli.main
+import api.app, serving.platform, workers.embedded, workers.tasks.ingestion
+import workers.tasks.maintenance, workers.tasks.evaluation, workers.beat, cli.main
 from workers.tasks.ingestion import is_transient
 assert is_transient(ConnectionError()) and not is_transient(ValueError())
 assert not {"boto3", "botocore", "ragas", "matplotlib"} & set(sys.modules)

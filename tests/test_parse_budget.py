@@ -134,17 +134,9 @@ def test_searches_stay_answered_while_rag_up_parses_a_slow_pdf(tmp_path: Path) -
         RAG_ADMIN_API_KEY=ADMIN_KEY,
         RAG_PARSE_TIMEOUT_SECONDS="3",  # the slow PDFs below take 8 s or more on an idle core
     )
-    code = "from core.settings import get_settings; from workers.embedded import run_up; "
-    code += "run_up(get_settings())"
     log_path = tmp_path / "up.log"
     log = log_path.open("wb")
-    up = subprocess.Popen(
-        [sys.executable, "-c", code],
-        env={**os.environ, **dep.env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
+    up = dep.start_up(log)
     url = f"http://127.0.0.1:{port}/v1/search"
     body = {"query": "gannets", "mode": "hybrid", "top_k": 3}
     headers = {"X-API-Key": ADMIN_KEY}

@@ -3,10 +3,7 @@ starts itself because none answers at the configured URL."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -38,16 +35,8 @@ def test_rag_up_runs_api_workers_beat_and_watcher_in_one_process(
         RAG_SCAN_INTERVAL_SECONDS="600",
         RAG_API_PORT=str(port),
     )
-    code = "from core.settings import get_settings; from workers.embedded import run_up; "
-    code += "run_up(get_settings())"
     log = (tmp_path / "up.log").open("wb")
-    up = subprocess.Popen(
-        [sys.executable, "-c", code],
-        env={**os.environ, **dep.env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
+    up = dep.start_up(log)
     try:
         deadline = time.monotonic() + 180
         while "worker pool (2 threads), beat and watcher started" not in (

@@ -5,13 +5,17 @@ built independently from the files with the same chunker.
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 from redis import Redis
@@ -48,6 +52,18 @@ class Deployment:
 
     def manifest(self) -> Manifest:
         return Manifest(self.settings.manifest_path)
+
+    def start_up(self, log: BinaryIO) -> subprocess.Popen[bytes]:
+        """`run_up` (what `rag up` runs) in a child process on this deployment, logging to `log`."""
+        code = "from core.settings import get_settings; from workers.embedded import run_up; "
+        code += "run_up(get_settings())"
+        return subprocess.Popen(
+            [sys.executable, "-c", code],
+            env={**os.environ, **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parents[2],
+        )
 
 
 def deployment(tmp: Path, bucket_url: str, redis_url: str, **extra: str) -> Deployment:
