@@ -24,6 +24,7 @@ from cli.reindex import generation_lines
 from core import serving
 from core.embedding import Embedder
 from core.generation import SERVING_FILE, Fingerprint
+from core.index.schema import TextIndexConfig
 from core.index.server import ServerIndex, move_alias
 from core.runtime import Runtime
 from core.settings import Settings
@@ -70,7 +71,9 @@ class Searcher(threading.Thread):
 
     def __init__(self, rt: Runtime, query: Callable[[int], str], mode: Mode) -> None:
         super().__init__(daemon=True)
-        self._retriever = HybridRetriever(rt.index, rt.embedder, RetrievalConfig())
+        self._retriever = HybridRetriever(
+            rt.index, rt.embedder, RetrievalConfig.from_settings(rt.settings)
+        )
         self._query, self._mode = query, mode
         self.results: list[tuple[str, list]] = []
         self.errors: list[BaseException] = []
@@ -218,7 +221,9 @@ def test_rebuild_to_another_model_never_compares_two_spaces(
         time.sleep(0.5)
         searcher.stop()
         assert rt.embedder.model_name == str(cls_model)
-        retriever = HybridRetriever(rt.index, rt.embedder, RetrievalConfig())
+        retriever = HybridRetriever(
+            rt.index, rt.embedder, RetrievalConfig.from_settings(rt.settings)
+        )
         for pid, payload in rt.index.scroll(DEFAULT, ["text"]):
             top = retriever.retrieve(DEFAULT, payload["text"], 1, "dense")[0]
             assert top.id == pid and top.score >= 0.99
@@ -365,7 +370,8 @@ def test_a_plain_server_collection_from_before_aliases_is_served_then_replaced(
     settings = make_settings(tmp_path, "server")
     # A collection as this backend made them before aliases: a plain one under the name.
     client = QdrantClient(path=str(settings.qdrant_path))
-    ServerIndex(client, settings.collection, embedder.dim).close()
+    text, bm25 = TextIndexConfig.from_settings(settings), (settings.bm25_k1, settings.bm25_b)
+    ServerIndex(client, settings.collection, embedder.dim, text, bm25).close()
     with Runtime(settings, embedder) as rt:
         Ingestion(rt, open_bucket(settings.bucket_url)).run()
         assert rt.serving.current.index.collection == settings.collection
@@ -416,7 +422,7 @@ def test_the_graph_is_rebuilt_with_the_new_chunks_and_switched_with_the_index(
         new_points = {pid for pid, _ in rt.index.scroll(DEFAULT, [])}
         assert new_points.isdisjoint(old_points)
         assert graph_chunk_ids(rt) == new_points
-        leg = GraphLeg(rt.graph_store, max_chunks=1000)
+        leg = GraphLeg(rt.graph_store, rt.settings.graph_max_hops, max_chunks=1000)
         ranked = leg.rank(DEFAULT, "Where did Ada Lovelace meet people?", limit=1000)
         assert ranked and set(ranked) <= new_points
     assert not (tmp_path / "data" / "graph").exists()  # the old generation's graph is gone
@@ -454,7 +460,9 @@ def test_a_process_follows_a_switch_another_process_made_on_the_server(
         assert rt.serving.current.index.collection == rebuilt.collection
         # and the graph of that generation
         assert rt.graph_store.current.root == tmp_path / "data" / "generations/someother/graph"
-        retriever = HybridRetriever(rt.index, rt.embedder, RetrievalConfig())
+        retriever = HybridRetriever(
+            rt.index, rt.embedder, RetrievalConfig.from_settings(rt.settings)
+        )
         assert [
             h.payload["doc_id"] for h in retriever.retrieve(DEFAULT, "penguins", 3, "dense")
         ] == ["new.txt"]
