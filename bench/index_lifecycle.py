@@ -53,7 +53,7 @@ def ingest_without_vector_index(env: dict[str, str]) -> float:
     code = (
         "from core.runtime import Runtime; from core.settings import Settings; "
         "from ingest.service import Ingestion, open_bucket; s = Settings(); rt = Runtime(s); "
-        "Ingestion(rt, open_bucket(s.bucket_url)).run(); rt.close()"
+        "Ingestion(rt, open_bucket(s.bucket_url, s)).run(); rt.close()"
     )
     started = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], env=env, check=True)

@@ -62,7 +62,7 @@ def main() -> None:
 
     with Runtime(settings) as rt:
         rt.embedder.embed_documents(["warm up the model"] * 64)
-        ingestion = Ingestion(rt, open_bucket(settings.bucket_url))
+        ingestion = Ingestion(rt, open_bucket(settings.bucket_url, settings))
 
         start = time.perf_counter()
         cold = ingestion.run()

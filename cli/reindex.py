@@ -62,7 +62,9 @@ def reindex(
         if not needs_rebuild(rt):
             console.print("the index already matches the configuration; nothing to rebuild")
             return
-        rebuild = Rebuild(rt, open_bucket(str(path) if path else rt.settings.bucket_url))
+        rebuild = Rebuild(
+            rt, open_bucket(str(path) if path else rt.settings.bucket_url, rt.settings)
+        )
         p = rebuild.progress
         console.print(
             f"rebuilding generation {p.served} as {p.target}: {', '.join(p.changed)} changed"

@@ -200,7 +200,11 @@ class Settings(BaseSettings):
     # Refused keys logged per client address and minute; the rest are counted in one line.
     audit_refusals_per_client_per_minute: int = Field(default=20, ge=1)
     max_query_chars: int = 2_000
+    # Chunks a search returns, and an answer is given, when the request does not say.
+    search_top_k: int = Field(default=10, ge=1)
+    answer_top_k: int = Field(default=5, ge=1)
     max_top_k: int = 100
+    max_answer_top_k: int = 20
     max_filters: int = 16
     max_filter_values: int = 100  # values in one any-of condition
     max_body_bytes: int = 64 * 1024

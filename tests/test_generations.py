@@ -134,7 +134,7 @@ def test_int8_weights_make_another_generation_and_each_is_queried_with_its_own(
 ) -> None:
     fill(bucket_dir, n=1)
     with Runtime(make_settings(tmp_path), embedder) as rt:
-        Ingestion(rt, open_bucket(rt.settings.bucket_url)).run()
+        Ingestion(rt, open_bucket(rt.settings.bucket_url, rt.settings)).run()
         served = configured_fingerprint(rt.settings, embedder)
     int8_settings = make_settings(tmp_path, inference_quantize="int8")
     with Runtime(int8_settings, embedder) as rt:
@@ -146,7 +146,7 @@ def test_int8_weights_make_another_generation_and_each_is_queried_with_its_own(
         ]
         assert needs_rebuild(rt)
         assert rt.embedder.quantize is None  # the float generation is queried with float weights
-        Rebuild(rt, open_bucket(int8_settings.bucket_url)).run(max_docs=4)
+        Rebuild(rt, open_bucket(int8_settings.bucket_url, int8_settings)).run(max_docs=4)
         assert rt.embedder.quantize == "int8" and not needs_rebuild(rt)
         assert rt.index.generation_record() == configured.to_record()
     with Runtime(int8_settings, embedder) as rt:  # reopened: served with the int8 weights again
@@ -158,7 +158,7 @@ def test_rebuild_after_a_chunk_size_change_switches_without_a_mixed_search(
 ) -> None:
     fill(bucket_dir)
     with Runtime(make_settings(tmp_path), embedder) as rt:
-        Ingestion(rt, open_bucket(rt.settings.bucket_url)).run()
+        Ingestion(rt, open_bucket(rt.settings.bucket_url, rt.settings)).run()
         old = chunk_hashes(rt)
         served = read_status(rt.manifest).generation
     assert served is not None and served["chunk_size"] == embedder.max_tokens
@@ -169,7 +169,7 @@ def test_rebuild_after_a_chunk_size_change_switches_without_a_mixed_search(
         searcher = Searcher(rt, lambda i: f"facts about {TOPICS[i % 3]}", "hybrid")
         searcher.start()
         time.sleep(0.3)
-        rebuild = Rebuild(rt, open_bucket(settings.bucket_url))
+        rebuild = Rebuild(rt, open_bucket(settings.bucket_url, settings))
         progress = rebuild.run(max_docs=1)
         rebuild.close()
         time.sleep(0.5)
@@ -205,7 +205,7 @@ def test_rebuild_to_another_model_never_compares_two_spaces(
 ) -> None:
     fill(bucket_dir, n=2)
     with Runtime(make_settings(tmp_path, chunk_size=64, chunk_overlap=8), embedder) as rt:
-        Ingestion(rt, open_bucket(rt.settings.bucket_url)).run()
+        Ingestion(rt, open_bucket(rt.settings.bucket_url, rt.settings)).run()
         texts = [p["text"] for _, p in rt.index.scroll(DEFAULT, ["text"])]
     cls_model = cls_pooling_copy(tmp_path / "cls")
     settings = make_settings(
@@ -215,7 +215,7 @@ def test_rebuild_to_another_model_never_compares_two_spaces(
         searcher = Searcher(rt, lambda i: texts[i % len(texts)], "dense")
         searcher.start()
         time.sleep(0.3)
-        rebuild = Rebuild(rt, open_bucket(settings.bucket_url))
+        rebuild = Rebuild(rt, open_bucket(settings.bucket_url, settings))
         rebuild.run(max_docs=1)
         rebuild.close()
         time.sleep(0.5)
@@ -249,7 +249,7 @@ def test_a_rebuild_killed_mid_way_resumes_and_the_old_generation_serves_until_th
     for i in range(12):
         (bucket_dir / f"doc{i}.txt").write_text(essay(f"subject {i}", 120))
     with Runtime(make_settings(tmp_path), embedder) as rt:
-        Ingestion(rt, open_bucket(rt.settings.bucket_url)).run()
+        Ingestion(rt, open_bucket(rt.settings.bucket_url, rt.settings)).run()
         old = chunk_hashes(rt)
     env = {
         **os.environ,
@@ -278,7 +278,7 @@ def test_a_rebuild_killed_mid_way_resumes_and_the_old_generation_serves_until_th
     with Runtime(settings, embedder) as rt:
         assert chunk_hashes(rt) == old  # the old generation, whole, still served
         assert needs_rebuild(rt)
-        rebuild = Rebuild(rt, open_bucket(settings.bucket_url))
+        rebuild = Rebuild(rt, open_bucket(settings.bucket_url, settings))
         first = rebuild.step(max_docs=1)
         assert first.done >= 4  # at least the three before the kill, and one more
         rebuild.run(max_docs=4)
@@ -296,7 +296,7 @@ def test_status_shows_the_generation_and_the_vector_index(
 ) -> None:
     fill(bucket_dir, n=1)
     with Runtime(make_settings(tmp_path), embedder) as rt:
-        ingestion = Ingestion(rt, open_bucket(rt.settings.bucket_url))
+        ingestion = Ingestion(rt, open_bucket(rt.settings.bucket_url, rt.settings))
         ingestion.run()
         ingestion.build_vector_index()
         points = rt.index.count()
@@ -320,7 +320,7 @@ def test_a_server_collection_is_rebuilt_behind_its_alias_while_searches_go_on(
     fill(bucket_dir)
     settings = make_settings(tmp_path, "server")
     with Runtime(settings, embedder) as rt:
-        Ingestion(rt, open_bucket(settings.bucket_url)).run()
+        Ingestion(rt, open_bucket(settings.bucket_url, settings)).run()
         served = configured_fingerprint(settings, embedder)
         assert rt.index.generation_record() == served.to_record()
         old = chunk_hashes(rt)
@@ -333,7 +333,7 @@ def test_a_server_collection_is_rebuilt_behind_its_alias_while_searches_go_on(
         searcher = Searcher(rt, lambda i: f"facts about {TOPICS[i % 3]}", "hybrid")
         searcher.start()
         time.sleep(0.3)
-        rebuild = Rebuild(rt, open_bucket(changed.bucket_url))
+        rebuild = Rebuild(rt, open_bucket(changed.bucket_url, changed))
         rebuild.step(max_docs=1)
         rebuild.step(max_docs=1)
         assert aliases(changed.qdrant_path) == {changed.collection: first}  # not switched yet
@@ -373,14 +373,14 @@ def test_a_plain_server_collection_from_before_aliases_is_served_then_replaced(
     text, bm25 = TextIndexConfig.from_settings(settings), (settings.bm25_k1, settings.bm25_b)
     ServerIndex(client, settings.collection, embedder.dim, text, bm25).close()
     with Runtime(settings, embedder) as rt:
-        Ingestion(rt, open_bucket(settings.bucket_url)).run()
+        Ingestion(rt, open_bucket(settings.bucket_url, settings)).run()
         assert rt.serving.current.index.collection == settings.collection
         points = rt.index.count()
         assert points > 0 and not needs_rebuild(rt)
     assert aliases(settings.qdrant_path) == {}
     changed = make_settings(tmp_path, "server", chunk_size=48, chunk_overlap=8)
     with Runtime(changed, embedder) as rt:
-        Rebuild(rt, open_bucket(changed.bucket_url)).run(max_docs=4)
+        Rebuild(rt, open_bucket(changed.bucket_url, changed)).run(max_docs=4)
         assert rt.index.count() > points and not needs_rebuild(rt)
     target = configured_fingerprint(changed, embedder)
     physical = f"{changed.collection}__g{target.id}"
@@ -406,13 +406,13 @@ def test_the_graph_is_rebuilt_with_the_new_chunks_and_switched_with_the_index(
         ]
         (bucket_dir / f"person{i}.txt").write_text(" ".join(sentences))
     with Runtime(make_settings(tmp_path, **stores), embedder) as rt:
-        Ingestion(rt, open_bucket(rt.settings.bucket_url)).run()
+        Ingestion(rt, open_bucket(rt.settings.bucket_url, rt.settings)).run()
         old_points = {pid for pid, _ in rt.index.scroll(DEFAULT, [])}
         assert graph_chunk_ids(rt) == old_points
 
     settings = make_settings(tmp_path, chunk_size=48, chunk_overlap=8, **stores)
     with Runtime(settings, embedder) as rt:
-        rebuild = Rebuild(rt, open_bucket(settings.bucket_url))
+        rebuild = Rebuild(rt, open_bucket(settings.bucket_url, settings))
         rebuild.step(max_docs=1)
         rebuild.step(max_docs=1)
         assert not rebuild.progress.switched
@@ -441,7 +441,7 @@ def test_a_process_follows_a_switch_another_process_made_on_the_server(
     fill(bucket_dir, n=1)
     settings = make_settings(tmp_path, "server")
     with Runtime(settings, embedder) as rt:
-        Ingestion(rt, open_bucket(settings.bucket_url)).run()
+        Ingestion(rt, open_bucket(settings.bucket_url, settings)).run()
         served = rt.serving.current.index
         assert isinstance(served, ServerIndex) and rt.index.count() > 1
         assert rt.graph_store.current.root == tmp_path / "data" / "graph"  # the first one's

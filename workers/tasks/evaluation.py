@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from core.settings import get_settings
 from workers.app import app
 from workers.context import context
 
@@ -64,4 +63,5 @@ def nightly_eval() -> str:
     from eval.pipeline import run_nightly
     from serving.search import build_search
 
-    return str(run_nightly(get_settings(), lambda runtime: build_search(runtime).service))
+    settings = context().runtime.settings  # the worker's, not a second read of the environment
+    return str(run_nightly(settings, lambda runtime: build_search(runtime).service))
