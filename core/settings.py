@@ -53,7 +53,10 @@ class Settings(BaseSettings):
 
     # Index: "edge" is Qdrant's engine in-process (one process owns the shard); "server" talks to
     # a Qdrant server or cluster at qdrant_url, or to qdrant-client's local mode at qdrant_path
-    # (local mode scores BM25 over every tenant's points: it cannot keep statistics per tenant).
+    # (local mode scores BM25 over every tenant's points: it cannot keep statistics per tenant;
+    # and it scores only lowercased words: it refuses to start with a bm25 stemmer, stopwords or
+    # ASCII folding). A setting only the other backend applies (EDGE_ONLY, SERVER_ONLY) is
+    # refused at start-up.
     index_mode: Literal["edge", "server"] = "edge"
     qdrant_url: str | None = None
     qdrant_path: Path | None = None
@@ -77,7 +80,7 @@ class Settings(BaseSettings):
     # beside them in a child process on one thread, leaving the other core to searches and the
     # models. A Qdrant server sizes its own threads (its performance.max_search_threads and
     # optimizer max_indexing_threads), and qdrant-client's local mode is plain Python: these are
-    # the embedded engine's only.
+    # the embedded engine's only (refused with index_mode "server").
     engine_search_threads: int = Field(default=2, ge=1)
     engine_indexing_threads: int = Field(default=1, ge=1)
 
