@@ -46,9 +46,7 @@ def bounded(text: str) -> str:
 
 
 class AuditLog:
-    def __init__(
-        self, path: Path | None, include_queries: bool = False, refusals_per_minute: int = 20
-    ) -> None:
+    def __init__(self, path: Path | None, include_queries: bool, refusals_per_minute: int) -> None:
         self._path = path
         self._include_queries = include_queries
         self._refusals_per_window = refusals_per_minute

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import Role
 from core.index.schema import META_PREFIX
+from core.settings import Settings
 from retrieval.search import SearchMode
 
 Scalar = str | bool | int | float
@@ -16,6 +17,13 @@ Scalar = str | bool | int | float
 # Payload fields the response lifts out of `metadata` or leaves out of it.
 _TOP_LEVEL = ("doc_id", "source", "title", "text", "ordinal", "page")
 _HIDDEN = ("tenant_id", "chunk_hash", "content_hash")
+
+
+def _shipped(name: str) -> object:
+    """A setting's shipped default, for the OpenAPI text only: the models are built at import,
+    before any app's settings exist. Requests are resolved and checked against the settings the
+    app was built with (`api.routes.search.to_search_request`)."""
+    return Settings.model_fields[name].default
 
 
 class FilterCondition(BaseModel):
@@ -58,12 +66,20 @@ class SearchBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     query: str = Field(min_length=1, description="at most max_query_chars characters")
-    top_k: int = Field(10, ge=1, description="1 to max_top_k (100)")
+    top_k: int | None = Field(
+        None,
+        ge=1,
+        description=f"default search_top_k ({_shipped('search_top_k')}), at most max_top_k "
+        f"({_shipped('max_top_k')})",
+    )
     filters: list[FilterCondition] = Field(default_factory=list)
     mode: SearchMode = "hybrid"
     rerank: bool = False
     rerank_top_n: int | None = Field(
-        None, ge=1, description="fused hits to rerank; default rerank_top_n (20), at most 50"
+        None,
+        ge=1,
+        description=f"fused hits to rerank; default rerank_top_n ({_shipped('rerank_top_n')}), "
+        f"at most max_rerank_top_n ({_shipped('max_rerank_top_n')})",
     )
     explain: bool = Field(
         False,
@@ -73,7 +89,12 @@ class SearchBody(BaseModel):
 
 
 class AnswerBody(SearchBody):
-    top_k: int = Field(5, ge=1, le=20, description="chunks given to the LLM")
+    top_k: int | None = Field(
+        None,
+        ge=1,
+        description=f"chunks given to the LLM; default answer_top_k ({_shipped('answer_top_k')}), "
+        f"at most max_answer_top_k ({_shipped('max_answer_top_k')})",
+    )
 
 
 class ChunkResult(BaseModel):

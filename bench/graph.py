@@ -202,7 +202,7 @@ def measure_quality(
     )
     with store.read(ws.scope) as graph:
         doc_of_chunk = {cid: key for key, facts in graph.docs.items() for cid in facts}
-    retriever = HybridRetriever(rt.index, rt.embedder, RetrievalConfig())
+    retriever = HybridRetriever(rt.index, rt.embedder, RetrievalConfig.from_settings(ws.settings))
     leg = GraphLeg(store, ws.settings.graph_max_hops, ws.settings.graph_max_chunks)
     depth = ws.settings.candidates_per_leg
 

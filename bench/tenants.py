@@ -69,14 +69,30 @@ def disk_mib(folder: Path) -> float:
     return total / 2**20
 
 
+SETTINGS = None  # the shipped settings, read on first use
+
+
+def _settings():
+    global SETTINGS
+    if SETTINGS is None:
+        from core.settings import Settings
+
+        SETTINGS = Settings()
+    return SETTINGS
+
+
 def text_config():  # the settings' tokenizer, as a served index has it
     from core.index.schema import TextIndexConfig
-    from core.settings import Settings
 
-    s = Settings()
-    return TextIndexConfig(
-        ascii_folding=s.bm25_ascii_folding, stemmer=s.bm25_stemmer, stopwords=s.bm25_stopwords
-    )
+    return TextIndexConfig.from_settings(_settings())
+
+
+def bm25():
+    return _settings().bm25_k1, _settings().bm25_b
+
+
+def optimize_at():
+    return _settings().index_optimize_min_unindexed
 
 
 def build(workdir: Path, dataset: Path, tenants: int, per_tenant: int) -> None:
@@ -97,7 +113,7 @@ def build(workdir: Path, dataset: Path, tenants: int, per_tenant: int) -> None:
             for i, v in enumerate(vectors)
         ]
     started = time.perf_counter()
-    one = EdgeIndex(workdir / "one" / "shard", DIM, text_config(), optimize_min_unindexed=1_000)
+    one = EdgeIndex(workdir / "one" / "shard", DIM, text_config(), bm25(), 1_000)
     for batch in points.values():
         one.upsert(batch)
     one.optimize()
@@ -107,7 +123,9 @@ def build(workdir: Path, dataset: Path, tenants: int, per_tenant: int) -> None:
     )
     started = time.perf_counter()
     for tenant, batch in points.items():
-        index = EdgeIndex(workdir / "per" / tenant / "shard", DIM, text_config())
+        index = EdgeIndex(
+            workdir / "per" / tenant / "shard", DIM, text_config(), bm25(), optimize_at()
+        )
         index.upsert(batch)
         index.close()
     print(f"built {tenants} tenant shards: {time.perf_counter() - started:.1f} s")
@@ -132,11 +150,14 @@ def measure(layout: str, workdir: Path, dataset: Path, tenants: int, queries: in
     started = time.perf_counter()
     if layout == "a shard per tenant":
         folder = workdir / "per"
-        indexes = {t: EdgeIndex(folder / t / "shard", DIM, text_config()) for t in ids}
+        indexes = {
+            t: EdgeIndex(folder / t / "shard", DIM, text_config(), bm25(), optimize_at())
+            for t in ids
+        }
     else:
         folder = workdir / "one"
         kind = SharedStatistics if layout.endswith("shared statistics") else EdgeIndex
-        shared = kind(folder / "shard", DIM, text_config(), optimize_min_unindexed=1_000)
+        shared = kind(folder / "shard", DIM, text_config(), bm25(), 1_000)
         indexes = dict.fromkeys(ids, shared)
     opened = time.perf_counter() - started
     anon, file = rss_mib()
@@ -151,7 +172,14 @@ def measure(layout: str, workdir: Path, dataset: Path, tenants: int, queries: in
         for i, text in enumerate(itertools.islice(itertools.cycle(texts), queries + 20)):
             tenant = ids[i % len(ids)]
             dense = rng.standard_normal(DIM).astype(np.float32) if mode == "hybrid" else None
-            query = EngineQuery(TenantScope(tenant), limit=10, dense=dense, text=text)
+            query = EngineQuery(
+                TenantScope(tenant),
+                limit=10,
+                dense=dense,
+                text=text,
+                candidates=_settings().candidates_per_leg,
+                rrf_k=_settings().rrf_k,
+            )
             t0 = time.perf_counter()
             indexes[tenant].search(query)
             if i >= 20:  # the first 20 warm the caches

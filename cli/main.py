@@ -85,9 +85,10 @@ def ingest(
     """Sync a folder into the index: new and changed documents in, deleted ones out."""
     from ingest.service import open_bucket
 
-    url = str(path) if path else get_settings().bucket_url
+    settings = get_settings()
+    url = str(path) if path else settings.bucket_url
     require_folder(url)
-    bucket = open_bucket(url)
+    bucket = open_bucket(url, settings)
     next(iter(bucket.list()), None)  # no folder, credentials or permission: say so before loading
     with _platform() as platform:
         ingestion = platform.ingestion_of(bucket)
@@ -138,7 +139,9 @@ def search(
     tenant: Annotated[
         str | None, typer.Option(help="Tenant id; default RAG_DEFAULT_TENANT")
     ] = None,
-    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1)] = 10,
+    top_k: Annotated[
+        int | None, typer.Option("--top-k", "-k", min=1, help="default RAG_SEARCH_TOP_K")
+    ] = None,
     mode: Annotated[
         SearchModeChoice, typer.Option(help="Which legs rank")
     ] = SearchModeChoice.hybrid,

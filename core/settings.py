@@ -10,8 +10,25 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Settings only one index backend applies: set on the other, they would silently do nothing, so
+# they are refused at start-up. A Qdrant server sizes its threads and optimises on its own.
+EDGE_ONLY = (
+    "engine_search_threads",
+    "engine_indexing_threads",
+    "index_optimize_min_unindexed",
+    "index_optimize_interval_seconds",
+)
+SERVER_ONLY = (
+    "qdrant_url",
+    "qdrant_path",
+    "qdrant_api_key",
+    "qdrant_shard_number",
+    "qdrant_replication_factor",
+    "qdrant_write_consistency_factor",
+)
 
 
 def _shipped_embedding_model() -> str:
@@ -36,7 +53,10 @@ class Settings(BaseSettings):
 
     # Index: "edge" is Qdrant's engine in-process (one process owns the shard); "server" talks to
     # a Qdrant server or cluster at qdrant_url, or to qdrant-client's local mode at qdrant_path
-    # (local mode scores BM25 over every tenant's points: it cannot keep statistics per tenant).
+    # (local mode scores BM25 over every tenant's points: it cannot keep statistics per tenant;
+    # and it scores only lowercased words: it refuses to start with a bm25 stemmer, stopwords or
+    # ASCII folding). A setting only the other backend applies (EDGE_ONLY, SERVER_ONLY) is
+    # refused at start-up.
     index_mode: Literal["edge", "server"] = "edge"
     qdrant_url: str | None = None
     qdrant_path: Path | None = None
@@ -60,7 +80,7 @@ class Settings(BaseSettings):
     # beside them in a child process on one thread, leaving the other core to searches and the
     # models. A Qdrant server sizes its own threads (its performance.max_search_threads and
     # optimizer max_indexing_threads), and qdrant-client's local mode is plain Python: these are
-    # the embedded engine's only.
+    # the embedded engine's only (refused with index_mode "server").
     engine_search_threads: int = Field(default=2, ge=1)
     engine_indexing_threads: int = Field(default=1, ge=1)
 
@@ -107,6 +127,7 @@ class Settings(BaseSettings):
     # How the BM25 text index tokenizes. Part of the index generation's fingerprint (with the
     # model, query prefix and chunking): changing it rebuilds the index beside the served one
     # (`rag reindex`, or `rag up` on its own) and switches when the rebuild is complete.
+    bm25_lowercase: bool = True
     bm25_stemmer: str | None = "english"  # a Snowball language, or None
     bm25_stopwords: str | None = "english"  # a stopword language, or None
     bm25_ascii_folding: bool = True
@@ -185,7 +206,11 @@ class Settings(BaseSettings):
     # Refused keys logged per client address and minute; the rest are counted in one line.
     audit_refusals_per_client_per_minute: int = Field(default=20, ge=1)
     max_query_chars: int = 2_000
+    # Chunks a search returns, and an answer is given, when the request does not say.
+    search_top_k: int = Field(default=10, ge=1)
+    answer_top_k: int = Field(default=5, ge=1)
     max_top_k: int = 100
+    max_answer_top_k: int = 20
     max_filters: int = 16
     max_filter_values: int = 100  # values in one any-of condition
     max_body_bytes: int = 64 * 1024
@@ -250,6 +275,21 @@ class Settings(BaseSettings):
     eval_link_secret: SecretStr | None = None  # None: a random key in data_dir/eval-link.key
     eval_link_ttl_seconds: int = 3600
 
+    @model_validator(mode="after")
+    def _backend_applies_every_setting(self) -> Settings:
+        """A setting the chosen index backend cannot apply is an error, not a silent no-op."""
+        if self.index_mode == "server":
+            other, names = "edge", [n for n in EDGE_ONLY if _differs_from_default(self, n)]
+        else:
+            other, names = "server", [n for n in SERVER_ONLY if getattr(self, n) is not None]
+        if names:
+            listed = ", ".join(f"RAG_{n.upper()}" for n in names)
+            raise ValueError(
+                f"{listed}: only index_mode={other!r} applies this; with "
+                f"RAG_INDEX_MODE={self.index_mode} unset it or switch the index mode"
+            )
+        return self
+
     @property
     def shard_path(self) -> Path:
         return self.data_dir / "shard"
@@ -269,6 +309,10 @@ class Settings(BaseSettings):
     @property
     def onnx_export_path(self) -> Path:
         return self.onnx_export_dir or self.data_dir / "onnx"
+
+
+def _differs_from_default(settings: Settings, name: str) -> bool:
+    return getattr(settings, name) != Settings.model_fields[name].default
 
 
 @cache

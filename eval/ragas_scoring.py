@@ -168,10 +168,11 @@ class RagasScorer:
         judge: InstructorBaseRagasLLM | None = None,
         embeddings: BaseRagasEmbedding | None = None,
         identity: str = "",
-        concurrency: int = 4,
-        timeout_s: float = 120.0,
+        concurrency: int,
+        timeout_s: float,
     ) -> None:
-        """`identity` names the answerer and judge models; a change invalidates cached items."""
+        """`identity` names the answerer and judge models; a change invalidates cached items.
+        `concurrency` and `timeout_s`: the settings' eval_concurrency and eval_timeout_s."""
         from ragas.metrics.collections import (
             AnswerRelevancy,
             ContextPrecisionWithReference,

@@ -22,16 +22,17 @@ class GraphLeg:
 
     name = "graph"
 
-    def __init__(self, store: GraphStore, max_hops: int = 2, max_chunks: int = 20) -> None:
+    def __init__(self, store: GraphStore, max_hops: int, max_chunks: int) -> None:
         self._store = store
         self._max_hops = max_hops
         self._max_chunks = max_chunks
 
-    def rank(self, scope: TenantScope, query: str, limit: int = 20) -> list[str]:
-        """Chunk point ids, best first, at most min(limit, max_chunks)."""
+    def rank(self, scope: TenantScope, query: str, limit: int | None = None) -> list[str]:
+        """Chunk point ids, best first, at most min(limit, max_chunks) (None: max_chunks)."""
+        most = self._max_chunks if limit is None else min(limit, self._max_chunks)
         with self._store.read(scope) as graph:
             seeds = {key: graph.idf(key) for key in graph.mentioned_in(query)}
-            return rank_chunks(graph, seeds, self._max_hops, min(limit, self._max_chunks))
+            return rank_chunks(graph, seeds, self._max_hops, most)
 
 
 def rank_chunks(

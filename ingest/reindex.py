@@ -65,7 +65,7 @@ GENERATION_MANIFEST = "manifest.sqlite"  # a generation's own, beside its shard,
 
 def configured_fingerprint(settings: Settings, embedder: Embedder) -> Fingerprint:
     """What a point made now, with these settings and this model, would be made of."""
-    text = TextIndexConfig()
+    text = TextIndexConfig.from_settings(settings)
     return Fingerprint(
         embedding_model=settings.embedding_model,
         weights_digest=model_digest(settings.embedding_model),
@@ -76,9 +76,9 @@ def configured_fingerprint(settings: Settings, embedder: Embedder) -> Fingerprin
         chunker_version=CHUNKER_VERSION,
         parser_version=PARSER_VERSION,
         bm25_lowercase=text.lowercase,
-        bm25_ascii_folding=settings.bm25_ascii_folding,
-        bm25_stemmer=settings.bm25_stemmer,
-        bm25_stopwords=settings.bm25_stopwords,
+        bm25_ascii_folding=text.ascii_folding,
+        bm25_stemmer=text.stemmer,
+        bm25_stopwords=text.stopwords,
         embedding_quantize=embedder.quantize,
     )
 

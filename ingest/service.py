@@ -9,7 +9,7 @@ from core.generation import VECTOR_INDEX_META
 from core.listeners import DocumentListener
 from core.manifest import RunSummary
 from core.runtime import Runtime
-from core.settings import Settings, get_settings
+from core.settings import Settings
 from ingest.bucket import Bucket, LocalBucket
 from ingest.documents import DocumentBuilder
 from ingest.reindex import needs_rebuild
@@ -17,7 +17,7 @@ from ingest.scan import BucketScanner, DeleteGuard, Progress, ScanPlan, execute
 from ingest.sync import DocumentSyncer
 
 
-def open_bucket(url: str, settings: Settings | None = None) -> Bucket:
+def open_bucket(url: str, settings: Settings) -> Bucket:
     """`s3://bucket/prefix` (credentials and endpoint from the settings), else a local folder
     path or file:// URL."""
     if url.startswith("s3://"):
@@ -26,7 +26,7 @@ def open_bucket(url: str, settings: Settings | None = None) -> Bucket:
         except ModuleNotFoundError as exc:
             raise missing_extra("s3", f"the bucket {url}", exc) from exc
 
-        return S3Bucket(url, settings or get_settings())
+        return S3Bucket(url, settings)
     from pathlib import Path
 
     return LocalBucket(Path(url.removeprefix("file://")))

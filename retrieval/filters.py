@@ -60,8 +60,10 @@ def _encodable(field: str, text: str, what: str) -> str:
 
 @dataclass(frozen=True)
 class FilterLimits:
-    max_filters: int = 16
-    max_values: int = 100
+    """The settings' max_filters and max_filter_values."""
+
+    max_filters: int
+    max_values: int
 
 
 def _kind(field: str) -> IndexKind | None:
@@ -129,9 +131,7 @@ def _bound(field: str, kind: IndexKind | None, value: object) -> float | datetim
     raise FilterError(field, f"range bound {_shown(value)} is not an ISO-8601 datetime")
 
 
-def to_field_filter(
-    field: str, ops: Mapping[str, Any], max_values: int = FilterLimits.max_values
-) -> FieldFilter:
+def to_field_filter(field: str, ops: Mapping[str, Any], max_values: int) -> FieldFilter:
     """One condition: exactly one of `eq`, `any`, or a set of range bounds."""
     kind = _kind(field)
     unknown = sorted(set(ops) - set(OPERATORS))

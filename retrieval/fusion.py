@@ -20,7 +20,7 @@ class Fused:
 
 def rrf(
     rankings: Mapping[str, Sequence[str]],
-    k: int = 60,
+    k: int,
     weights: Mapping[str, float] | None = None,
     limit: int | None = None,
 ) -> list[Fused]:

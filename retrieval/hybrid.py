@@ -13,6 +13,7 @@ from typing import Literal
 
 from core.embedding import Embedder
 from core.index import ChunkIndex, EngineQuery, FieldFilter
+from core.settings import Settings
 from core.types import Hit, TenantScope
 
 Mode = Literal["hybrid", "dense", "bm25"]
@@ -21,9 +22,15 @@ _TIE_MARGIN = 10  # hits past the cut fetched to see whether the last score cont
 
 @dataclass(frozen=True)
 class RetrievalConfig:
-    candidates_per_leg: int = 50
-    rrf_k: int = 60
+    """The settings' candidates_per_leg and rrf_k."""
+
+    candidates_per_leg: int
+    rrf_k: int
     weights: tuple[float, float] | None = None  # (dense, bm25); None weighs legs equally
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetrievalConfig:
+        return cls(settings.candidates_per_leg, settings.rrf_k)
 
 
 class HybridRetriever:

@@ -50,12 +50,21 @@ class SearchUnavailableError(RuntimeError):
 @dataclass(frozen=True)
 class SearchRequest:
     query: str
-    top_k: int = 10
+    top_k: int
     mode: SearchMode = "hybrid"
     filters: tuple[FieldFilter, ...] = ()
     rerank: bool = False
-    rerank_top_n: int = 20
+    rerank_top_n: int | None = None  # fused hits the reranker re-scores; required with rerank
     explain: bool = False  # per-leg ranks for engine-fused hybrid hits (runs each leg again)
+
+    def __post_init__(self) -> None:
+        if self.rerank and self.rerank_top_n is None:
+            raise ValueError("a reranked search needs rerank_top_n (the settings' rerank_top_n)")
+
+    @property
+    def depth(self) -> int:
+        """Fused hits to fetch: the reranker's top n when it runs, else top_k."""
+        return max(self.top_k, self.rerank_top_n or 0) if self.rerank else self.top_k
 
 
 @dataclass
@@ -133,7 +142,7 @@ class SearchService:
             raise SearchUnavailableError("mode_unavailable", "no graph leg is configured")
         watch = _Stopwatch()
         with watch.stage("total"):
-            depth = max(req.top_k, req.rerank_top_n) if req.rerank else req.top_k
+            depth = req.depth
             retriever = HybridRetriever(
                 self._index,
                 _TimedEmbedder(self._embedder, watch),  # type: ignore[arg-type]
@@ -169,7 +178,7 @@ class SearchService:
         self, scope: TenantScope, req: SearchRequest, watch: _Stopwatch
     ) -> tuple[dict[str, list[str]], dict[str, dict[str, Any]]]:
         """Each outside leg's ids, kept only if they are in scope and pass the filters."""
-        limit = max(self._config.candidates_per_leg, req.top_k, req.rerank_top_n)
+        limit = max(self._config.candidates_per_leg, req.depth)
         rankings: dict[str, list[str]] = {}
         for leg in self._legs:
             with watch.stage(leg.name):

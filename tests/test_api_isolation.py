@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from core.embedding import Embedder
-from core.index import EngineQuery
 from core.types import InvalidTenantError, TenantScope
 from tests.support.api_env import (
     TENANTS,
@@ -23,6 +22,7 @@ from tests.support.api_env import (
     prepare_runtime,
     running_app,
 )
+from tests.support.engine import engine_query
 
 FILTERS: dict[str, list[dict[str, object]]] = {
     "none": [],
@@ -150,7 +150,7 @@ def test_an_engine_query_cannot_be_built_without_a_tenant_scope() -> None:
     vector = np.ones(4, dtype=np.float32)
     for scope in (None, "acme", {"tenant_id": "acme"}):
         with pytest.raises(TypeError, match="TenantScope"):
-            EngineQuery(scope=scope, limit=5, dense=vector)  # type: ignore[arg-type]
+            engine_query(scope=scope, limit=5, dense=vector)  # type: ignore[arg-type]
     for bad in ("", "*", "../acme", "acme globex", "a" * 65):
         with pytest.raises(InvalidTenantError):
             TenantScope(bad)

@@ -17,7 +17,7 @@ def test_refusals_past_the_limit_are_counted_not_written(
 ) -> None:
     now = [REFUSAL_WINDOW_SECONDS * 1000.0]
     monkeypatch.setattr("api.audit.time.time", lambda: now[0])
-    audit = AuditLog(tmp_path / "audit.log", refusals_per_minute=3)
+    audit = AuditLog(tmp_path / "audit.log", include_queries=False, refusals_per_minute=3)
     for _ in range(10):
         audit.refused(client="10.0.0.1", claimed_key_id="", path="/v1/search")
     audit.refused(client="10.0.0.2", claimed_key_id="abc", path="/v1/search")
@@ -34,7 +34,7 @@ def test_refusals_past_the_limit_are_counted_not_written(
 
 
 def test_long_and_unencodable_text_is_cut_hashed_and_escaped(tmp_path: Path) -> None:
-    audit = AuditLog(tmp_path / "audit.log")
+    audit = AuditLog(tmp_path / "audit.log", include_queries=False, refusals_per_minute=20)
     path = "/v1/documents/" + "x" * 10_000
     audit.refused(client="::1", claimed_key_id="", path=path)
     fields = ["meta.\ud800", "m" * 5_000, *[f"meta.k{i}" for i in range(40)]]

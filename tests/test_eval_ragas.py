@@ -26,6 +26,8 @@ from eval.ragas_scoring import LLM_METRICS, LocalRagasEmbeddings, RagasCase, Rag
 from eval.runner import Retrieved
 from tests.support.ragas import FABRICATED, FakeOpenAI, StubAnswerer, StubJudge
 
+SHIPPED = Settings()
+
 PLANTS = (
     "Plants convert sunlight, water and carbon dioxide into glucose and oxygen in chloroplasts."
 )
@@ -63,7 +65,7 @@ def _scorer(tmp: Path, embeddings: LocalRagasEmbeddings, **kw: Any) -> RagasScor
         judge=kw.pop("judge", None),
         answerer=kw.pop("answerer", None),
         embeddings=embeddings,
-        **kw,
+        **{"concurrency": SHIPPED.eval_concurrency, "timeout_s": SHIPPED.eval_timeout_s, **kw},
     )
 
 
@@ -191,7 +193,7 @@ def test_openai_compatible_answerer_and_judge_over_loopback(
     settings = Settings(llm_base_url=fake_openai, eval_judge_model="stub-judge")
     llms = llms_from_settings(settings)
     assert judge_endpoint(settings).base_url == fake_openai
-    scorer = RagasScorer(tmp_path, answerer=llms.answerer, judge=llms.judge, embeddings=embeddings)
+    scorer = _scorer(tmp_path, embeddings, answerer=llms.answerer, judge=llms.judge)
     plants, jazz = scorer.score(_cases()).items
     assert not plants.error and not jazz.error, (plants.error, jazz.error)
     assert plants.response == PLANTS and jazz.response == FABRICATED

@@ -15,10 +15,13 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from core.index import ChunkIndex, EngineQuery, FieldFilter, Range, open_index
+from core.index import ChunkIndex, FieldFilter, Range, open_index
 from core.types import IndexedChunk, TenantScope
 from retrieval.filters import FilterError, FilterLimits, matches, to_field_filter, to_field_filters
+from tests.support.engine import SHIPPED, engine_query
 from tests.support.settings import make_settings
+
+MAX_VALUES = SHIPPED.max_filter_values
 
 DIM = 8
 SCOPE = TenantScope("acme")
@@ -26,29 +29,39 @@ BASE = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def test_conditions_become_engine_filters() -> None:
-    assert to_field_filter("doc_type", {"eq": "pdf"}) == FieldFilter("doc_type", "eq", "pdf")
-    assert to_field_filter("size", {"any": [1, 2]}) == FieldFilter("size", "any", (1, 2))
-    assert to_field_filter("size", {"gte": 1, "lt": 2.5}) == FieldFilter(
+    assert to_field_filter("doc_type", {"eq": "pdf"}, MAX_VALUES) == FieldFilter(
+        "doc_type", "eq", "pdf"
+    )
+    assert to_field_filter("size", {"any": [1, 2]}, MAX_VALUES) == FieldFilter(
+        "size", "any", (1, 2)
+    )
+    assert to_field_filter("size", {"gte": 1, "lt": 2.5}, MAX_VALUES) == FieldFilter(
         "size", "range", Range(gte=1, lt=2.5)
     )
-    naive = to_field_filter("modified_at", {"gte": "2024-01-01"})
+    naive = to_field_filter("modified_at", {"gte": "2024-01-01"}, MAX_VALUES)
     assert naive.value == Range(gte=BASE)
-    zoned = to_field_filter("modified_at", {"lt": "2024-01-01T02:00:00+02:00"})
+    zoned = to_field_filter("modified_at", {"lt": "2024-01-01T02:00:00+02:00"}, MAX_VALUES)
     assert zoned.value.lt == BASE
-    assert to_field_filter("meta.year", {"eq": 2021}) == FieldFilter("meta.year", "eq", 2021)
-    assert to_field_filter("meta.when", {"gt": "2024-01-01T00:00Z"}).value == Range(gt=BASE)
+    assert to_field_filter("meta.year", {"eq": 2021}, MAX_VALUES) == FieldFilter(
+        "meta.year", "eq", 2021
+    )
+    assert to_field_filter("meta.when", {"gt": "2024-01-01T00:00Z"}, MAX_VALUES).value == Range(
+        gt=BASE
+    )
 
 
 def test_errors_name_the_field() -> None:
     with pytest.raises(FilterError) as info:
-        to_field_filter("tenant_id", {"eq": "globex"})
+        to_field_filter("tenant_id", {"eq": "globex"}, MAX_VALUES)
     assert info.value.field == "tenant_id"
     assert "unknown filter field" in info.value.reason
     with pytest.raises(FilterError) as info:
         to_field_filter("author", {"any": ["a"] * 3}, max_values=2)
     assert info.value.field == "author"
     with pytest.raises(FilterError) as info:
-        to_field_filters([("doc_type", {"eq": "pdf"})] * 3, FilterLimits(max_filters=2))
+        to_field_filters(
+            [("doc_type", {"eq": "pdf"})] * 3, FilterLimits(max_filters=2, max_values=100)
+        )
     assert info.value.field == "filters"
 
 
@@ -67,7 +80,7 @@ def test_strings_utf8_cannot_encode_are_refused_naming_the_field(
 ) -> None:
     """A lone surrogate would otherwise reach the engine binding and fail there (a 500)."""
     with pytest.raises(FilterError) as info:
-        to_field_filter(field, ops)
+        to_field_filter(field, ops, MAX_VALUES)
     assert info.value.field == named and "UTF-8" in info.value.reason
     info.value.field.encode("utf-8")  # the error itself can be sent
 
@@ -140,8 +153,10 @@ def test_matches_agrees_with_the_engine(
     index: tuple[ChunkIndex, dict[str, dict]], conditions: list[tuple[str, dict]]
 ) -> None:
     ix, payloads = index
-    filters = to_field_filters(conditions, FilterLimits())
-    query = EngineQuery(SCOPE, limit=1000, dense=np.ones(DIM, dtype=np.float32), filters=filters)
+    filters = to_field_filters(
+        conditions, FilterLimits(SHIPPED.max_filters, SHIPPED.max_filter_values)
+    )
+    query = engine_query(SCOPE, limit=1000, dense=np.ones(DIM, dtype=np.float32), filters=filters)
     engine = {h.id for h in ix.search(query)}
     python = {pid for pid, p in payloads.items() if matches(p, filters)}
     assert engine == python

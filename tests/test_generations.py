@@ -24,6 +24,7 @@ from cli.reindex import generation_lines
 from core import serving
 from core.embedding import Embedder
 from core.generation import SERVING_FILE, Fingerprint
+from core.index.schema import TextIndexConfig
 from core.index.server import ServerIndex, move_alias
 from core.runtime import Runtime
 from core.settings import Settings
@@ -56,7 +57,9 @@ class Searcher(threading.Thread):
 
     def __init__(self, rt: Runtime, query: Callable[[int], str], mode: Mode) -> None:
         super().__init__(daemon=True)
-        self._retriever = HybridRetriever(rt.index, rt.embedder, RetrievalConfig())
+        self._retriever = HybridRetriever(
+            rt.index, rt.embedder, RetrievalConfig.from_settings(rt.settings)
+        )
         self._query, self._mode = query, mode
         self.results: list[tuple[str, list]] = []
         self.errors: list[BaseException] = []
@@ -117,7 +120,7 @@ def test_int8_weights_make_another_generation_and_each_is_queried_with_its_own(
 ) -> None:
     fill(bucket_dir, n=1)
     with Runtime(make_settings(tmp_path), embedder) as rt:
-        Ingestion(rt, open_bucket(rt.settings.bucket_url)).run()
+        Ingestion(rt, open_bucket(rt.settings.bucket_url, rt.settings)).run()
         served = configured_fingerprint(rt.settings, embedder)
     int8_settings = make_settings(tmp_path, inference_quantize="int8")
     with Runtime(int8_settings, embedder) as rt:
@@ -129,7 +132,7 @@ def test_int8_weights_make_another_generation_and_each_is_queried_with_its_own(
         ]
         assert needs_rebuild(rt)
         assert rt.embedder.quantize is None  # the float generation is queried with float weights
-        Rebuild(rt, open_bucket(int8_settings.bucket_url)).run(max_docs=4)
+        Rebuild(rt, open_bucket(int8_settings.bucket_url, int8_settings)).run(max_docs=4)
         assert rt.embedder.quantize == "int8" and not needs_rebuild(rt)
         assert rt.index.generation_record() == configured.to_record()
     with Runtime(int8_settings, embedder) as rt:  # reopened: served with the int8 weights again
@@ -141,7 +144,7 @@ def test_rebuild_after_a_chunk_size_change_switches_without_a_mixed_search(
 ) -> None:
     fill(bucket_dir)
     with Runtime(make_settings(tmp_path), embedder) as rt:
-        Ingestion(rt, open_bucket(rt.settings.bucket_url)).run()
+        Ingestion(rt, open_bucket(rt.settings.bucket_url, rt.settings)).run()
         old = chunk_hashes(rt)
         served = read_status(rt.manifest).generation
     assert served is not None and served["chunk_size"] == embedder.max_tokens
@@ -152,7 +155,7 @@ def test_rebuild_after_a_chunk_size_change_switches_without_a_mixed_search(
         searcher = Searcher(rt, lambda i: f"facts about {TOPICS[i % 3]}", "hybrid")
         searcher.start()
         time.sleep(0.3)
-        rebuild = Rebuild(rt, open_bucket(settings.bucket_url))
+        rebuild = Rebuild(rt, open_bucket(settings.bucket_url, settings))
         progress = rebuild.run(max_docs=1)
         rebuild.close()
         time.sleep(0.5)
@@ -188,7 +191,7 @@ def test_rebuild_to_another_model_never_compares_two_spaces(
 ) -> None:
     fill(bucket_dir, n=2)
     with Runtime(make_settings(tmp_path, chunk_size=64, chunk_overlap=8), embedder) as rt:
-        Ingestion(rt, open_bucket(rt.settings.bucket_url)).run()
+        Ingestion(rt, open_bucket(rt.settings.bucket_url, rt.settings)).run()
         texts = [p["text"] for _, p in rt.index.scroll(DEFAULT, ["text"])]
     cls_model = cls_pooling_copy(tmp_path / "cls")
     settings = make_settings(
@@ -198,13 +201,15 @@ def test_rebuild_to_another_model_never_compares_two_spaces(
         searcher = Searcher(rt, lambda i: texts[i % len(texts)], "dense")
         searcher.start()
         time.sleep(0.3)
-        rebuild = Rebuild(rt, open_bucket(settings.bucket_url))
+        rebuild = Rebuild(rt, open_bucket(settings.bucket_url, settings))
         rebuild.run(max_docs=1)
         rebuild.close()
         time.sleep(0.5)
         searcher.stop()
         assert rt.embedder.model_name == str(cls_model)
-        retriever = HybridRetriever(rt.index, rt.embedder, RetrievalConfig())
+        retriever = HybridRetriever(
+            rt.index, rt.embedder, RetrievalConfig.from_settings(rt.settings)
+        )
         for pid, payload in rt.index.scroll(DEFAULT, ["text"]):
             top = retriever.retrieve(DEFAULT, payload["text"], 1, "dense")[0]
             assert top.id == pid and top.score >= 0.99
@@ -230,7 +235,7 @@ def test_a_rebuild_killed_mid_way_resumes_and_the_old_generation_serves_until_th
     for i in range(12):
         (bucket_dir / f"doc{i}.txt").write_text(essay(f"subject {i}", 120))
     with Runtime(make_settings(tmp_path), embedder) as rt:
-        Ingestion(rt, open_bucket(rt.settings.bucket_url)).run()
+        Ingestion(rt, open_bucket(rt.settings.bucket_url, rt.settings)).run()
         old = chunk_hashes(rt)
     env = {
         **os.environ,
@@ -259,7 +264,7 @@ def test_a_rebuild_killed_mid_way_resumes_and_the_old_generation_serves_until_th
     with Runtime(settings, embedder) as rt:
         assert chunk_hashes(rt) == old  # the old generation, whole, still served
         assert needs_rebuild(rt)
-        rebuild = Rebuild(rt, open_bucket(settings.bucket_url))
+        rebuild = Rebuild(rt, open_bucket(settings.bucket_url, settings))
         first = rebuild.step(max_docs=1)
         assert first.done >= 4  # at least the three before the kill, and one more
         rebuild.run(max_docs=4)
@@ -277,7 +282,7 @@ def test_status_shows_the_generation_and_the_vector_index(
 ) -> None:
     fill(bucket_dir, n=1)
     with Runtime(make_settings(tmp_path), embedder) as rt:
-        ingestion = Ingestion(rt, open_bucket(rt.settings.bucket_url))
+        ingestion = Ingestion(rt, open_bucket(rt.settings.bucket_url, rt.settings))
         ingestion.run()
         ingestion.build_vector_index()
         points = rt.index.count()
@@ -301,7 +306,7 @@ def test_a_server_collection_is_rebuilt_behind_its_alias_while_searches_go_on(
     fill(bucket_dir)
     settings = make_settings(tmp_path, "server")
     with Runtime(settings, embedder) as rt:
-        Ingestion(rt, open_bucket(settings.bucket_url)).run()
+        Ingestion(rt, open_bucket(settings.bucket_url, settings)).run()
         served = configured_fingerprint(settings, embedder)
         assert rt.index.generation_record() == served.to_record()
         old = chunk_hashes(rt)
@@ -314,7 +319,7 @@ def test_a_server_collection_is_rebuilt_behind_its_alias_while_searches_go_on(
         searcher = Searcher(rt, lambda i: f"facts about {TOPICS[i % 3]}", "hybrid")
         searcher.start()
         time.sleep(0.3)
-        rebuild = Rebuild(rt, open_bucket(changed.bucket_url))
+        rebuild = Rebuild(rt, open_bucket(changed.bucket_url, changed))
         rebuild.step(max_docs=1)
         rebuild.step(max_docs=1)
         assert aliases(changed.qdrant_path) == {changed.collection: first}  # not switched yet
@@ -351,16 +356,17 @@ def test_a_plain_server_collection_from_before_aliases_is_served_then_replaced(
     settings = make_settings(tmp_path, "server")
     # A collection as this backend made them before aliases: a plain one under the name.
     client = QdrantClient(path=str(settings.qdrant_path))
-    ServerIndex(client, settings.collection, embedder.dim).close()
+    text, bm25 = TextIndexConfig.from_settings(settings), (settings.bm25_k1, settings.bm25_b)
+    ServerIndex(client, settings.collection, embedder.dim, text, bm25).close()
     with Runtime(settings, embedder) as rt:
-        Ingestion(rt, open_bucket(settings.bucket_url)).run()
+        Ingestion(rt, open_bucket(settings.bucket_url, settings)).run()
         assert rt.serving.current.index.collection == settings.collection
         points = rt.index.count()
         assert points > 0 and not needs_rebuild(rt)
     assert aliases(settings.qdrant_path) == {}
     changed = make_settings(tmp_path, "server", chunk_size=48, chunk_overlap=8)
     with Runtime(changed, embedder) as rt:
-        Rebuild(rt, open_bucket(changed.bucket_url)).run(max_docs=4)
+        Rebuild(rt, open_bucket(changed.bucket_url, changed)).run(max_docs=4)
         assert rt.index.count() > points and not needs_rebuild(rt)
     target = configured_fingerprint(changed, embedder)
     physical = f"{changed.collection}__g{target.id}"
@@ -403,7 +409,7 @@ def test_the_graph_is_rebuilt_with_the_new_chunks_and_switched_with_the_index(
         new_points = {pid for pid, _ in rt.index.scroll(DEFAULT, [])}
         assert new_points.isdisjoint(old_points)
         assert graph_chunk_ids(platform) == new_points
-        leg = GraphLeg(platform.graph_store, max_chunks=1000)
+        leg = GraphLeg(platform.graph_store, rt.settings.graph_max_hops, max_chunks=1000)
         ranked = leg.rank(DEFAULT, "Where did Ada Lovelace meet people?", limit=1000)
         assert ranked and set(ranked) <= new_points
     assert not (tmp_path / "data" / "graph").exists()  # the old generation's graph is gone
@@ -444,7 +450,9 @@ def test_a_process_follows_a_switch_another_process_made_on_the_server(
         assert (
             platform.graph_store.current.root == tmp_path / "data" / "generations/someother/graph"
         )
-        retriever = HybridRetriever(rt.index, rt.embedder, RetrievalConfig())
+        retriever = HybridRetriever(
+            rt.index, rt.embedder, RetrievalConfig.from_settings(rt.settings)
+        )
         assert [
             h.payload["doc_id"] for h in retriever.retrieve(DEFAULT, "penguins", 3, "dense")
         ] == ["new.txt"]
@@ -459,17 +467,17 @@ def test_a_rebuild_keeps_the_documents_deleted_through_the_api_out(
     fill(bucket_dir)
     doc = sorted(p.name for p in bucket_dir.iterdir())[0]
     with Runtime(make_settings(tmp_path), embedder) as rt:
-        ingestion = Ingestion(rt, open_bucket(rt.settings.bucket_url))
+        ingestion = Ingestion(rt, open_bucket(rt.settings.bucket_url, rt.settings))
         ingestion.run()
         assert ingestion.syncer.tombstone(doc) is not None
     settings = make_settings(tmp_path, chunk_size=48, chunk_overlap=8)
     with Runtime(settings, embedder) as rt:
-        rebuild = Rebuild(rt, open_bucket(settings.bucket_url))
+        rebuild = Rebuild(rt, open_bucket(settings.bucket_url, settings))
         assert rebuild.run(max_docs=8).switched
         rebuild.close()
         assert not rt.index.chunk_ids(DEFAULT, doc)
         assert rt.manifest.get(doc).tombstone  # type: ignore[union-attr]
         others = [p.name for p in bucket_dir.iterdir() if p.name != doc]
         assert all(rt.index.chunk_ids(DEFAULT, d) for d in others)
-        assert Ingestion(rt, open_bucket(settings.bucket_url)).run().added == 0
+        assert Ingestion(rt, open_bucket(settings.bucket_url, settings)).run().added == 0
         assert not rt.index.chunk_ids(DEFAULT, doc)

@@ -16,7 +16,6 @@ from core.embedding import Embedder
 from core.runtime import Runtime
 from core.types import TenantScope
 from graph.extract import RuleExtractor
-from graph.leg import GraphLeg
 from graph.model import TenantGraph
 from graph.store import FileGraphStore, GraphStore, RedisGraphStore
 from graph.updater import GraphUpdater
@@ -25,6 +24,7 @@ from ingest.service import Ingestion
 from retrieval.fusion import rrf
 from retrieval.hybrid import HybridRetriever, RetrievalConfig
 from tests.support.documents import make_markdown, make_text
+from tests.support.engine import graph_leg
 from tests.support.graph import DOC1, DOC2, QUESTION, ZEPHYR_PARAGRAPHS, two_hop_corpus, write
 from tests.support.services import REDIS_HOST, REDIS_PORT
 from tests.support.settings import make_settings
@@ -97,7 +97,9 @@ def assert_exact(store: GraphStore, scope: TenantScope) -> None:
 def test_two_hop_question_is_answered_by_the_graph_leg(
     runtime: Runtime, bucket: Path, store: GraphStore, updater: GraphUpdater
 ) -> None:
-    retriever = HybridRetriever(runtime.index, runtime.embedder, RetrievalConfig())
+    retriever = HybridRetriever(
+        runtime.index, runtime.embedder, RetrievalConfig.from_settings(runtime.settings)
+    )
     dense = [h.id for h in retriever.retrieve(ACME, QUESTION, TOP_K, mode="dense")]
     bm25 = [h.id for h in retriever.retrieve(ACME, QUESTION, TOP_K, mode="bm25")]
     hybrid = [h.id for h in retriever.retrieve(ACME, QUESTION, TOP_K, mode="hybrid")]
@@ -105,7 +107,7 @@ def test_two_hop_question_is_answered_by_the_graph_leg(
     for ranking in (dense, bm25, hybrid):
         assert DOC2 not in doc_of(runtime, ACME, ranking)
 
-    leg = GraphLeg(store)
+    leg = graph_leg(store)
     assert graph_of(store, ACME).mentioned_in(QUESTION) == ["marta-kowalski"]
     graph_ids = leg.rank(ACME, QUESTION)
     graph_docs = doc_of(runtime, ACME, graph_ids)
@@ -118,7 +120,7 @@ def test_two_hop_question_is_answered_by_the_graph_leg(
 
     deep_dense = [h.id for h in retriever.retrieve(ACME, QUESTION, 50, mode="dense")]
     deep_bm25 = [h.id for h in retriever.retrieve(ACME, QUESTION, 50, mode="bm25")]
-    fused = rrf({"dense": deep_dense, "bm25": deep_bm25, "graph": graph_ids}, limit=TOP_K)
+    fused = rrf({"dense": deep_dense, "bm25": deep_bm25, "graph": graph_ids}, k=60, limit=TOP_K)
     assert answer in [f.id for f in fused]
     assert_exact(store, ACME)
 
@@ -140,7 +142,7 @@ def test_deleting_doc1_removes_the_link_and_its_orphans(
     assert DOC1 not in graph.docs
     supported = {cid for doc in graph.docs.values() for cid in doc}
     assert all(graph.g.nodes[k]["chunks"] <= supported for k in graph.g)
-    leg = GraphLeg(store)
+    leg = graph_leg(store)
     assert graph_of(store, ACME).mentioned_in(QUESTION) == []
     assert leg.rank(ACME, QUESTION) == []
     assert_exact(store, ACME)
@@ -182,7 +184,7 @@ def test_tenants_graphs_never_mix(
         make_text(["The Zephyr Initiative at Globex is run by Ivo Brandt from Lyon."]),
     )
     ingest(runtime, bucket, updater)
-    leg = GraphLeg(store)
+    leg = graph_leg(store)
 
     assert graph_of(store, GLOBEX).mentioned_in(QUESTION) == []  # Marta Kowalski is acme's
     globex_ids = leg.rank(GLOBEX, "What does Ivo Brandt run?")

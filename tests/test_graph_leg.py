@@ -13,8 +13,8 @@ from api.errors import install_error_handlers
 from api.routes import graph
 from core.types import TenantScope
 from graph.extract import RuleExtractor
-from graph.leg import GraphLeg
 from graph.store import FileGraphStore
+from tests.support.engine import graph_leg
 
 ACME = TenantScope("acme")
 GLOBEX = TenantScope("globex")
@@ -40,20 +40,20 @@ def store(tmp_path: Path) -> FileGraphStore:
 
 
 def test_chunks_rank_by_hop_then_weight(store: FileGraphStore) -> None:
-    leg = GraphLeg(store, max_hops=2)
+    leg = graph_leg(store, max_hops=2)
     ranked = leg.rank(ACME, "What does marta kowalski do?")
     # hop 0: the three chunks naming her; hop 1: Zephyr (2 shared sentences) over Gdansk (1);
     # hop 2: Quillon Harbour. Ostrava is 3 hops away.
     assert ranked[:3] == sorted(["c-again", "c-gdansk", "c-marta"])
     assert ranked[3:] == ["c-zephyr", "c-harbour"]
-    assert GraphLeg(store, max_hops=1).rank(ACME, "marta kowalski") == ranked[:4]
-    assert GraphLeg(store, max_hops=0).rank(ACME, "marta kowalski") == ranked[:3]
+    assert graph_leg(store, max_hops=1).rank(ACME, "marta kowalski") == ranked[:4]
+    assert graph_leg(store, max_hops=0).rank(ACME, "marta kowalski") == ranked[:3]
 
 
 def test_specific_entities_outweigh_common_ones(store: FileGraphStore) -> None:
     # Zephyr Initiative is named by three acme chunks, Gdansk by one: the Gdansk chunk is the
     # most specific answer to a question naming both.
-    ranked = GraphLeg(store).rank(ACME, "Zephyr Initiative and Gdansk")
+    ranked = graph_leg(store).rank(ACME, "Zephyr Initiative and Gdansk")
     assert ranked[0] == "c-gdansk"
     assert set(ranked[1:4]) == {"c-marta", "c-zephyr", "c-again"}
 
@@ -61,20 +61,20 @@ def test_specific_entities_outweigh_common_ones(store: FileGraphStore) -> None:
 def test_the_leg_is_capped_never_cuts_a_tie_and_is_silent_without_entities(
     store: FileGraphStore,
 ) -> None:
-    assert GraphLeg(store).rank(ACME, "what is the weather like") == []
+    assert graph_leg(store).rank(ACME, "what is the weather like") == []
     with store.read(ACME) as graph:
         assert graph.mentioned_in("what is the weather like") == []
-    full = GraphLeg(store).rank(ACME, "marta kowalski")
-    assert GraphLeg(store, max_chunks=4).rank(ACME, "marta kowalski", limit=50) == full[:4]
-    assert GraphLeg(store).rank(ACME, "marta kowalski", limit=3) == full[:3]
+    full = graph_leg(store).rank(ACME, "marta kowalski")
+    assert graph_leg(store, max_chunks=4).rank(ACME, "marta kowalski", limit=50) == full[:4]
+    assert graph_leg(store).rank(ACME, "marta kowalski", limit=3) == full[:3]
     # Her three chunks tie: an arbitrary two of them would be a ranking the graph does not know.
-    assert GraphLeg(store).rank(ACME, "marta kowalski", limit=2) == []
+    assert graph_leg(store).rank(ACME, "marta kowalski", limit=2) == []
 
 
 def test_tenants_only_see_their_own_graph(store: FileGraphStore) -> None:
-    assert GraphLeg(store).rank(GLOBEX, "marta kowalski") == []
-    assert GraphLeg(store).rank(GLOBEX, "Zephyr Initiative") == ["g-1"]
-    assert "g-1" not in GraphLeg(store).rank(ACME, "Zephyr Initiative")
+    assert graph_leg(store).rank(GLOBEX, "marta kowalski") == []
+    assert graph_leg(store).rank(GLOBEX, "Zephyr Initiative") == ["g-1"]
+    assert "g-1" not in graph_leg(store).rank(ACME, "Zephyr Initiative")
 
 
 # --------------------------------------------------------------------------- API

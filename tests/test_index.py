@@ -17,12 +17,18 @@ from qdrant_client import QdrantClient
 from rank_bm25 import BM25Okapi
 
 from core.embedding import Embedder
-from core.index import ChunkIndex, EngineQuery, FieldFilter, Range, ShardLockedError
-from core.index.edge import EdgeIndex
-from core.index.schema import PAYLOAD_INDEXES, TextIndexConfig
+from core.index import ChunkIndex, FieldFilter, Range, ShardLockedError
+from core.index.schema import PAYLOAD_INDEXES
 from core.index.server import ServerIndex
 from core.types import IndexedChunk, InvalidTenantError, TenantScope, chunk_point_id
 from retrieval.fusion import rrf
+from tests.support.engine import (
+    PLAIN_WORDS,
+    bm25_params,
+    edge_index,
+    engine_query,
+    local_server_index,
+)
 
 A, B = TenantScope("a"), TenantScope("b")
 
@@ -38,18 +44,17 @@ CORPUS = [
 ]
 
 
-def open_backend(kind: str, path: Path, dim: int, text: TextIndexConfig) -> ChunkIndex:
+def open_backend(kind: str, path: Path, dim: int) -> ChunkIndex:
+    """Both backends with the one tokenization local mode scores, so their BM25 agrees."""
     if kind == "edge":
-        return EdgeIndex(path / "shard", dim, text)
-    from qdrant_client import QdrantClient
-
-    return ServerIndex(QdrantClient(path=str(path / "local")), "chunks", dim, text)
+        return edge_index(path / "shard", dim)
+    return local_server_index(path / "local", dim)
 
 
 @pytest.fixture
 def index(tmp_path: Path, backend: str, embedder: Embedder) -> Iterator[ChunkIndex]:
     """Both tenants hold the same corpus; tenant b also has one private document."""
-    idx = open_backend(backend, tmp_path, embedder.dim, TextIndexConfig())
+    idx = open_backend(backend, tmp_path, embedder.dim)
     vectors = embedder.embed_documents([*CORPUS, "a private note for tenant b about kidneys"])
     chunks = []
     for scope in (A, B):
@@ -78,9 +83,9 @@ def index(tmp_path: Path, backend: str, embedder: Embedder) -> Iterator[ChunkInd
 
 def test_unscoped_queries_cannot_be_built() -> None:
     with pytest.raises(TypeError):
-        EngineQuery("a", limit=1, text="x")  # type: ignore[arg-type]
+        engine_query("a", limit=1, text="x")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        EngineQuery(None, limit=1, text="x")  # type: ignore[arg-type]
+        engine_query(None, limit=1, text="x")  # type: ignore[arg-type]
     for bad in ("", "*", "../a", "a b", "a/b", "x" * 65):
         with pytest.raises(InvalidTenantError):
             TenantScope(bad)
@@ -89,10 +94,10 @@ def test_unscoped_queries_cannot_be_built() -> None:
 def test_every_mode_stays_inside_the_tenant(index: ChunkIndex, embedder: Embedder) -> None:
     vector = embedder.embed_query("private note about kidneys")
     for dense, text in ((vector, None), (None, "private kidneys"), (vector, "private kidneys")):
-        hits = index.search(EngineQuery(A, limit=20, dense=dense, text=text))
+        hits = index.search(engine_query(A, limit=20, dense=dense, text=text))
         assert hits and {h.payload["tenant_id"] for h in hits} == {"a"}
         assert "secret" not in {h.payload["doc_id"] for h in hits}
-    hits = index.search(EngineQuery(B, limit=1, dense=vector, text="private kidneys"))
+    hits = index.search(engine_query(B, limit=1, dense=vector, text="private kidneys"))
     assert hits[0].payload["doc_id"] == "secret"
     assert (index.count(A), index.count(B), index.count()) == (8, 9, 17)
     assert index.retrieve(A, [hits[0].id]) == []
@@ -101,11 +106,11 @@ def test_every_mode_stays_inside_the_tenant(index: ChunkIndex, embedder: Embedde
 def test_engine_rrf_equals_python_rrf(index: ChunkIndex, embedder: Embedder) -> None:
     query = "blood pressure and salt"
     vector = embedder.embed_query(query)
-    dense = index.search(EngineQuery(A, limit=8, dense=vector))
-    bm25 = index.search(EngineQuery(A, limit=8, text=query))
+    dense = index.search(engine_query(A, limit=8, dense=vector))
+    bm25 = index.search(engine_query(A, limit=8, text=query))
     expected = rrf({"dense": [h.id for h in dense], "bm25": [h.id for h in bm25]}, k=60)
     fused = index.search(
-        EngineQuery(A, limit=8, dense=vector, text=query, candidates=8, with_leg_ranks=True)
+        engine_query(A, limit=8, dense=vector, text=query, candidates=8, with_leg_ranks=True)
     )
     assert [h.id for h in fused] == [f.id for f in expected][: len(fused)]
     for hit, ref in zip(fused, expected, strict=False):
@@ -116,9 +121,9 @@ def test_engine_rrf_equals_python_rrf(index: ChunkIndex, embedder: Embedder) -> 
 def test_weighted_rrf_follows_the_heavier_leg(index: ChunkIndex, embedder: Embedder) -> None:
     query = "urine"  # BM25 finds only d7; dense ranks other kidney/blood texts too
     vector = embedder.embed_query("how the body removes waste")
-    dense_first = index.search(EngineQuery(A, limit=1, dense=vector))[0].id
-    heavy_dense = index.search(EngineQuery(A, 1, vector, query, weights=(10.0, 0.1)))[0].id
-    heavy_bm25 = index.search(EngineQuery(A, 1, vector, query, weights=(0.1, 10.0)))[0].id
+    dense_first = index.search(engine_query(A, limit=1, dense=vector))[0].id
+    heavy_dense = index.search(engine_query(A, 1, vector, query, weights=(10.0, 0.1)))[0].id
+    heavy_bm25 = index.search(engine_query(A, 1, vector, query, weights=(0.1, 10.0)))[0].id
     assert heavy_dense == dense_first
     assert index.retrieve(A, [heavy_bm25])[0].payload["doc_id"] == "d7"
 
@@ -144,7 +149,7 @@ def test_engine_bm25_matches_the_rank_bm25_oracle(index: ChunkIndex, backend: st
     oracle = _lucene_bm25([t.split() for t in corpus])
     for query in ("blood", "immune system virus", "salt kidneys blood", "host cells"):
         expected = oracle.get_scores(query.split())[: len(CORPUS)]
-        hits = index.search(EngineQuery(A, limit=8, text=query))
+        hits = index.search(engine_query(A, limit=8, text=query))
         got = {h.payload["doc_id"]: h.score for h in hits}
         want = {f"d{i}": s for i, s in enumerate(expected) if s > 0}
         assert got.keys() == want.keys(), query
@@ -157,9 +162,9 @@ def test_bm25_k1_and_b_reach_the_engine(tmp_path: Path, backend: str) -> None:
     """Settings the server backend once dropped silently (it scored with 1.2 and 0.75)."""
     k1, b = 2.0, 0.1
     if backend == "edge":
-        idx: ChunkIndex = EdgeIndex(tmp_path / "shard", 4, bm25=(k1, b))
+        idx: ChunkIndex = edge_index(tmp_path / "shard", 4, bm25=(k1, b))
     else:
-        idx = ServerIndex(QdrantClient(path=str(tmp_path / "local")), "chunks", 4, bm25=(k1, b))
+        idx = local_server_index(tmp_path / "local", 4, bm25=(k1, b))
     try:
         idx.upsert(
             [
@@ -184,7 +189,7 @@ def test_bm25_k1_and_b_reach_the_engine(tmp_path: Path, backend: str) -> None:
 
 
 def _bm25_scores(index: ChunkIndex, scope: TenantScope, text: str) -> dict[str, float]:
-    hits = index.search(EngineQuery(scope, limit=50, text=text))
+    hits = index.search(engine_query(scope, limit=50, text=text))
     return {h.payload["doc_id"]: h.score for h in hits}
 
 
@@ -209,7 +214,7 @@ def test_a_tenants_bm25_scores_depend_on_its_own_documents_only(
         for i in range(5)
     ]
     queries = ("blood pressure", "quokka", "zebra", "merger", "salt kidneys blood")
-    index = EdgeIndex(tmp_path / "shard", embedder.dim)
+    index = edge_index(tmp_path / "shard", embedder.dim)
     try:
         index.upsert(acme_docs)
         alone = {q: _bm25_scores(index, acme, q) for q in queries}
@@ -240,11 +245,11 @@ def test_a_server_is_asked_for_tenant_bm25_statistics(tmp_path: Path) -> None:
     remote = QdrantClient(url="http://127.0.0.1:9", check_compatibility=False)  # never called
     assert not is_local_mode(remote) and is_local_mode(QdrantClient(":memory:"))
     remote.close()
-    index = ServerIndex(QdrantClient(path=str(tmp_path / "local")), "chunks", 4)
+    index = local_server_index(tmp_path / "local", 4)
     assert index.tenant_statistics is False
     index.tenant_statistics = True  # what a remote client gets: the requests a server would see
     try:
-        query = EngineQuery(A, limit=3, dense=np.ones(4), text="blood")
+        query = engine_query(A, limit=3, dense=np.ones(4), text="blood")
         fused = index._fused_request(query)
         dense, bm25 = fused.prefetch
         assert dense.params is None
@@ -260,7 +265,7 @@ def test_filters_on_keywords_numbers_dates_and_sidecar_fields(index: ChunkIndex)
         return {
             h.payload["doc_id"]
             for h in index.search(
-                EngineQuery(
+                engine_query(
                     A,
                     20,
                     text="the blood salt immune virus cells kidneys arteries",
@@ -290,29 +295,29 @@ def test_document_ids_delete_document_and_chunk_ids(index: ChunkIndex) -> None:
 
 
 def test_a_second_owner_of_the_shard_is_refused(tmp_path: Path) -> None:
-    first = EdgeIndex(tmp_path / "shard", 4)
+    first = edge_index(tmp_path / "shard", 4)
     with pytest.raises(ShardLockedError, match=r"pid \d+"):
-        EdgeIndex(tmp_path / "shard", 4)
+        edge_index(tmp_path / "shard", 4)
     first.close()
-    EdgeIndex(tmp_path / "shard", 4).close()
+    edge_index(tmp_path / "shard", 4).close()
 
 
 def test_a_killed_owner_releases_the_shard(tmp_path: Path) -> None:
     holder = textwrap.dedent(f"""
         import time
         from pathlib import Path
-        from core.index.edge import EdgeIndex
-        EdgeIndex(Path({str(tmp_path / "shard")!r}), 4)
+        from tests.support.engine import edge_index
+        edge_index(Path({str(tmp_path / "shard")!r}), 4)
         print("ready", flush=True)
         time.sleep(60)
     """)
     proc = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
     with pytest.raises(ShardLockedError, match=str(proc.pid)):
-        EdgeIndex(tmp_path / "shard", 4)
+        edge_index(tmp_path / "shard", 4)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    reopened = EdgeIndex(tmp_path / "shard", 4)
+    reopened = edge_index(tmp_path / "shard", 4)
     reopened.upsert(
         [
             IndexedChunk(
@@ -334,7 +339,7 @@ def test_edge_index_builds_its_vector_index_when_enough_points_wait(
     rng = np.random.default_rng(3)
     vectors = rng.standard_normal((600, embedder.dim)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    idx = EdgeIndex(tmp_path / "shard", embedder.dim, optimize_min_unindexed=400)
+    idx = edge_index(tmp_path / "shard", embedder.dim, optimize_min_unindexed=400)
     try:
 
         def write(first: int, last: int) -> None:
@@ -352,8 +357,8 @@ def test_edge_index_builds_its_vector_index_when_enough_points_wait(
         write(0, 300)
         assert idx.optimize() is False  # 300 waiting: cheaper to scan than to index
         write(300, 600)
-        dense = EngineQuery(A, limit=10, dense=vectors[7])
-        hybrid = EngineQuery(A, limit=10, dense=vectors[7], text="chunk number 7")
+        dense = engine_query(A, limit=10, dense=vectors[7])
+        hybrid = engine_query(A, limit=10, dense=vectors[7], text="chunk number 7")
         before = [h.id for h in idx.search(dense)]
         assert idx.optimize() is True
         assert idx.optimize() is False  # nothing left to index
@@ -365,7 +370,7 @@ def test_edge_index_builds_its_vector_index_when_enough_points_wait(
 
 
 def test_a_server_optimises_on_its_own(tmp_path: Path, embedder: Embedder) -> None:
-    idx = open_backend("server", tmp_path, embedder.dim, TextIndexConfig())
+    idx = open_backend("server", tmp_path, embedder.dim)
     try:
         assert idx.optimize() is False
     finally:
@@ -396,7 +401,7 @@ def test_a_new_collection_takes_the_cluster_layout_and_a_tenant_index(tmp_path: 
     from core.index.server import ClusterLayout
 
     client = RecordingClient(str(tmp_path / "local"))
-    ServerIndex(client, "chunks", 8, layout=ClusterLayout(6, 2, 2)).close()
+    ServerIndex(client, "chunks", 8, PLAIN_WORDS, bm25_params(), ClusterLayout(6, 2, 2)).close()
     assert (
         client.created["shard_number"],
         client.created["replication_factor"],

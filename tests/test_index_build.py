@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from core.embedding import Embedder
-from core.index import EngineQuery, open_index
-from core.index.edge import EdgeIndex
+from core.index import open_index
 from core.serving import Generation, ServedIndex, Serving
 from core.types import IndexedChunk, TenantScope
+from tests.support.engine import edge_index, engine_query
 from tests.support.settings import make_settings
 
 DIM = 384
@@ -35,7 +35,7 @@ def chunks(rng: np.random.Generator, n: int) -> list[IndexedChunk]:
 
 def test_searches_and_writes_go_on_while_the_vector_index_builds(tmp_path: Path) -> None:
     rng = np.random.default_rng(7)
-    index = EdgeIndex(tmp_path / "shard", DIM, optimize_min_unindexed=1_000)
+    index = edge_index(tmp_path / "shard", DIM, optimize_min_unindexed=1_000)
     try:
         index.upsert(chunks(rng, 3_000))
         built: list[bool] = []
@@ -47,7 +47,7 @@ def test_searches_and_writes_go_on_while_the_vector_index_builds(tmp_path: Path)
         time.sleep(0.05)
         writer.start()
         while builder.is_alive():
-            query = EngineQuery(SCOPE, limit=5, dense=rng.standard_normal(DIM).astype(np.float32))
+            query = engine_query(SCOPE, limit=5, dense=rng.standard_normal(DIM).astype(np.float32))
             started = time.perf_counter()
             assert len(index.search(query)) == 5
             worst = max(worst, time.perf_counter() - started)
@@ -63,7 +63,7 @@ def test_searches_and_writes_go_on_while_the_vector_index_builds(tmp_path: Path)
     assert worst < 1.0, f"a search waited {worst:.2f}s for the build"
     assert status["points"] == 3_010  # the write made during the build is kept
     assert status["indexed_vectors"] >= 3_000
-    reopened = EdgeIndex(tmp_path / "shard", DIM, optimize_min_unindexed=1_000)
+    reopened = edge_index(tmp_path / "shard", DIM, optimize_min_unindexed=1_000)
     assert reopened.count() == 3_010
     reopened.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shard", "shard.lock", "shard.v1"]
@@ -77,13 +77,13 @@ def test_a_query_runs_on_the_generation_that_embedded_it_across_a_switch(
     rng = np.random.default_rng(3)
     indexes, ids = [], []
     for name in ("a", "b", "c"):
-        index = EdgeIndex(tmp_path / name, DIM)
+        index = edge_index(tmp_path / name, DIM)
         index.upsert(chunks(rng, 1))
         indexes.append(index)
         ids.append([next(index.scroll(None, ()))[0]])
     serving = Serving(Generation(indexes[0], embedder))
     served = ServedIndex(serving)
-    query = EngineQuery(SCOPE, limit=1, dense=rng.standard_normal(DIM).astype(np.float32))
+    query = engine_query(SCOPE, limit=1, dense=rng.standard_normal(DIM).astype(np.float32))
     serving.pin()  # what ServedEmbedder.embed_query does, here with generation a
     serving.switch(Generation(indexes[1], embedder), lambda: None)
     assert [h.id for h in served.search(query)] == ids[0]  # pinned: a, though b is served

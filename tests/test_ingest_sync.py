@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 
 from core.embedding import Embedder
-from core.index import EngineQuery, FieldFilter
+from core.index import FieldFilter
 from core.manifest import DocStatus, RunSummary
 from core.runtime import Runtime
 from core.types import TenantScope
 from ingest.chunking import Chunker
 from ingest.service import Ingestion, open_bucket
 from tests.support.documents import binary_garbage, corrupt_pdf, make_docx, make_html, make_pdf
+from tests.support.engine import engine_query
 from tests.support.settings import make_settings
 
 DEFAULT = TenantScope("default")
@@ -33,7 +34,7 @@ def write(path: Path, data: bytes | str) -> Path:
 
 
 def sync(rt: Runtime) -> RunSummary:
-    return Ingestion(rt, open_bucket(rt.settings.bucket_url)).run()
+    return Ingestion(rt, open_bucket(rt.settings.bucket_url, rt.settings)).run()
 
 
 def doc_chunks(rt: Runtime, doc_id: str, scope: TenantScope = DEFAULT) -> set[str]:
@@ -72,7 +73,7 @@ def test_every_format_is_indexed_and_searchable(runtime: Runtime, bucket_dir: Pa
     assert titles["paper.pdf"]["title"] == "Paper"
     assert titles["memo.docx"]["mime_type"].endswith("wordprocessingml.document")
     hits = runtime.index.search(
-        EngineQuery(
+        engine_query(
             DEFAULT, limit=3, dense=runtime.embedder.embed_query("rerankers"), text="rerank"
         )
     )
@@ -118,7 +119,7 @@ def test_editing_one_paragraph_reembeds_only_changed_chunks(
     assert len(new_ids) == len(new_hashes)
     assert len(old_ids & new_ids) == len(new_hashes) - len(changed)
     assert rt.index.count(DEFAULT) == len(new_hashes)
-    hits = rt.index.search(EngineQuery(DEFAULT, limit=1, text="zebras giraffes"))
+    hits = rt.index.search(engine_query(DEFAULT, limit=1, text="zebras giraffes"))
     assert "zebras" in hits[0].payload["text"]
 
 
@@ -132,7 +133,7 @@ def test_deleting_a_file_removes_all_its_chunks(runtime: Runtime, bucket_dir: Pa
     assert doc_chunks(runtime, "guide.md") == set()
     assert "guide.md" not in runtime.index.document_ids()
     assert runtime.manifest.get("guide.md").status == DocStatus.DELETED
-    hits = runtime.index.search(EngineQuery(DEFAULT, limit=10, text="hybrid search fuses"))
+    hits = runtime.index.search(engine_query(DEFAULT, limit=10, text="hybrid search fuses"))
     assert all(h.payload["doc_id"] != "guide.md" for h in hits)
 
 
@@ -145,7 +146,9 @@ def test_same_document_under_two_tenants_is_isolated(runtime: Runtime, bucket_di
     acme, globex = TenantScope("acme"), TenantScope("globex")
     vector = runtime.embedder.embed_query("launch codes")
     for scope, allowed in ((acme, {"tenants/acme/shared.txt"}), (globex, None)):
-        hits = runtime.index.search(EngineQuery(scope, limit=10, dense=vector, text="launch codes"))
+        hits = runtime.index.search(
+            engine_query(scope, limit=10, dense=vector, text="launch codes")
+        )
         assert {h.payload["tenant_id"] for h in hits} == {scope.tenant_id}
         if allowed is not None:
             assert {h.payload["doc_id"] for h in hits} == allowed
@@ -186,7 +189,7 @@ def test_bad_files_are_quarantined_and_fixed_versions_picked_up(
     fixed = sync(rt)
     assert (fixed.added, fixed.failed) == (1, 0)
     assert rt.manifest.get("broken.pdf").status == DocStatus.INDEXED
-    hits = rt.index.search(EngineQuery(DEFAULT, limit=1, text="lighthouses"))
+    hits = rt.index.search(engine_query(DEFAULT, limit=1, text="lighthouses"))
     assert hits[0].payload["doc_id"] == "broken.pdf"
     rt.close()
 
@@ -216,7 +219,7 @@ def test_sidecar_metadata_is_filterable_and_cannot_change_tenant(
     assert runtime.index.count(TenantScope("acme")) == 0
 
     def authors(*filters: FieldFilter) -> set[str]:
-        q = EngineQuery(DEFAULT, limit=10, text="quarterly report", filters=filters)
+        q = engine_query(DEFAULT, limit=10, text="quarterly report", filters=filters)
         return {h.payload["author"] for h in runtime.index.search(q)}
 
     assert authors(FieldFilter("author", "eq", "Ann")) == {"Ann"}

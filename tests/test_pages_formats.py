@@ -12,7 +12,7 @@ import pytest
 
 from api.auth import create_key
 from core.embedding import Embedder
-from core.index import EngineQuery, FieldFilter
+from core.index import FieldFilter
 from core.manifest import DocStatus
 from core.runtime import Runtime
 from core.types import TenantScope
@@ -20,6 +20,7 @@ from ingest.bucket import LocalBucket
 from ingest.service import Ingestion
 from tests.support.api_env import running_app
 from tests.support.documents import make_csv, make_eml, make_pdf, make_pptx, make_xlsx, zip_bomb
+from tests.support.engine import engine_query
 from tests.support.llm import LLM_URL, fake_llm
 from tests.support.settings import make_settings
 
@@ -109,7 +110,7 @@ def test_pptx_xlsx_csv_and_eml_are_searchable(env: tuple[Runtime, Path]) -> None
         ("pangolin", "people.csv"),
         ("zebu", "mail.eml"),
     ):
-        hits = runtime.index.search(EngineQuery(DEFAULT, limit=1, text=word))
+        hits = runtime.index.search(engine_query(DEFAULT, limit=1, text=word))
         assert hits and hits[0].payload["doc_id"] == doc_id, word
         if doc_id == "deck.pptx":
             assert hits[0].payload["page"] == 2  # the slide
@@ -189,7 +190,7 @@ def test_sidecar_metadata_is_stored_once_and_short_keys_stay_filterable(
         )
         assert search.status_code == 200 and len(search.content) < 20_000, len(search.content)
     hits = runtime.index.search(
-        EngineQuery(
+        engine_query(
             DEFAULT, limit=5, text="lemurs", filters=(FieldFilter("meta.team", "eq", "search"),)
         )
     )

@@ -76,6 +76,6 @@ def test_repeated_queries_return_one_order_with_ties_by_id(
 
 
 def test_python_rrf_orders_ties_by_id_whatever_the_leg_order() -> None:
-    one = rrf({"dense": ["b", "c"], "bm25": ["a", "d"]})
-    other = rrf({"bm25": ["a", "d"], "dense": ["b", "c"]})
+    one = rrf({"dense": ["b", "c"], "bm25": ["a", "d"]}, k=60)
+    other = rrf({"bm25": ["a", "d"], "dense": ["b", "c"]}, k=60)
     assert [f.id for f in one] == [f.id for f in other] == ["a", "b", "c", "d"]

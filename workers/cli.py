@@ -28,7 +28,10 @@ def up(
 
 
 def worker(
-    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1)] = 2,
+    concurrency: Annotated[
+        int | None,
+        typer.Option("--concurrency", "-c", min=1, help="default RAG_WORKER_CONCURRENCY"),
+    ] = None,
     beat: Annotated[bool, typer.Option(help="Also run the scheduler (one per deployment)")] = False,
     pool: Annotated[
         Literal["threads", "prefork", "solo"], typer.Option(help="Celery's worker pool")
@@ -39,5 +42,7 @@ def worker(
     Any number may run against a Qdrant server (RAG_INDEX_MODE=server, RAG_QDRANT_URL); with the
     embedded index only one process may open it, so use `rag up` instead.
     """
-    argv = worker_argv(get_settings(), concurrency, pool=pool, beat=beat)
+    settings = get_settings()
+    threads = concurrency or settings.worker_concurrency
+    argv = worker_argv(settings, threads, pool=pool, beat=beat)
     os.execv(argv[0], argv)

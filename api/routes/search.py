@@ -52,8 +52,10 @@ def to_search_request(body: SearchBody, s: Settings) -> SearchRequest:
         )
     if not body.query.strip():
         raise ApiError(422, "empty_query", "query is blank", "query")
-    if body.top_k > s.max_top_k:
-        raise ApiError(422, "invalid_request", f"top_k is limited to {s.max_top_k}", "top_k")
+    top_k = requested_top_k(body, s)
+    most = s.max_answer_top_k if isinstance(body, AnswerBody) else s.max_top_k
+    if top_k > most:
+        raise ApiError(422, "invalid_request", f"top_k is limited to {most}", "top_k")
     top_n = body.rerank_top_n or s.rerank_top_n
     if top_n > s.max_rerank_top_n:
         raise ApiError(
@@ -69,9 +71,14 @@ def to_search_request(body: SearchBody, s: Settings) -> SearchRequest:
         )
     except FilterError as exc:
         raise ApiError(422, "invalid_filter", exc.reason, exc.field) from None
-    return SearchRequest(
-        body.query, body.top_k, body.mode, filters, body.rerank, top_n, body.explain
-    )
+    return SearchRequest(body.query, top_k, body.mode, filters, body.rerank, top_n, body.explain)
+
+
+def requested_top_k(body: SearchBody, s: Settings) -> int:
+    """The body's top_k, or the settings' default for its route."""
+    if body.top_k is not None:
+        return body.top_k
+    return s.answer_top_k if isinstance(body, AnswerBody) else s.search_top_k
 
 
 def search_or_error(
@@ -132,7 +139,7 @@ def _audited(
             tenant_id=caller.tenant_id,
             query=body.query,
             mode=body.mode,
-            top_k=body.top_k,
+            top_k=requested_top_k(body, state.runtime.settings),
             filter_fields=[c.field for c in body.filters],
             status=status,
             hits=outcome.hits,

@@ -16,11 +16,7 @@ __all__ = ["ChunkIndex", "EngineQuery", "FieldFilter", "Range", "ShardLockedErro
 def open_index(settings: Settings, dim: int, shard: Path | None = None) -> ChunkIndex:
     """`shard`: an embedded shard folder other than the settings' (a generation being built)."""
     bm25 = (settings.bm25_k1, settings.bm25_b)
-    text = TextIndexConfig(
-        ascii_folding=settings.bm25_ascii_folding,
-        stemmer=settings.bm25_stemmer,
-        stopwords=settings.bm25_stopwords,
-    )
+    text = TextIndexConfig.from_settings(settings)
     if settings.index_mode == "edge":
         from core.index.edge import EdgeIndex, EngineThreads
 

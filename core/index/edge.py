@@ -136,9 +136,9 @@ class EdgeIndex(ChunkIndex):
         self,
         path: Path,
         dim: int,
-        text_index: TextIndexConfig | None = None,
-        bm25: tuple[float, float] = (1.2, 0.75),
-        optimize_min_unindexed: int = 5_000,
+        text_index: TextIndexConfig,
+        bm25: tuple[float, float],
+        optimize_min_unindexed: int,
         threads: EngineThreads | None = None,
     ) -> None:
         self._optimize_min_unindexed = optimize_min_unindexed
@@ -159,11 +159,9 @@ class EdgeIndex(ChunkIndex):
                 shutil.rmtree(first, ignore_errors=True)
                 self._shard = qe.EdgeShard.create(str(first), config)
                 _point(path, first)
-                cfg = text_index or TextIndexConfig()
                 for field, kind in PAYLOAD_INDEXES.items():
-                    self._shard.update(
-                        qe.UpdateOperation.create_field_index(field, _schema(field, kind, cfg))
-                    )
+                    schema = _schema(field, kind, text_index)
+                    self._shard.update(qe.UpdateOperation.create_field_index(field, schema))
         except BaseException:
             self._lock.release()
             raise

@@ -7,7 +7,7 @@ tenants after the fact.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -58,8 +58,10 @@ class EngineQuery:
     dense: np.ndarray | None = None
     text: str | None = None
     filters: tuple[FieldFilter, ...] = ()
-    candidates: int = 50
-    rrf_k: int = 60
+    # Hits each leg contributes to the fusion and RRF's k: the settings' candidates_per_leg and
+    # rrf_k, passed by the caller (required, so no second default lives here).
+    candidates: int = field(kw_only=True)
+    rrf_k: int = field(kw_only=True)
     weights: tuple[float, float] | None = None  # (dense, bm25)
     with_leg_ranks: bool = False
 

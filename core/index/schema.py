@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from core.settings import Settings
+
 DENSE_VECTOR = "dense"
 TEXT_FIELD = "text"
 META_PREFIX = "meta."
@@ -42,9 +44,27 @@ FILTERABLE_FIELDS: dict[str, IndexKind] = {
 
 @dataclass(frozen=True)
 class TextIndexConfig:
-    """How the BM25 text index tokenizes; identical on both backends. Defaults: plain words."""
+    """How the BM25 text index tokenizes: the settings' bm25_* fields, no defaults of its own.
 
-    lowercase: bool = True
-    ascii_folding: bool = False
-    stemmer: str | None = None
-    stopwords: str | None = None
+    Each backend binds it to its own client's parameters (`core.index.edge._text_index`,
+    `core.index.server._text_index`), so both tokenize the same way or refuse to start.
+    """
+
+    lowercase: bool
+    ascii_folding: bool
+    stemmer: str | None
+    stopwords: str | None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TextIndexConfig:
+        return cls(
+            lowercase=settings.bm25_lowercase,
+            ascii_folding=settings.bm25_ascii_folding,
+            stemmer=settings.bm25_stemmer,
+            stopwords=settings.bm25_stopwords,
+        )
+
+    @property
+    def plain(self) -> bool:
+        """Lowercased words only: the one tokenization qdrant-client's local mode can score."""
+        return self.lowercase and not (self.ascii_folding or self.stemmer or self.stopwords)

@@ -180,10 +180,19 @@ class ServerIndex(ChunkIndex):
         client: QdrantClient | _SharedClient,
         collection: str,
         dim: int,
-        text_index: TextIndexConfig | None = None,
-        bm25: tuple[float, float] = (1.2, 0.75),
+        text_index: TextIndexConfig,
+        bm25: tuple[float, float],
         layout: ClusterLayout | None = None,
     ) -> None:
+        raw = client.client if isinstance(client, _SharedClient) else client
+        if is_local_mode(raw) and not text_index.plain:
+            # Its text queries raise NotImplementedError on any other tokenization: refuse now.
+            raise ValueError(
+                "qdrant-client's local mode (RAG_QDRANT_PATH) scores BM25 on lowercased words "
+                "only; set RAG_BM25_STEMMER='', RAG_BM25_STOPWORDS='' and "
+                "RAG_BM25_ASCII_FOLDING=false, or use a Qdrant server (RAG_QDRANT_URL) or "
+                "RAG_INDEX_MODE=edge"
+            )
         self._shared = client if isinstance(client, _SharedClient) else _SharedClient(client)
         self._shared.users += 1
         client = self._client = self._shared.client
@@ -201,9 +210,8 @@ class ServerIndex(ChunkIndex):
                 },
                 **asdict(layout or ClusterLayout()),
             )
-            cfg = text_index or TextIndexConfig()
             for field, kind in PAYLOAD_INDEXES.items():
-                schema = _schema(field, kind, cfg)
+                schema = _schema(field, kind, text_index)
                 client.create_payload_index(collection, field, schema, wait=True)
         else:
             existing = client.get_collection(collection).config.params.vectors[DENSE_VECTOR].size
@@ -220,8 +228,8 @@ class ServerIndex(ChunkIndex):
         client: QdrantClient,
         alias: str,
         dim: int,
-        text_index: TextIndexConfig | None = None,
-        bm25: tuple[float, float] = (1.2, 0.75),
+        text_index: TextIndexConfig,
+        bm25: tuple[float, float],
         layout: ClusterLayout | None = None,
     ) -> ServerIndex:
         """The collection the alias serves, resolved now; a new deployment's first one, with

@@ -9,8 +9,10 @@ from core.settings import Settings
 
 def make_settings(tmp: Path, backend: str = "edge", **overrides: object) -> Settings:
     if backend == "server":
-        # qdrant-client's local mode scores BM25 only with the plain word tokenizer; a real
-        # server takes the configured stemmer and stopwords.
+        # qdrant-client's local mode scores BM25 only with the plain word tokenizer and refuses
+        # any other at start-up (`ServerIndex`); a real server takes the configured stemmer and
+        # stopwords as the embedded engine does. tests/test_backend_parity.py compares the two
+        # backends' rankings with this one tokenizer on both.
         overrides = {
             "bm25_stemmer": None,
             "bm25_stopwords": None,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from core.settings import get_settings
 from workers.app import app
 from workers.context import context
 
@@ -64,4 +63,5 @@ def nightly_eval() -> str:
     from eval.pipeline import run_nightly
     from serving.platform import Platform
 
-    return str(run_nightly(get_settings(), Platform))
+    settings = context().runtime.settings  # the worker's, not a second read of the environment
+    return str(run_nightly(settings, Platform))
