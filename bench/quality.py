@@ -28,12 +28,16 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from core.settings import Settings  # noqa: E402
 from eval.beir import load_beir  # noqa: E402
+from eval.metrics import MAX_CUTOFF  # noqa: E402
 from eval.runner import MODES, SystemRun, run_system, service_systems  # noqa: E402
 from eval.workspace import EvalWorkspace  # noqa: E402
 from serving.platform import Platform  # noqa: E402
 
 WORK = ROOT / "bench" / ".work" / "quality"
-DEPTH = 100
+# As deep as `rag eval` asks (its deepest cutoff, Recall@50): the depth is a search setting (a
+# request of top_k above the candidates per leg fetches more per leg, which moves the fused order),
+# so the two report the same figures only at the same depth.
+DEPTH = MAX_CUTOFF
 _TOKEN = re.compile(r"\w+")
 
 
