@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -91,6 +92,21 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration], name: str
     return latest
 
 
+def _enable_wal(conn: sqlite3.Connection, wait_seconds: float = 30.0) -> None:
+    """Switch a database to WAL, once for all its users. The switch needs the file to itself and
+    SQLite does not wait for that (no busy handler), so processes opening a database together
+    (the API and a worker on an old data dir) retry until the first one has done it."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class SqliteStore:
     """A WAL-mode SQLite file used from several threads through one serialized connection.
 
@@ -110,7 +126,7 @@ class SqliteStore:
         private_dir(path.parent)
         private_file(path)
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        _enable_wal(self._conn)
         self._conn.execute("PRAGMA synchronous=NORMAL")
         try:
             self.schema_version = migrate(self._conn, migrations, path.name)

@@ -83,7 +83,9 @@ def test_a_parse_over_its_memory_budget_is_refused_and_the_pool_goes_on() -> Non
 
 
 _ORPHANING_PARENT = """
-import os, sys, threading
+import os, signal, sys, threading
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the parent outlives the group's SIGTERM: only
+# the parser's own handling decides whether it does too (its watchdog would stop it otherwise)
 from ingest.isolation import ParseBudget, ParserPool
 from tests.support.documents import make_pdf, shared_stream_pdf
 pool = ParserPool(1, ParseBudget(600, 10**8, None))
