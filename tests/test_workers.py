@@ -95,7 +95,10 @@ def test_drop_replace_delete_with_real_workers(
     status = run_until_converged(dep, "w2")
     assert status.counts["indexed"] == 45 and status.counts["deleted"] == 5
     run = status.last_run  # the duplicated task may settle replaced[0] before the scan runs
-    assert run is not None and run.deleted == 5 and run.modified in (4, 5)
+    # Under load a later reconciling scan may already have re-sent documents still marked queued
+    # and found them unchanged: then its run is the last one, and it changed nothing.
+    no_op = run is not None and run.added == run.modified == run.deleted == 0
+    assert run is not None and (no_op or (run.deleted == 5 and run.modified in (4, 5))), run
     log = (tmp_path / "w2.log").read_text()
     assert log.count("Task rag.sync_document[the-same-task] succeeded") == 2
 
