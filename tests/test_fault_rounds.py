@@ -81,19 +81,23 @@ def _add(bucket: Path, rnd: random.Random, live: dict[str, int], next_id: list[i
     live[key] = 0
 
 
-def _indexed(dep: Deployment) -> int:
+def _written(dep: Deployment) -> dict[str, tuple[str, str]]:
+    """Each record's status and content hash: any sync or delete the process settles shows here
+    (a count of indexed documents does not: a round's adds and deletes cancel out)."""
     manifest = dep.manifest()
     try:
-        return sum(r.status == DocStatus.INDEXED for r in manifest.all().values())
+        return {d: (r.status, r.content_hash) for d, r in manifest.all().items()}
     finally:
         manifest.close()
 
 
-def _progress_then(dep: Deployment, alive: object, rnd: random.Random) -> None:
-    """Let the process get going on this round's work: a random 1 to 6 s after it first writes."""
-    start = _indexed(dep)
+def _progress_then(
+    dep: Deployment, alive: object, rnd: random.Random, start: dict[str, tuple[str, str]]
+) -> None:
+    """Let the process get going on this round's work: a random 1 to 6 s after it first writes.
+    `start` is the manifest as it was before the process started, so work it did at once counts."""
     deadline = time.monotonic() + 180
-    while _indexed(dep) == start:
+    while _written(dep) == start:
         assert alive(), "the process died before the fault"  # type: ignore[operator]
         assert time.monotonic() < deadline, "no progress before the fault"
         time.sleep(0.1)
@@ -139,6 +143,7 @@ def _kill_rag_up_during_searches(dep: Deployment, tmp: Path, rnd: random.Random)
     code = "from core.settings import get_settings; from workers.embedded import run_up; "
     code += "run_up(get_settings())"
     env = {**os.environ, **dep.env, "RAG_API_PORT": str(port), "RAG_ADMIN_API_KEY": ADMIN}
+    before = _written(dep)
     up = subprocess.Popen(
         [sys.executable, "-c", code],
         env=env,
@@ -158,7 +163,7 @@ def _kill_rag_up_during_searches(dep: Deployment, tmp: Path, rnd: random.Random)
             except httpx.TransportError:
                 time.sleep(0.3)
         searcher.start()
-        _progress_then(dep, lambda: up.poll() is None, rnd)
+        _progress_then(dep, lambda: up.poll() is None, rnd, before)
         answered = searcher.ok
         os.killpg(up.pid, signal.SIGKILL)
         up.wait(timeout=30)
@@ -228,9 +233,10 @@ def test_ten_rounds_of_faults_converge_exactly(
         if round_no in (5, 10):
             what = _kill_rag_up_during_searches(dep, tmp_path, rnd)
         else:
+            before = _written(dep)
             worker = dep.worker(f"r{round_no}")
             try:
-                _progress_then(dep, lambda w=worker: w.alive, rnd)
+                _progress_then(dep, lambda w=worker: w.alive, rnd, before)
                 if round_no in (3, 6, 9):
                     own_redis.restart()
                     time.sleep(rnd.uniform(0.5, 2))
