@@ -74,6 +74,9 @@ def test_onnx_rerank_scores_match_torch(
     onnx = CrossEncoderReranker(str(folder), 8, inference=inference)
     reference = CrossEncoderReranker(str(folder), 8)
     assert onnx.backend == "onnx", onnx.fallback_reason
+    # Its attention is fused as the embedder's is: a cross-encoder pays most of its time there.
+    fused = ensure_export("cross-encoder", str(folder), inference.export_dir).meta["fused"]
+    assert fused.get("Attention") == 6, fused
     chunks = _scifact_chunks(embedder, 20)
     for query in QUERIES:
         assert onnx.score(query, chunks) == pytest.approx(reference.score(query, chunks), abs=1e-4)
