@@ -104,9 +104,10 @@ class Settings(BaseSettings):
     # and workers' other threads mostly wait on them, on the engine (engine_search_threads,
     # engine_indexing_threads) or on Redis (api_threads, worker_concurrency).
     inference_threads: int = 2
-    # int8 weights (dynamic quantisation of the ONNX graph): about 2x the float graph's document
-    # throughput; its vectors drift (mean cosine 0.94 to float) and hybrid SciFact NDCG@10 fell
-    # by 0.0007-0.0024 on a 983-document SciFact corpus (docs/benchmarks.md). None: float32.
+    # int8 weights (dynamic quantisation of the ONNX graph): 1.7x the float graph's document
+    # throughput on a quiet machine; its vectors drift (mean cosine 0.94 to float) and hybrid
+    # SciFact NDCG@10 fell by 0.0007-0.0024 on a 983-document SciFact corpus
+    # (docs/benchmarks.md). None: float32.
     inference_quantize: Literal["int8"] | None = None
     onnx_export_dir: Path | None = None  # None: data_dir/onnx
     # Read from RAG_COHERE_API_KEY or Cohere's own COHERE_API_KEY.

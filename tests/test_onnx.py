@@ -74,7 +74,7 @@ def test_onnx_rerank_scores_match_torch(
     onnx = CrossEncoderReranker(str(folder), 8, inference=inference)
     reference = CrossEncoderReranker(str(folder), 8)
     assert onnx.backend == "onnx", onnx.fallback_reason
-    # Its attention is fused as the embedder's is: a cross-encoder pays most of its time there.
+    # Its attention is fused as the embedder's is.
     fused = ensure_export("cross-encoder", str(folder), inference.export_dir).meta["fused"]
     assert fused.get("Attention") == 6, fused
     chunks = _scifact_chunks(embedder, 20)
