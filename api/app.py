@@ -44,7 +44,7 @@ def _start(platform: Platform, metrics: Metrics) -> ApiState:
         keys=keys,
         metrics=metrics,
         audit=AuditLog(
-            s.audit_log_path, s.audit_log_queries, s.audit_refusals_per_client_per_minute
+            s.audit_log_path, s.api.audit_log_queries, s.api.audit_refusals_per_client_per_minute
         ),
     )
 
@@ -53,7 +53,7 @@ def _start(platform: Platform, metrics: Metrics) -> ApiState:
         return {t: index.count(TenantScope(t)) for t in tenants}
 
     metrics.track_index_sizes(index_sizes)
-    metrics.track_evaluations(lambda: latest_gauges(s.eval_reports_dir))
+    metrics.track_evaluations(lambda: latest_gauges(s.eval.reports_dir))
     return state
 
 
@@ -64,7 +64,7 @@ def create_app(platform: Platform, extra_routers: Sequence[APIRouter] = ()) -> F
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        anyio.to_thread.current_default_thread_limiter().total_tokens = s.api_threads
+        anyio.to_thread.current_default_thread_limiter().total_tokens = s.api.threads
         state = await anyio.to_thread.run_sync(_start, platform, metrics)
         app.state.api = state
         try:
@@ -83,7 +83,7 @@ def create_app(platform: Platform, extra_routers: Sequence[APIRouter] = ()) -> F
     app.state.runtime = platform.runtime
     install_error_handlers(app)
     routers = [search.router, documents.router, keys.router, ops.router, evaluation.router]
-    if s.graph_enabled:
+    if s.graph.enabled:
         routers.append(graph.router)
     for router in (*routers, *extra_routers):
         app.include_router(router)
@@ -91,13 +91,15 @@ def create_app(platform: Platform, extra_routers: Sequence[APIRouter] = ()) -> F
     # Inside the body limit, so only complete requests are counted; the last added runs first.
     app.add_middleware(
         LoadShedMiddleware,
-        max_inflight=s.api_max_inflight,
-        max_inflight_per_tenant=s.api_max_inflight_per_tenant,
-        retry_after_seconds=s.api_retry_after_seconds,
+        max_inflight=s.api.max_inflight,
+        max_inflight_per_tenant=s.api.max_inflight_per_tenant,
+        retry_after_seconds=s.api.retry_after_seconds,
         tenant_of=key_tenant,
     )
     app.add_middleware(
-        BodyLimitMiddleware, max_bytes=s.max_body_bytes, timeout_seconds=s.api_body_timeout_seconds
+        BodyLimitMiddleware,
+        max_bytes=s.api.max_body_bytes,
+        timeout_seconds=s.api.body_timeout_seconds,
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # counts the 408s, 413s and 503s too
     return app

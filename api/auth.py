@@ -143,7 +143,7 @@ class KeyStore(SqliteStore):
 
     @classmethod
     def open(cls, settings: Settings) -> KeyStore:
-        admin = settings.admin_api_key
+        admin = settings.api.admin_api_key
         bootstrap = (
             (admin.get_secret_value(), TenantScope(settings.default_tenant)) if admin else None
         )

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import Role
 from core.index.schema import META_PREFIX
-from core.settings import Settings
+from core.settings import FLAT_NAMES, SECTIONS
 from retrieval.search import SearchMode
 
 Scalar = str | bool | int | float
@@ -23,7 +23,8 @@ def _shipped(name: str) -> object:
     """A setting's shipped default, for the OpenAPI text only: the models are built at import,
     before any app's settings exist. Requests are resolved and checked against the settings the
     app was built with (`api.routes.search.to_search_request`)."""
-    return Settings.model_fields[name].default
+    section, field = FLAT_NAMES[name]
+    return SECTIONS[section].model_fields[field].default
 
 
 class FilterCondition(BaseModel):

@@ -56,11 +56,11 @@ def run_api(app: FastAPI, sock: socket.socket, log_level: str = "info") -> None:
 def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
     """One process, one event loop: the embedded shard allows a single owner, so no workers."""
     check_can_start(settings)
-    sock = bind_api_socket(host or settings.api_host, port or settings.api_port)
+    sock = bind_api_socket(host or settings.api.host, port or settings.api.port)
     run_api(create_app(Platform.open(settings)), sock)
 
 
 def check_can_start(settings: Settings) -> None:
     """What would otherwise fail only after the model has loaded: the shard held elsewhere."""
-    if settings.index_mode == "edge":
+    if settings.index.mode == "edge":
         ShardLock.check_free(settings.shard_path)

@@ -66,14 +66,14 @@ def prepare(ws: EvalWorkspace, rt: Runtime) -> list[PreparedDocument]:
     """The documents as ingestion builds them: same keys, chunks and point ids as the index."""
     s = ws.settings
     builder = DocumentBuilder(
-        Chunker.for_embedder(rt.embedder, s.chunk_size, s.chunk_overlap),
+        Chunker.for_embedder(rt.embedder, s.ingest.chunk_size, s.ingest.chunk_overlap),
         s.default_tenant,
-        MetaLimits.from_settings(s),
+        MetaLimits.from_settings(s.ingest),
     )
     bucket = LocalBucket(ws.bucket_root)
     docs = []
     for obj in bucket.list():
-        data = bucket.read(obj.key, s.max_file_bytes)
+        data = bucket.read(obj.key, s.ingest.max_file_bytes)
         docs.append(builder.build(obj, bucket.uri(obj.key), data, sha256(data), None))
     return docs
 
@@ -202,9 +202,11 @@ def measure_quality(
     )
     with store.read(ws.scope) as graph:
         doc_of_chunk = {cid: key for key, facts in graph.docs.items() for cid in facts}
-    retriever = HybridRetriever(rt.index, rt.embedder, RetrievalConfig.from_settings(ws.settings))
-    leg = GraphLeg(store, ws.settings.graph_max_hops, ws.settings.graph_max_chunks)
-    depth = ws.settings.candidates_per_leg
+    retriever = HybridRetriever(
+        rt.index, rt.embedder, RetrievalConfig.from_settings(ws.settings.retrieval)
+    )
+    leg = GraphLeg(store, ws.settings.graph.max_hops, ws.settings.graph.max_chunks)
+    depth = ws.settings.retrieval.candidates_per_leg
 
     def docs(chunk_ids: list[str]) -> list[str]:
         beir = (ws.doc_id(doc_of_chunk[c]) for c in chunk_ids)
@@ -233,7 +235,7 @@ def measure_quality(
             ("rrf +graph", {**rank, "graph": graph_ids}, None),
             ("rrf +graph x0.5", {**rank, "graph": graph_ids}, {"graph": 0.5}),
         ):
-            fused = rrf(legs, k=ws.settings.rrf_k, weights=weights, limit=depth)
+            fused = rrf(legs, k=ws.settings.retrieval.rrf_k, weights=weights, limit=depth)
             runs[name][qid] = docs([f.id for f in fused])
 
     subset = {q: data.qrels[q] for q in fired}

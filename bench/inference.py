@@ -51,11 +51,11 @@ def percentile(values: list[float], q: float) -> float:
 
 def reranker_folder(settings: Settings) -> str:
     try:
-        return str(resolve_model_folder(settings.reranker_model))
+        return str(resolve_model_folder(settings.models.reranker_model))
     except ExportError:
         folder = WORK / "cross-encoder"
         if not (folder / "config.json").exists():
-            build_untrained_cross_encoder(settings.embedding_model, folder)
+            build_untrained_cross_encoder(settings.models.embedding_model, folder)
         return str(folder)
 
 
@@ -73,7 +73,7 @@ def judged_subset(dataset: BeirDataset, distractors: int) -> BeirDataset:
 def hybrid_ndcg(settings: Settings, dataset, backend: str, embedder: Embedder) -> float:
     """SciFact NDCG@10 of hybrid, the corpus ingested with this backend's own vectors."""
     workspace = EvalWorkspace.for_dataset(
-        settings.model_copy(update={"data_dir": WORK / f"ndcg-{backend}"}), dataset.name
+        settings.updated(data_dir=WORK / f"ndcg-{backend}"), dataset.name
     )
     workspace.write_corpus(dataset.corpus)
     queries = dataset.judged_queries
@@ -119,26 +119,30 @@ def main() -> None:
     rerankers: dict[str, CrossEncoderReranker] = {}
     for name, (backend, quantize) in backends.items():
         options = InferenceOptions(
-            backend, settings.inference_threads, quantize, settings.onnx_export_path
+            backend, settings.models.inference_threads, quantize, settings.onnx_export_path
         )
         embedders[name] = Embedder(
-            settings.embedding_model, settings.embedding_batch_size, inference=options
+            settings.models.embedding_model, settings.models.embedding_batch_size, inference=options
         )
         rerankers[name] = CrossEncoderReranker(
-            cross_encoder, settings.rerank_batch_size, settings.rerank_max_tokens, options
+            cross_encoder,
+            settings.models.rerank_batch_size,
+            settings.models.rerank_max_tokens,
+            options,
         )
         assert embedders[name].backend == backend, embedders[name].fallback_reason
 
     reference = embedders["torch"]
-    chunker = Chunker(reference.tokenizer, reference.max_tokens, settings.chunk_overlap)
+    chunker = Chunker(reference.tokenizer, reference.max_tokens, settings.ingest.chunk_overlap)
     docs = list(dataset.corpus.values())[: args.docs]
     chunks = [c.text for d in docs for c in chunker.split(f"{d.title}\n\n{d.text}")]
     queries = list(dataset.judged_queries.values())[: args.queries]
     rng = np.random.default_rng(0)
     candidates = [[chunks[i] for i in rng.choice(len(chunks), 20, replace=False)] for _ in queries]
+    models = settings.models
     print(
         f"{len(docs)} SciFact documents -> {len(chunks)} chunks, {len(queries)} queries; "
-        f"threads {settings.inference_threads}, batch {settings.embedding_batch_size}; "
+        f"threads {models.inference_threads}, batch {models.embedding_batch_size}; "
         f"reranker {Path(cross_encoder).name}",
         flush=True,
     )

@@ -57,7 +57,7 @@ def main() -> None:
     shutil.rmtree(data, ignore_errors=True)
     settings = Settings(data_dir=data, bucket_url=str(bucket))
     if args.backend:
-        settings = settings.model_copy(update={"inference_backend": args.backend})
+        settings = settings.updated(inference_backend=args.backend)
 
     with Platform.open(settings) as platform:
         rt = platform.runtime
@@ -77,7 +77,12 @@ def main() -> None:
             embedder = (
                 rt.embedder
                 if rt.embedder.backend == backend
-                else Embedder(settings.embedding_model, settings.embedding_batch_size, "", options)
+                else Embedder(
+                    settings.models.embedding_model,
+                    settings.models.embedding_batch_size,
+                    "",
+                    options,
+                )
             )
             embedder.embed_documents(["warm up the model"] * 64)
             start = time.perf_counter()
@@ -106,7 +111,7 @@ def main() -> None:
     ]
     width = max(len(r[0]) for r in rows)
     print(
-        f"bench/ingest.py  model={Path(settings.embedding_model).name}  index=edge  "
+        f"bench/ingest.py  model={Path(settings.models.embedding_model).name}  index=edge  "
         f"ingest backend={rt.embedder.backend}"
     )
     for name, value, note in rows:

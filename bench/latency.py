@@ -155,7 +155,7 @@ def synthetic_runtime(
 
 
 def _bench_settings(settings: Settings, ce: Path) -> Settings:
-    return settings.model_copy(update={"reranker_model": str(ce), "index_mode": "edge"})
+    return settings.updated(reranker_model=str(ce), index_mode="edge")
 
 
 # --------------------------------------------------------------------------- our API over HTTP
@@ -364,12 +364,14 @@ def main() -> None:
 
     settings = Settings()
     inference = InferenceOptions.from_settings(settings)
-    embedder = Embedder(settings.embedding_model, settings.embedding_batch_size, "", inference)
+    embedder = Embedder(
+        settings.models.embedding_model, settings.models.embedding_batch_size, "", inference
+    )
     print(f"inference backend: {embedder.backend}")
     WORK.mkdir(parents=True, exist_ok=True)
     ce = WORK / "minilm-cross-encoder"
     if not (ce / "config.json").exists():
-        build_untrained_cross_encoder(settings.embedding_model, ce)
+        build_untrained_cross_encoder(settings.models.embedding_model, ce)
     queries = scifact_queries(args.dataset)
     words, freq = vocabulary(args.dataset)
     rnd = random.Random(5)

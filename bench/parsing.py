@@ -55,7 +55,10 @@ def main() -> None:
     docs = documents(args.docs)
     s = Settings()
     budget = ParseBudget(
-        s.parse_timeout_seconds, s.parse_max_expanded_bytes, s.parse_memory_mb, s.parse_niceness
+        s.ingest.parse_timeout_seconds,
+        s.ingest.parse_max_expanded_bytes,
+        s.ingest.parse_memory_mb,
+        s.ingest.parse_niceness,
     )
     print(f"{len(docs)} documents ({sum(len(d) for _, d in docs) / 1e6:.1f} MB)")
     for threads in (1, 2):

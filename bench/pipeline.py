@@ -101,9 +101,9 @@ def bench_small_up(work: Path, n: int, redis_url: str, profile: Path | None) -> 
         onnx_export_dir=Path(env["RAG_ONNX_EXPORT_DIR"]),
     )
     embedder = Embedder(
-        settings.embedding_model,
-        settings.embedding_batch_size,
-        settings.query_prefix,
+        settings.models.embedding_model,
+        settings.models.embedding_batch_size,
+        settings.models.query_prefix,
         InferenceOptions.from_settings(settings),
     )
     # Before and after the pipeline, averaged: the load other work puts on the machine drifts.

@@ -84,15 +84,15 @@ def _settings():
 def text_config():  # the settings' tokenizer, as a served index has it
     from core.index.schema import TextIndexConfig
 
-    return TextIndexConfig.from_settings(_settings())
+    return TextIndexConfig.from_settings(_settings().index)
 
 
 def bm25():
-    return _settings().bm25_k1, _settings().bm25_b
+    return _settings().index.bm25_k1, _settings().index.bm25_b
 
 
 def optimize_at():
-    return _settings().index_optimize_min_unindexed
+    return _settings().index.optimize_min_unindexed
 
 
 def build(workdir: Path, dataset: Path, tenants: int, per_tenant: int) -> None:
@@ -177,8 +177,8 @@ def measure(layout: str, workdir: Path, dataset: Path, tenants: int, queries: in
                 limit=10,
                 dense=dense,
                 text=text,
-                candidates=_settings().candidates_per_leg,
-                rrf_k=_settings().rrf_k,
+                candidates=_settings().retrieval.candidates_per_leg,
+                rrf_k=_settings().retrieval.rrf_k,
             )
             t0 = time.perf_counter()
             indexes[tenant].search(query)

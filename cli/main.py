@@ -86,9 +86,9 @@ def ingest(
     from ingest.service import open_bucket
 
     settings = get_settings()
-    url = str(path) if path else settings.bucket_url
+    url = str(path) if path else settings.ingest.bucket_url
     require_folder(url)
-    bucket = open_bucket(url, settings)
+    bucket = open_bucket(url, settings.ingest)
     next(iter(bucket.list()), None)  # no folder, credentials or permission: say so before loading
     with _platform() as platform:
         ingestion = platform.ingestion_of(bucket)

@@ -23,8 +23,11 @@ def export() -> None:
     locally is reported and skipped, as the API would skip it.
     """
     settings = get_settings()
-    quantize = settings.inference_quantize
-    targets = [("embedder", settings.embedding_model), ("cross-encoder", settings.reranker_model)]
+    quantize = settings.models.inference_quantize
+    targets = [
+        ("embedder", settings.models.embedding_model),
+        ("cross-encoder", settings.models.reranker_model),
+    ]
     failed = False
     for kind, model in targets:
         try:

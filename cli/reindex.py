@@ -63,7 +63,7 @@ def reindex(
         if not needs_rebuild(rt):
             console.print("the index already matches the configuration; nothing to rebuild")
             return
-        rebuild = platform.rebuild(open_bucket(str(path), rt.settings) if path else None)
+        rebuild = platform.rebuild(open_bucket(str(path), rt.settings.ingest) if path else None)
         p = rebuild.progress
         console.print(
             f"rebuilding generation {p.served} as {p.target}: {', '.join(p.changed)} changed"

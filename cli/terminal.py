@@ -134,10 +134,12 @@ def _raised(exc: BaseException, module: str, *names: str) -> bool:
 def _known_error(exc: BaseException) -> CliError | None:
     """Errors of configuration and environment the user fixes, with what to do about each."""
     if _raised(exc, "pydantic_core", "ValidationError"):
+        from core.settings import variable_of
+
         first = exc.errors()[0]  # type: ignore[attr-defined]
-        name = "_".join(str(p) for p in first.get("loc", ())).upper()
+        variable = variable_of(exc.title, tuple(first.get("loc", ())))  # type: ignore[attr-defined]
         return CliError(
-            f"invalid setting RAG_{name}: {first.get('msg')}",
+            f"invalid setting {variable}: {first.get('msg')}",
             "fix it in the environment or .env",
             EXIT_USAGE,
         )

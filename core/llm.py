@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, Field, ValidationError
 
-from core.settings import Settings
+from core.settings import EvalSettings, GraphSettings, LlmSettings
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class Answer:
 
 
 def _endpoint(
-    settings: Settings, base_url: str | None, model: str, key: Any, timeout_s: float
+    llm: LlmSettings, base_url: str | None, model: str, key: Any, timeout_s: float
 ) -> LlmEndpoint | None:
     if not base_url:
         return None
@@ -89,44 +89,38 @@ def _endpoint(
         model,
         key.get_secret_value() if key else None,
         timeout_s,
-        settings.llm_max_tokens,
-        settings.llm_max_reply_bytes,
+        llm.max_tokens,
+        llm.max_reply_bytes,
     )
 
 
-def llm_endpoint(settings: Settings) -> LlmEndpoint | None:
+def llm_endpoint(llm: LlmSettings) -> LlmEndpoint | None:
     """The platform's LLM, or None: the one test of whether an LLM is configured."""
+    return _endpoint(llm, llm.base_url, llm.model, llm.api_key, llm.timeout_s)
+
+
+def graph_llm_endpoint(graph: GraphSettings, llm: LlmSettings) -> LlmEndpoint | None:
+    """The graph extractor's LLM: the platform's, with the `RAG_GRAPH_LLM_*` overrides."""
     return _endpoint(
-        settings,
-        settings.llm_base_url,
-        settings.llm_model,
-        settings.llm_api_key,
-        settings.llm_timeout_s,
+        llm,
+        graph.llm_base_url or llm.base_url,
+        graph.llm_model or llm.model,
+        graph.llm_api_key or llm.api_key,
+        llm.timeout_s,
     )
 
 
-def graph_llm_endpoint(settings: Settings) -> LlmEndpoint | None:
-    """The graph extractor's LLM: the platform's, with the `graph_llm_*` overrides applied."""
-    return _endpoint(
-        settings,
-        settings.graph_llm_base_url or settings.llm_base_url,
-        settings.graph_llm_model or settings.llm_model,
-        settings.graph_llm_api_key or settings.llm_api_key,
-        settings.llm_timeout_s,
-    )
-
-
-def judge_endpoint(settings: Settings) -> LlmEndpoint | None:
-    """The evaluation's judge: `eval_judge_model` on its own endpoint or the platform's; None
-    when no judge model is named or no endpoint is configured."""
-    if settings.eval_judge_model is None:
+def judge_endpoint(evaluation: EvalSettings, llm: LlmSettings) -> LlmEndpoint | None:
+    """The evaluation's judge: `RAG_EVAL_JUDGE_MODEL` on its own endpoint or the platform's;
+    None when no judge model is named or no endpoint is configured."""
+    if evaluation.judge_model is None:
         return None
     return _endpoint(
-        settings,
-        settings.eval_judge_base_url or settings.llm_base_url,
-        settings.eval_judge_model,
-        settings.eval_judge_api_key or settings.llm_api_key,
-        settings.eval_timeout_s,
+        llm,
+        evaluation.judge_base_url or llm.base_url,
+        evaluation.judge_model,
+        evaluation.judge_api_key or llm.api_key,
+        evaluation.timeout_s,
     )
 
 

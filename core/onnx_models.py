@@ -64,9 +64,9 @@ class InferenceOptions:
     @classmethod
     def from_settings(cls, settings: Settings) -> InferenceOptions:
         return cls(
-            settings.inference_backend,
-            settings.inference_threads,
-            settings.inference_quantize,
+            settings.models.inference_backend,
+            settings.models.inference_threads,
+            settings.models.inference_quantize,
             settings.onnx_export_path,
         )
 

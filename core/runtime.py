@@ -62,13 +62,17 @@ class Runtime:
                 inference = replace(InferenceOptions.from_settings(s), quantize=quantize)
                 if quantize is not None:
                     inference = replace(inference, backend="onnx")  # only ONNX quantizes
-                self._models[key] = Embedder(name, s.embedding_batch_size, query_prefix, inference)
+                self._models[key] = Embedder(
+                    name, s.models.embedding_batch_size, query_prefix, inference
+                )
             return self._models[key]
 
     def configured_model(self) -> Embedder:
         """The model the settings name, which a rebuild embeds the new generation with."""
         s = self.settings
-        return self.model(s.embedding_model, s.query_prefix, s.inference_quantize)
+        return self.model(
+            s.models.embedding_model, s.models.query_prefix, s.models.inference_quantize
+        )
 
     def served_shard(self) -> Path:
         return served_shard(self.settings.data_dir, self.settings.shard_path)
@@ -76,19 +80,19 @@ class Runtime:
     def served_generation(self) -> str | None:
         """The served generation's fingerprint id, where its data lives apart (its shard under
         generations/, its graph); None for an index from before generations."""
-        if self.settings.index_mode == "server":
+        if self.settings.index.mode == "server":
             from core.index.server import ServerIndex, generation_of
 
             served = self.serving.current.index
             assert isinstance(served, ServerIndex)
-            return generation_of(self.settings.collection, served.collection)
+            return generation_of(self.settings.index.collection, served.collection)
         shard = self.served_shard()
         return shard.parent.name if shard.parent.parent.name == GENERATIONS_DIR else None
 
     @cached_property
     def serving(self) -> Serving:
         s = self.settings
-        if s.index_mode == "edge":
+        if s.index.mode == "edge":
             record = read_record(self.served_shard())
             model = self.configured_model() if record is None else self._model_of(record)
             return Serving(Generation(open_index(s, model.dim, self.served_shard()), model))
@@ -103,14 +107,14 @@ class Runtime:
 
         served = current.index
         assert isinstance(served, ServerIndex)
-        target = served_collection(served.client, self.settings.collection)
+        target = served_collection(served.client, self.settings.index.collection)
         if target is None or target == served.collection:
             return None
         index = served.sibling(target, current.embedder.dim)
         record = index.generation_record()
         model = self.configured_model() if record is None else self._model_of(record)
         for follow in self.on_follow:  # what is kept per generation beside it (the graph)
-            follow(generation_of(self.settings.collection, target))
+            follow(generation_of(self.settings.index.collection, target))
         return Generation(index, model)
 
     def _model_of(self, record: dict[str, Any]) -> Embedder:

@@ -40,7 +40,7 @@ DatasetOption = Annotated[
 
 
 def _dataset(path: Path | None) -> Path:
-    path = path or get_settings().eval_dataset
+    path = path or get_settings().eval.dataset
     if path is None:
         raise CliError(
             "no dataset: pass --dataset PATH or set RAG_EVAL_DATASET", exit_code=EXIT_USAGE
@@ -117,7 +117,7 @@ def run(
         outcome = run_eval(
             settings,
             path,
-            golden_path=golden or settings.eval_golden,
+            golden_path=golden or settings.eval.golden,
             sample_size=sample,
             ragas_sample=ragas_sample,
             reports_dir=reports_dir,
@@ -250,7 +250,7 @@ def _run_in_workers(
     )
     answer_file = settings.data_dir / "eval-requests" / f"{ticket}.json"
     # A run is bounded by its sample, concurrency and per-item timeout; this is the outer bound.
-    limit = settings.eval_timeout_s * max(1, settings.eval_ragas_sample) + 600
+    limit = settings.eval.timeout_s * max(1, settings.eval.ragas_sample) + 600
     deadline = time.monotonic() + limit
     while not answer_file.exists():
         if time.monotonic() > deadline:
@@ -277,7 +277,7 @@ def _print_tenant_report(settings: Any, tenant: str, run_dir: Path, report: dict
         console.print(f"[yellow]{note}")
     if report["ragas"]["errors"]:
         console.print(f"[yellow]{report['ragas']['errors']} item(s) failed; see the report")
-    base_url = f"http://{settings.api_host}:{settings.api_port}"
+    base_url = f"http://{settings.api.host}:{settings.api.port}"
     # print, not the console: rich would wrap the link at the terminal's width.
     print(f"open in a browser: {report_link(settings, tenant, run_dir.name, base_url)}")
     for d in report["comparison"]["regressions"]:
@@ -297,7 +297,7 @@ def accept(run_id: str, tenant: TenantOption) -> None:
     from eval.history import EvalRunError, accept_baseline
 
     try:
-        accept_baseline(get_settings().eval_reports_dir, tenant, run_id)
+        accept_baseline(get_settings().eval.reports_dir, tenant, run_id)
     except (EvalRunError, ValueError) as exc:
         raise CliError(f"{exc}", exit_code=EXIT_USAGE) from None
     console.print(f"accepted {run_id} as a baseline of {tenant}")
@@ -436,8 +436,8 @@ def golden_generate(
             name,
             n,
             chat_question_writer(platform.llm),
-            settings.eval_concurrency,
-            settings.eval_timeout_s,
+            settings.eval.concurrency,
+            settings.eval.timeout_s,
         )
     store = _golden_store()
     try:

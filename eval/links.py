@@ -19,8 +19,8 @@ from core.settings import Settings
 
 
 def _secret(settings: Settings) -> bytes:
-    if settings.eval_link_secret is not None:
-        return settings.eval_link_secret.get_secret_value().encode()
+    if settings.eval.link_secret is not None:
+        return settings.eval.link_secret.get_secret_value().encode()
     path = settings.data_dir / "eval-link.key"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -37,7 +37,7 @@ def _signature(settings: Settings, tenant: str, run_id: str, expires: int) -> st
 
 def report_link(settings: Settings, tenant: str, run_id: str, base_url: str = "") -> str:
     """The path (prefixed by `base_url`) that opens the run's report until it expires."""
-    expires = int(time.time() + settings.eval_link_ttl_seconds)
+    expires = int(time.time() + settings.eval.link_ttl_seconds)
     query = urlencode({"expires": expires, "sig": _signature(settings, tenant, run_id, expires)})
     return f"{base_url}/v1/eval/shared/{tenant}/{run_id}?{query}"
 

@@ -84,7 +84,7 @@ class EvalLLMs:
 def llms_from_settings(settings: Settings) -> EvalLLMs:
     from eval.ragas_scoring import ChatJudge
 
-    answer, judge = llm_endpoint(settings), judge_endpoint(settings)
+    answer, judge = llm_endpoint(settings.llm), judge_endpoint(settings.eval, settings.llm)
     return EvalLLMs(
         chat_answerer(ChatClient(answer)) if answer else None,
         ChatJudge(ChatClient(judge)) if judge else None,
@@ -135,7 +135,7 @@ def _ragas(
 ) -> RagasResult:
     from eval.ragas_scoring import LocalRagasEmbeddings, RagasCase
 
-    retrieve = service_systems(service, workspace.scope, ["hybrid"], settings.eval_context_k)[
+    retrieve = service_systems(service, workspace.scope, ["hybrid"], settings.eval.context_k)[
         "hybrid"
     ]
     cases = []
@@ -149,10 +149,10 @@ def _ragas(
         cases.append(RagasCase(item, contexts, relevant))
     embeddings = None
     if llms.judge is not None:
-        model = settings.eval_embedding_model
+        model = settings.eval.embedding_model
         inference = InferenceOptions.from_settings(settings)
         embedder = (
-            Embedder(model, settings.embedding_batch_size, inference=inference)
+            Embedder(model, settings.models.embedding_batch_size, inference=inference)
             if model
             else runtime.embedder
         )
@@ -173,8 +173,8 @@ def ragas_scorer(
         judge=llms.judge,
         embeddings=embeddings,
         identity=llms.identity,
-        concurrency=settings.eval_concurrency,
-        timeout_s=settings.eval_timeout_s,
+        concurrency=settings.eval.concurrency,
+        timeout_s=settings.eval.timeout_s,
     )
 
 
@@ -223,12 +223,12 @@ def _history_point(report: Mapping[str, Any]) -> dict[str, Any]:
 
 def _config(settings: Settings, llms: EvalLLMs) -> dict[str, Any]:
     return {
-        "embedding_model": "/".join(Path(settings.embedding_model).parts[-2:]),
-        "chunk_size": settings.chunk_size,
-        "chunk_overlap": settings.chunk_overlap,
-        "candidates_per_leg": settings.candidates_per_leg,
-        "rrf_k": settings.rrf_k,
-        "bm25": f"k1={settings.bm25_k1},b={settings.bm25_b}",
+        "embedding_model": "/".join(Path(settings.models.embedding_model).parts[-2:]),
+        "chunk_size": settings.ingest.chunk_size,
+        "chunk_overlap": settings.ingest.chunk_overlap,
+        "candidates_per_leg": settings.retrieval.candidates_per_leg,
+        "rrf_k": settings.retrieval.rrf_k,
+        "bm25": f"k1={settings.index.bm25_k1},b={settings.index.bm25_b}",
         "llms": llms.identity or "none",
     }
 
@@ -258,11 +258,11 @@ def run_eval(
     `progress` receives a line per step (documents ingested, queries run).
     """
     started = time.perf_counter()
-    dataset = load_beir(dataset_path, settings.eval_split)
+    dataset = load_beir(dataset_path, settings.eval.split)
     items = load_golden(golden_path) if golden_path else golden_from_qrels(dataset)
-    items = sample(items, ragas_sample if ragas_sample is not None else settings.eval_ragas_sample)
+    items = sample(items, ragas_sample if ragas_sample is not None else settings.eval.ragas_sample)
     llms = llms if llms is not None else llms_from_settings(settings)
-    reports_dir = reports_dir or settings.eval_reports_dir
+    reports_dir = reports_dir or settings.eval.reports_dir
     run_dir = open_run_dir(reports_dir, resume, dataset=dataset.name)
     workspace = EvalWorkspace.for_dataset(settings, dataset.name)
     timings: dict[str, float] = {}
@@ -272,7 +272,7 @@ def run_eval(
         ingest = workspace.ingest(served.ingestion_of(workspace.bucket), progress)
         failed_documents = workspace.failed_documents(runtime)
         timings["ingest"] = time.perf_counter() - t
-        qids = sample(list(dataset.judged_queries), sample_size or settings.eval_sample)
+        qids = sample(list(dataset.judged_queries), sample_size or settings.eval.sample)
         queries = {q: dataset.queries[q] for q in qids}
         t = time.perf_counter()
         service = served.search
@@ -298,7 +298,7 @@ def run_eval(
         "dataset": {
             "name": dataset.name,
             "path": str(dataset_path),
-            "split": settings.eval_split,
+            "split": settings.eval.split,
             "docs": len(dataset.corpus),
             "queries": len(dataset.judged_queries),
             "queries_evaluated": len(queries),
@@ -332,7 +332,7 @@ def run_eval(
         "worst": _worst(dataset, next(iter(runs.values()))),
     }
     past = past_reports(reports_dir, dataset.name, before=run_dir.name)
-    comparison = compare(report, past[-1] if past else None, settings.eval_regression_threshold)
+    comparison = compare(report, past[-1] if past else None, settings.eval.regression_threshold)
     report["comparison"] = comparison.to_json()
     report["regression"] = bool(comparison.regressions)
     report["history"] = [_history_point(p) for p in past[-(_HISTORY - 1) :]]
@@ -347,12 +347,12 @@ def run_nightly(settings: Settings, platform: PlatformFactory) -> Path:
     Returns the run folder. A regression is logged and recorded in the report; it is the CLI's
     exit code, not the beat task, that gates.
     """
-    if settings.eval_dataset is None:
+    if settings.eval.dataset is None:
         raise ValueError("set RAG_EVAL_DATASET to the BEIR-format folder the nightly job evaluates")
     outcome = run_eval(
         settings,
-        settings.eval_dataset,
-        golden_path=settings.eval_golden,
+        settings.eval.dataset,
+        golden_path=settings.eval.golden,
         resume=True,
         platform=platform,
     )
@@ -378,8 +378,8 @@ def make_golden(
     retrieval-only one from the qrels. The workspace is ingested through `platform`'s ingestion,
     as `run_eval` does, so its graph keeps up with its index.
     """
-    dataset = load_beir(dataset_path, settings.eval_split)
-    endpoint = llm_endpoint(settings)
+    dataset = load_beir(dataset_path, settings.eval.split)
+    endpoint = llm_endpoint(settings.llm)
     writer = writer or (chat_question_writer(ChatClient(endpoint)) if endpoint else None)
     if writer is None:
         return sample(golden_from_qrels(dataset), n)
@@ -392,7 +392,7 @@ def make_golden(
         chunks,
         n or 50,
         writer,
-        settings.eval_concurrency,
-        settings.eval_timeout_s,
+        settings.eval.concurrency,
+        settings.eval.timeout_s,
         lambda d: workspace.doc_id(d) or d,
     )

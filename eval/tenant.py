@@ -70,7 +70,7 @@ def run_config(
         ops = dict(c)
         pairs.append((str(ops.pop("field", "")), ops))
     filters = to_field_filters(
-        pairs, FilterLimits(settings.max_filters, settings.max_filter_values)
+        pairs, FilterLimits(settings.api.max_filters, settings.api.max_filter_values)
     )
     return RunConfig(mode, rerank, filters, [dict(c) for c in conditions])  # type: ignore[arg-type]
 
@@ -79,17 +79,18 @@ def fingerprint(
     settings: Settings, service: SearchService, config: RunConfig, llms: EvalLLMs
 ) -> dict[str, Any]:
     """What decides a run's results; its digest tells whether two runs are comparable."""
+    retrieval = settings.retrieval
     facts = {
-        "embedding_model": "/".join(Path(settings.embedding_model).parts[-2:]),
-        "chunk_size": settings.chunk_size,
-        "chunk_overlap": settings.chunk_overlap,
-        "fusion": f"rrf k={settings.rrf_k} candidates={settings.candidates_per_leg}",
+        "embedding_model": "/".join(Path(settings.models.embedding_model).parts[-2:]),
+        "chunk_size": settings.ingest.chunk_size,
+        "chunk_overlap": settings.ingest.chunk_overlap,
+        "fusion": f"rrf k={retrieval.rrf_k} candidates={retrieval.candidates_per_leg}",
         "graph_legs": ",".join(service.leg_names) or "none",
-        "graph_in_hybrid": settings.graph_in_hybrid,
+        "graph_in_hybrid": settings.graph.in_hybrid,
         "reranker": getattr(service.reranker, "name", "none") if config.rerank else "off",
         "mode": config.mode,
         "filters": json.dumps(config.filter_json, sort_keys=True),
-        "context_k": settings.eval_context_k,
+        "context_k": settings.eval.context_k,
         "prompt_digest": PROMPT_DIGEST,
         "llms": llms.identity or "none",
     }
@@ -127,8 +128,8 @@ def run_tenant_eval(
     if not items:
         raise EvalRunError(f"tenant {tenant!r} has no approved golden items")
     started = time.perf_counter()
-    reports_dir = reports_dir or settings.eval_reports_dir
-    items = sample(list(items), sample_size or settings.eval_ragas_sample)
+    reports_dir = reports_dir or settings.eval.reports_dir
+    items = sample(list(items), sample_size or settings.eval.ragas_sample)
     run_dir = open_run_dir(tenant_dir(reports_dir, tenant), resume)
     scope = TenantScope(tenant)
     hits: dict[str, list[dict[str, Any]]] = {}
@@ -136,11 +137,11 @@ def run_tenant_eval(
     for item in items:
         req = SearchRequest(
             item.question,
-            top_k=settings.eval_context_k,
+            top_k=settings.eval.context_k,
             mode=config.mode,
             filters=config.filters,
             rerank=config.rerank,
-            rerank_top_n=settings.rerank_top_n,
+            rerank_top_n=settings.retrieval.rerank_top_n,
         )
         chunks = service.search(scope, req).chunks
         hits[item.id] = [
@@ -180,7 +181,7 @@ def run_tenant_eval(
             "mode": config.mode,
             "rerank": config.rerank,
             "filters": config.filter_json,
-            "top_k": settings.eval_context_k,
+            "top_k": settings.eval.context_k,
         },
         "retrieval": {
             SECTION: {"means": {m: mean(v) for m, v in per_query.items()}, "per_query": per_query}
@@ -201,7 +202,7 @@ def run_tenant_eval(
         "seconds": time.perf_counter() - started,
     }
     base = baseline_report(reports_dir, tenant, before=run_dir.name)
-    comparison = compare(report, base, settings.eval_regression_threshold)
+    comparison = compare(report, base, settings.eval.regression_threshold)
     report["comparison"] = comparison.to_json()
     report["regression"] = bool(comparison.regressions)
     past = [r for r in finished_reports(reports_dir, tenant) if r["run_id"] < run_dir.name]

@@ -26,7 +26,7 @@ from urllib.parse import quote, unquote
 from core.embedding import Embedder
 from core.manifest import DocStatus, RunSummary
 from core.runtime import Runtime
-from core.settings import Settings
+from core.settings import SERVER_ONLY, Settings
 from core.types import TenantScope
 from eval.beir import BeirDoc
 from ingest.bucket import LocalBucket
@@ -36,7 +36,7 @@ _SUFFIX = ".txt"
 
 
 def eval_root(settings: Settings) -> Path:
-    return settings.eval_data_dir or settings.data_dir / "eval"
+    return settings.eval.data_dir or settings.data_dir / "eval"
 
 
 @dataclass(frozen=True)
@@ -48,14 +48,12 @@ class EvalWorkspace:
     @classmethod
     def for_dataset(cls, settings: Settings, dataset_name: str) -> EvalWorkspace:
         root = eval_root(settings) / (re.sub(r"[^A-Za-z0-9_.-]", "-", dataset_name) or "dataset")
-        own = settings.model_copy(
-            update={
-                "data_dir": root / "data",
-                "bucket_url": str(root / "bucket"),
-                "index_mode": "edge",
-            }
+        own = settings.updated(
+            data_dir=root / "data",
+            bucket_url=str(root / "bucket"),
+            index={"mode": "edge", **dict.fromkeys(SERVER_ONLY)},
         )
-        return cls(root, TenantScope(settings.eval_tenant), own)
+        return cls(root, TenantScope(settings.eval.tenant), own)
 
     @property
     def bucket_root(self) -> Path:

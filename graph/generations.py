@@ -49,12 +49,10 @@ class GraphGenerations:
 
     def __init__(self, settings: Settings, served: ServedGraphStore) -> None:
         self._settings = settings
-        self._served = served
+        self.served = served
 
     def build(self, generation: str) -> GraphBuild:
-        return GraphBuild(
-            self._settings, open_graph_store(self._settings, generation), self._served
-        )
+        return GraphBuild(self._settings, open_graph_store(self._settings, generation), self.served)
 
     def drop(self, generation: str) -> None:
         """An abandoned generation's graph, which may live in Redis rather than its folder."""
@@ -64,6 +62,6 @@ class GraphGenerations:
 
     def follow(self, generation: str | None) -> None:
         """Serve `generation`'s graph: another process switched the index to it."""
-        old = self._served.current
-        self._served.switch(open_graph_store(self._settings, generation))
+        old = self.served.current
+        self.served.switch(open_graph_store(self._settings, generation))
         old.close()

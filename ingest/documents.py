@@ -16,7 +16,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from core.embedding import Embedder
-from core.settings import Settings
+from core.settings import IngestSettings, Settings
 from core.types import InvalidTenantError, TenantScope, chunk_point_id
 from ingest.bucket import ObjectInfo, sha256
 from ingest.chunking import Chunk, Chunker
@@ -89,11 +89,9 @@ class MetaLimits:
     max_chunk_meta_bytes: int
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> MetaLimits:
+    def from_settings(cls, ingest: IngestSettings) -> MetaLimits:
         return cls(
-            settings.max_sidecar_bytes,
-            settings.meta_filter_value_chars,
-            settings.max_chunk_meta_bytes,
+            ingest.max_sidecar_bytes, ingest.meta_filter_value_chars, ingest.max_chunk_meta_bytes
         )
 
 
@@ -169,13 +167,16 @@ class DocumentBuilder:
 
         s = settings
         budget = ParseBudget(
-            s.parse_timeout_seconds, s.parse_max_expanded_bytes, s.parse_memory_mb, s.parse_niceness
+            s.ingest.parse_timeout_seconds,
+            s.ingest.parse_max_expanded_bytes,
+            s.ingest.parse_memory_mb,
+            s.ingest.parse_niceness,
         )
         return cls(
-            Chunker.for_embedder(embedder, s.chunk_size, s.chunk_overlap),
+            Chunker.for_embedder(embedder, s.ingest.chunk_size, s.ingest.chunk_overlap),
             s.default_tenant,
-            MetaLimits.from_settings(s),
-            shared_pool(s.parse_processes, budget).parse,
+            MetaLimits.from_settings(s.ingest),
+            shared_pool(s.ingest.parse_processes, budget).parse,
         )
 
     def build(

@@ -39,7 +39,7 @@ from pptx.shapes.group import GroupShape
 from pypdf import PdfReader
 from pypdf.errors import DependencyError, FileNotDecryptedError
 
-from core.settings import Settings
+from core.settings import IngestSettings
 
 Scalar = str | int | float | bool
 Metadata = dict[str, Scalar]
@@ -49,7 +49,7 @@ Metadata = dict[str, Scalar]
 # 2: page-aware PDF and slides; pptx, xlsx, csv, eml.
 PARSER_VERSION = 2
 # For callers without settings (tests, scripts); ingestion passes its settings' value.
-DEFAULT_MAX_EXPANDED_BYTES: int = Settings.model_fields["parse_max_expanded_bytes"].default
+DEFAULT_MAX_EXPANDED_BYTES: int = IngestSettings.model_fields["parse_max_expanded_bytes"].default
 _MAX_TITLE_CHARS = 500
 _MAX_REASON_DETAIL = 200
 

@@ -65,14 +65,14 @@ GENERATION_MANIFEST = "manifest.sqlite"  # a generation's own, beside its shard,
 
 def configured_fingerprint(settings: Settings, embedder: Embedder) -> Fingerprint:
     """What a point made now, with these settings and this model, would be made of."""
-    text = TextIndexConfig.from_settings(settings)
+    text = TextIndexConfig.from_settings(settings.index)
     return Fingerprint(
-        embedding_model=settings.embedding_model,
-        weights_digest=model_digest(settings.embedding_model),
+        embedding_model=settings.models.embedding_model,
+        weights_digest=model_digest(settings.models.embedding_model),
         dim=embedder.dim,
-        query_prefix=settings.query_prefix,
-        chunk_size=settings.chunk_size or embedder.max_tokens,
-        chunk_overlap=settings.chunk_overlap,
+        query_prefix=settings.models.query_prefix,
+        chunk_size=settings.ingest.chunk_size or embedder.max_tokens,
+        chunk_overlap=settings.ingest.chunk_overlap,
         chunker_version=CHUNKER_VERSION,
         parser_version=PARSER_VERSION,
         bm25_lowercase=text.lowercase,
@@ -180,9 +180,9 @@ class Rebuild:
         s = self._runtime.settings
         served = self._runtime.served_generation()
         keep = {self.shard.parent, s.data_dir / GENERATIONS_DIR / str(served)}
-        if s.index_mode == "server":
+        if s.index.mode == "server":
             server = self._served_server_index()
-            for name in generation_collections(server.client, s.collection):
+            for name in generation_collections(server.client, s.index.collection):
                 if name not in (server.collection, self.collection):
                     log.info("removing abandoned index collection %s", name)
                     server.client.delete_collection(name)
@@ -200,7 +200,7 @@ class Rebuild:
     @property
     def collection(self) -> str:
         """The new generation's physical collection behind the alias (server mode)."""
-        return physical_collection(self._runtime.settings.collection, self.fingerprint.id)
+        return physical_collection(self._runtime.settings.index.collection, self.fingerprint.id)
 
     def _served_server_index(self) -> ServerIndex:
         served = self._runtime.serving.current.index
@@ -209,7 +209,7 @@ class Rebuild:
 
     def _open_index(self) -> ChunkIndex:
         """Edge: the generation's shard folder; server: its collection on the served client."""
-        if self._runtime.settings.index_mode == "server":
+        if self._runtime.settings.index.mode == "server":
             return self._served_server_index().sibling(self.collection, self._model.dim)
         return open_index(self._runtime.settings, self._model.dim, self.shard)
 
@@ -250,7 +250,7 @@ class Rebuild:
             manifest,
             CachedEmbedder(self._model, self._runtime.embedding_cache),
             DocumentBuilder.served(s, self._model),
-            s.max_file_bytes,
+            s.ingest.max_file_bytes,
             s.default_tenant,
             self._listeners,
         )
@@ -277,7 +277,7 @@ class Rebuild:
         plan.to_delete = plan.to_delete[len(batch.to_delete) :]
         points_before = index.count()
         summary = execute(
-            batch, self._syncer(index, manifest), self._runtime.settings.ingest_batch_docs
+            batch, self._syncer(index, manifest), self._runtime.settings.ingest.batch_docs
         )
         p.done += summary.added + summary.modified + summary.failed
         p.embedded += summary.chunks_embedded
@@ -307,9 +307,9 @@ class Rebuild:
         old_shard, old_generation = rt.served_shard(), rt.served_generation()
         old_index = rt.serving.current.index
         retire_companions: list[Callable[[], None]] = []  # filled right after the index switch
-        if rt.settings.index_mode == "server":
+        if rt.settings.index.mode == "server":
             assert isinstance(index, ServerIndex)
-            index.serve_as(rt.settings.collection)
+            index.serve_as(rt.settings.index.collection)
         else:
             serve(rt.settings.data_dir, self.shard)
         metas = {

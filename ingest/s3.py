@@ -17,7 +17,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from core.settings import Settings
+from core.settings import IngestSettings
 from ingest.bucket import (
     Bucket,
     BucketUnavailableError,
@@ -39,13 +39,13 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     return parsed.netloc, f"{prefix}/" if prefix else ""
 
 
-def aws_client(service: str, settings: Settings) -> Any:
+def aws_client(service: str, ingest: IngestSettings) -> Any:
     """A boto3 client with the endpoint, region and credentials the settings name."""
-    key, secret = settings.aws_access_key_id, settings.aws_secret_access_key
+    key, secret = ingest.aws_access_key_id, ingest.aws_secret_access_key
     return boto3.session.Session().client(
         service,
-        endpoint_url=settings.s3_endpoint_url,
-        region_name=settings.s3_region,
+        endpoint_url=ingest.s3_endpoint_url,
+        region_name=ingest.s3_region,
         aws_access_key_id=key.get_secret_value() if key else None,
         aws_secret_access_key=secret.get_secret_value() if secret else None,
         config=Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=10),
@@ -62,9 +62,9 @@ def _info(key: str, size: int, modified: datetime, etag: str) -> ObjectInfo:
 class S3Bucket(Bucket):
     """One bucket and prefix; credentials, region and endpoint come from the settings."""
 
-    def __init__(self, url: str, settings: Settings) -> None:
+    def __init__(self, url: str, ingest: IngestSettings) -> None:
         self.name, self.prefix = parse_s3_url(url)
-        self._client = aws_client("s3", settings)  # thread-safe: a worker's threads share it
+        self._client = aws_client("s3", ingest)  # thread-safe: a worker's threads share it
 
     def list(self) -> Iterator[ObjectInfo]:
         """Every object under the prefix; a listing that fails raises BucketUnavailableError, so a

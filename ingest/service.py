@@ -9,7 +9,7 @@ from core.generation import VECTOR_INDEX_META
 from core.listeners import DocumentListener
 from core.manifest import RunSummary
 from core.runtime import Runtime
-from core.settings import Settings
+from core.settings import IngestSettings
 from ingest.bucket import Bucket, LocalBucket
 from ingest.documents import DocumentBuilder
 from ingest.reindex import needs_rebuild
@@ -17,7 +17,7 @@ from ingest.scan import BucketScanner, DeleteGuard, Progress, ScanPlan, execute
 from ingest.sync import DocumentSyncer
 
 
-def open_bucket(url: str, settings: Settings) -> Bucket:
+def open_bucket(url: str, ingest: IngestSettings) -> Bucket:
     """`s3://bucket/prefix` (credentials and endpoint from the settings), else a local folder
     path or file:// URL."""
     if url.startswith("s3://"):
@@ -26,7 +26,7 @@ def open_bucket(url: str, settings: Settings) -> Bucket:
         except ModuleNotFoundError as exc:
             raise missing_extra("s3", f"the bucket {url}", exc) from exc
 
-        return S3Bucket(url, settings)
+        return S3Bucket(url, ingest)
     from pathlib import Path
 
     return LocalBucket(Path(url.removeprefix("file://")))
@@ -49,11 +49,13 @@ class Ingestion:
             runtime.manifest,
             runtime.cached_embedder,
             DocumentBuilder.served(s, runtime.embedder),
-            s.max_file_bytes,
+            s.ingest.max_file_bytes,
             s.default_tenant,
             listeners,
         )
-        guard = DeleteGuard(s.scan_hold_deletes_share, s.scan_hold_deletes_min, s.default_tenant)
+        guard = DeleteGuard(
+            s.ingest.scan_hold_deletes_share, s.ingest.scan_hold_deletes_min, s.default_tenant
+        )
         self.scanner = BucketScanner(bucket, runtime.manifest, runtime.index, guard)
 
     def build_vector_index(self) -> bool:
@@ -68,6 +70,6 @@ class Ingestion:
 
     def run(self, plan: ScanPlan | None = None, progress: Progress | None = None) -> RunSummary:
         plan = plan or self.plan()
-        summary = execute(plan, self.syncer, self.runtime.settings.ingest_batch_docs, progress)
+        summary = execute(plan, self.syncer, self.runtime.settings.ingest.batch_docs, progress)
         self.runtime.manifest.record_run(summary)
         return summary

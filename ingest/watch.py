@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote_plus
 
-from core.settings import Settings
+from core.settings import IngestSettings, Settings
 from ingest.bucket import Bucket, LocalBucket, key_of_name
 
 if TYPE_CHECKING:
@@ -147,13 +147,15 @@ def keys_from_s3_event(body: str, bucket: str, prefix: str) -> list[str]:
 class QueueWatcher(Watcher):
     """Long-polls an SQS queue that receives the bucket's event notifications."""
 
-    def __init__(self, queue_url: str, bucket: S3Bucket, settings: Settings, hint: Hint) -> None:
+    def __init__(
+        self, queue_url: str, bucket: S3Bucket, ingest: IngestSettings, hint: Hint
+    ) -> None:
         from ingest.s3 import aws_client
 
         super().__init__(hint)
         self._queue_url = queue_url
         self._bucket = bucket
-        self._sqs = aws_client("sqs", settings)
+        self._sqs = aws_client("sqs", ingest)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -182,11 +184,11 @@ def watcher_for(bucket: Bucket, settings: Settings, hint: Hint, rescan: Rescan) 
 
     `rescan` asks for a full scan, for when a watcher knows that something changed but not what.
     """
-    if isinstance(bucket, LocalBucket) and settings.watch_bucket:
+    if isinstance(bucket, LocalBucket) and settings.workers.watch_bucket:
         return FolderWatcher(bucket.root, hint, rescan)
-    if settings.sqs_queue_url and not isinstance(bucket, LocalBucket):
+    if settings.workers.sqs_queue_url and not isinstance(bucket, LocalBucket):
         from ingest.s3 import S3Bucket  # an S3 bucket is open: the s3 extra is installed
 
         if isinstance(bucket, S3Bucket):
-            return QueueWatcher(settings.sqs_queue_url, bucket, settings, hint)
+            return QueueWatcher(settings.workers.sqs_queue_url, bucket, settings.ingest, hint)
     return None

@@ -13,7 +13,7 @@ from typing import Literal
 
 from core.embedding import Embedder
 from core.index import ChunkIndex, EngineQuery, FieldFilter
-from core.settings import Settings
+from core.settings import RetrievalSettings
 from core.types import Hit, TenantScope
 
 Mode = Literal["hybrid", "dense", "bm25"]
@@ -29,8 +29,8 @@ class RetrievalConfig:
     weights: tuple[float, float] | None = None  # (dense, bm25); None weighs legs equally
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> RetrievalConfig:
-        return cls(settings.candidates_per_leg, settings.rrf_k)
+    def from_settings(cls, retrieval: RetrievalSettings) -> RetrievalConfig:
+        return cls(retrieval.candidates_per_leg, retrieval.rrf_k)
 
 
 class HybridRetriever:

@@ -174,22 +174,22 @@ def load_reranker(
     settings: Settings, transport: httpx.BaseTransport | None = None
 ) -> RerankerStatus:
     """Cohere when a key is set, else the cross-encoder named in settings, loaded offline."""
-    if settings.cohere_api_key is not None:
+    if settings.retrieval.cohere_api_key is not None:
         cohere = CohereReranker(
-            settings.cohere_api_key.get_secret_value(),
-            settings.cohere_rerank_model,
-            settings.cohere_base_url,
-            settings.cohere_timeout_seconds,
-            settings.cohere_max_retries,
+            settings.retrieval.cohere_api_key.get_secret_value(),
+            settings.retrieval.cohere_rerank_model,
+            settings.retrieval.cohere_base_url,
+            settings.retrieval.cohere_timeout_seconds,
+            settings.retrieval.cohere_max_retries,
             transport=transport,
         )
         return RerankerStatus(cohere, cohere.name)
-    model = settings.reranker_model
+    model = settings.models.reranker_model
     try:
         reranker = CrossEncoderReranker(
             model,
-            settings.rerank_batch_size,
-            settings.rerank_max_tokens,
+            settings.models.rerank_batch_size,
+            settings.models.rerank_max_tokens,
             InferenceOptions.from_settings(settings),
         )
         return RerankerStatus(reranker, model)

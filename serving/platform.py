@@ -56,26 +56,33 @@ class Platform:
         return self.runtime.settings
 
     @cached_property
+    def graph_generations(self) -> GraphGenerations:
+        """The served graph and its generations: it follows the runtime when another process
+        switches the index, and builds the graph beside this process's rebuilds."""
+        store = ServedGraphStore(open_graph_store(self.settings, self.runtime.served_generation()))
+        generations = GraphGenerations(self.settings, store)
+        self.runtime.on_follow.append(generations.follow)
+        return generations
+
+    @property
     def graph_store(self) -> ServedGraphStore:
         """One per process: ingestion writes it and the graph leg and routes read the same one,
         the served index generation's graph, switched with the index by a rebuild (in this
         process, or in another one that moved a server alias: the runtime follows, and so does
         the graph)."""
-        store = ServedGraphStore(open_graph_store(self.settings, self.runtime.served_generation()))
-        self.runtime.on_follow.append(GraphGenerations(self.settings, store).follow)
-        return store
+        return self.graph_generations.served
 
     @cached_property
     def generation_companions(self) -> list[GenerationCompanion]:
         """What a rebuild builds and switches beside the index: the graph, when enabled."""
-        if not self.settings.graph_enabled:
+        if not self.settings.graph.enabled:
             return []
-        return [GraphGenerations(self.settings, self.graph_store)]
+        return [self.graph_generations]
 
     @cached_property
     def listeners(self) -> list[DocumentListener]:
         """Who ingestion tells of every document change: the graph's updater, when enabled."""
-        if not self.settings.graph_enabled:
+        if not self.settings.graph.enabled:
             return []
         return [make_updater(self.settings, self.graph_store)]
 
@@ -84,14 +91,14 @@ class Platform:
         """The ranking sources outside the engine: the graph leg, when enabled."""
         if self._legs is not None:
             return self._legs
-        if not self.settings.graph_enabled:
+        if not self.settings.graph.enabled:
             return []
-        return [make_leg(self.settings, self.graph_store)]
+        return [make_leg(self.settings.graph, self.graph_store)]
 
     @cached_property
     def bucket(self) -> Bucket:
         """The configured bucket (`RAG_BUCKET_URL`)."""
-        return open_bucket(self.settings.bucket_url, self.settings)
+        return open_bucket(self.settings.ingest.bucket_url, self.settings.ingest)
 
     @cached_property
     def ingestion(self) -> Ingestion:
@@ -121,7 +128,7 @@ class Platform:
     @cached_property
     def llm(self) -> ChatClient | None:
         """The chat client of `RAG_LLM_BASE_URL`, or None when no LLM is configured."""
-        endpoint = llm_endpoint(self.settings)
+        endpoint = llm_endpoint(self.settings.llm)
         return ChatClient(endpoint, self._transport) if endpoint is not None else None
 
     def close(self) -> None:
@@ -133,8 +140,8 @@ class Platform:
             self.__dict__.pop("served_search").close()
         for name in ("ingestion", "bucket", "legs", "listeners", "generation_companions"):
             self.__dict__.pop(name, None)
-        if "graph_store" in self.__dict__:
-            self.__dict__.pop("graph_store").close()
+        if "graph_generations" in self.__dict__:
+            self.__dict__.pop("graph_generations").served.close()
             self.runtime.on_follow.clear()
         self.runtime.close()
 

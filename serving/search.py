@@ -46,9 +46,9 @@ def build_search(
     service = SearchService(
         runtime.index,
         runtime.embedder,
-        RetrievalConfig(s.candidates_per_leg, s.rrf_k),
+        RetrievalConfig(s.retrieval.candidates_per_leg, s.retrieval.rrf_k),
         legs,
         reranker.reranker,
-        legs_in_hybrid=s.graph_in_hybrid,
+        legs_in_hybrid=s.graph.in_hybrid,
     )
     return ServedSearch(service, reranker)

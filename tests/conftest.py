@@ -50,7 +50,9 @@ def embedder() -> Embedder:
     `texts_embedded` deltas."""
     settings = Settings()
     inference = InferenceOptions.from_settings(settings)
-    return Embedder(settings.embedding_model, settings.embedding_batch_size, inference=inference)
+    return Embedder(
+        settings.models.embedding_model, settings.models.embedding_batch_size, inference=inference
+    )
 
 
 @pytest.fixture(params=BACKENDS)

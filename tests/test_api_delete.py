@@ -39,7 +39,7 @@ def env(tmp_path: Path, embedder: Embedder) -> Iterator[ApiEnv]:
 
 
 def _bucket(env: ApiEnv) -> Path:
-    return Path(env.runtime.settings.bucket_url)
+    return Path(env.runtime.settings.ingest.bucket_url)
 
 
 def _scan(env: ApiEnv) -> dict[str, int]:
@@ -114,7 +114,7 @@ def test_a_delete_waits_for_a_workers_lock_then_answers_409_and_without_redis_50
         assert reply.headers["Retry-After"] == "1"
         assert _state(env, DOC) == "indexed"  # nothing was touched
         dead = f"redis://127.0.0.1:{free_port()}/0"
-        runtime.settings = runtime.settings.model_copy(update={"redis_url": dead})
+        runtime.settings = runtime.settings.updated(redis_url=dead)
         env.client.app.state.api._redis = None  # the state's client, built again for the URL
         reply = env.client.delete(f"/v1/documents/{DOC}", headers=env.auth("acme", "admin"))
         assert reply.status_code == 503, reply.text

@@ -83,7 +83,7 @@ def test_both_backends_return_the_same_top_10(
 ) -> None:
     """Through the served retriever, which orders RRF's exact ties by id (the engines order
     them arbitrarily, so the raw fused lists may differ inside a tie group)."""
-    config = RetrievalConfig.from_settings(SHIPPED)
+    config = RetrievalConfig.from_settings(SHIPPED.retrieval)
     retrievers = {n: HybridRetriever(i, embedder, config) for n, i in backends.items()}
     found = 0
     for query in queries:
@@ -98,7 +98,7 @@ def test_both_backends_return_the_same_top_10(
 
 def test_local_mode_refuses_a_tokenizer_it_cannot_score(tmp_path: Path) -> None:
     """It would raise NotImplementedError on the first text query; it refuses at start-up."""
-    stemmed = TextIndexConfig.from_settings(SHIPPED)
+    stemmed = TextIndexConfig.from_settings(SHIPPED.index)
     assert stemmed.stemmer == "english"  # the shipped default, which the embedded engine applies
     client = QdrantClient(path=str(tmp_path / "local"))
     with pytest.raises(ValueError, match=r"local mode .* lowercased words only"):
@@ -120,7 +120,7 @@ def test_an_edge_only_setting_in_server_mode_is_a_start_up_error(
     tmp_path: Path, setting: dict
 ) -> None:
     name = next(iter(setting))
-    with pytest.raises(ValueError, match=f"RAG_{name.upper()}: only index_mode='edge'"):
+    with pytest.raises(ValueError, match=f"RAG_{name.upper()}: only index mode 'edge'"):
         Settings(index_mode="server", qdrant_url="http://127.0.0.1:6333", **setting)
     Settings(index_mode="edge", data_dir=tmp_path, **setting)  # where it applies, it is fine
 
@@ -137,7 +137,7 @@ def test_an_edge_only_setting_in_server_mode_is_a_start_up_error(
 )
 def test_a_server_only_setting_in_edge_mode_is_a_start_up_error(setting: dict) -> None:
     name = next(iter(setting))
-    with pytest.raises(ValueError, match=f"RAG_{name.upper()}: only index_mode='server'"):
+    with pytest.raises(ValueError, match=f"RAG_{name.upper()}: only index mode 'server'"):
         Settings(index_mode="edge", **setting)
     Settings(index_mode="server", **{"qdrant_url": "http://127.0.0.1:6333", **setting})
 

@@ -18,7 +18,7 @@ import typer
 import yaml
 
 from cli.main import app as rag_cli
-from core.settings import Settings
+from core.settings import FLAT_NAMES, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -47,9 +47,9 @@ def test_the_deployment_has_every_part() -> None:
 @pytest.mark.parametrize("service", RAG_SERVICES)
 def test_rag_variables_are_real_settings(service: str) -> None:
     env = SERVICES[service]["environment"]
-    fields = set(Settings.model_fields)
+    names = set(Settings.model_fields) | set(FLAT_NAMES)
     unknown = [
-        k for k in env if k.startswith("RAG_") and k.removeprefix("RAG_").lower() not in fields
+        k for k in env if k.startswith("RAG_") and k.removeprefix("RAG_").lower() not in names
     ]
     assert not unknown
     # What makes several processes share one index, queue and graph.

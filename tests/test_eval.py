@@ -353,7 +353,7 @@ def test_nightly_resumes_an_unfinished_run(
 ) -> None:
     with pytest.raises(ValueError, match="RAG_EVAL_DATASET"):
         run_nightly(settings, Platform)
-    nightly = settings.model_copy(update={"eval_dataset": tiny, "eval_reports_dir": tmp_path})
+    nightly = settings.updated(eval_dataset=tiny, eval_reports_dir=tmp_path)
     crashed = tmp_path / "20000101T000000Z"
     crashed.mkdir()
     (crashed / "run.json").write_text(json.dumps({"dataset": "tiny", "started_at": 0}))

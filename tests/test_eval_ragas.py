@@ -65,7 +65,7 @@ def _scorer(tmp: Path, embeddings: LocalRagasEmbeddings, **kw: Any) -> RagasScor
         judge=kw.pop("judge", None),
         answerer=kw.pop("answerer", None),
         embeddings=embeddings,
-        **{"concurrency": SHIPPED.eval_concurrency, "timeout_s": SHIPPED.eval_timeout_s, **kw},
+        **{"concurrency": SHIPPED.eval.concurrency, "timeout_s": SHIPPED.eval.timeout_s, **kw},
     )
 
 
@@ -200,8 +200,8 @@ def test_openai_compatible_answerer_and_judge_over_loopback(
     assert (plants.scores["faithfulness"], jazz.scores["faithfulness"]) == (1.0, 0.0)
     assert jazz.scores["context_precision"] == pytest.approx(0.5)
     models = {r["model"] for r in FakeOpenAI.seen}
-    assert models == {settings.llm_model, "stub-judge"}
-    asked = [r for r in FakeOpenAI.seen if r["model"] == settings.llm_model]
+    assert models == {settings.llm.model, "stub-judge"}
+    asked = [r for r in FakeOpenAI.seen if r["model"] == settings.llm.model]
     assert len(asked) == 2 and asked[0]["messages"][0]["content"] == ANSWER_SYSTEM_PROMPT
 
 

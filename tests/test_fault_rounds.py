@@ -180,7 +180,7 @@ def _kill_rag_up_during_searches(dep: Deployment, tmp: Path, rnd: random.Random)
 
 
 def _assert_converged(dep: Deployment, embedder: Embedder, live: dict[str, int]) -> None:
-    bucket = LocalBucket(Path(dep.settings.bucket_url))
+    bucket = LocalBucket(Path(dep.settings.ingest.bucket_url))
     objects = list(bucket.list())
     assert sorted(o.key for o in objects) == sorted(live)
     expected = expected_points(bucket, objects, builder_for(embedder, dep.settings))

@@ -21,7 +21,7 @@ from retrieval.filters import FilterError, FilterLimits, matches, to_field_filte
 from tests.support.engine import SHIPPED, engine_query
 from tests.support.settings import make_settings
 
-MAX_VALUES = SHIPPED.max_filter_values
+MAX_VALUES = SHIPPED.api.max_filter_values
 
 DIM = 8
 SCOPE = TenantScope("acme")
@@ -154,7 +154,7 @@ def test_matches_agrees_with_the_engine(
 ) -> None:
     ix, payloads = index
     filters = to_field_filters(
-        conditions, FilterLimits(SHIPPED.max_filters, SHIPPED.max_filter_values)
+        conditions, FilterLimits(SHIPPED.api.max_filters, SHIPPED.api.max_filter_values)
     )
     query = engine_query(SCOPE, limit=1000, dense=np.ones(DIM, dtype=np.float32), filters=filters)
     engine = {h.id for h in ix.search(query)}

@@ -27,7 +27,6 @@ from core.generation import SERVING_FILE, Fingerprint
 from core.index.schema import TextIndexConfig
 from core.index.server import ServerIndex, move_alias
 from core.runtime import Runtime
-from core.settings import Settings
 from core.types import IndexedChunk
 from graph.leg import GraphLeg
 from ingest.chunking import Chunker
@@ -58,7 +57,7 @@ class Searcher(threading.Thread):
     def __init__(self, rt: Runtime, query: Callable[[int], str], mode: Mode) -> None:
         super().__init__(daemon=True)
         self._retriever = HybridRetriever(
-            rt.index, rt.embedder, RetrievalConfig.from_settings(rt.settings)
+            rt.index, rt.embedder, RetrievalConfig.from_settings(rt.settings.retrieval)
         )
         self._query, self._mode = query, mode
         self.results: list[tuple[str, list]] = []
@@ -91,7 +90,7 @@ def test_fingerprint_covers_what_makes_points_and_nothing_else(
     assert fp.dim == 384 and fp.chunk_size == embedder.max_tokens and fp.weights_digest
 
     def fp_with(**update: object) -> str:
-        return configured_fingerprint(base.model_copy(update=update), embedder).id
+        return configured_fingerprint(base.updated(**update), embedder).id
 
     for unchanged in ({"rrf_k": 10}, {"candidates_per_leg": 7}, {"rerank_top_n": 3}):
         assert fp_with(**unchanged) == fp.id, unchanged
@@ -107,9 +106,10 @@ def test_fingerprint_covers_what_makes_points_and_nothing_else(
     ids = {fp_with(**change) for change in changes}
     assert len(ids) == len(changes) and fp.id not in ids
     # Same weights, other pooling: the digest covers the model's configuration too.
-    assert configured_fingerprint(
-        base.model_copy(update=changes[-1]), embedder
-    ).weights_digest not in ("", fp.weights_digest)
+    assert configured_fingerprint(base.updated(**changes[-1]), embedder).weights_digest not in (
+        "",
+        fp.weights_digest,
+    )
     # A record stamped before the quantization field was added keeps its id.
     before_quantize = {k: v for k, v in fp.to_record().items() if k != "embedding_quantize"}
     assert Fingerprint.from_record(before_quantize).id == fp.id
@@ -120,7 +120,7 @@ def test_int8_weights_make_another_generation_and_each_is_queried_with_its_own(
 ) -> None:
     fill(bucket_dir, n=1)
     with Runtime(make_settings(tmp_path), embedder) as rt:
-        Ingestion(rt, open_bucket(rt.settings.bucket_url, rt.settings)).run()
+        Ingestion(rt, open_bucket(rt.settings.ingest.bucket_url, rt.settings.ingest)).run()
         served = configured_fingerprint(rt.settings, embedder)
     int8_settings = make_settings(tmp_path, inference_quantize="int8")
     with Runtime(int8_settings, embedder) as rt:
@@ -132,7 +132,9 @@ def test_int8_weights_make_another_generation_and_each_is_queried_with_its_own(
         ]
         assert needs_rebuild(rt)
         assert rt.embedder.quantize is None  # the float generation is queried with float weights
-        Rebuild(rt, open_bucket(int8_settings.bucket_url, int8_settings)).run(max_docs=4)
+        Rebuild(rt, open_bucket(int8_settings.ingest.bucket_url, int8_settings.ingest)).run(
+            max_docs=4
+        )
         assert rt.embedder.quantize == "int8" and not needs_rebuild(rt)
         assert rt.index.generation_record() == configured.to_record()
     with Runtime(int8_settings, embedder) as rt:  # reopened: served with the int8 weights again
@@ -144,7 +146,7 @@ def test_rebuild_after_a_chunk_size_change_switches_without_a_mixed_search(
 ) -> None:
     fill(bucket_dir)
     with Runtime(make_settings(tmp_path), embedder) as rt:
-        Ingestion(rt, open_bucket(rt.settings.bucket_url, rt.settings)).run()
+        Ingestion(rt, open_bucket(rt.settings.ingest.bucket_url, rt.settings.ingest)).run()
         old = chunk_hashes(rt)
         served = read_status(rt.manifest).generation
     assert served is not None and served["chunk_size"] == embedder.max_tokens
@@ -155,7 +157,7 @@ def test_rebuild_after_a_chunk_size_change_switches_without_a_mixed_search(
         searcher = Searcher(rt, lambda i: f"facts about {TOPICS[i % 3]}", "hybrid")
         searcher.start()
         time.sleep(0.3)
-        rebuild = Rebuild(rt, open_bucket(settings.bucket_url, settings))
+        rebuild = Rebuild(rt, open_bucket(settings.ingest.bucket_url, settings.ingest))
         progress = rebuild.run(max_docs=1)
         rebuild.close()
         time.sleep(0.5)
@@ -191,7 +193,7 @@ def test_rebuild_to_another_model_never_compares_two_spaces(
 ) -> None:
     fill(bucket_dir, n=2)
     with Runtime(make_settings(tmp_path, chunk_size=64, chunk_overlap=8), embedder) as rt:
-        Ingestion(rt, open_bucket(rt.settings.bucket_url, rt.settings)).run()
+        Ingestion(rt, open_bucket(rt.settings.ingest.bucket_url, rt.settings.ingest)).run()
         texts = [p["text"] for _, p in rt.index.scroll(DEFAULT, ["text"])]
     cls_model = cls_pooling_copy(tmp_path / "cls")
     settings = make_settings(
@@ -201,14 +203,14 @@ def test_rebuild_to_another_model_never_compares_two_spaces(
         searcher = Searcher(rt, lambda i: texts[i % len(texts)], "dense")
         searcher.start()
         time.sleep(0.3)
-        rebuild = Rebuild(rt, open_bucket(settings.bucket_url, settings))
+        rebuild = Rebuild(rt, open_bucket(settings.ingest.bucket_url, settings.ingest))
         rebuild.run(max_docs=1)
         rebuild.close()
         time.sleep(0.5)
         searcher.stop()
         assert rt.embedder.model_name == str(cls_model)
         retriever = HybridRetriever(
-            rt.index, rt.embedder, RetrievalConfig.from_settings(rt.settings)
+            rt.index, rt.embedder, RetrievalConfig.from_settings(rt.settings.retrieval)
         )
         for pid, payload in rt.index.scroll(DEFAULT, ["text"]):
             top = retriever.retrieve(DEFAULT, payload["text"], 1, "dense")[0]
@@ -235,7 +237,7 @@ def test_a_rebuild_killed_mid_way_resumes_and_the_old_generation_serves_until_th
     for i in range(12):
         (bucket_dir / f"doc{i}.txt").write_text(essay(f"subject {i}", 120))
     with Runtime(make_settings(tmp_path), embedder) as rt:
-        Ingestion(rt, open_bucket(rt.settings.bucket_url, rt.settings)).run()
+        Ingestion(rt, open_bucket(rt.settings.ingest.bucket_url, rt.settings.ingest)).run()
         old = chunk_hashes(rt)
     env = {
         **os.environ,
@@ -257,14 +259,12 @@ def test_a_rebuild_killed_mid_way_resumes_and_the_old_generation_serves_until_th
     proc.send_signal(signal.SIGKILL)
     proc.wait()
 
-    settings = Settings(
-        **{**make_settings(tmp_path).model_dump(), "chunk_size": 32, "chunk_overlap": 4}
-    )
+    settings = make_settings(tmp_path).updated(chunk_size=32, chunk_overlap=4)
     assert not (tmp_path / "data" / SERVING_FILE).exists()
     with Runtime(settings, embedder) as rt:
         assert chunk_hashes(rt) == old  # the old generation, whole, still served
         assert needs_rebuild(rt)
-        rebuild = Rebuild(rt, open_bucket(settings.bucket_url, settings))
+        rebuild = Rebuild(rt, open_bucket(settings.ingest.bucket_url, settings.ingest))
         first = rebuild.step(max_docs=1)
         assert first.done >= 4  # at least the three before the kill, and one more
         rebuild.run(max_docs=4)
@@ -282,7 +282,7 @@ def test_status_shows_the_generation_and_the_vector_index(
 ) -> None:
     fill(bucket_dir, n=1)
     with Runtime(make_settings(tmp_path), embedder) as rt:
-        ingestion = Ingestion(rt, open_bucket(rt.settings.bucket_url, rt.settings))
+        ingestion = Ingestion(rt, open_bucket(rt.settings.ingest.bucket_url, rt.settings.ingest))
         ingestion.run()
         ingestion.build_vector_index()
         points = rt.index.count()
@@ -306,12 +306,12 @@ def test_a_server_collection_is_rebuilt_behind_its_alias_while_searches_go_on(
     fill(bucket_dir)
     settings = make_settings(tmp_path, "server")
     with Runtime(settings, embedder) as rt:
-        Ingestion(rt, open_bucket(settings.bucket_url, settings)).run()
+        Ingestion(rt, open_bucket(settings.ingest.bucket_url, settings.ingest)).run()
         served = configured_fingerprint(settings, embedder)
         assert rt.index.generation_record() == served.to_record()
         old = chunk_hashes(rt)
-    first = f"{settings.collection}__g0"
-    assert aliases(settings.qdrant_path) == {settings.collection: first}
+    first = f"{settings.index.collection}__g0"
+    assert aliases(settings.index.qdrant_path) == {settings.index.collection: first}
 
     changed = make_settings(tmp_path, "server", chunk_size=48, chunk_overlap=8)
     with Runtime(changed, embedder) as rt:
@@ -319,18 +319,20 @@ def test_a_server_collection_is_rebuilt_behind_its_alias_while_searches_go_on(
         searcher = Searcher(rt, lambda i: f"facts about {TOPICS[i % 3]}", "hybrid")
         searcher.start()
         time.sleep(0.3)
-        rebuild = Rebuild(rt, open_bucket(changed.bucket_url, changed))
+        rebuild = Rebuild(rt, open_bucket(changed.ingest.bucket_url, changed.ingest))
         rebuild.step(max_docs=1)
         rebuild.step(max_docs=1)
-        assert aliases(changed.qdrant_path) == {changed.collection: first}  # not switched yet
+        assert aliases(changed.index.qdrant_path) == {
+            changed.index.collection: first
+        }  # not switched yet
         assert chunk_hashes(rt) == old
         progress = rebuild.run(max_docs=1)
         rebuild.close()
         time.sleep(0.5)
         searcher.stop()
         target = configured_fingerprint(changed, embedder)
-        physical = f"{changed.collection}__g{target.id}"
-        assert aliases(changed.qdrant_path) == {changed.collection: physical}
+        physical = f"{changed.index.collection}__g{target.id}"
+        assert aliases(changed.index.qdrant_path) == {changed.index.collection: physical}
         assert progress.switched and not needs_rebuild(rt)
         new = chunk_hashes(rt)
         assert new != old
@@ -355,22 +357,25 @@ def test_a_plain_server_collection_from_before_aliases_is_served_then_replaced(
     fill(bucket_dir, n=1)
     settings = make_settings(tmp_path, "server")
     # A collection as this backend made them before aliases: a plain one under the name.
-    client = QdrantClient(path=str(settings.qdrant_path))
-    text, bm25 = TextIndexConfig.from_settings(settings), (settings.bm25_k1, settings.bm25_b)
-    ServerIndex(client, settings.collection, embedder.dim, text, bm25).close()
+    client = QdrantClient(path=str(settings.index.qdrant_path))
+    text, bm25 = (
+        TextIndexConfig.from_settings(settings.index),
+        (settings.index.bm25_k1, settings.index.bm25_b),
+    )
+    ServerIndex(client, settings.index.collection, embedder.dim, text, bm25).close()
     with Runtime(settings, embedder) as rt:
-        Ingestion(rt, open_bucket(settings.bucket_url, settings)).run()
-        assert rt.serving.current.index.collection == settings.collection
+        Ingestion(rt, open_bucket(settings.ingest.bucket_url, settings.ingest)).run()
+        assert rt.serving.current.index.collection == settings.index.collection
         points = rt.index.count()
         assert points > 0 and not needs_rebuild(rt)
-    assert aliases(settings.qdrant_path) == {}
+    assert aliases(settings.index.qdrant_path) == {}
     changed = make_settings(tmp_path, "server", chunk_size=48, chunk_overlap=8)
     with Runtime(changed, embedder) as rt:
-        Rebuild(rt, open_bucket(changed.bucket_url, changed)).run(max_docs=4)
+        Rebuild(rt, open_bucket(changed.ingest.bucket_url, changed.ingest)).run(max_docs=4)
         assert rt.index.count() > points and not needs_rebuild(rt)
     target = configured_fingerprint(changed, embedder)
-    physical = f"{changed.collection}__g{target.id}"
-    assert aliases(changed.qdrant_path) == {changed.collection: physical}
+    physical = f"{changed.index.collection}__g{target.id}"
+    assert aliases(changed.index.qdrant_path) == {changed.index.collection: physical}
 
 
 def graph_chunk_ids(platform: Platform) -> set[str]:
@@ -409,7 +414,7 @@ def test_the_graph_is_rebuilt_with_the_new_chunks_and_switched_with_the_index(
         new_points = {pid for pid, _ in rt.index.scroll(DEFAULT, [])}
         assert new_points.isdisjoint(old_points)
         assert graph_chunk_ids(platform) == new_points
-        leg = GraphLeg(platform.graph_store, rt.settings.graph_max_hops, max_chunks=1000)
+        leg = GraphLeg(platform.graph_store, rt.settings.graph.max_hops, max_chunks=1000)
         ranked = leg.rank(DEFAULT, "Where did Ada Lovelace meet people?", limit=1000)
         assert ranked and set(ranked) <= new_points
     assert not (tmp_path / "data" / "graph").exists()  # the old generation's graph is gone
@@ -433,7 +438,7 @@ def test_a_process_follows_a_switch_another_process_made_on_the_server(
         served = rt.serving.current.index
         assert isinstance(served, ServerIndex) and rt.index.count() > 1
         assert platform.graph_store.current.root == tmp_path / "data" / "graph"  # the first one's
-        rebuilt = served.sibling(f"{settings.collection}__gsomeother", embedder.dim)
+        rebuilt = served.sibling(f"{settings.index.collection}__gsomeother", embedder.dim)
         rebuilt.set_generation_record(served.generation_record())
         payload = {
             "tenant_id": "default",
@@ -443,15 +448,15 @@ def test_a_process_follows_a_switch_another_process_made_on_the_server(
         }
         vector = embedder.embed_documents(["penguins"])[0]
         rebuilt.upsert([IndexedChunk(str(uuid.uuid4()), vector, payload)])
-        move_alias(served.client, settings.collection, rebuilt.collection)
+        move_alias(served.client, settings.index.collection, rebuilt.index.collection)
         assert rt.index.count() == 1  # the next call found the alias moved and followed it
-        assert rt.serving.current.index.collection == rebuilt.collection
+        assert rt.serving.current.index.collection == rebuilt.index.collection
         # and the graph of that generation
         assert (
             platform.graph_store.current.root == tmp_path / "data" / "generations/someother/graph"
         )
         retriever = HybridRetriever(
-            rt.index, rt.embedder, RetrievalConfig.from_settings(rt.settings)
+            rt.index, rt.embedder, RetrievalConfig.from_settings(rt.settings.retrieval)
         )
         assert [
             h.payload["doc_id"] for h in retriever.retrieve(DEFAULT, "penguins", 3, "dense")
@@ -467,17 +472,19 @@ def test_a_rebuild_keeps_the_documents_deleted_through_the_api_out(
     fill(bucket_dir)
     doc = sorted(p.name for p in bucket_dir.iterdir())[0]
     with Runtime(make_settings(tmp_path), embedder) as rt:
-        ingestion = Ingestion(rt, open_bucket(rt.settings.bucket_url, rt.settings))
+        ingestion = Ingestion(rt, open_bucket(rt.settings.ingest.bucket_url, rt.settings.ingest))
         ingestion.run()
         assert ingestion.syncer.tombstone(doc) is not None
     settings = make_settings(tmp_path, chunk_size=48, chunk_overlap=8)
     with Runtime(settings, embedder) as rt:
-        rebuild = Rebuild(rt, open_bucket(settings.bucket_url, settings))
+        rebuild = Rebuild(rt, open_bucket(settings.ingest.bucket_url, settings.ingest))
         assert rebuild.run(max_docs=8).switched
         rebuild.close()
         assert not rt.index.chunk_ids(DEFAULT, doc)
         assert rt.manifest.get(doc).tombstone  # type: ignore[union-attr]
         others = [p.name for p in bucket_dir.iterdir() if p.name != doc]
         assert all(rt.index.chunk_ids(DEFAULT, d) for d in others)
-        assert Ingestion(rt, open_bucket(settings.bucket_url, settings)).run().added == 0
+        assert (
+            Ingestion(rt, open_bucket(settings.ingest.bucket_url, settings.ingest)).run().added == 0
+        )
         assert not rt.index.chunk_ids(DEFAULT, doc)

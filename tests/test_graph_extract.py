@@ -165,7 +165,7 @@ def test_invalid_llm_output_is_logged_and_skipped(
 
 def test_settings_choose_the_extractor(tmp_path: Path) -> None:
     assert isinstance(make_extractor(Settings(data_dir=tmp_path)), RuleExtractor)
-    with pytest.raises(ValueError, match="graph_llm_base_url"):
+    with pytest.raises(ValueError, match="RAG_GRAPH_LLM_BASE_URL"):
         make_extractor(Settings(data_dir=tmp_path, graph_extractor="llm", llm_base_url=None))
     llm = Settings(
         data_dir=tmp_path,

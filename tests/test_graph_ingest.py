@@ -98,7 +98,7 @@ def test_two_hop_question_is_answered_by_the_graph_leg(
     runtime: Runtime, bucket: Path, store: GraphStore, updater: GraphUpdater
 ) -> None:
     retriever = HybridRetriever(
-        runtime.index, runtime.embedder, RetrievalConfig.from_settings(runtime.settings)
+        runtime.index, runtime.embedder, RetrievalConfig.from_settings(runtime.settings.retrieval)
     )
     dense = [h.id for h in retriever.retrieve(ACME, QUESTION, TOP_K, mode="dense")]
     bm25 = [h.id for h in retriever.retrieve(ACME, QUESTION, TOP_K, mode="bm25")]

@@ -34,7 +34,7 @@ def write(path: Path, data: bytes | str) -> Path:
 
 
 def sync(rt: Runtime) -> RunSummary:
-    return Ingestion(rt, open_bucket(rt.settings.bucket_url, rt.settings)).run()
+    return Ingestion(rt, open_bucket(rt.settings.ingest.bucket_url, rt.settings.ingest)).run()
 
 
 def doc_chunks(rt: Runtime, doc_id: str, scope: TenantScope = DEFAULT) -> set[str]:

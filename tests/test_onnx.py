@@ -85,7 +85,7 @@ def test_onnx_rerank_scores_match_torch(
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_sentence_model(
-        Settings().embedding_model, tmp_path_factory.mktemp("tiny") / "model"
+        Settings().models.embedding_model, tmp_path_factory.mktemp("tiny") / "model"
     )
 
 
@@ -132,7 +132,7 @@ def test_a_stale_export_is_replaced_when_the_weights_change(
     model = tmp_path / "model"
     shutil.copytree(tiny_model, model)
     old = ensure_export("embedder", str(model), tmp_path / "exports")
-    changed = build_tiny_sentence_model(Settings().embedding_model, tmp_path / "new", seed=1)
+    changed = build_tiny_sentence_model(Settings().models.embedding_model, tmp_path / "new", seed=1)
     shutil.copy(changed / "model.safetensors", model / "model.safetensors")
 
     _assert_matches_torch(model, tmp_path / "exports")  # the new weights, not the old graph

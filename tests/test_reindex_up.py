@@ -31,7 +31,7 @@ def test_rag_up_rebuilds_on_a_chunk_size_change_while_searches_go_on(
 ) -> None:
     fill(bucket_dir)
     with Runtime(make_settings(tmp_path), embedder) as rt:
-        Ingestion(rt, open_bucket(rt.settings.bucket_url, rt.settings)).run()
+        Ingestion(rt, open_bucket(rt.settings.ingest.bucket_url, rt.settings.ingest)).run()
         old = {p["chunk_hash"] for _, p in rt.index.scroll(DEFAULT, ["chunk_hash"])}
         old_generation = rt.manifest.get_meta("generation")["id"]
     chunker = Chunker.for_embedder(embedder, 48, 8)

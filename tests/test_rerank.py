@@ -216,7 +216,7 @@ def test_cohere_key_is_read_from_cohere_own_variable(monkeypatch: pytest.MonkeyP
 
     monkeypatch.delenv("RAG_COHERE_API_KEY", raising=False)
     monkeypatch.setenv("COHERE_API_KEY", "from-cohere-env")
-    assert Settings().cohere_api_key.get_secret_value() == "from-cohere-env"
+    assert Settings().retrieval.cohere_api_key.get_secret_value() == "from-cohere-env"
 
 
 def test_the_api_answers_cohere_failures_with_502_or_503_and_the_reason(

@@ -81,12 +81,12 @@ def s3(tmp_path: Path, s3_endpoint: str) -> tuple[Settings, str]:
     """Settings for a fresh bucket under the prefix `in/`, and the bucket's name."""
     name = next(_bucket_names)
     settings = _settings(tmp_path, s3_endpoint, f"s3://{name}/in")
-    aws_client("s3", settings).create_bucket(Bucket=name)
+    aws_client("s3", settings.ingest).create_bucket(Bucket=name)
     return settings, name
 
 
 def _put(settings: Settings, name: str, key: str, body: bytes) -> None:
-    aws_client("s3", settings).put_object(Bucket=name, Key=key, Body=body)
+    aws_client("s3", settings.ingest).put_object(Bucket=name, Key=key, Body=body)
 
 
 def test_listing_stat_and_reads(s3: tuple[Settings, str]) -> None:
@@ -95,7 +95,7 @@ def test_listing_stat_and_reads(s3: tuple[Settings, str]) -> None:
     _put(settings, name, "in/tenants/acme/a.txt", b"A" * 100)
     _put(settings, name, "in/folder/", b"")  # a console-made "folder"
     _put(settings, name, "elsewhere/b.txt", b"outside the prefix")
-    bucket = open_bucket(settings.bucket_url, settings)
+    bucket = open_bucket(settings.ingest.bucket_url, settings.ingest)
     assert isinstance(bucket, S3Bucket)
     listed = {o.key: o for o in bucket.list()}
     assert sorted(listed) == sorted([UNICODE_KEY, "tenants/acme/a.txt"])
@@ -115,10 +115,10 @@ def test_listing_stat_and_reads(s3: tuple[Settings, str]) -> None:
 def test_event_notifications_hint_changed_keys(s3: tuple[Settings, str]) -> None:
     """S3 sends object-created events to SQS; the watcher turns them into keys under the prefix."""
     settings, name = s3
-    sqs = aws_client("sqs", settings)
+    sqs = aws_client("sqs", settings.ingest)
     queue_url = sqs.create_queue(QueueName=f"{name}-events")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
-    aws_client("s3", settings).put_bucket_notification_configuration(
+    aws_client("s3", settings.ingest).put_bucket_notification_configuration(
         Bucket=name,
         NotificationConfiguration={
             "QueueConfigurations": [
@@ -128,7 +128,10 @@ def test_event_notifications_hint_changed_keys(s3: tuple[Settings, str]) -> None
     )
     hinted: list[list[str]] = []
     watcher = QueueWatcher(
-        queue_url, S3Bucket(settings.bucket_url, settings), settings, hinted.append
+        queue_url,
+        S3Bucket(settings.ingest.bucket_url, settings.ingest),
+        settings.ingest,
+        hinted.append,
     )
     watcher.start()
     try:
@@ -168,13 +171,13 @@ def test_workers_sync_an_s3_bucket(
         _put(settings, name, "in/" + key, bodies.get(key, b"y" * 60_001))
     dep = deployment(
         tmp_path,
-        settings.bucket_url,
+        settings.ingest.bucket_url,
         REDIS_URL,
         RAG_S3_ENDPOINT_URL=s3_endpoint,
         RAG_AWS_ACCESS_KEY_ID="test",
         RAG_AWS_SECRET_ACCESS_KEY="test",
     )
-    bucket = S3Bucket(settings.bucket_url, settings)
+    bucket = S3Bucket(settings.ingest.bucket_url, settings.ingest)
     worker = dep.worker("w1")
     try:
         status = wait_converged(dep, time.time() - 1, worker)
@@ -187,7 +190,7 @@ def test_workers_sync_an_s3_bucket(
             _put(settings, name, f"in/{keys[n]}", document_text(n, edit=2).encode())
         _put(settings, name, "in/" + UNICODE_KEY, document_text(99).encode())
         for key in keys[5:8]:
-            aws_client("s3", settings).delete_object(Bucket=name, Key="in/" + key)
+            aws_client("s3", settings.ingest).delete_object(Bucket=name, Key="in/" + key)
         changed = time.time()
         status = wait_converged(dep, changed, worker)
     finally:

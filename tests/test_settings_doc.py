@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.settings import Settings
+from core.settings import FLAT_NAMES, SECTIONS, IngestSettings, Settings
 from core.settings_doc import DOC_PATH, _parse, main, render
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -20,10 +20,11 @@ def test_the_reference_is_up_to_date() -> None:
 
 def test_every_setting_is_listed_with_a_description() -> None:
     text = render()
-    listed = {f.name for s in _parse() for g in s.groups for f in g.fields}
-    assert listed == set(Settings.model_fields)
-    for name in Settings.model_fields:
-        assert f"`RAG_{name.upper()}`" in text, name
+    listed = {(f.owner, f.name) for s in _parse() for g in s.groups for f in g.fields}
+    root = {(Settings, n) for n in Settings.model_fields if n not in SECTIONS}
+    assert listed == root | {(cls, n) for cls in SECTIONS.values() for n in cls.model_fields}
+    for flat, (section, name) in FLAT_NAMES.items():
+        assert f"| `RAG_{flat.upper()}`" in text and f"| `{section}.{name}` |" in text, flat
     for section in _parse():
         for group in section.groups:
             for f in group.fields:
@@ -32,7 +33,9 @@ def test_every_setting_is_listed_with_a_description() -> None:
 
 def test_the_readme_states_the_chunking_defaults() -> None:
     readme = README.read_text(encoding="utf-8")
-    overlap = Settings.model_fields["chunk_overlap"].default
-    assert Settings.model_fields["chunk_size"].default is None  # the model's window: 254 tokens
+    overlap = IngestSettings.model_fields["chunk_overlap"].default
+    assert (
+        IngestSettings.model_fields["chunk_size"].default is None
+    )  # the model's window: 254 tokens
     assert "254 for\n  MiniLM-L6" in readme and f"overlap {overlap}" in readme
     assert "512" not in readme and "docs/configuration.md" in readme

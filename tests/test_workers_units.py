@@ -46,12 +46,12 @@ def _context(settings: Settings, embedder: Embedder) -> Iterator[WorkerContext]:
 @pytest.fixture
 def ctx(tmp_path: Path, embedder: Embedder, redis_db: Redis) -> Iterator[WorkerContext]:
     settings = make_settings(tmp_path, redis_url=REDIS_URL, requeue_after_seconds=1.0)
-    Path(settings.bucket_url).mkdir()
+    Path(settings.ingest.bucket_url).mkdir()
     yield from _context(settings, embedder)
 
 
 def _write(ctx: WorkerContext, key: str, text: str) -> None:
-    path = Path(ctx.settings.bucket_url) / key
+    path = Path(ctx.settings.ingest.bucket_url) / key
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
 
@@ -138,7 +138,7 @@ def _queued_documents(redis_db: Redis, queue: str) -> int:
 def test_scan_enqueues_once_and_requeues_what_was_lost(ctx: WorkerContext, redis_db: Redis) -> None:
     for name in ("a", "b", "c"):
         _write(ctx, f"{name}.txt", f"document {name}")
-    queue = ctx.settings.celery_documents_queue
+    queue = ctx.settings.workers.celery_documents_queue
     first = scan_bucket.apply().get()
     assert (first["sync"], first["delete"], _queued_documents(redis_db, queue)) == (3, 0, 3)
     assert read_status(ctx.runtime.manifest).counts["queued"] == 3
@@ -179,7 +179,7 @@ def test_document_task_syncs_and_is_idempotent(ctx: WorkerContext) -> None:
     scope = TenantScope("acme")
     assert ctx.runtime.index.count(scope) == 1
     assert not ctx.runtime.manifest.pending()
-    (Path(ctx.settings.bucket_url) / "tenants/acme/doc.txt").unlink()
+    (Path(ctx.settings.ingest.bucket_url) / "tenants/acme/doc.txt").unlink()
     gone = sync_document.apply(("tenants/acme/doc.txt",), {"run_id": None}).get()
     assert gone["outcome"] == "deleted"  # the message said sync; the bucket said gone
     assert ctx.runtime.index.count(scope) == 0
@@ -215,7 +215,7 @@ def test_documents_named_like_tasks_never_share_their_locks(
 
 def test_run_summary_counts_task_outcomes(ctx: WorkerContext) -> None:
     _write(ctx, "good.txt", "Readable text.")
-    (Path(ctx.settings.bucket_url) / "bad.txt").write_bytes(b"caf\xe9 au lait \xc3\x28")
+    (Path(ctx.settings.ingest.bucket_url) / "bad.txt").write_bytes(b"caf\xe9 au lait \xc3\x28")
     run_id = scan_bucket.apply().get()["run_id"]
     for doc in ("good.txt", "bad.txt"):
         sync_document.apply((doc,), {"run_id": run_id}).get()
@@ -231,7 +231,7 @@ def test_worker_deaths_quarantine_until_the_content_changes(ctx: WorkerContext) 
     """Every start counts: a document whose worker died max_attempts times is given up on."""
     _write(ctx, "poison.txt", "Pretend this kills the worker.")
     manifest = ctx.runtime.manifest
-    for n in range(ctx.settings.max_attempts):
+    for n in range(ctx.settings.workers.max_attempts):
         manifest.mark_processing("poison.txt", "default", f"died-{n}")
     result = sync_document.apply(("poison.txt",)).get()
     record = manifest.get("poison.txt")
@@ -249,7 +249,7 @@ def test_hints_enqueue_only_the_named_documents(ctx: WorkerContext, redis_db: Re
     _write(ctx, "a.txt", "A")
     _write(ctx, "b.txt", "B")
     sync_document.apply(("a.txt",)).get()
-    (Path(ctx.settings.bucket_url) / "a.txt").unlink()
+    (Path(ctx.settings.ingest.bucket_url) / "a.txt").unlink()
     report = scan_keys.apply((["a.txt", "b.txt.meta.json", "never-existed.txt"],)).get()
     assert (report["sync"], report["delete"]) == (1, 1)
     assert ctx.runtime.manifest.pending().keys() == {"a.txt", "b.txt"}
@@ -257,13 +257,11 @@ def test_hints_enqueue_only_the_named_documents(ctx: WorkerContext, redis_db: Re
 
 @pytest.fixture
 def unreachable_s3(tmp_path: Path, embedder: Embedder, redis_db: Redis) -> Iterator[WorkerContext]:
-    settings = make_settings(tmp_path, redis_url=REDIS_URL).model_copy(
-        update={
-            "bucket_url": "s3://docs",
-            "s3_endpoint_url": f"http://127.0.0.1:{free_port()}",
-            "aws_access_key_id": SecretStr("test"),
-            "aws_secret_access_key": SecretStr("test"),
-        }
+    settings = make_settings(tmp_path, redis_url=REDIS_URL).updated(
+        bucket_url="s3://docs",
+        s3_endpoint_url=f"http://127.0.0.1:{free_port()}",
+        aws_access_key_id=SecretStr("test"),
+        aws_secret_access_key=SecretStr("test"),
     )
     yield from _context(settings, embedder)
 
@@ -307,7 +305,7 @@ def test_the_optimise_task_indexes_what_the_workers_wrote(
 
     settings = make_settings(tmp_path, redis_url=REDIS_URL, index_optimize_min_unindexed=20)
     assert beat_schedule(settings)["optimize-index"]["task"] == "rag.index.optimize"
-    Path(settings.bucket_url).mkdir()
+    Path(settings.ingest.bucket_url).mkdir()
     for ctx in _context(settings, embedder):
         assert optimize_index.apply().get()["optimized"] is False
         for n in range(30):
@@ -344,13 +342,13 @@ def test_a_group_task_settles_each_document_as_its_own_task_would(
     manifest = ctx.runtime.manifest
     _write(ctx, "one.txt", "Zebras graze on the savanna.")
     _write(ctx, "two.txt", "Herons wade in the shallows.")
-    (Path(ctx.settings.bucket_url) / "bad.txt").write_bytes(b"caf\xe9 au lait \xc3\x28")
+    (Path(ctx.settings.ingest.bucket_url) / "bad.txt").write_bytes(b"caf\xe9 au lait \xc3\x28")
     _write(ctx, "poison.txt", "Its worker died every time.")
     _write(ctx, "held.txt", "Another worker has it.")
     docs = ["one.txt", "two.txt", "bad.txt", "poison.txt", "held.txt"]
     task_ids = [f"task-{d}" for d in docs]
     manifest.mark_queued({d: ("default", t) for d, t in zip(docs, task_ids, strict=True)})
-    for n in range(ctx.settings.max_attempts):
+    for n in range(ctx.settings.workers.max_attempts):
         manifest.mark_processing("poison.txt", "default", f"died-{n}")
     manifest.mark_queued({"poison.txt": ("default", "task-poison.txt")})
     run_id = manifest.start_run(RunSummary(planned=len(docs)))
@@ -367,7 +365,7 @@ def test_a_group_task_settles_each_document_as_its_own_task_would(
     # The held document, and the one tried before, went on as tasks of their own, still queued
     # under their task ids: only its own attempts count against a document.
     assert manifest.pending().keys() == {"held.txt", "poison.txt"}
-    assert _queued_documents(redis_db, ctx.settings.celery_documents_queue) == 2
+    assert _queued_documents(redis_db, ctx.settings.workers.celery_documents_queue) == 2
     run = manifest.last_run()
     assert (run.completed, run.added, run.failed) == (3, 2, 1)
     poison = sync_document.apply(("poison.txt",), {"run_id": run_id}).get()
@@ -411,5 +409,5 @@ def test_a_scan_groups_documents_over_the_worker_threads(
         _write(ctx, f"d{i}.txt", f"document {i}")
     scan_bucket.apply().get()
     # worker_concurrency 2: groups of 3 and 2, not five messages
-    assert redis_db.llen(ctx.settings.celery_documents_queue) == 2
-    assert _queued_documents(redis_db, ctx.settings.celery_documents_queue) == 5
+    assert redis_db.llen(ctx.settings.workers.celery_documents_queue) == 2
+    assert _queued_documents(redis_db, ctx.settings.workers.celery_documents_queue) == 5

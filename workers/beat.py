@@ -12,37 +12,37 @@ from core.settings import Settings
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    interval = settings.scan_interval_seconds
+    interval = settings.workers.scan_interval_seconds
     schedule: dict[str, dict[str, Any]] = {
         "scan-bucket": {
             "task": "rag.scan_bucket",
             "schedule": interval,
             # A scan nobody picked up in time is superseded by the next one; don't pile them up.
-            "options": {"queue": settings.celery_scan_queue, "expires": interval},
+            "options": {"queue": settings.workers.celery_scan_queue, "expires": interval},
         },
         "optimize-index": {
             "task": "rag.index.optimize",
-            "schedule": settings.index_optimize_interval_seconds,
+            "schedule": settings.index.optimize_interval_seconds,
             "options": {
-                "queue": settings.celery_scan_queue,
-                "expires": settings.index_optimize_interval_seconds,
+                "queue": settings.workers.celery_scan_queue,
+                "expires": settings.index.optimize_interval_seconds,
             },
         },
     }
-    nightly = crontab(hour=settings.eval_nightly_hour, minute=settings.eval_nightly_minute)
+    nightly = crontab(hour=settings.eval.nightly_hour, minute=settings.eval.nightly_minute)
     # Every tenant with a golden set; a tenant without one costs nothing.
     schedule["nightly-tenant-eval"] = {
         "task": "rag.eval.tenants",
         "schedule": nightly,
-        "options": {"queue": settings.celery_scan_queue},
+        "options": {"queue": settings.workers.celery_scan_queue},
     }
-    if settings.eval_dataset is not None:
+    if settings.eval.dataset is not None:
         schedule["nightly-eval"] = {
             "task": "rag.eval.nightly",
             "schedule": crontab(
-                hour=settings.eval_nightly_hour, minute=settings.eval_nightly_minute
+                hour=settings.eval.nightly_hour, minute=settings.eval.nightly_minute
             ),
             # Every worker consumes the scan queue; scans wait behind the nightly run.
-            "options": {"queue": settings.celery_scan_queue},
+            "options": {"queue": settings.workers.celery_scan_queue},
         }
     return schedule

@@ -21,7 +21,7 @@ def up(
     from cli.terminal import require_folder
 
     settings = get_settings()
-    require_folder(settings.bucket_url)
+    require_folder(settings.ingest.bucket_url)
     from workers.embedded import run_up  # after the checks: it imports the whole platform
 
     run_up(settings, with_api=api)
@@ -43,6 +43,6 @@ def worker(
     embedded index only one process may open it, so use `rag up` instead.
     """
     settings = get_settings()
-    threads = concurrency or settings.worker_concurrency
+    threads = concurrency or settings.workers.worker_concurrency
     argv = worker_argv(settings, threads, pool=pool, beat=beat)
     os.execv(argv[0], argv)

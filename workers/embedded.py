@@ -51,9 +51,9 @@ class EmbeddedPool:
         ctx = context.install(self.platform)
         self._worker = app.WorkController(
             pool_cls="threads",
-            concurrency=s.worker_concurrency,
+            concurrency=s.workers.worker_concurrency,
             hostname=f"rag-up@{socket.gethostname()}",
-            queues=[s.celery_scan_queue, s.celery_documents_queue],
+            queues=[s.workers.celery_scan_queue, s.workers.celery_documents_queue],
             without_gossip=True,
             without_mingle=True,
         )
@@ -70,7 +70,7 @@ class EmbeddedPool:
             self._watcher.start()
         scan_bucket.delay()  # now, not one interval from now
         rebuild_index.delay()  # if the configuration changed since the index was built
-        log.info("worker pool (%d threads), beat and watcher started", s.worker_concurrency)
+        log.info("worker pool (%d threads), beat and watcher started", s.workers.worker_concurrency)
 
     def stop(self) -> None:
         """Stop taking work, let running tasks finish, and leave the platform to its owner."""
@@ -112,7 +112,7 @@ def run_up(settings: Settings, with_api: bool = True) -> None:
 
     # A busy port or a shard held by another process fail now, before anything slow or started.
     check_can_start(settings)
-    sock = bind_api_socket(settings.api_host, settings.api_port) if with_api else None
+    sock = bind_api_socket(settings.api.host, settings.api.port) if with_api else None
     secure_data_dir(settings.data_dir)  # before Redis, should this process start one there
     redis = ensure_redis(settings.redis_url, settings.data_dir / "redis")
     try:
@@ -125,7 +125,7 @@ def run_up(settings: Settings, with_api: bool = True) -> None:
                 redis.describe(),
                 settings.data_dir / "redis",
             )
-        settings = settings.model_copy(update={"redis_url": redis.url})
+        settings = settings.updated(redis_url=redis.url)
         platform = Platform.open(settings)
         pool = EmbeddedPool(platform)
         if sock is not None:

@@ -20,7 +20,7 @@ def worker_argv(
     argv = [
         sys.executable, "-m", "celery", "-A", "workers", "worker",
         f"--pool={pool}", f"--concurrency={concurrency}", "--loglevel=INFO",
-        "-Q", f"{settings.celery_scan_queue},{settings.celery_documents_queue}",
+        "-Q", f"{settings.workers.celery_scan_queue},{settings.workers.celery_documents_queue}",
         "--without-gossip", "--without-mingle",
     ]  # fmt: skip
     if beat:

@@ -141,10 +141,10 @@ def delete_document(
     """
     s = state.runtime.settings
     _own(state, principal.scope, doc_id)
-    retry = {"Retry-After": str(s.api_retry_after_seconds)}
-    lock = document_lock(state.redis(), doc_id, s.document_lock_ttl_seconds)
+    retry = {"Retry-After": str(s.api.retry_after_seconds)}
+    lock = document_lock(state.redis(), doc_id, s.workers.document_lock_ttl_seconds)
     try:
-        held = lock.acquire(wait_seconds=s.api_delete_lock_wait_seconds)
+        held = lock.acquire(wait_seconds=s.api.delete_lock_wait_seconds)
     except RedisError as exc:
         reason = f"cannot lock the document: Redis at RAG_REDIS_URL does not answer ({exc})"
         raise ApiError(503, "lock_unavailable", reason, headers=retry) from None

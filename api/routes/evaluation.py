@@ -50,7 +50,7 @@ TenantParam = Annotated[str | None, Query(description="admin keys only: another 
 
 
 def _run_dir(settings: Settings, tenant: str, run_id: str) -> Path:
-    run = read_report(settings.eval_reports_dir, tenant, run_id)
+    run = read_report(settings.eval.reports_dir, tenant, run_id)
     if run is None:
         raise ApiError(404, "run_not_found", f"tenant {tenant!r} has no finished run {run_id!r}")
     return run
@@ -74,7 +74,7 @@ def list_runs(request: Request, caller: Caller, tenant: TenantParam = None) -> d
             "retrieval": {k: v["means"] for k, v in r["retrieval"].items()},
             "config_digest": r["config"]["digest"],
         }
-        for r in reversed(finished_reports(s.eval_reports_dir, name))
+        for r in reversed(finished_reports(s.eval.reports_dir, name))
     ]
     return {"tenant": name, "runs": runs}
 
@@ -102,7 +102,7 @@ def link(
     name = target_tenant(caller, tenant)
     _run_dir(s, name, run_id)
     url = report_link(s, name, run_id, str(request.base_url).rstrip("/"))
-    return {"url": url, "expires_in": s.eval_link_ttl_seconds}
+    return {"url": url, "expires_in": s.eval.link_ttl_seconds}
 
 
 @router.get("/eval/shared/{tenant}/{run_id}", response_class=HTMLResponse)
@@ -124,7 +124,7 @@ def shared(
 )
 def latest(request: Request, format: Format = "json") -> dict[str, Any] | HTMLResponse:
     """The newest finished BEIR benchmark report (`rag eval --dataset`)."""
-    root = _settings(request).eval_reports_dir
+    root = _settings(request).eval.reports_dir
     runs = sorted(p.parent for p in root.glob("*/report.json"))
     if not runs:
         raise ApiError(404, "no_report", "no finished benchmark evaluation yet")

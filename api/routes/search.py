@@ -46,28 +46,31 @@ Caller = Annotated[Principal, Depends(current_principal)]
 
 def to_search_request(body: SearchBody, s: Settings) -> SearchRequest:
     """Apply the request limits from settings and translate the filters; 422 names the field."""
-    if len(body.query) > s.max_query_chars:
+    if len(body.query) > s.api.max_query_chars:
         raise ApiError(
-            422, "query_too_long", f"query is limited to {s.max_query_chars} characters", "query"
+            422,
+            "query_too_long",
+            f"query is limited to {s.api.max_query_chars} characters",
+            "query",
         )
     if not body.query.strip():
         raise ApiError(422, "empty_query", "query is blank", "query")
     top_k = requested_top_k(body, s)
-    most = s.max_answer_top_k if isinstance(body, AnswerBody) else s.max_top_k
+    most = s.api.max_answer_top_k if isinstance(body, AnswerBody) else s.api.max_top_k
     if top_k > most:
         raise ApiError(422, "invalid_request", f"top_k is limited to {most}", "top_k")
-    top_n = body.rerank_top_n or s.rerank_top_n
-    if top_n > s.max_rerank_top_n:
+    top_n = body.rerank_top_n or s.retrieval.rerank_top_n
+    if top_n > s.api.max_rerank_top_n:
         raise ApiError(
             422,
             "invalid_request",
-            f"rerank_top_n is limited to {s.max_rerank_top_n}",
+            f"rerank_top_n is limited to {s.api.max_rerank_top_n}",
             "rerank_top_n",
         )
     try:
         filters = to_field_filters(
             [(c.field, c.operators()) for c in body.filters],
-            FilterLimits(s.max_filters, s.max_filter_values),
+            FilterLimits(s.api.max_filters, s.api.max_filter_values),
         )
     except FilterError as exc:
         raise ApiError(422, "invalid_filter", exc.reason, exc.field) from None
@@ -78,7 +81,7 @@ def requested_top_k(body: SearchBody, s: Settings) -> int:
     """The body's top_k, or the settings' default for its route."""
     if body.top_k is not None:
         return body.top_k
-    return s.answer_top_k if isinstance(body, AnswerBody) else s.search_top_k
+    return s.retrieval.answer_top_k if isinstance(body, AnswerBody) else s.retrieval.search_top_k
 
 
 def search_or_error(

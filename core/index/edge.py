@@ -26,7 +26,7 @@ from core.index.schema import (
     TEXT_FIELD,
     TextIndexConfig,
 )
-from core.settings import Settings
+from core.settings import IndexSettings
 from core.types import Hit, IndexedChunk, TenantScope
 
 DIALECT = FilterDialect(
@@ -76,7 +76,7 @@ def _schema(field: str, kind: str, cfg: TextIndexConfig) -> Any:
 
 @dataclass(frozen=True)
 class EngineThreads:
-    """The engine's thread pools (`Settings.engine_search_threads`, `engine_indexing_threads`).
+    """The engine's thread pools (`IndexSettings.engine_search_threads`, `engine_indexing_threads`).
 
     `search`: the shard's search pool, which reads a search's segments in parallel (the engine's
     own default is one thread per CPU). `indexing`: the HNSW build's threads, in the child
@@ -87,8 +87,8 @@ class EngineThreads:
     indexing: int
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> EngineThreads:
-        return cls(settings.engine_search_threads, settings.engine_indexing_threads)
+    def from_settings(cls, index: IndexSettings) -> EngineThreads:
+        return cls(index.engine_search_threads, index.engine_indexing_threads)
 
 
 # Qdrant's defaults for the HNSW graph, restated because the binding takes the indexing threads

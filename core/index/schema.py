@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from core.settings import Settings
+from core.settings import IndexSettings
 
 DENSE_VECTOR = "dense"
 TEXT_FIELD = "text"
@@ -56,12 +56,12 @@ class TextIndexConfig:
     stopwords: str | None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> TextIndexConfig:
+    def from_settings(cls, index: IndexSettings) -> TextIndexConfig:
         return cls(
-            lowercase=settings.bm25_lowercase,
-            ascii_folding=settings.bm25_ascii_folding,
-            stemmer=settings.bm25_stemmer,
-            stopwords=settings.bm25_stopwords,
+            lowercase=index.bm25_lowercase,
+            ascii_folding=index.bm25_ascii_folding,
+            stemmer=index.bm25_stemmer,
+            stopwords=index.bm25_stopwords,
         )
 
     @property

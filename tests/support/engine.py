@@ -24,13 +24,13 @@ PLAIN_WORDS = TextIndexConfig(lowercase=True, ascii_folding=False, stemmer=None,
 
 def engine_query(scope: TenantScope, limit: int, *args: Any, **fields: Any) -> EngineQuery:
     """An `EngineQuery` with the settings' candidates_per_leg and rrf_k unless given."""
-    fields.setdefault("candidates", SHIPPED.candidates_per_leg)
-    fields.setdefault("rrf_k", SHIPPED.rrf_k)
+    fields.setdefault("candidates", SHIPPED.retrieval.candidates_per_leg)
+    fields.setdefault("rrf_k", SHIPPED.retrieval.rrf_k)
     return EngineQuery(scope, limit, *args, **fields)
 
 
 def bm25_params(settings: Settings = SHIPPED) -> tuple[float, float]:
-    return settings.bm25_k1, settings.bm25_b
+    return settings.index.bm25_k1, settings.index.bm25_b
 
 
 def edge_index(
@@ -38,7 +38,7 @@ def edge_index(
 ) -> EdgeIndex:
     """An embedded shard with the shipped settings' BM25 and optimisation threshold."""
     kwargs.setdefault("bm25", bm25_params())
-    kwargs.setdefault("optimize_min_unindexed", SHIPPED.index_optimize_min_unindexed)
+    kwargs.setdefault("optimize_min_unindexed", SHIPPED.index.optimize_min_unindexed)
     return EdgeIndex(path, dim, text_index, **kwargs)
 
 
@@ -52,6 +52,6 @@ def local_server_index(
 
 def graph_leg(store: GraphStore, **overrides: int) -> GraphLeg:
     """A graph leg with the shipped settings' hops and chunk budget unless given."""
-    overrides.setdefault("max_hops", SHIPPED.graph_max_hops)
-    overrides.setdefault("max_chunks", SHIPPED.graph_max_chunks)
+    overrides.setdefault("max_hops", SHIPPED.graph.max_hops)
+    overrides.setdefault("max_chunks", SHIPPED.graph.max_chunks)
     return GraphLeg(store, **overrides)

@@ -13,7 +13,7 @@ from core.settings import Settings
 def cls_pooling_copy(target: Path) -> Path:
     """The shipped all-MiniLM-L6-v2 with CLS pooling instead of mean pooling: the same 384-d
     weights making different vectors, i.e. another embedding space of the same dimension."""
-    source = Path(Settings().embedding_model)
+    source = Path(Settings().models.embedding_model)
     if not (target / "modules.json").exists():
         weights = "model.safetensors"  # linked, not copied: 90 MB per test run otherwise
         shutil.copytree(source, target, ignore=shutil.ignore_patterns(weights))

@@ -108,9 +108,8 @@ class RagUp:
             preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,
         )
         log.close()
-        started = (
-            f"worker pool ({self.settings.worker_concurrency} threads), beat and watcher started"
-        )
+        threads = self.settings.workers.worker_concurrency
+        started = f"worker pool ({threads} threads), beat and watcher started"
         self.wait_for(lambda: started in self.log(), timeout, "rag up did not start")
         self.wait_for(self._healthy, 60, "the API did not answer")
         if files:
@@ -172,7 +171,7 @@ class RagUp:
         shared `workers.app` here would point every later test's tasks at this broker."""
         client = Celery(broker=self.redis_url, set_as_current=False)
         try:
-            client.send_task("rag.scan_bucket", queue=self.settings.celery_scan_queue)
+            client.send_task("rag.scan_bucket", queue=self.settings.workers.celery_scan_queue)
         finally:
             client.close()
 

@@ -152,8 +152,12 @@ def assert_index_matches(runtime: Runtime, expected: dict[str, tuple[set[str], s
 
 
 def builder_for(embedder: Embedder, settings: Settings) -> DocumentBuilder:
-    chunker = Chunker.for_embedder(embedder, settings.chunk_size, settings.chunk_overlap)
-    return DocumentBuilder(chunker, settings.default_tenant, MetaLimits.from_settings(settings))
+    chunker = Chunker.for_embedder(
+        embedder, settings.ingest.chunk_size, settings.ingest.chunk_overlap
+    )
+    return DocumentBuilder(
+        chunker, settings.default_tenant, MetaLimits.from_settings(settings.ingest)
+    )
 
 
 def document_text(n: int, edit: int | None = None) -> str:

@@ -85,7 +85,7 @@ def _tenant(ctx: WorkerContext, doc_id: str) -> str:
 def scan_bucket() -> dict[str, Any]:
     """Diff the whole bucket against the manifest and the index; enqueue what differs."""
     ctx = context()
-    with task_lock(ctx.redis, _SCAN_LOCK, ctx.settings.document_lock_ttl_seconds) as held:
+    with task_lock(ctx.redis, _SCAN_LOCK, ctx.settings.workers.document_lock_ttl_seconds) as held:
         if not held:
             return {"skipped": "another scan is running"}
         started = time.time()
@@ -160,7 +160,7 @@ def _unguarded_deletes(ctx: WorkerContext, gone: list[str], records: dict) -> li
 def _in_flight(ctx: WorkerContext, work: PendingWork, now: float) -> bool:
     """Whether a task already holds the document, so the scan need not enqueue it again."""
     if work.status == DocStatus.QUEUED:
-        return now - work.since < ctx.settings.requeue_after_seconds
+        return now - work.since < ctx.settings.workers.requeue_after_seconds
     return is_document_locked(ctx.redis, work.doc_id)  # processing, and its worker is alive
 
 
@@ -206,7 +206,9 @@ def _enqueue(
     manifest.mark_queued({d: (_tenant(ctx, d), t) for d, t in task_ids.items()})
     run_id = manifest.start_run(RunSummary(unchanged=unchanged, planned=len(work)))
     syncs = [doc_id for task, doc_id in work if task is sync_document]
-    for group in _groups(syncs, ctx.settings.worker_batch_docs, ctx.settings.worker_concurrency):
+    for group in _groups(
+        syncs, ctx.settings.workers.worker_batch_docs, ctx.settings.workers.worker_concurrency
+    ):
         if len(group) == 1:
             sync_document.apply_async((group[0],), {"run_id": run_id}, task_id=task_ids[group[0]])
         else:
@@ -256,7 +258,9 @@ def delete_document(self: Task, doc_id: str, run_id: int | None = None) -> dict[
 def _backoff(ctx: WorkerContext, retries: int) -> float:
     """Full jitter: uniform over [0, base * 2^retries], capped, so retries spread out."""
     s = ctx.settings
-    return random.uniform(0, min(s.retry_backoff_max_seconds, s.retry_backoff_seconds * 2**retries))
+    return random.uniform(
+        0, min(s.workers.retry_backoff_max_seconds, s.workers.retry_backoff_seconds * 2**retries)
+    )
 
 
 class _RetryLater(Exception):
@@ -271,11 +275,11 @@ def _settle(task: Task, doc_id: str, run_id: int | None) -> dict[str, Any]:
     ctx = context()
     s, manifest = ctx.settings, ctx.runtime.manifest
     task_id, tenant = task.request.id or uuid.uuid4().hex, _tenant(ctx, doc_id)
-    with document_lock(ctx.redis, doc_id, s.document_lock_ttl_seconds) as held:
+    with document_lock(ctx.redis, doc_id, s.workers.document_lock_ttl_seconds) as held:
         if not held:
             # Another worker has it and re-reads the bucket itself; if the object changed after
             # that read, the next scan sees the new stat data.
-            if task.request.retries < s.max_attempts:
+            if task.request.retries < s.workers.max_attempts:
                 raise task.retry(countdown=_backoff(ctx, task.request.retries))
             return {"doc_id": doc_id, "outcome": "busy"}
         work = manifest.mark_processing(doc_id, tenant, task_id)
@@ -306,14 +310,16 @@ def _settle_group(doc_ids: list[str], task_ids: list[str], run_id: int | None) -
         for doc_id, task_id in zip(doc_ids, task_ids, strict=True):
             if doc_id in tried:
                 sync_document.apply_async((doc_id,), {"run_id": run_id}, task_id=task_id)
-            elif locks.enter_context(document_lock(ctx.redis, doc_id, s.document_lock_ttl_seconds)):
+            elif locks.enter_context(
+                document_lock(ctx.redis, doc_id, s.workers.document_lock_ttl_seconds)
+            ):
                 held[doc_id] = task_id
             else:
                 sync_document.apply_async(
                     (doc_id,), {"run_id": run_id}, task_id=task_id, countdown=_backoff(ctx, 0)
                 )
         works = {d: manifest.mark_processing(d, _tenant(ctx, d), t) for d, t in held.items()}
-        fresh = [d for d in held if works[d].attempts <= s.max_attempts]
+        fresh = [d for d in held if works[d].attempts <= s.workers.max_attempts]
         try:
             together = _reconcile_many(ctx, fresh)
         except Exception as exc:
@@ -345,14 +351,14 @@ def _attempt(
     attempts left, quarantines it past `max_attempts` or on any other error."""
     s, manifest = ctx.settings, ctx.runtime.manifest
     try:
-        if work.attempts > s.max_attempts:
+        if work.attempts > s.workers.max_attempts:
             why = work.error or "its worker stopped while syncing it"
-            reason = f"gave up after {s.max_attempts} attempts: {why}"
+            reason = f"gave up after {s.workers.max_attempts} attempts: {why}"
             return _quarantine(ctx, doc_id, reason, work.attempts)
         return reconcile()
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, BucketUnavailableError) and work.attempts >= s.max_attempts:
+        if isinstance(exc, BucketUnavailableError) and work.attempts >= s.workers.max_attempts:
             # The bucket, not the document, is failing: leave its chunks and record alone; the
             # first scan that can list the bucket again enqueues it afresh.
             log.error("giving up on %s for now: %s", doc_id, exc)
@@ -360,7 +366,7 @@ def _attempt(
         if not is_transient(exc):
             log.exception("quarantining %s after an unexpected error", doc_id)
             return _quarantine(ctx, doc_id, f"internal error: {reason}", work.attempts)
-        if work.attempts < s.max_attempts:
+        if work.attempts < s.workers.max_attempts:
             manifest.note_error(doc_id, reason)
             manifest.mark_queued({doc_id: (_tenant(ctx, doc_id), task_id)})
             raise _RetryLater(exc, _backoff(ctx, work.attempts)) from exc

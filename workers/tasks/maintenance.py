@@ -34,7 +34,9 @@ def optimize_index() -> dict[str, Any]:
     ctx = context()
     if not is_task_locked(ctx.redis, _REBUILD_LOCK) and needs_rebuild(ctx.runtime):
         rebuild_index.delay()
-    with task_lock(ctx.redis, _OPTIMIZE_LOCK, ctx.settings.document_lock_ttl_seconds) as held:
+    with task_lock(
+        ctx.redis, _OPTIMIZE_LOCK, ctx.settings.workers.document_lock_ttl_seconds
+    ) as held:
         if not held:
             return {"skipped": "another optimisation is running"}
         started = time.perf_counter()
@@ -52,7 +54,7 @@ def rebuild_index(self: Task) -> dict[str, Any]:
     ctx = context()
     if not needs_rebuild(ctx.runtime):
         return {"rebuilt": False}
-    ttl = ctx.settings.document_lock_ttl_seconds
+    ttl = ctx.settings.workers.document_lock_ttl_seconds
     with task_lock(ctx.redis, _REBUILD_LOCK, ttl) as held:
         if not held:
             raise self.retry(countdown=ttl)
@@ -67,7 +69,7 @@ def rebuild_index(self: Task) -> dict[str, Any]:
             p.served,
         )
         try:
-            rebuild.run(ctx.settings.ingest_batch_docs, on_step=_log_step)
+            rebuild.run(ctx.settings.ingest.batch_docs, on_step=_log_step)
         finally:
             rebuild.close()
         return {"rebuilt": True, **asdict(p)}
