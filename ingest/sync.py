@@ -81,11 +81,6 @@ class DocumentSyncer:
         self._default_tenant = default_tenant
         self._listeners = list(listeners)
 
-    @property
-    def embedded_count(self) -> int:
-        """Texts sent to the model so far; the cache keeps this at 0 for unchanged chunks."""
-        return self._embedder.embedder.texts_embedded
-
     def sync(
         self, objects: Sequence[ObjectInfo], sidecars: dict[str, ObjectInfo]
     ) -> list[SyncOutcome]:
