@@ -274,7 +274,7 @@ def chunk_vectors(rt: Runtime, scope: TenantScope, synthetic: bool) -> dict[str,
     if synthetic:
         vectors = np.load(rt.settings.data_dir / "vectors.npy", mmap_mode="r")
         return {pid: vectors[int(p["chunk_hash"])] for pid, p in hits}
-    found = rt.cached_embedder.embed_chunks(
+    found, _ = rt.cached_embedder.embed_chunks(
         [p["chunk_hash"] for _, p in hits], [p["text"] for _, p in hits]
     )
     return {pid: v for (pid, _), v in zip(hits, found, strict=True)}

@@ -195,7 +195,14 @@ class CachedEmbedder:
         self.embedder = embedder
         self._cache = cache
 
-    def embed_chunks(self, hashes: Sequence[str], texts: Sequence[str]) -> list[np.ndarray]:
+    def embed_chunks(
+        self, hashes: Sequence[str], texts: Sequence[str]
+    ) -> tuple[list[np.ndarray], set[str]]:
+        """The vectors of the chunks, in order, and the hashes that missed the cache.
+
+        The misses are what this call sent to the model, so a caller can count its own work:
+        threads that share the embedder cannot tell theirs from a difference of its counter.
+        """
         model = self.embedder.vectors_key
         cached = self._cache.get_many(model, hashes)
         # A damaged row decodes to the wrong length; embed it again rather than index it.
@@ -206,4 +213,4 @@ class CachedEmbedder:
             new = dict(zip(missing, fresh, strict=True))
             self._cache.put_many(model, new)
             vectors.update(new)
-        return [vectors[h] for h in hashes]
+        return [vectors[h] for h in hashes], set(missing)

@@ -202,12 +202,12 @@ def execute(
 ) -> RunSummary:
     """Carry out a plan in batches; one bad document never stops the others."""
     summary = RunSummary(unchanged=plan.unchanged)
-    embedded_before = syncer.embedded_count
 
     def count(outcomes: Iterable[SyncOutcome]) -> None:
         n = 0
         for o in outcomes:
             setattr(summary, o.kind, getattr(summary, o.kind) + 1)
+            summary.chunks_embedded += o.chunks_embedded
             n += 1
         if progress:
             progress(n)
@@ -217,6 +217,5 @@ def execute(
         count(syncer.sync(batch, plan.sidecars))
     for doc_id in plan.to_delete:
         count([syncer.delete(doc_id)])
-    summary.chunks_embedded = syncer.embedded_count - embedded_before
     summary.finished_at = time.time()
     return summary

@@ -42,6 +42,9 @@ class SyncOutcome:
     kind: OutcomeKind
     chunks: int = 0
     error: str = ""
+    # Of its chunks, those this sync sent to the model (the rest came from the embedding cache):
+    # counted per document because workers that share the model cannot count it for a task.
+    chunks_embedded: int = 0
 
 
 @dataclass
@@ -77,11 +80,6 @@ class DocumentSyncer:
         self._max_bytes = max_file_bytes
         self._default_tenant = default_tenant
         self._listeners = list(listeners)
-
-    @property
-    def embedded_count(self) -> int:
-        """Texts sent to the model so far; the cache keeps this at 0 for unchanged chunks."""
-        return self._embedder.embedder.texts_embedded
 
     def sync(
         self, objects: Sequence[ObjectInfo], sidecars: dict[str, ObjectInfo]
@@ -174,7 +172,8 @@ class DocumentSyncer:
     def _write(self, pending: list[_Pending]) -> None:
         hashes = [c.hash for p in pending for c in p.doc.chunks]
         texts = [c.text for p in pending for c in p.doc.chunks]
-        vectors = iter(self._embedder.embed_chunks(hashes, texts))
+        found, missed = self._embedder.embed_chunks(hashes, texts)
+        vectors = iter(found)
         points = [
             IndexedChunk(p.doc.point_id(c), next(vectors), p.doc.payload(c))
             for p in pending
@@ -188,8 +187,16 @@ class DocumentSyncer:
             self._index.delete(sorted(stale))
             for listener in self._listeners:
                 listener.on_indexed(p.doc, new_ids)
+            # A text the batch shares was embedded once: it counts for the first document only.
+            embedded = missed.intersection(c.hash for c in p.doc.chunks)
+            missed -= embedded
             replaced = p.record is not None and bool(p.record.chunk_ids)
-            p.outcome = SyncOutcome(p.obj.key, "modified" if replaced else "added", len(new_ids))
+            p.outcome = SyncOutcome(
+                p.obj.key,
+                "modified" if replaced else "added",
+                len(new_ids),
+                chunks_embedded=len(embedded),
+            )
             records.append(
                 DocumentRecord(
                     doc_id=p.doc.doc_id,

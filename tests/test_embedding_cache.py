@@ -15,7 +15,7 @@ HASHES = [f"h{i}" for i in range(300)]
 
 def _fill(path: Path, embedder: Embedder) -> list[np.ndarray]:
     cache = EmbeddingCache(path)
-    vectors = CachedEmbedder(embedder, cache).embed_chunks(HASHES, TEXTS)
+    vectors, _ = CachedEmbedder(embedder, cache).embed_chunks(HASHES, TEXTS)
     cache.close()
     return vectors
 
@@ -33,12 +33,13 @@ def test_a_corrupt_cache_file_is_set_aside_and_rebuilt(tmp_path: Path, embedder:
         assert list(tmp_path.glob("embeddings.sqlite.corrupt-*"))  # kept for inspection
         cached = CachedEmbedder(embedder, cache)
         before = embedder.texts_embedded
-        again = cached.embed_chunks(HASHES, TEXTS)
+        again, missed = cached.embed_chunks(HASHES, TEXTS)
         assert embedder.texts_embedded - before == len(TEXTS)  # all embedded afresh
+        assert missed == set(HASHES)
         for a, b in zip(expected, again, strict=True):
             assert np.allclose(a, b, atol=1e-5)
         before = embedder.texts_embedded
-        cached.embed_chunks(HASHES, TEXTS)
+        assert cached.embed_chunks(HASHES, TEXTS)[1] == set()
         assert embedder.texts_embedded == before  # and cached again
     finally:
         cache.close()
@@ -49,7 +50,7 @@ def test_a_file_that_is_not_a_database_is_replaced(tmp_path: Path, embedder: Emb
     path.write_bytes(b"this is not an SQLite database" * 100)
     cache = EmbeddingCache(path)
     try:
-        vectors = CachedEmbedder(embedder, cache).embed_chunks(HASHES[:3], TEXTS[:3])
+        vectors, _ = CachedEmbedder(embedder, cache).embed_chunks(HASHES[:3], TEXTS[:3])
         assert len(vectors) == 3 and cache.get_many(embedder.model_name, HASHES[:3]).keys() == {
             *HASHES[:3]
         }
@@ -66,8 +67,8 @@ def test_a_damaged_vector_is_embedded_again(tmp_path: Path, embedder: Embedder) 
         with cache._lock:
             cache._conn.execute("UPDATE embeddings SET vector = substr(vector, 1, 100)")
         before = embedder.texts_embedded
-        vectors = CachedEmbedder(embedder, cache).embed_chunks(HASHES[:5], TEXTS[:5])
-        assert embedder.texts_embedded - before == 5
+        vectors, missed = CachedEmbedder(embedder, cache).embed_chunks(HASHES[:5], TEXTS[:5])
+        assert embedder.texts_embedded - before == 5 and missed == set(HASHES[:5])
         assert all(v.shape == (embedder.dim,) for v in vectors)
     finally:
         cache.close()

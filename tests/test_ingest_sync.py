@@ -123,6 +123,22 @@ def test_editing_one_paragraph_reembeds_only_changed_chunks(
     assert "zebras" in hits[0].payload["text"]
 
 
+def test_a_batch_counts_each_embedded_chunk_for_one_document(
+    runtime: Runtime, bucket_dir: Path
+) -> None:
+    """A text two documents of one batch share reaches the model once, so it counts for one of
+    them: the outcomes add up to what the model was sent."""
+    write(bucket_dir / "a.txt", "A paragraph about puffins, shared word for word.")
+    write(bucket_dir / "b.txt", "A paragraph about puffins, shared word for word.")
+    write(bucket_dir / "c.txt", "A paragraph of its own, about gannets.")
+    ingestion = Ingestion(runtime, open_bucket(runtime.settings.bucket_url, runtime.settings))
+    plan = ingestion.plan()
+    before = runtime.embedder.texts_embedded
+    counts = {o.doc_id: o.chunks_embedded for o in ingestion.syncer.sync(plan.to_sync, {})}
+    assert counts["c.txt"] == 1 and sorted(counts.values()) == [0, 1, 1]
+    assert runtime.embedder.texts_embedded - before == 2
+
+
 def test_deleting_a_file_removes_all_its_chunks(runtime: Runtime, bucket_dir: Path) -> None:
     populate(bucket_dir)
     sync(runtime)

@@ -112,3 +112,41 @@ def test_drop_replace_delete_with_real_workers(
     for key in replaced:
         old, new = before[key][0], after[key][0]
         assert old != new and old & new  # the edited paragraph's chunks changed, not all
+
+
+def test_a_run_counts_the_chunks_its_documents_embedded(
+    tmp_path: Path, embedder: Embedder, redis_db: Redis
+) -> None:
+    """Worker threads share the model, so each task reports its own documents' cache misses: a
+    run of new documents counts all their chunks, the run after a one-paragraph edit only the
+    chunks that edit made."""
+    bucket_dir = tmp_path / "bucket"
+    bucket_dir.mkdir()
+    # Groups sized for one thread put both new documents in one task (one batch write); scans
+    # re-send nothing still queued, so the last run is the one that synced the change.
+    dep = deployment(
+        tmp_path,
+        str(bucket_dir),
+        REDIS_URL,
+        RAG_WORKER_CONCURRENCY="1",
+        RAG_REQUEUE_AFTER_SECONDS="600",
+    )
+    keys = ["notes/first.txt", "notes/second.txt"]
+    (bucket_dir / "notes").mkdir()
+    for n, key in enumerate(keys):
+        (bucket_dir / key).write_text(document_text(n))
+    bucket, builder = LocalBucket(bucket_dir), builder_for(embedder, dep.settings)
+    before = expected_points(bucket, bucket.list(), builder)
+
+    run = run_until_converged(dep, "w1").last_run
+    assert run is not None and run.added == 2, run
+    assert run.chunks_embedded == sum(len(ids) for ids, _ in before.values())
+
+    (bucket_dir / keys[0]).write_text(document_text(0, edit=3))
+    after = expected_points(bucket, bucket.list(), builder)
+    new_chunks = after[keys[0]][0] - before[keys[0]][0]
+    assert 0 < len(new_chunks) < len(after[keys[0]][0])
+
+    run = run_until_converged(dep, "w2").last_run
+    assert run is not None and run.modified == 1, run
+    assert run.chunks_embedded == len(new_chunks)

@@ -379,7 +379,7 @@ def _settled(
 ) -> None:
     ctx.runtime.manifest.finish(doc_id, task_id)
     if run_id is not None:
-        ctx.runtime.manifest.add_outcome(run_id, outcome.kind)
+        ctx.runtime.manifest.add_outcome(run_id, outcome.kind, outcome.chunks_embedded)
 
 
 def _result(outcome: SyncOutcome) -> dict[str, Any]:
