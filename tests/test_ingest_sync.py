@@ -131,7 +131,9 @@ def test_a_batch_counts_each_embedded_chunk_for_one_document(
     write(bucket_dir / "a.txt", "A paragraph about puffins, shared word for word.")
     write(bucket_dir / "b.txt", "A paragraph about puffins, shared word for word.")
     write(bucket_dir / "c.txt", "A paragraph of its own, about gannets.")
-    ingestion = Ingestion(runtime, open_bucket(runtime.settings.bucket_url, runtime.settings))
+    ingestion = Ingestion(
+        runtime, open_bucket(runtime.settings.ingest.bucket_url, runtime.settings.ingest)
+    )
     plan = ingestion.plan()
     before = runtime.embedder.texts_embedded
     counts = {o.doc_id: o.chunks_embedded for o in ingestion.syncer.sync(plan.to_sync, {})}
