@@ -448,9 +448,9 @@ def test_a_process_follows_a_switch_another_process_made_on_the_server(
         }
         vector = embedder.embed_documents(["penguins"])[0]
         rebuilt.upsert([IndexedChunk(str(uuid.uuid4()), vector, payload)])
-        move_alias(served.client, settings.index.collection, rebuilt.index.collection)
+        move_alias(served.client, settings.index.collection, rebuilt.collection)
         assert rt.index.count() == 1  # the next call found the alias moved and followed it
-        assert rt.serving.current.index.collection == rebuilt.index.collection
+        assert rt.serving.current.index.collection == rebuilt.collection
         # and the graph of that generation
         assert (
             platform.graph_store.current.root == tmp_path / "data" / "generations/someother/graph"
