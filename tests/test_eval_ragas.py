@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from core.embedding import Embedder
-from core.llm import ANSWER_SYSTEM_PROMPT, judge_endpoint, llm_endpoint
+from core.llm import ANSWER_SYSTEM_PROMPT, LlmEndpoint, judge_endpoint, llm_endpoint
 from core.settings import Settings
 from eval.golden import GoldenItem
 from eval.pipeline import llms_from_settings
@@ -192,7 +192,7 @@ def test_openai_compatible_answerer_and_judge_over_loopback(
     judge) against the STUB server (`FakeOpenAI`): same verdicts as the in-process stub judge."""
     settings = Settings(llm_base_url=fake_openai, eval_judge_model="stub-judge")
     llms = llms_from_settings(settings)
-    assert judge_endpoint(settings).base_url == fake_openai
+    assert judge_endpoint(settings.eval, settings.llm).base_url == fake_openai
     scorer = _scorer(tmp_path, embeddings, answerer=llms.answerer, judge=llms.judge)
     plants, jazz = scorer.score(_cases()).items
     assert not plants.error and not jazz.error, (plants.error, jazz.error)
@@ -207,16 +207,22 @@ def test_openai_compatible_answerer_and_judge_over_loopback(
 
 def test_endpoints_from_settings() -> None:
     # One definition of "configured": a base URL; a key alone is not an endpoint.
-    assert llm_endpoint(Settings(llm_base_url=None, llm_api_key="k")) is None
-    assert judge_endpoint(Settings(llm_base_url=None, eval_judge_model="big")) is None
-    assert judge_endpoint(Settings(llm_base_url="http://a/v1")) is None  # no judge model
-    judge = judge_endpoint(
-        Settings(
-            llm_base_url="http://a/v1",
-            llm_api_key="answer-key",
-            eval_judge_model="big",
-            eval_judge_base_url="http://b/v1",
-        )
+    def judge(**settings: object) -> LlmEndpoint | None:
+        s = Settings(**settings)
+        return judge_endpoint(s.eval, s.llm)
+
+    assert llm_endpoint(Settings(llm_base_url=None, llm_api_key="k").llm) is None
+    assert judge(llm_base_url=None, eval_judge_model="big") is None
+    assert judge(llm_base_url="http://a/v1") is None  # no judge model
+    endpoint = judge(
+        llm_base_url="http://a/v1",
+        llm_api_key="answer-key",
+        eval_judge_model="big",
+        eval_judge_base_url="http://b/v1",
     )
-    assert judge is not None
-    assert (judge.base_url, judge.model, judge.api_key) == ("http://b/v1", "big", "answer-key")
+    assert endpoint is not None
+    assert (endpoint.base_url, endpoint.model, endpoint.api_key) == (
+        "http://b/v1",
+        "big",
+        "answer-key",
+    )
