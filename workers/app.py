@@ -20,6 +20,8 @@ app = Celery(
 
 def configure(settings: Settings) -> None:
     """Point the app at `settings`; `rag up` calls it again once it knows which Redis to use."""
+    workers = settings.workers
+    scans = {"queue": workers.celery_scan_queue}
     app.conf.update(
         broker_url=settings.redis_url,
         result_backend=settings.redis_url,
@@ -31,19 +33,17 @@ def configure(settings: Settings) -> None:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_default_queue=settings.workers.celery_documents_queue,
+        task_default_queue=workers.celery_documents_queue,
         task_routes={
-            "rag.scan_bucket": {"queue": settings.workers.celery_scan_queue},
-            "rag.scan_keys": {"queue": settings.workers.celery_scan_queue},
-            "rag.index.optimize": {"queue": settings.workers.celery_scan_queue},
-            "rag.index.rebuild": {"queue": settings.workers.celery_scan_queue},
-            "rag.eval.nightly": {"queue": settings.workers.celery_scan_queue},
-            "rag.eval.tenants": {"queue": settings.workers.celery_scan_queue},
-            "rag.eval.tenant": {"queue": settings.workers.celery_scan_queue},
+            "rag.scan_bucket": scans,
+            "rag.scan_keys": scans,
+            "rag.index.optimize": scans,
+            "rag.index.rebuild": scans,
+            "rag.eval.nightly": scans,
+            "rag.eval.tenants": scans,
+            "rag.eval.tenant": scans,
         },
-        broker_transport_options={
-            "visibility_timeout": settings.workers.broker_visibility_timeout_seconds
-        },
+        broker_transport_options={"visibility_timeout": workers.broker_visibility_timeout_seconds},
         result_backend_transport_options={"retry_policy": {"timeout": 5.0}},
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
