@@ -52,6 +52,22 @@ def one_line_error(result: subprocess.CompletedProcess[str], code: int, *words: 
     return lines[0]
 
 
+def test_a_search_finds_what_ingest_wrote_under_the_default_data_dir(tmp_path: Path) -> None:
+    """`make run` from nothing: the data dir is the default `.rag`, relative to the working
+    directory. A shard created at a relative path reopened empty, so the search after
+    `rag ingest` found 0 hits (and `rag up` then synced every document again)."""
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    (bucket / "puffins.txt").write_text("Puffins nest in burrows dug into sea cliffs.")
+    (bucket / "tea.txt").write_text("Green tea is steamed or pan-fired after picking.")
+    ingest = rag(tmp_path, "ingest", "bucket", RAG_DATA_DIR=".rag")
+    assert ingest.returncode == 0, ingest.stderr
+    found = rag(tmp_path, "search", "where do puffins nest", "--json", RAG_DATA_DIR=".rag")
+    assert found.returncode == 0, found.stderr
+    assert [h["doc_id"] for h in json.loads(found.stdout)["results"]][:1] == ["puffins.txt"]
+    assert (tmp_path / ".rag" / "manifest.sqlite").exists()
+
+
 def test_version_and_help_list_choices_and_exit_codes(tmp_path: Path) -> None:
     version = rag(tmp_path, "--version")
     assert version.returncode == 0 and version.stdout.startswith("rag 0.")

@@ -331,6 +331,30 @@ def test_a_killed_owner_releases_the_shard(tmp_path: Path) -> None:
     reopened.close()
 
 
+@pytest.mark.parametrize("reach", ["relative", "symlinked"])
+def test_a_shard_reopens_whole_under_any_path_to_it(
+    tmp_path: Path, reach: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The served folder is found through the `shard` symlink; reached by a relative path (the
+    default data dir, `.rag`) or through a symlinked folder, it used to be taken for a stale
+    copy and deleted on reopen, and the shard came back empty."""
+    (tmp_path / "real").mkdir()
+    monkeypatch.chdir(tmp_path)
+    if reach == "relative":
+        shard = Path("real") / "shard"
+    else:
+        (tmp_path / "via").symlink_to(tmp_path / "real")
+        shard = tmp_path / "via" / "shard"
+    index = edge_index(shard, 4)
+    point = {"tenant_id": "a", "doc_id": "x", "text": "ok"}
+    index.upsert([IndexedChunk("00000000-0000-0000-0000-000000000001", np.ones(4), point)])
+    index.close()
+    for _ in range(2):
+        reopened = edge_index(shard, 4)
+        assert reopened.count(A) == 1
+        reopened.close()
+
+
 def test_edge_index_builds_its_vector_index_when_enough_points_wait(
     tmp_path: Path, embedder: Embedder
 ) -> None:

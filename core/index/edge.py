@@ -358,5 +358,7 @@ def _recover_swap(path: Path) -> None:
         os.rename(legacy, path)
     serving = path.resolve() if path.is_symlink() else None
     for folder in path.parent.glob(f"{path.name}.v*"):
-        if folder.is_dir() and folder != serving:
+        # Resolved on both sides: under a relative data dir (the default `.rag`) or a symlinked
+        # one, the served folder compared unequal to itself and was deleted.
+        if folder.is_dir() and folder.resolve() != serving:
             shutil.rmtree(folder)
