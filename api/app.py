@@ -4,7 +4,7 @@ The lifespan loads the embedding model, the reranker and the index in a worker t
 never blocks the event loop), sizes anyio's thread pool for the sync endpoints, and on shutdown
 closes everything, which flushes the embedded shard and releases its lock.
 
-Every route is in `api/routes/` (the graph's only when `graph_enabled` is on); `extra_routers`
+Every route is in `api/routes/` (the graph's only when `RAG_GRAPH_ENABLED` is on); `extra_routers`
 adds lifespans (`rag up` runs its worker pool in one). The ranking sources and the LLM client are
 the platform's.
 """

@@ -1,11 +1,11 @@
 """Limits at the door.
 
-- `BodyLimitMiddleware`: bodies over `max_body_bytes` get 413 before any handler parses them, and
-  a body that has not fully arrived within `api_body_timeout_seconds` gets 408: a client that
-  sends headers and part of a body and then waits holds a connection, never a worker.
-- `LoadShedMiddleware`: requests past `api_max_inflight` get 503 with Retry-After instead of a
+- `BodyLimitMiddleware`: bodies over `RAG_MAX_BODY_BYTES` get 413 before any handler parses them,
+  and a body that has not fully arrived within `RAG_API_BODY_TIMEOUT_SECONDS` gets 408: a client
+  that sends headers and part of a body and then waits holds a connection, never a worker.
+- `LoadShedMiddleware`: requests past `RAG_API_MAX_INFLIGHT` get 503 with Retry-After instead of a
   timeout. Only requests with a valid key and a complete body are counted (it runs inside the
-  body limit), each against its tenant's share `api_max_inflight_per_tenant` as well, so neither
+  body limit), each against its tenant's share `RAG_API_MAX_INFLIGHT_PER_TENANT` as well, so neither
   strangers nor one busy tenant can take the capacity every other tenant needs.
 """
 

@@ -1,7 +1,7 @@
 """Short-lived signed links to a tenant's HTML report, for a browser that sends no API key.
 
 A link names the tenant, the run and an expiry, signed with HMAC-SHA256 under
-`eval_link_secret`, or, when that is unset, under a random key kept in `data_dir/eval-link.key`
+`RAG_EVAL_LINK_SECRET`, or, when that is unset, under a random key kept in `data_dir/eval-link.key`
 (created on first use, readable by the owner only), which the CLI and the API of one data dir
 share.
 """

@@ -1,8 +1,9 @@
 """The evaluation's own index: a BEIR corpus written as files into a bucket, synced like any other.
 
-Where it lives, and why: every dataset gets a dedicated folder (`eval_data_dir/<dataset>/`, by
-default `data_dir/eval/<dataset>/`) holding its bucket and its own embedded shard, manifest and
-embedding cache, with the documents under the `eval_tenant` tenant. Not the served index, because
+Where it lives, and why: every dataset gets a dedicated folder (`RAG_EVAL_DATA_DIR/<dataset>/`,
+by default `data_dir/eval/<dataset>/`) holding its bucket and its own embedded shard, manifest and
+embedding cache, with the documents under the `RAG_EVAL_TENANT` tenant. Not the served index,
+because
 
 - the embedded shard takes an exclusive lock, so a nightly job could not open the index the API
   holds, and evaluation documents must never show up in a served tenant's results;

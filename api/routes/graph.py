@@ -1,6 +1,6 @@
 """`GET /v1/graph/entities` and `GET /v1/graph/entities/{key}/neighbors`, tenant-scoped.
 
-Mounted when `graph_enabled` is on. The queries are `graph.queries`; these routes read the
+Mounted when `RAG_GRAPH_ENABLED` is on. The queries are `graph.queries`; these routes read the
 caller's tenant graph from the runtime's graph store and shape the answers.
 """
 

@@ -1,7 +1,7 @@
 """`POST /v1/search` and `POST /v1/answer`.
 
 Both are plain `def` endpoints on purpose: query embedding, the engine call and reranking are
-blocking CPU work, so FastAPI runs them in anyio's thread pool, sized by `api_threads` in the
+blocking CPU work, so FastAPI runs them in anyio's thread pool, sized by `RAG_API_THREADS` in the
 lifespan, and the event loop stays free.
 """
 

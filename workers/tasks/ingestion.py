@@ -9,7 +9,7 @@ queued after `requeue_after_seconds`, or one marked processing whose lock lapsed
 
 Attempts are counted per document version in the manifest, so they survive a worker killed
 mid-task: transient errors (network, Redis, a busy database) are retried with full-jitter
-exponential backoff; past `max_attempts` the document is quarantined until its content changes.
+exponential backoff; past `RAG_MAX_ATTEMPTS` the document is quarantined until its content changes.
 Parse errors never reach here as errors: the syncer quarantines them with their reason.
 """
 
@@ -348,7 +348,7 @@ def _attempt(
     reconcile: Callable[[], SyncOutcome],
 ) -> SyncOutcome:
     """One attempt at a locked document; raises `_RetryLater` for a transient error with
-    attempts left, quarantines it past `max_attempts` or on any other error."""
+    attempts left, quarantines it past `RAG_MAX_ATTEMPTS` or on any other error."""
     s, manifest = ctx.settings, ctx.runtime.manifest
     try:
         if work.attempts > s.workers.max_attempts:
