@@ -188,7 +188,9 @@ def _other_value(info: FieldInfo) -> tuple[str, Any]:
 @pytest.mark.parametrize("flat", sorted(FLAT_NAMES))
 def test_a_variable_lands_in_its_section(flat: str, monkeypatch: pytest.MonkeyPatch) -> None:
     section, name = FLAT_NAMES[flat]
-    written, held = _other_value(SECTIONS[section].model_fields[name])
+    info = SECTIONS[section].model_fields[name]
+    written, held = _other_value(info)
+    assert held != info.default  # else the default alone would pass
     if section == "index" and name in SERVER_ONLY:
         monkeypatch.setenv("RAG_INDEX_MODE", "server")  # refused with the embedded engine
     monkeypatch.setenv(f"RAG_{flat.upper()}", written)
