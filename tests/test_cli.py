@@ -54,8 +54,9 @@ def one_line_error(result: subprocess.CompletedProcess[str], code: int, *words: 
 
 def test_a_search_finds_what_ingest_wrote_under_the_default_data_dir(tmp_path: Path) -> None:
     """`make run` from nothing: the data dir is the default `.rag`, relative to the working
-    directory. A shard created at a relative path reopened empty, so the search after
-    `rag ingest` found 0 hits (and `rag up` then synced every document again)."""
+    directory. Reopening a shard there deleted its served folder (`_recover_swap` took it for a
+    stale copy), so the search after `rag ingest` found 0 hits (and `rag up` synced every
+    document again)."""
     bucket = tmp_path / "bucket"
     bucket.mkdir()
     (bucket / "puffins.txt").write_text("Puffins nest in burrows dug into sea cliffs.")
