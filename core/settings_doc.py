@@ -120,9 +120,7 @@ def _add_field(
     if above or blank_before or not section.groups:
         section.groups.append(_Group(" ".join(above)))
     end = node.end_lineno or node.lineno
-    own = comments.get(node.lineno, "") if end == node.lineno else ""
-    if not own:  # a field over several lines: its comment is on the first or the last line
-        own = comments.get(node.lineno) or comments.get(end, "")
+    own = comments.get(node.lineno) or comments.get(end, "")  # on its first or last line
     info = owner.model_fields[name]
     section.groups[-1].fields.append(
         _Field(owner, name, ast.unparse(node.annotation), info.description or own)
@@ -131,8 +129,7 @@ def _add_field(
 
 
 def _variables(f: _Field) -> str:
-    names = env_names(f.owner, f.name) if f.owner is not Settings else [f"RAG_{f.name.upper()}"]
-    return " or ".join(f"`{n}`" for n in names)
+    return " or ".join(f"`{n}`" for n in env_names(f.owner, f.name))
 
 
 def _path(f: _Field) -> str:

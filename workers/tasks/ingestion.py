@@ -257,10 +257,8 @@ def delete_document(self: Task, doc_id: str, run_id: int | None = None) -> dict[
 
 def _backoff(ctx: WorkerContext, retries: int) -> float:
     """Full jitter: uniform over [0, base * 2^retries], capped, so retries spread out."""
-    s = ctx.settings
-    return random.uniform(
-        0, min(s.workers.retry_backoff_max_seconds, s.workers.retry_backoff_seconds * 2**retries)
-    )
+    s = ctx.settings.workers
+    return random.uniform(0, min(s.retry_backoff_max_seconds, s.retry_backoff_seconds * 2**retries))
 
 
 class _RetryLater(Exception):
@@ -273,13 +271,13 @@ class _RetryLater(Exception):
 
 def _settle(task: Task, doc_id: str, run_id: int | None) -> dict[str, Any]:
     ctx = context()
-    s, manifest = ctx.settings, ctx.runtime.manifest
+    s, manifest = ctx.settings.workers, ctx.runtime.manifest
     task_id, tenant = task.request.id or uuid.uuid4().hex, _tenant(ctx, doc_id)
-    with document_lock(ctx.redis, doc_id, s.workers.document_lock_ttl_seconds) as held:
+    with document_lock(ctx.redis, doc_id, s.document_lock_ttl_seconds) as held:
         if not held:
             # Another worker has it and re-reads the bucket itself; if the object changed after
             # that read, the next scan sees the new stat data.
-            if task.request.retries < s.workers.max_attempts:
+            if task.request.retries < s.max_attempts:
                 raise task.retry(countdown=_backoff(ctx, task.request.retries))
             return {"doc_id": doc_id, "outcome": "busy"}
         work = manifest.mark_processing(doc_id, tenant, task_id)
@@ -302,7 +300,7 @@ def _settle_group(doc_ids: list[str], task_ids: list[str], run_id: int | None) -
     again on its own (a sync is idempotent), so an error is charged to the one that raised it.
     """
     ctx = context()
-    s, manifest = ctx.settings, ctx.runtime.manifest
+    s, manifest = ctx.settings.workers, ctx.runtime.manifest
     results: list[dict] = []
     tried = {d for d, work in manifest.pending().items() if work.attempts > 0}
     with contextlib.ExitStack() as locks:
@@ -310,16 +308,14 @@ def _settle_group(doc_ids: list[str], task_ids: list[str], run_id: int | None) -
         for doc_id, task_id in zip(doc_ids, task_ids, strict=True):
             if doc_id in tried:
                 sync_document.apply_async((doc_id,), {"run_id": run_id}, task_id=task_id)
-            elif locks.enter_context(
-                document_lock(ctx.redis, doc_id, s.workers.document_lock_ttl_seconds)
-            ):
+            elif locks.enter_context(document_lock(ctx.redis, doc_id, s.document_lock_ttl_seconds)):
                 held[doc_id] = task_id
             else:
                 sync_document.apply_async(
                     (doc_id,), {"run_id": run_id}, task_id=task_id, countdown=_backoff(ctx, 0)
                 )
         works = {d: manifest.mark_processing(d, _tenant(ctx, d), t) for d, t in held.items()}
-        fresh = [d for d in held if works[d].attempts <= s.workers.max_attempts]
+        fresh = [d for d in held if works[d].attempts <= s.max_attempts]
         try:
             together = _reconcile_many(ctx, fresh)
         except Exception as exc:
@@ -349,16 +345,16 @@ def _attempt(
 ) -> SyncOutcome:
     """One attempt at a locked document; raises `_RetryLater` for a transient error with
     attempts left, quarantines it past `RAG_MAX_ATTEMPTS` or on any other error."""
-    s, manifest = ctx.settings, ctx.runtime.manifest
+    s, manifest = ctx.settings.workers, ctx.runtime.manifest
     try:
-        if work.attempts > s.workers.max_attempts:
+        if work.attempts > s.max_attempts:
             why = work.error or "its worker stopped while syncing it"
-            reason = f"gave up after {s.workers.max_attempts} attempts: {why}"
+            reason = f"gave up after {s.max_attempts} attempts: {why}"
             return _quarantine(ctx, doc_id, reason, work.attempts)
         return reconcile()
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, BucketUnavailableError) and work.attempts >= s.workers.max_attempts:
+        if isinstance(exc, BucketUnavailableError) and work.attempts >= s.max_attempts:
             # The bucket, not the document, is failing: leave its chunks and record alone; the
             # first scan that can list the bucket again enqueues it afresh.
             log.error("giving up on %s for now: %s", doc_id, exc)
@@ -366,7 +362,7 @@ def _attempt(
         if not is_transient(exc):
             log.exception("quarantining %s after an unexpected error", doc_id)
             return _quarantine(ctx, doc_id, f"internal error: {reason}", work.attempts)
-        if work.attempts < s.workers.max_attempts:
+        if work.attempts < s.max_attempts:
             manifest.note_error(doc_id, reason)
             manifest.mark_queued({doc_id: (_tenant(ctx, doc_id), task_id)})
             raise _RetryLater(exc, _backoff(ctx, work.attempts)) from exc
