@@ -6,13 +6,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BUCKET ?= examples/docs
-REDIS_URL ?= redis://127.0.0.1:6379/0
 # The venv's console scripts (moto_server, celery, rag) must be found by the tests' subprocesses.
 export PATH := $(abspath $(BIN)):$(PATH)
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install redis browser run test lint bench-deps bench-ingest bench-quality bench-latency clean
+.PHONY: install redis-server browser run test lint bench-deps bench-ingest bench-quality bench-latency clean
 
 # torch first, from its CPU wheel: a bare `torch` requirement would pull CUDA builds.
 $(STAMP): pyproject.toml
@@ -25,13 +24,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Use the Redis at REDIS_URL if it answers; otherwise install Debian's redis-server if missing
-# and start one on loopback, without persistence.
-redis: $(STAMP)
-	@$(BIN)/python -c "import redis,sys; redis.Redis.from_url('$(REDIS_URL)').ping()" 2>/dev/null \
-	|| { command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }; \
-	     redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no >/dev/null; \
-	     sleep 1; $(BIN)/python -c "import redis; redis.Redis.from_url('$(REDIS_URL)').ping()"; }
+# The tests start a private redis-server of their own (tests/support/services.py) and never touch
+# a Redis they did not start: install Debian's binary if it is missing.
+redis-server:
+	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
 
 # Headless Chromium for the screenshot tests (the API's /docs rendered offline, the eval report).
 browser:
@@ -45,7 +41,7 @@ run: $(STAMP)
 	@echo "API docs: http://127.0.0.1:8000/docs   key: .venv/bin/rag keys create default"
 	RAG_BUCKET_URL=$(BUCKET) $(BIN)/rag up
 
-test: redis browser
+test: $(STAMP) redis-server browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q

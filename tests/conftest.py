@@ -20,6 +20,7 @@ from core.runtime import Runtime
 from core.settings import Settings
 from ingest.isolation import close_shared_pools
 from tests.support import processes
+from tests.support.services import redis_url, stop_services
 from tests.support.settings import make_settings
 from tests.support.workers import own_redis, redis_db
 
@@ -30,12 +31,16 @@ _LEFT_BEHIND: dict[int, str] = {}
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     processes.become_subreaper()
+    # What a test or a `rag` process it starts reaches without naming a Redis: the suite's own
+    # server, never the developer's (the settings' default, 6379, or their own RAG_REDIS_URL).
+    os.environ["RAG_REDIS_URL"] = redis_url(15)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """No test may leave a process running: whatever is left is killed and named. The parser
-    pools this process shared across tests are its own to stop first."""
+    pools and the Redis this process shared across tests are its own to stop first."""
     close_shared_pools()
+    stop_services()
     _LEFT_BEHIND.update(processes.kill_leftovers())
 
 

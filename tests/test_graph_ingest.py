@@ -26,7 +26,7 @@ from retrieval.hybrid import HybridRetriever, RetrievalConfig
 from tests.support.documents import make_markdown, make_text
 from tests.support.engine import graph_leg
 from tests.support.graph import DOC1, DOC2, QUESTION, ZEPHYR_PARAGRAPHS, two_hop_corpus, write
-from tests.support.services import REDIS_HOST, REDIS_PORT
+from tests.support.services import redis_url
 from tests.support.settings import make_settings
 
 ACME = TenantScope("acme")
@@ -40,7 +40,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[GraphStore
     if request.param == "file":
         yield FileGraphStore(tmp_path / "graph")
         return
-    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB)
+    client = redis.Redis.from_url(redis_url(REDIS_DB))
     prefix = f"test-graph-{uuid4().hex}"
     yield RedisGraphStore(client, prefix=prefix)
     for key in client.scan_iter(f"{prefix}:*"):

@@ -21,7 +21,8 @@ from core.runtime import Runtime
 from core.types import TenantScope
 from retrieval.hybrid import HybridRetriever, RetrievalConfig
 from tests.support.hostile import GOOD, write_hostile_corpus
-from tests.support.workers import REDIS_URL, deployment, wait_converged
+from tests.support.services import redis_url
+from tests.support.workers import WORKER_DB, deployment, wait_converged
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +44,9 @@ def test_hostile_corpus_is_quarantined_without_losing_a_worker(
     hostile = {k: e for k, e in expectations.items() if k not in GOOD}
     assert len(hostile) >= 200
 
-    dep = deployment(tmp_path, str(bucket), REDIS_URL, RAG_MAX_FILE_BYTES=str(50 * 2**20))
+    dep = deployment(
+        tmp_path, str(bucket), redis_url(WORKER_DB), RAG_MAX_FILE_BYTES=str(50 * 2**20)
+    )
     started = time.time()
     worker = dep.worker("hostile")
     try:

@@ -26,6 +26,7 @@ from ingest.watch import QueueWatcher, keys_from_s3_event
 from tests.support.documents import corrupt_pdf, make_pdf
 from tests.support.services import redis_url
 from tests.support.workers import (
+    WORKER_DB,
     assert_index_matches,
     builder_for,
     deployment,
@@ -35,7 +36,6 @@ from tests.support.workers import (
 )
 from workers.redis_server import free_port
 
-REDIS_URL = redis_url(11)
 UNICODE_KEY = "reports 2024/résumé été – ünïcode.txt"
 
 
@@ -154,7 +154,7 @@ def test_workers_sync_an_s3_bucket(
 ) -> None:
     """Drop, replace and delete through S3 with a real worker; bad objects are quarantined."""
     settings, name = s3
-    redis = Redis.from_url(REDIS_URL)
+    redis = Redis.from_url(redis_url(WORKER_DB))
     redis.flushdb()
     keys = [f"doc {n:02d}.txt" for n in range(15)] + [UNICODE_KEY]
     for n, key in enumerate(keys):
@@ -172,7 +172,7 @@ def test_workers_sync_an_s3_bucket(
     dep = deployment(
         tmp_path,
         settings.ingest.bucket_url,
-        REDIS_URL,
+        redis_url(WORKER_DB),
         RAG_S3_ENDPOINT_URL=s3_endpoint,
         RAG_AWS_ACCESS_KEY_ID="test",
         RAG_AWS_SECRET_ACCESS_KEY="test",

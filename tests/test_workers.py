@@ -20,8 +20,9 @@ from core.types import TenantScope
 from ingest.bucket import LocalBucket
 from retrieval.hybrid import HybridRetriever, RetrievalConfig
 from tests.support.documents import corrupt_pdf, make_docx, make_pdf
+from tests.support.services import redis_url
 from tests.support.workers import (
-    REDIS_URL,
+    WORKER_DB,
     assert_index_matches,
     builder_for,
     deployment,
@@ -43,7 +44,7 @@ def test_drop_replace_delete_with_real_workers(
 ) -> None:
     bucket_dir = tmp_path / "bucket"
     (bucket_dir / "tenants" / "acme").mkdir(parents=True)
-    dep = deployment(tmp_path, str(bucket_dir), REDIS_URL)
+    dep = deployment(tmp_path, str(bucket_dir), redis_url(WORKER_DB))
     keys = [f"notes/doc {n:02d}.txt" for n in range(47)]
     for n, key in enumerate(keys):
         (bucket_dir / key).parent.mkdir(exist_ok=True)
@@ -127,7 +128,7 @@ def test_a_run_counts_the_chunks_its_documents_embedded(
     dep = deployment(
         tmp_path,
         str(bucket_dir),
-        REDIS_URL,
+        redis_url(WORKER_DB),
         RAG_WORKER_CONCURRENCY="1",
         RAG_REQUEUE_AFTER_SECONDS="600",
     )

@@ -24,8 +24,9 @@ from core.settings import Settings
 from core.types import TenantScope
 from ingest.status import read_status
 from serving.platform import Platform
+from tests.support.services import redis_url
 from tests.support.settings import make_settings
-from tests.support.workers import REDIS_URL
+from tests.support.workers import WORKER_DB
 from workers import context
 from workers.app import configure
 from workers.context import WorkerContext
@@ -45,7 +46,7 @@ def _context(settings: Settings, embedder: Embedder) -> Iterator[WorkerContext]:
 
 @pytest.fixture
 def ctx(tmp_path: Path, embedder: Embedder, redis_db: Redis) -> Iterator[WorkerContext]:
-    settings = make_settings(tmp_path, redis_url=REDIS_URL, requeue_after_seconds=1.0)
+    settings = make_settings(tmp_path, redis_url=redis_url(WORKER_DB), requeue_after_seconds=1.0)
     Path(settings.ingest.bucket_url).mkdir()
     yield from _context(settings, embedder)
 
@@ -83,8 +84,8 @@ def test_dead_holders_lock_lapses(redis_db: Redis) -> None:
 
 
 def test_ensure_redis_uses_a_live_one_or_starts_its_own(tmp_path: Path) -> None:
-    live = ensure_redis(REDIS_URL, tmp_path / "redis")
-    assert live.url == REDIS_URL and not live.started_here
+    live = ensure_redis(redis_url(WORKER_DB), tmp_path / "redis")
+    assert live.url == redis_url(WORKER_DB) and not live.started_here
     dead_url = f"redis://127.0.0.1:{free_port()}/5"
     started = ensure_redis(dead_url, tmp_path / "redis")
     try:
@@ -257,7 +258,7 @@ def test_hints_enqueue_only_the_named_documents(ctx: WorkerContext, redis_db: Re
 
 @pytest.fixture
 def unreachable_s3(tmp_path: Path, embedder: Embedder, redis_db: Redis) -> Iterator[WorkerContext]:
-    settings = make_settings(tmp_path, redis_url=REDIS_URL).updated(
+    settings = make_settings(tmp_path, redis_url=redis_url(WORKER_DB)).updated(
         bucket_url="s3://docs",
         s3_endpoint_url=f"http://127.0.0.1:{free_port()}",
         aws_access_key_id=SecretStr("test"),
@@ -303,7 +304,9 @@ def test_the_optimise_task_indexes_what_the_workers_wrote(
     from workers.beat import beat_schedule
     from workers.tasks.maintenance import optimize_index
 
-    settings = make_settings(tmp_path, redis_url=REDIS_URL, index_optimize_min_unindexed=20)
+    settings = make_settings(
+        tmp_path, redis_url=redis_url(WORKER_DB), index_optimize_min_unindexed=20
+    )
     assert beat_schedule(settings)["optimize-index"]["task"] == "rag.index.optimize"
     Path(settings.ingest.bucket_url).mkdir()
     for ctx in _context(settings, embedder):

@@ -32,7 +32,7 @@ from tests.support.services import redis_url
 from workers.process import WorkerProcess
 from workers.redis_server import free_port, start_redis_server
 
-REDIS_URL = redis_url(11)  # the worker tests' database, flushed by `redis_db`
+WORKER_DB = 11  # the worker tests' database of the suite's Redis, flushed by `redis_db`
 
 
 @dataclass
@@ -174,7 +174,7 @@ def document_text(n: int, edit: int | None = None) -> str:
 
 @pytest.fixture
 def redis_db() -> Iterator[Redis]:
-    redis = Redis.from_url(REDIS_URL)
+    redis = Redis.from_url(redis_url(WORKER_DB))
     redis.flushdb()
     yield redis
     redis.flushdb()
