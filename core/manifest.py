@@ -356,6 +356,11 @@ class Manifest(SqliteStore):
             conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
         return value
 
+    def delete_meta(self, key: str) -> None:
+        """Forget a fact that no longer holds (a rebuild of a configuration since reverted)."""
+        with self._lock:
+            self._conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+
     def get_meta(self, key: str) -> dict | None:
         with self._lock:
             row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

@@ -137,9 +137,17 @@ class RebuildProgress:
 
 
 def needs_rebuild(runtime: Runtime) -> bool:
-    """Whether the configured fingerprint differs from the served generation's."""
+    """Whether the configured fingerprint differs from the served generation's.
+
+    When they match, a rebuild that never switched was towards a configuration since reverted:
+    its progress is forgotten, so status stops showing a rebuild that nothing will finish.
+    """
     served = served_fingerprint(runtime)
     configured = configured_fingerprint(runtime.settings, runtime.configured_model())
+    if served.id == configured.id:
+        rebuild = runtime.manifest.get_meta(REBUILD_META)
+        if rebuild is not None and not rebuild["switched"]:
+            runtime.manifest.delete_meta(REBUILD_META)
     return served.id != configured.id
 
 
