@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from api.auth import InvalidLabelError, KeyStore, Role, check_label, create_key
-from cli.terminal import CliError, cell, console, local_time, print_json
+from cli.terminal import CliError, cell, console, local_time, print_json, tenant_id
 from core.settings import get_settings
 from core.types import InvalidTenantError, TenantScope
 
@@ -55,14 +55,11 @@ def keys_create(
 
 @keys_app.command("list")
 def keys_list(
-    tenant: Annotated[str | None, typer.Option(help="Only this tenant")] = None,
+    tenant: Annotated[str | None, typer.Option(parser=tenant_id, help="Only this tenant")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the keys as JSON")] = False,
 ) -> None:
     """Keys with their tenant, role and state; never their secrets."""
-    try:
-        scope = TenantScope(tenant) if tenant else None
-    except InvalidTenantError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--tenant") from None
+    scope = TenantScope(tenant) if tenant is not None else None
     store = KeyStore.open(get_settings())
     try:
         keys = store.list(scope)

@@ -30,6 +30,7 @@ from cli.terminal import (
     report,
     require_folder,
     safe,
+    tenant_id,
 )
 from core.settings import get_settings
 from core.types import TenantScope
@@ -137,7 +138,8 @@ class SearchModeChoice(StrEnum):
 def search(
     query: str,
     tenant: Annotated[
-        str | None, typer.Option(help="Tenant id; default RAG_DEFAULT_TENANT")
+        str | None,
+        typer.Option(parser=tenant_id, help="Tenant id; default RAG_DEFAULT_TENANT"),
     ] = None,
     top_k: Annotated[
         int | None, typer.Option("--top-k", "-k", min=1, help="default RAG_SEARCH_TOP_K")
@@ -192,7 +194,7 @@ def search(
         served = platform.served_search
         try:
             req = to_search_request(body, platform.settings)
-            scope = TenantScope(tenant or platform.settings.default_tenant)
+            scope = TenantScope(tenant if tenant is not None else platform.settings.default_tenant)
             response = search_response(
                 body, search_or_error(served.service, served.reranker, scope, req)
             )
@@ -214,7 +216,7 @@ def search(
 
 @app.command()
 def status(
-    tenant: Annotated[str | None, typer.Option(help="Only this tenant")] = None,
+    tenant: Annotated[str | None, typer.Option(parser=tenant_id, help="Only this tenant")] = None,
     failed: Annotated[bool, typer.Option("--failed", help="List failed documents and why")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON")] = False,
 ) -> None:

@@ -19,7 +19,9 @@ from rich.console import Console
 from rich.text import Text
 
 # Typer ships its own copy of click; its commands raise that copy's exceptions.
-from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+from typer._click.exceptions import BadParameter, ClickException, NoArgsIsHelpError, UsageError
+
+from core.types import InvalidTenantError, TenantScope
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -52,6 +54,15 @@ def require_folder(bucket_url: str) -> None:
             "create it, or pass another folder (the default is RAG_BUCKET_URL)",
             EXIT_USAGE,
         )
+
+
+def tenant_id(value: str) -> str:
+    """The parser of every `--tenant`: a tenant id, or a usage error (status 2) naming the rule,
+    as the API answers 422. An empty value is refused, never read as "no tenant given"."""
+    try:
+        return TenantScope(value).tenant_id
+    except InvalidTenantError as exc:
+        raise BadParameter(safe(exc)) from None
 
 
 def safe(text: object) -> str:

@@ -25,6 +25,11 @@ from enum import StrEnum
 from pathlib import Path
 
 from core.sqlite import Migration, SqliteStore
+from core.types import TenantScope, is_tenant_id
+
+# The tenant recorded for a document whose key names no valid tenant (`tenants/ac.me/x.txt`):
+# it is quarantined, belongs to no tenant, and no tenant's count, scope or graph includes it.
+NO_TENANT = ""
 
 
 class DocStatus(StrEnum):
@@ -62,6 +67,14 @@ class DocumentRecord:
     # every chunk's payload, which carries only the keys small enough to filter on.
     meta: dict = field(default_factory=dict)
     deleted_by: str = ""  # a `DeletedBy` when the status is deleted, else ""
+
+    @property
+    def scope(self) -> TenantScope | None:
+        """The tenant the document belongs to, or None: its key names no valid tenant (NO_TENANT,
+        or a tenant such as "acme\\n" that a release before whole-name matching took from the
+        folder). Whoever turns a record into a scope asks here, so no such record fails a scan,
+        a rebuild or a switch."""
+        return TenantScope(self.tenant_id) if is_tenant_id(self.tenant_id) else None
 
     @property
     def tombstone(self) -> bool:
@@ -342,6 +355,11 @@ class Manifest(SqliteStore):
             value = change(json.loads(row[0]) if row else None)
             conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
         return value
+
+    def delete_meta(self, key: str) -> None:
+        """Forget a fact that no longer holds (a rebuild of a configuration since reverted)."""
+        with self._lock:
+            self._conn.execute("DELETE FROM meta WHERE key = ?", (key,))
 
     def get_meta(self, key: str) -> dict | None:
         with self._lock:

@@ -9,12 +9,27 @@ from typing import Any
 
 import numpy as np
 
-_TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+# Names that become folder names, payload keys and filter fields: matched as whole strings
+# (`fullmatch`), since `$` also matches before a final newline and would let "acme\n" through.
+_TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+TENANT_ID_RULE = "letters, digits, '-' and '_', 1-64 characters, starting with a letter or digit"
+_META_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+META_KEY_RULE = "letters, digits and '_', 1-64 characters, not starting with a digit"
 _POINT_NAMESPACE = uuid.UUID("6f1c2a3e-4b5d-4e6f-8a9b-0c1d2e3f4a5b")
 
 
 class InvalidTenantError(ValueError):
     """A tenant id that could widen or escape a tenant scope (empty, wildcard, path-like)."""
+
+
+def is_tenant_id(value: object) -> bool:
+    """Whether `value` is a tenant id: the one rule for tenant folders, keys and scopes."""
+    return isinstance(value, str) and _TENANT_ID.fullmatch(value) is not None
+
+
+def is_meta_key(value: object) -> bool:
+    """Whether `value` is a metadata key: what a sidecar may set and a `meta.<key>` filter name."""
+    return isinstance(value, str) and _META_KEY.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)
@@ -28,8 +43,8 @@ class TenantScope:
     tenant_id: str
 
     def __post_init__(self) -> None:
-        if not isinstance(self.tenant_id, str) or not _TENANT_ID.match(self.tenant_id):
-            raise InvalidTenantError(f"invalid tenant id {self.tenant_id!r}")
+        if not is_tenant_id(self.tenant_id):
+            raise InvalidTenantError(f"invalid tenant id {self.tenant_id!r}: {TENANT_ID_RULE}")
 
 
 def chunk_point_id(tenant_id: str, doc_id: str, chunk_hash: str) -> str:

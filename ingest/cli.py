@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from cli.terminal import tenant_id
 from core.manifest import Manifest
 from core.settings import get_settings
 from ingest.scan import confirm_held_deletes, held_deletes
@@ -31,7 +32,9 @@ def held() -> None:
 
 @deletes_app.command("confirm")
 def confirm(
-    tenant: Annotated[str, typer.Option(help="The tenant whose held deletes to carry out")],
+    tenant: Annotated[
+        str, typer.Option(parser=tenant_id, help="The tenant whose held deletes to carry out")
+    ],
 ) -> None:
     """Let the next scan delete the tenant's held documents from the index."""
     manifest = Manifest(get_settings().manifest_path)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,14 +15,21 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from core.embedding import Embedder
+from core.manifest import NO_TENANT
 from core.settings import IngestSettings, Settings
-from core.types import InvalidTenantError, TenantScope, chunk_point_id
+from core.types import (
+    META_KEY_RULE,
+    TENANT_ID_RULE,
+    TenantScope,
+    chunk_point_id,
+    is_meta_key,
+    is_tenant_id,
+)
 from ingest.bucket import ObjectInfo, sha256
 from ingest.chunking import Chunk, Chunker
 from ingest.parsers import ParsedDocument, ParseError, parse_document
 
 log = logging.getLogger(__name__)
-_META_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 # Sidecar keys that would let a file claim another tenant or overwrite system fields.
 _RESERVED_META = frozenset({"tenant_id", "tenant", "doc_id", "text", "chunk_hash", "content_hash"})
 # Sidecar keys promoted to top-level, indexed payload fields.
@@ -39,14 +45,30 @@ class DocumentError(ValueError):
 
 
 def tenant_of(key: str, default_tenant: str) -> TenantScope:
-    """`tenants/<id>/...` belongs to tenant <id>; every other key to the default tenant."""
-    parts = PurePosixPath(key).parts
-    if len(parts) >= 3 and parts[0] == "tenants":
-        try:
-            return TenantScope(parts[1])
-        except InvalidTenantError as exc:
-            raise DocumentError(str(exc)) from None
-    return TenantScope(default_tenant)
+    """`tenants/<id>/...` belongs to tenant <id>; every other key to the default tenant.
+
+    The one place that decides a key's tenant. A key under `tenants/` whose folder is not a tenant
+    id (`ac.me`, `acme\\n`, the empty folder of `tenants//x.txt`) belongs to no tenant: it raises
+    DocumentError with the reason its document is quarantined, naming the folder and the rule.
+    The key is split on `/` as written, so an empty folder is not collapsed into the default
+    tenant's path.
+    """
+    segments = key.split("/")
+    if len(segments) < 3 or segments[0] != "tenants":
+        return TenantScope(default_tenant)
+    folder = segments[1]
+    if not is_tenant_id(folder):
+        raise DocumentError(f"tenant folder {folder!r} is not a valid tenant id: {TENANT_ID_RULE}")
+    return TenantScope(folder)
+
+
+def tenant_id_of(key: str, default_tenant: str) -> str:
+    """`tenant_of` for records and per-tenant counts, which must not fail on a key: its tenant's
+    id, or NO_TENANT for a key whose tenant folder is not a tenant id."""
+    try:
+        return tenant_of(key, default_tenant).tenant_id
+    except DocumentError:
+        return NO_TENANT
 
 
 def parse_sidecar(data: bytes | None, max_bytes: int) -> dict[str, Any]:
@@ -72,8 +94,10 @@ def parse_sidecar(data: bytes | None, max_bytes: int) -> dict[str, Any]:
                 f"sidecar metadata may not set {key!r}: a document's tenant and identity come "
                 "from its path"
             )
-        if not _META_KEY.match(key):
-            raise DocumentError(f"sidecar metadata key {key!r} is not a plain identifier")
+        if not is_meta_key(key):
+            raise DocumentError(
+                f"sidecar metadata key {key!r} is not a plain identifier: {META_KEY_RULE}"
+            )
         values = value if isinstance(value, list) else [value]
         if not all(isinstance(v, str | int | float | bool) for v in values):
             raise DocumentError(f"sidecar metadata {key!r} must be a scalar or a list of scalars")

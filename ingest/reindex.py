@@ -51,7 +51,6 @@ from core.model_digest import model_digest
 from core.runtime import Runtime
 from core.serving import Generation
 from core.settings import Settings
-from core.types import TenantScope
 from ingest.bucket import Bucket
 from ingest.chunking import CHUNKER_VERSION
 from ingest.documents import DocumentBuilder
@@ -138,9 +137,17 @@ class RebuildProgress:
 
 
 def needs_rebuild(runtime: Runtime) -> bool:
-    """Whether the configured fingerprint differs from the served generation's."""
+    """Whether the configured fingerprint differs from the served generation's.
+
+    When they match, a rebuild that never switched was towards a configuration since reverted:
+    its progress is forgotten, so status stops showing a rebuild that nothing will finish.
+    """
     served = served_fingerprint(runtime)
     configured = configured_fingerprint(runtime.settings, runtime.configured_model())
+    if served.id == configured.id:
+        rebuild = runtime.manifest.get_meta(REBUILD_META)
+        if rebuild is not None and not rebuild["switched"]:
+            runtime.manifest.delete_meta(REBUILD_META)
     return served.id != configured.id
 
 
@@ -239,7 +246,8 @@ class Rebuild:
             built = manifest.get(doc_id)
             if built is not None and built.content_hash != tombstone.content_hash:
                 continue
-            index.delete_document(TenantScope(tombstone.tenant_id), doc_id)
+            if tombstone.scope is not None:
+                index.delete_document(tombstone.scope, doc_id)
             manifest.put(tombstone)
 
     def _syncer(self, index: ChunkIndex, manifest: Manifest) -> DocumentSyncer:
@@ -301,7 +309,7 @@ class Rebuild:
         records = manifest.all()
         manifest.close()
         self._manifest = None
-        tenants = {r.tenant_id for r in records.values()}
+        tenants = {r.scope.tenant_id for r in records.values() if r.scope is not None}
         for build in self._builds:
             build.prepare(tenants)
         old_shard, old_generation = rt.served_shard(), rt.served_generation()

@@ -27,9 +27,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from core.index import ChunkIndex
-from core.manifest import DocStatus, Manifest, RunSummary
+from core.manifest import NO_TENANT, DocStatus, Manifest, RunSummary
 from ingest.bucket import Bucket, ObjectInfo, is_sidecar, sidecar_for
-from ingest.documents import DocumentError, tenant_of
+from ingest.documents import tenant_id_of
 from ingest.sync import DocumentSyncer, SyncOutcome
 
 HELD_DELETES = "held_deletes"  # manifest meta: {tenant: {"doc_ids", "documents", "since"}}
@@ -63,10 +63,8 @@ class DeleteGuard:
         return deletes >= self.min_documents and deletes > self.share * documents
 
     def tenant(self, doc_id: str) -> str:
-        try:
-            return tenant_of(doc_id, self.default_tenant).tenant_id
-        except DocumentError:
-            return ""
+        """The tenant whose deletes `doc_id` counts among; NO_TENANT for a key that has none."""
+        return tenant_id_of(doc_id, self.default_tenant)
 
 
 class BucketScanner:
@@ -146,7 +144,9 @@ class BucketScanner:
             allowed = set(confirmed.get(tenant, ()))
             rest = [d for d in doc_ids if d not in allowed]
             carry_out += [d for d in doc_ids if d in allowed]
-            if guard.holds(len(rest), documents[tenant]):
+            # A document of no tenant was quarantined and never searchable: its delete loses
+            # nothing, and no tenant id exists to confirm it with.
+            if tenant != NO_TENANT and guard.holds(len(rest), documents[tenant]):
                 held[tenant] = rest
             else:
                 carry_out += rest

@@ -20,7 +20,7 @@ from typing import Literal
 from core.embedding import CachedEmbedder
 from core.index import ChunkIndex
 from core.listeners import DocumentListener
-from core.manifest import DeletedBy, DocStatus, DocumentRecord, Manifest
+from core.manifest import NO_TENANT, DeletedBy, DocStatus, DocumentRecord, Manifest
 from core.types import IndexedChunk, TenantScope
 from ingest.bucket import (
     Bucket,
@@ -122,7 +122,8 @@ class DocumentSyncer:
     def _remove(self, doc_id: str) -> TenantScope | None:
         """Delete every point of a document and tell the listeners; its tenant, if the key has one.
 
-        A key whose tenant segment is invalid never had points, so there is nothing to remove.
+        A key whose tenant folder is not a tenant id belongs to no tenant and never had points,
+        so there is nothing to remove.
         """
         try:
             scope = tenant_of(doc_id, self._default_tenant)
@@ -144,7 +145,7 @@ class DocumentSyncer:
             data = self.bucket.read(obj.key, self._max_bytes)
             content_hash = sha256(data)
             if record is not None and self._still_tombstoned(record, obj, content_hash):
-                if self._index.chunk_ids(TenantScope(record.tenant_id), record.doc_id):
+                if record.scope and self._index.chunk_ids(record.scope, record.doc_id):
                     self._remove(record.doc_id)  # left by a delete that died half-way
                 self._touch(record, obj, sidecar_sig)
                 return SyncOutcome(obj.key, "unchanged")
@@ -227,10 +228,10 @@ class DocumentSyncer:
         return (
             record is not None
             and record.status == DocStatus.INDEXED
+            and record.scope is not None
             and (record.content_hash, record.meta_hash) == (content_hash, meta_hash)
             and record.source == self.bucket.uri(record.doc_id)
-            and self._index.chunk_ids(TenantScope(record.tenant_id), record.doc_id)
-            == set(record.chunk_ids)
+            and self._index.chunk_ids(record.scope, record.doc_id) == set(record.chunk_ids)
         )
 
     def _still_tombstoned(self, record: DocumentRecord, obj: ObjectInfo, content_hash: str) -> bool:
@@ -268,7 +269,7 @@ class DocumentSyncer:
         self._manifest.put(
             DocumentRecord(
                 doc_id=obj.key,
-                tenant_id=scope.tenant_id if scope else "",
+                tenant_id=scope.tenant_id if scope else NO_TENANT,
                 source=obj.key,
                 status=DocStatus.FAILED,
                 size=obj.size,

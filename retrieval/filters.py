@@ -15,7 +15,6 @@ the engine's filter; for everything else the filter runs inside the engine query
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,10 +24,10 @@ from core.index import FieldFilter, Range
 from core.index.query import Scalar
 from core.index.schema import FILTERABLE_FIELDS, META_PREFIX, IndexKind
 from core.text import printable, utf8_error
+from core.types import META_KEY_RULE, is_meta_key
 
 RANGE_OPS = ("gte", "gt", "lte", "lt")
 OPERATORS = ("eq", "any", *RANGE_OPS)
-_META_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
 _SHOWN_CHARS = 80
@@ -71,12 +70,13 @@ def _kind(field: str) -> IndexKind | None:
     _encodable(field, field, "the field name")
     if field in FILTERABLE_FIELDS:
         return FILTERABLE_FIELDS[field]
-    if field.startswith(META_PREFIX) and _META_KEY.match(field.removeprefix(META_PREFIX)):
+    if field.startswith(META_PREFIX) and is_meta_key(field.removeprefix(META_PREFIX)):
         return None
     raise FilterError(
         field,
         f"unknown filter field {_shown(field)}; filterable: "
-        f"{', '.join(sorted(FILTERABLE_FIELDS))}, or {META_PREFIX}<key> for sidecar metadata",
+        f"{', '.join(sorted(FILTERABLE_FIELDS))}, or {META_PREFIX}<key> for sidecar metadata "
+        f"(<key>: {META_KEY_RULE})",
     )
 
 

@@ -192,6 +192,18 @@ def test_invalid_filters_are_422_naming_the_field(
     assert err["code"] in ("invalid_filter", "invalid_request")
 
 
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "bm25"])
+@pytest.mark.parametrize("field", ["meta.year\n", "doc_type\n"])
+def test_a_filter_field_with_a_trailing_newline_is_422_naming_it(
+    env: ApiEnv, mode: str, field: str
+) -> None:
+    """Issue 23: `$` matched before the newline, the name passed and the engine raised (500)."""
+    body = {"query": "fox", "mode": mode, "filters": [{"field": field, "eq": "x"}]}
+    err = error(env.client.post("/v1/search", json=body, headers=env.auth("acme")), 422)
+    assert (err["code"], err["field"]) == ("invalid_filter", field)
+    assert "unknown filter field" in err["reason"]
+
+
 def test_too_many_filters_are_rejected(env: ApiEnv) -> None:
     filters = [{"field": "doc_type", "eq": "pdf"}] * 17
     r = env.client.post(
@@ -348,8 +360,10 @@ def test_admin_creates_lists_and_revokes_keys(env: ApiEnv) -> None:
 
 def test_key_creation_rejects_bad_tenants_and_roles(env: ApiEnv) -> None:
     admin = env.auth("acme", "admin")
-    bad_tenant = env.client.post("/v1/keys", json={"tenant": "../globex"}, headers=admin)
-    assert error(bad_tenant, 422)["field"] == "tenant"
+    operator = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    for tenant in ("../globex", "acme\n"):
+        bad_tenant = env.client.post("/v1/keys", json={"tenant": tenant}, headers=operator)
+        assert error(bad_tenant, 422)["field"] == "tenant"
     bad_role = env.client.post("/v1/keys", json={"role": "root"}, headers=admin)
     assert error(bad_role, 422)["field"] == "role"
 

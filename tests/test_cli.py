@@ -170,3 +170,23 @@ def test_keys_list_prints_labels_escaped_and_as_json(tmp_path: Path) -> None:
     assert "[/] ops [bold]" in listed.stdout
     as_json = json.loads(rag(tmp_path, "keys", "list", "--json").stdout)
     assert [k["label"] for k in as_json] == ["[/] ops [bold]", "ci"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["deletes", "confirm", "--tenant", ""],
+        ["deletes", "confirm", "--tenant", "ac.me"],
+        ["deletes", "confirm", "--tenant", "acme\n"],
+        ["status", "--tenant", ""],
+        ["keys", "list", "--tenant", ""],
+        ["search", "fox", "--tenant", ""],
+    ],
+)
+def test_an_empty_or_invalid_tenant_is_a_usage_error(tmp_path: Path, args: list[str]) -> None:
+    """Issue 23: `rag deletes confirm --tenant ''` confirmed deletes held for tenant '' (which
+    the API refuses), `status` and `keys list` took '' for every tenant and `search` for the
+    default one. Every --tenant is a tenant id, or status 2 naming the rule."""
+    result = rag(tmp_path, *args)
+    one_line_error(result, 2, "--tenant", "invalid tenant id", "letters, digits")
+    assert not (tmp_path / "data" / "manifest.sqlite").exists()  # refused before anything ran

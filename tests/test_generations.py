@@ -295,6 +295,28 @@ def test_status_shows_the_generation_and_the_vector_index(
     assert lines[1] == f"vector index: 0 of {points} vectors indexed"
 
 
+def test_a_rebuild_whose_configuration_was_reverted_leaves_status(
+    tmp_path: Path, bucket_dir: Path, embedder: Embedder
+) -> None:
+    """Issue 23: a rebuild that never switched kept showing in status (done 100 %, not switched)
+    after its configuration was reverted, though nothing would ever finish it."""
+    fill(bucket_dir, n=1)
+    with Runtime(make_settings(tmp_path), embedder) as rt:
+        Ingestion(rt, open_bucket(rt.settings.ingest.bucket_url, rt.settings.ingest)).run()
+    changed = make_settings(tmp_path, chunk_overlap=16)
+    with Runtime(changed, embedder) as rt:
+        rebuild = Rebuild(rt, open_bucket(changed.ingest.bucket_url, changed.ingest))
+        progress = rebuild.step(max_docs=10)
+        rebuild.close()
+        assert not progress.switched and progress.done == progress.total
+        assert generation_lines(read_status(rt.manifest))[-1].startswith("rebuilding")
+    with Runtime(make_settings(tmp_path), embedder) as rt:
+        assert not needs_rebuild(rt)
+        report = read_status(rt.manifest)
+    assert report.rebuild is None
+    assert not any(line.startswith("rebuilding") for line in generation_lines(report))
+
+
 def aliases(qdrant_path: Path) -> dict[str, str]:
     """The local-mode storage's aliases, as a process opening it afresh would resolve them."""
     return json.loads((qdrant_path / "meta.json").read_text())["aliases"]

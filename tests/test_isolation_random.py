@@ -157,11 +157,15 @@ def test_randomized_searches_never_cross_tenants(deployment: tuple) -> None:
         ("tenants/../t1/doc.txt", None),  # refused: quarantined with the reason
         ("tenants/t1\x00/doc.txt", None),
         ("tenants/\uff541/doc.txt", None),  # a full-width look-alike of t1
+        ("tenants/t1\n/doc.txt", None),  # `$` matched before a final newline (issue 23)
+        ("tenants//doc.txt", None),  # an empty folder is no tenant, not the default one
+        ("tenants/t.1/doc.txt", None),
+        ("tenants/doc.txt", "default"),  # a file beside the tenant folders
     ],
 )
 def test_a_path_cannot_move_a_document_into_another_tenant(key: str, tenant: str | None) -> None:
     if tenant is None:
-        with pytest.raises(DocumentError, match="invalid tenant id"):
+        with pytest.raises(DocumentError, match="is not a valid tenant id"):
             tenant_of(key, "default")
     else:
         assert tenant_of(key, "default") == TenantScope(tenant)

@@ -297,7 +297,7 @@ def _hostile_files() -> tuple[dict[str, tuple[bytes, Expect]], dict[str, bytes]]
         expect = "indexed"
         reason = ""
         if name.startswith("tenants/"):
-            expect, reason = "failed", "invalid tenant id"
+            expect, reason = "failed", "is not a valid tenant id"
         add(name, f"A valid note number {n} about shearwaters.".encode(), expect, reason)
 
     # Sidecar metadata with wrong types, injected identities, or broken JSON.

@@ -31,7 +31,7 @@ from redis.exceptions import RedisError
 
 from core.manifest import DocStatus, PendingWork, RunSummary
 from ingest.bucket import SIDECAR_SUFFIX, BucketUnavailableError, ObjectInfo
-from ingest.documents import DocumentError, tenant_of
+from ingest.documents import tenant_id_of
 from ingest.scan import held_deletes
 from ingest.sync import SyncOutcome
 from workers.app import app
@@ -72,10 +72,7 @@ def _s3_transient(exc: BaseException) -> bool:
 
 
 def _tenant(ctx: WorkerContext, doc_id: str) -> str:
-    try:
-        return tenant_of(doc_id, ctx.settings.default_tenant).tenant_id
-    except DocumentError:
-        return ""
+    return tenant_id_of(doc_id, ctx.settings.default_tenant)
 
 
 # --------------------------------------------------------------------------- scans
