@@ -39,6 +39,8 @@ from tests.support.api_env import ADMIN_KEY, ApiEnv, prepare_runtime
 from tests.support.ragas import FakeOpenAI
 from workers.beat import beat_schedule
 
+OPERATOR = {"X-API-Key": ADMIN_KEY}
+
 GOLDEN = [
     ("g-fox", "When do vulpine animals look for prey?", "tenants/acme/fox.txt"),
     ("g-leave", "How much time off does staff get each year?", "tenants/acme/shared/handbook.md"),
@@ -117,10 +119,11 @@ def test_golden_set_is_imported_with_the_cli_and_scoped_per_tenant(
     assert result.exit_code == 0, result.output
     assert len(_get(env, "/v1/golden", "acme").json()["items"]) == len(GOLDEN)
     assert _get(env, "/v1/golden", "globex").json()["items"] == []
-    denied = _get(env, "/v1/golden", "globex", tenant="acme")
-    assert denied.status_code == 403 and denied.json()["error"]["field"] == "tenant"
-    as_admin = _get(env, "/v1/golden", "globex", "admin", tenant="acme")
-    assert len(as_admin.json()["items"]) == len(GOLDEN)
+    for role in ("reader", "admin"):  # another tenant's keys, admin too (tests/test_authorization)
+        denied = _get(env, "/v1/golden", "globex", role, tenant="acme")
+        assert denied.status_code == 403 and denied.json()["error"]["field"] == "tenant"
+    as_operator = env.client.get("/v1/golden", params={"tenant": "acme"}, headers=OPERATOR)
+    assert len(as_operator.json()["items"]) == len(GOLDEN)
     edit = env.client.patch(
         "/v1/golden/g-fox",
         json={"reference": "Red foxes hunt small rodents at dawn."},
@@ -213,7 +216,7 @@ def test_bm25_only_is_flagged_until_a_new_baseline_is_accepted(
     assert worse.regression
     assert worse.report["comparison"]["previous_run"] == hybrid_run.run_dir.name
     assert "evaluation regression for tenant acme" in caplog.text
-    metrics = env.client.get("/metrics", headers=env.auth("acme", "admin")).text
+    metrics = env.client.get("/metrics", headers=OPERATOR).text
     assert 'rag_eval_regression{metric="retrieval/served/recall@5",tenant="acme"} 1.0' in metrics
     again = evaluate_tenant(env.platform, "acme", config=RunConfig("bm25"))
     assert again.regression  # still flagged: the baseline did not move

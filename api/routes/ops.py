@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from api.auth import Principal, current_principal, require_admin
+from api.auth import Principal, current_principal, require_operator
 from api.schemas import IndexOut, LastRun, RerankerOut, StatusOut
 from api.state import ApiState, api_state
 from ingest.status import StatusReport, read_status
@@ -85,7 +85,8 @@ def _index_status(state: ApiState, report: StatusReport, operator: bool) -> Inde
     )
 
 
-@router.get("/metrics", dependencies=[Depends(require_admin)])
+@router.get("/metrics", dependencies=[Depends(require_operator)])
 def metrics(state: State) -> Response:
-    """Prometheus exposition; needs an admin key (it names every tenant)."""
+    """Prometheus exposition; needs the operator key, since it names every tenant with its
+    index size and evaluation means (a tenant reads its own in `/v1/status` and its runs)."""
     return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
