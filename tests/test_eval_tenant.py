@@ -9,6 +9,8 @@ Tests run in file order on one app.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import json
 import logging
@@ -18,7 +20,7 @@ from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
@@ -206,6 +208,11 @@ def test_a_signed_link_opens_the_page_without_a_key(env: ApiEnv, hybrid_run: Any
     assert opened.status_code == 200 and "g-fox" in opened.text
     forged = env.client.get(f"{url.path.replace('acme', 'globex')}?{url.query}")
     assert forged.status_code == 403 and forged.json()["error"]["code"] == "link_invalid"
+    expires = int(parse_qs(url.query)["expires"][0])
+    unsigned = hmac.new(b"", f"acme\n{run_id}\n{expires}".encode(), hashlib.sha256).hexdigest()
+    for sig in ("é" * 64, "\u2028", "not hex", unsigned, ""):  # non-ASCII was a 500
+        bad = env.client.get(url.path, params={"expires": expires, "sig": sig})
+        assert bad.status_code == 403 and bad.json()["error"]["code"] == "link_invalid", sig
 
 
 def test_bm25_only_is_flagged_until_a_new_baseline_is_accepted(

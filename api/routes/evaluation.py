@@ -24,7 +24,7 @@ from core.types import TenantScope
 from eval.golden import GoldenSetError, parse_golden
 from eval.golden_store import GoldenStore
 from eval.history import finished_reports, read_report
-from eval.links import link_is_valid, report_link
+from eval.links import ReportLinks
 
 router = APIRouter(prefix="/v1", tags=["evaluation"])
 Format = Annotated[Literal["json", "html"], Query()]
@@ -33,6 +33,10 @@ Target = Annotated[TenantScope, Depends(target_scope)]
 
 def _settings(request: Request) -> Settings:
     return request.app.state.runtime.settings
+
+
+def _links(request: Request) -> ReportLinks:
+    return request.app.state.api.links
 
 
 def _run_dir(settings: Settings, tenant: str, run_id: str) -> Path:
@@ -84,7 +88,7 @@ def link(run_id: str, request: Request, target: Target) -> dict[str, Any]:
     s = _settings(request)
     name = target.tenant_id
     _run_dir(s, name, run_id)
-    url = report_link(s, name, run_id, str(request.base_url).rstrip("/"))
+    url = _links(request).link(name, run_id, str(request.base_url).rstrip("/"))
     return {"url": url, "expires_in": s.eval.link_ttl_seconds}
 
 
@@ -98,7 +102,7 @@ def shared(
 ) -> HTMLResponse:
     """The report page behind a signed link; an expired or forged link is a 403."""
     s = _settings(request)
-    if not link_is_valid(s, tenant, run_id, expires, sig):
+    if not _links(request).is_valid(tenant, run_id, expires, sig):
         raise ApiError(403, "link_invalid", "the link has expired or its signature is wrong")
     return _page(_run_dir(s, tenant, run_id))
 
