@@ -142,6 +142,34 @@ def test_golden_set_is_imported_with_the_cli_and_scoped_per_tenant(
     )
 
 
+def test_golden_lines_end_at_newline_only_in_the_api_and_the_cli(
+    env: ApiEnv, cli: CliRunner, tmp: Path
+) -> None:
+    """U+2028, U+2029 and U+0085 are valid inside a JSON string; `str.splitlines` broke the API's
+    import there while the CLI read the same file whole."""
+    question = "Which line\u2028separator, paragraph\u2029separator or next\x85line is it?"
+    items = [{"id": f"g-sep-{n}", "question": question, "review": "pending"} for n in (1, 2)]
+    jsonl = "".join(json.dumps(i, ensure_ascii=False) + "\r\n" for i in items).encode()
+    admin = env.auth("globex", "admin")
+    r = env.client.post("/v1/golden/import", content=jsonl, headers=admin)
+    assert r.status_code == 200 and r.json()["imported"] == 2, r.text
+    path = tmp / "separators.jsonl"
+    path.write_bytes(jsonl)
+    result = cli.invoke(cli_app, ["golden", "import", "--tenant", "globex", str(path)])
+    assert result.exit_code == 0 and "imported 2" in result.output, result.output
+    listed = _get(env, "/v1/golden", "globex", review="pending").json()["items"]
+    assert [i["question"] for i in listed] == [question, question]
+    not_utf8 = jsonl + b'{"id": "\xff"}\n'
+    r = env.client.post("/v1/golden/import", content=not_utf8, headers=admin)
+    assert r.status_code == 422 and "body:3: not UTF-8" in r.json()["error"]["reason"]
+    path.write_bytes(not_utf8)
+    result = cli.invoke(cli_app, ["golden", "import", "--tenant", "globex", str(path)])
+    assert result.exit_code == 2 and f"{path}:3: not UTF-8" in result.output
+    for item in items:
+        deleted = env.client.delete(f"/v1/golden/{item['id']}", headers=admin)
+        assert deleted.status_code == 204
+
+
 def test_candidates_are_generated_from_the_tenants_own_chunks(env: ApiEnv) -> None:
     async def writer(passage: str) -> tuple[str, str]:
         """STUB question writer (stands in for the LLM): fails on one passage."""
