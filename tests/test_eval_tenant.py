@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
@@ -168,6 +168,26 @@ def test_golden_lines_end_at_newline_only_in_the_api_and_the_cli(
     for item in items:
         deleted = env.client.delete(f"/v1/golden/{item['id']}", headers=admin)
         assert deleted.status_code == 204
+
+
+def test_golden_ids_holding_a_slash_are_managed_on_every_route(env: ApiEnv, cli: CliRunner) -> None:
+    """Import took {"id": "dir/item"}, but PATCH and DELETE /v1/golden/dir%2Fitem were 404."""
+    ids = ["dir/item", "dir/sub/item", "a\nb/c"]
+    items = [{"id": i, "question": "Q?", "review": "pending"} for i in ids]
+    admin = env.auth("globex", "admin")
+    jsonl = "".join(json.dumps(i) + "\n" for i in items)
+    assert env.client.post("/v1/golden/import", content=jsonl, headers=admin).status_code == 200
+    approve = ["golden", "approve", "--tenant", "globex", "dir/item"]
+    assert cli.invoke(cli_app, approve).exit_code == 0
+    for item_id in ids:
+        for path in (f"/v1/golden/{quote(item_id, safe='')}", f"/v1/golden/{quote(item_id)}"):
+            edited = env.client.patch(path, json={"question": f"{path}?"}, headers=admin)
+            assert edited.status_code == 200 and edited.json()["id"] == item_id, edited.text
+        deleted = env.client.delete(f"/v1/golden/{quote(item_id, safe='')}", headers=admin)
+        assert deleted.status_code == 204
+        again = env.client.delete(f"/v1/golden/{quote(item_id)}", headers=admin)
+        assert again.status_code == 404 and again.json()["error"]["code"] == "item_not_found"
+    assert _get(env, "/v1/golden", "globex").json()["items"] == []
 
 
 def test_candidates_are_generated_from_the_tenants_own_chunks(env: ApiEnv) -> None:

@@ -20,7 +20,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from redis.exceptions import RedisError
-from starlette.convertors import PathConvertor, register_url_convertor
 
 from api.auth import Principal, current_scope, require_admin, target_scope
 from api.errors import ApiError
@@ -31,14 +30,6 @@ from core.types import TenantScope
 from ingest.scan import confirm_held_deletes
 from workers.locks import document_lock
 
-
-class DocIdConvertor(PathConvertor):
-    """The rest of the path, newlines included: Starlette's `path` (`.*`) stops at a newline."""
-
-    regex = "(?s:.+)"
-
-
-register_url_convertor("doc_id", DocIdConvertor())
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 State = Annotated[ApiState, Depends(api_state)]
 
@@ -107,7 +98,7 @@ def confirm_deletes(
     return DeletesConfirmed(tenant=scope.tenant_id, confirmed=confirmed)
 
 
-@router.get("/{doc_id:doc_id}", response_model=DocumentOut)
+@router.get("/{doc_id:any_id}", response_model=DocumentOut)
 def get_document(
     doc_id: str, state: State, scope: Annotated[TenantScope, Depends(current_scope)]
 ) -> DocumentOut:
@@ -124,7 +115,7 @@ _DELETE_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.delete("/{doc_id:doc_id}", response_model=DocumentOut, responses=_DELETE_ERRORS)
+@router.delete("/{doc_id:any_id}", response_model=DocumentOut, responses=_DELETE_ERRORS)
 def delete_document(
     doc_id: str, state: State, principal: Annotated[Principal, Depends(require_admin)]
 ) -> DocumentOut:

@@ -186,7 +186,7 @@ async def import_golden(request: Request, target: Target) -> dict[str, Any]:
         store.close()
 
 
-@router.patch("/golden/{item_id}")
+@router.patch("/golden/{item_id:any_id}")
 def edit_golden(item_id: str, edit: GoldenEdit, request: Request, target: Target) -> dict[str, Any]:
     """Edit or approve (`{"review": "approved"}`) one item."""
     name = target.tenant_id
@@ -204,7 +204,7 @@ def edit_golden(item_id: str, edit: GoldenEdit, request: Request, target: Target
     return updated.model_dump()
 
 
-@router.delete("/golden/{item_id}", status_code=204)
+@router.delete("/golden/{item_id:any_id}", status_code=204)
 def delete_golden(item_id: str, request: Request, target: Target) -> None:
     name = target.tenant_id
     store = _store(request)
