@@ -19,7 +19,9 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from api.app import create_app
+from api.server import check_can_start
 from cli.main import app as cli_app
+from cli.terminal import error_line
 from core.embedding import Embedder
 from core.settings import Settings, get_settings
 from eval.links import KEY_FILE, MIN_SECRET_BYTES, LinkSecretError, ReportLinks, link_secret
@@ -118,7 +120,7 @@ def test_a_link_signed_with_an_empty_key_is_refused(tmp_path: Path) -> None:
     assert links.is_valid("acme", "run", int(url.split("expires=")[1].split("&")[0]), real)
 
 
-def test_the_api_and_rag_eval_refuse_to_start_with_an_empty_key_file(
+def test_the_api_rag_up_and_rag_eval_refuse_to_start_with_an_empty_key_file(
     tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runtime, _ = prepare_runtime(tmp_path, embedder, ingest=False)
@@ -132,6 +134,9 @@ def test_the_api_and_rag_eval_refuse_to_start_with_an_empty_key_file(
             pass
     finally:
         runtime.close()
+    with pytest.raises(LinkSecretError) as refused:  # `rag up` and `rag serve`, before the model
+        check_can_start(runtime.settings)
+    assert error_line(refused.value) == (str(refused.value), 2)  # one line, exit status 2
     monkeypatch.setenv("RAG_DATA_DIR", str(runtime.settings.data_dir))
     get_settings.cache_clear()
     try:
