@@ -27,11 +27,13 @@ from api.routes import documents, evaluation, graph, keys, ops, search
 from api.state import ApiState
 from core.types import TenantScope
 from eval.history import latest_gauges
+from eval.links import ReportLinks
 from serving.platform import Platform
 
 
 def _start(platform: Platform, metrics: Metrics) -> ApiState:
     s = platform.settings
+    links = ReportLinks.open(s)  # first: a short or empty link secret stops the start at once
     index = platform.runtime.index
     platform.runtime.manifest  # noqa: B018 - open it now, not on the first request
     # Built now, not by the first requests, which would race to build them.
@@ -46,6 +48,7 @@ def _start(platform: Platform, metrics: Metrics) -> ApiState:
         audit=AuditLog(
             s.audit_log_path, s.api.audit_log_queries, s.api.audit_refusals_per_client_per_minute
         ),
+        links=links,
     )
 
     def index_sizes() -> dict[str, int]:

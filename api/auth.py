@@ -9,10 +9,12 @@ not tell which keys exist.
 The tenant of every request comes from its key and nothing else. Roles:
 - `reader`: search, answer and read the documents and status of its own tenant.
 - `admin`: a tenant's administrator. Everything a reader can do in its own tenant, plus managing
-  its own tenant's keys, deleting its documents from the index, confirming the deletes a scan
-  held back for it, and reading `/metrics`.
+  its own tenant's keys, deleting its documents from the index and confirming the deletes a scan
+  held back for it.
 The operator key `settings.admin_api_key` is the only one that acts across tenants: it is an
-admin of `settings.default_tenant` that may also mint, list and revoke keys of every tenant.
+admin of `settings.default_tenant` that may also name any other tenant (`Principal.tenant_scope`,
+the one rule every route that takes a tenant follows) and read `/metrics`, which names every
+tenant.
 """
 
 from __future__ import annotations
@@ -25,13 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import ApiError
 from core.settings import Settings
 from core.sqlite import Migration, SqliteStore
-from core.types import TenantScope
+from core.types import InvalidTenantError, TenantScope
 
 Role = Literal["reader", "admin"]
 ROLES: tuple[Role, ...] = ("reader", "admin")
@@ -93,9 +95,24 @@ class Principal:
         """The operator key (`settings.admin_api_key`): the one key that spans tenants."""
         return self.key_id == BOOTSTRAP_KEY_ID
 
-    def may_manage(self, tenant: TenantScope) -> bool:
-        """Whether this admin may manage `tenant`'s keys and held deletes."""
-        return self.is_operator or tenant == self.scope
+    def tenant_scope(self, named: str | None) -> TenantScope:
+        """The tenant a request acts on: the caller's own, unless it names another, which only
+        the operator key may; 422 for an invalid tenant id, 403 for a tenant not the caller's.
+
+        The one answer to "which tenant may this caller act on": every route that takes a
+        tenant (a query, path or body field) asks it, so no role check of a route can widen it.
+        """
+        if named is None:
+            return self.scope
+        try:
+            scope = TenantScope(named)
+        except InvalidTenantError as exc:
+            raise ApiError(422, "invalid_tenant", str(exc), "tenant") from None
+        if scope != self.scope and not self.is_operator:
+            raise ApiError(
+                403, "forbidden", "only the operator key acts on another tenant", "tenant"
+            )
+        return scope
 
 
 @dataclass(frozen=True)
@@ -268,3 +285,22 @@ async def require_admin(principal: Annotated[Principal, Depends(current_principa
     if not principal.is_admin:
         raise ApiError(403, "forbidden", "this needs an admin key")
     return principal
+
+
+async def require_operator(
+    principal: Annotated[Principal, Depends(current_principal)],
+) -> Principal:
+    """For what spans every tenant (`/metrics` names them all)."""
+    if not principal.is_operator:
+        raise ApiError(403, "forbidden", "this needs the operator key (RAG_ADMIN_API_KEY)")
+    return principal
+
+
+async def target_scope(
+    principal: Annotated[Principal, Depends(current_principal)],
+    tenant: Annotated[
+        str | None, Query(description="the operator key only: another tenant (default: the key's)")
+    ] = None,
+) -> TenantScope:
+    """The tenant a route's `?tenant=` names, by `Principal.tenant_scope`'s rule."""
+    return principal.tenant_scope(tenant)

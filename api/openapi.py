@@ -3,11 +3,13 @@
 Swagger UI and ReDoc are served from the assets the `fastapi-offline` package installs (FastAPI's
 own pages load them from a CDN, so `/docs` was blank offline). The spec declares, for every
 operation, each error status it can answer with the one error body of `api.errors`, in place of
-FastAPI's `HTTPValidationError`, which no response of this API ever has.
+FastAPI's `HTTPValidationError`, which no response of this API ever has, and the key it needs
+(`x-required-role`: operator, admin or reader, absent when it needs none).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.staticfiles import StaticFiles
 
-from api.auth import current_principal, require_admin
+from api.auth import current_principal, require_admin, require_operator
 from api.errors import ErrorResponse
 from api.limits import LoadShedMiddleware
 
@@ -30,7 +32,6 @@ _ASSETS_URL = "/docs-assets"
 # Why each status can come back; operations add their own reasons through `responses=`.
 _REASONS = {
     401: "no API key, or an unknown or revoked one",
-    403: "the key's role may not do this (an admin key is needed)",
     404: "no such resource in the caller's tenant",
     408: "the request body did not arrive within RAG_API_BODY_TIMEOUT_SECONDS",
     413: "the request body is larger than RAG_MAX_BODY_BYTES",
@@ -39,29 +40,70 @@ _REASONS = {
     "RAG_API_MAX_INFLIGHT_PER_TENANT; retry after `Retry-After` seconds",
 }
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
+# Who may call an operation, by the strongest key check among its dependencies (`x-required-role`).
+_ROLES = ((require_operator, "operator"), (require_admin, "admin"), (current_principal, "reader"))
+_FORBIDDEN = {
+    "operator": "the operator key (RAG_ADMIN_API_KEY) is needed",
+    "admin": "an admin key is needed",
+    "tenant": "the request names another tenant than the key's own (only the operator key may)",
+}
 
 
-def _calls(dependant: Dependant) -> set[Any]:
-    found = {dependant.call}
+def _dependants(dependant: Dependant) -> Iterator[Dependant]:
+    yield dependant
     for sub in dependant.dependencies:
-        found |= _calls(sub)
-    return found
+        yield from _dependants(sub)
+
+
+def required_role(route: Any) -> str | None:
+    """The key `route` needs: "operator", "admin", "reader" (any key), or None for none."""
+    calls = {d.call for d in _dependants(route.dependant)}
+    return next((role for check, role in _ROLES if check in calls), None)
+
+
+def takes_tenant(route: Any) -> bool:
+    """Whether `route` takes a tenant: a `tenant` parameter (its dependencies' too) or body field.
+
+    Every such route must settle it by `api.auth.Principal.tenant_scope`, which answers 403 to a
+    key naming a tenant not its own."""
+    for d in _dependants(route.dependant):
+        if any(p.name == "tenant" for p in (*d.query_params, *d.path_params)):
+            return True
+        bodies = [getattr(b.field_info.annotation, "model_fields", {}) for b in d.body_params]
+        if any("tenant" in fields for fields in bodies):
+            return True
+    return False
+
+
+def _forbidden(route: Any) -> str | None:
+    """Why `route` may answer 403, or None if it never does."""
+    reasons = []
+    if (role := required_role(route)) in _FORBIDDEN:
+        reasons.append(_FORBIDDEN[role])
+    if takes_tenant(route) and role is not None:
+        reasons.append(_FORBIDDEN["tenant"])
+    return "; or ".join(reasons) or None
 
 
 def error_statuses(route: Any) -> set[int]:
     """The error statuses `route` (an APIRoute as mounted) can answer with, read from its
-    dependencies (the router's too) and its parameters."""
-    calls = _calls(route.dependant)
+    dependencies (the router's too) and its parameters (its dependencies' too)."""
+    dependants = list(_dependants(route.dependant))
+    calls = {d.call for d in dependants}
+    paths = any(d.path_params for d in dependants)
+    queries = any(d.query_params for d in dependants)
+    # A body the route reads itself is declared in its `openapi_extra`.
+    body = any(d.body_params for d in dependants) or "requestBody" in (route.openapi_extra or {})
     statuses = {int(s) for s in route.responses if str(s).isdigit() and int(s) >= 400}
     if current_principal in calls:
         statuses.add(401)
-    if require_admin in calls:
+    if _forbidden(route):
         statuses.add(403)
-    if route.dependant.path_params:
+    if paths:
         statuses.add(404)
-    if route.dependant.body_params:
+    if body:
         statuses |= {408, 413}
-    if route.dependant.body_params or route.dependant.query_params or route.dependant.path_params:
+    if body or queries or paths:
         statuses.add(422)
     if route.path not in LoadShedMiddleware._EXEMPT:
         statuses.add(503)
@@ -78,10 +120,13 @@ def _document_errors(app: FastAPI, spec: dict[str, Any]) -> dict[str, Any]:
             continue
         for method in route.methods:
             operation = spec["paths"][route.path_format][method.lower()]
+            if role := required_role(route):
+                operation["x-required-role"] = role
             responses = operation.setdefault("responses", {})
+            reasons = {**_REASONS, 403: _forbidden(route)}
             for status in sorted(error_statuses(route)):
                 declared = responses.get(str(status), {})
-                description = declared.get("description") or _REASONS.get(status, "an error")
+                description = declared.get("description") or reasons.get(status) or "an error"
                 if description == "Validation Error":  # FastAPI's, for HTTPValidationError
                     description = _REASONS[422]
                 responses[str(status)] = {

@@ -234,7 +234,8 @@ class LastRun(BaseModel):
 
 
 class IndexOut(BaseModel):
-    """The served index generation; counts across tenants are shown to admin keys only."""
+    """The served index generation; counts across tenants, and the embedding model's folder, are
+    shown to the operator key only."""
 
     generation: str | None  # the fingerprint id (`core.generation`)
     embedding_model: str | None

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from api.app import create_app
 from core.index.lock import ShardLock
 from core.settings import Settings
+from eval.links import link_secret
 from serving.platform import Platform
 
 
@@ -61,6 +62,8 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
 
 
 def check_can_start(settings: Settings) -> None:
-    """What would otherwise fail only after the model has loaded: the shard held elsewhere."""
+    """What would otherwise fail only after the model has loaded: the shard held elsewhere, a
+    report-link secret too short to sign with (`eval.links.LinkSecretError`)."""
     if settings.index.mode == "edge":
         ShardLock.check_free(settings.shard_path)
+    link_secret(settings)

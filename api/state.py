@@ -13,6 +13,7 @@ from api.auth import KeyStore
 from api.metrics import Metrics
 from core.llm import ChatClient
 from core.runtime import Runtime
+from eval.links import ReportLinks
 from retrieval.rerank import RerankerStatus
 from retrieval.search import SearchService
 from serving.platform import Platform
@@ -24,6 +25,7 @@ class ApiState:
     keys: KeyStore
     metrics: Metrics
     audit: AuditLog
+    links: ReportLinks
     _redis: Redis | None = field(default=None, init=False, repr=False)
     _guard: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 

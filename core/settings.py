@@ -421,7 +421,9 @@ class EvalSettings(Section):
     embedding_model: str | None = None  # answer relevancy's embedder; None: RAG_EMBEDDING_MODEL
     concurrency: int = 4  # golden items in flight against the LLMs
     timeout_s: float = 120.0  # per golden item, answer and judging together
-    # Signed links to a tenant's HTML report (`rag eval` prints one, the API issues them).
+    # Signed links to a tenant's HTML report (`rag eval` prints one, the API issues them). Their
+    # secret holds 32 bytes or more: the API and `rag eval` refuse to start with a shorter one
+    # (an empty key file too), as links signed under it could be forged.
     link_secret: SecretStr | None = None  # None: a random key in data_dir/eval-link.key
     link_ttl_seconds: int = 3600
 

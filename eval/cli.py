@@ -19,6 +19,7 @@ from rich.table import Table
 from cli.terminal import EXIT_USAGE, CliError, cell, print_json
 from core.settings import get_settings
 from eval.golden import GoldenSetError, save_golden
+from eval.links import ReportLinks
 
 # Plain errors, as `rag` itself prints them (cli/main.py), also when these apps run on their own.
 _PLAIN = {"rich_markup_mode": None, "pretty_exceptions_enable": False}
@@ -205,6 +206,7 @@ def _run_tenant(
         TenantScope(tenant)
         conditions = [json.loads(f) for f in raw_filters]
         config = run_config(settings, mode, rerank, conditions)
+        links = ReportLinks.open(settings)  # a short link secret (a ValueError) is refused now
     except (InvalidTenantError, ValueError, TypeError, AttributeError, FilterError) as exc:
         raise CliError(f"{getattr(exc, 'reason', exc)}", exit_code=EXIT_USAGE) from None
     try:
@@ -221,7 +223,7 @@ def _run_tenant(
     if as_json:
         print_json({"run_dir": str(run_dir), "report": report})
         raise typer.Exit(1 if report["regression"] else 0)
-    _print_tenant_report(settings, tenant, run_dir, report)
+    _print_tenant_report(settings, links, tenant, run_dir, report)
 
 
 def _run_in_workers(
@@ -265,9 +267,9 @@ def _run_in_workers(
     return Path(answer["run_dir"])
 
 
-def _print_tenant_report(settings: Any, tenant: str, run_dir: Path, report: dict) -> None:
-    from eval.links import report_link
-
+def _print_tenant_report(
+    settings: Any, links: ReportLinks, tenant: str, run_dir: Path, report: dict
+) -> None:
     for metric, value in report["ragas"]["means"].items():
         console.print(f"ragas {metric}: {value:.3f}")
     for section in report["retrieval"].values():
@@ -279,7 +281,7 @@ def _print_tenant_report(settings: Any, tenant: str, run_dir: Path, report: dict
         console.print(f"[yellow]{report['ragas']['errors']} item(s) failed; see the report")
     base_url = f"http://{settings.api.host}:{settings.api.port}"
     # print, not the console: rich would wrap the link at the terminal's width.
-    print(f"open in a browser: {report_link(settings, tenant, run_dir.name, base_url)}")
+    print(f"open in a browser: {links.link(tenant, run_dir.name, base_url)}")
     for d in report["comparison"]["regressions"]:
         console.print(
             f"[red]regression against {report['comparison']['previous_run']}: {d['section']} "

@@ -34,11 +34,21 @@ class GoldenSetError(ValueError):
     """A golden file that cannot be used; the message names the line."""
 
 
-def parse_golden(lines: Iterable[str], name: str) -> list[GoldenItem]:
-    """Items from JSONL lines; a bad or duplicate line is an error naming `name:line`."""
+def parse_golden(data: bytes, name: str) -> list[GoldenItem]:
+    """Items from a JSONL file's bytes; text that is not UTF-8, or a bad or duplicate line, is an
+    error naming `name:line`. What the API's import and `rag golden import` both read.
+
+    Lines end at "\n" only (a "\r" before it is JSON whitespace): `str.splitlines` would also
+    break at U+2028, U+2029 and U+0085, which are valid inside a JSON string.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise GoldenSetError(f"{name}:{line}: not UTF-8 text ({exc.reason})") from None
     items: list[GoldenItem] = []
     seen: set[str] = set()
-    for n, line in enumerate(lines, start=1):
+    for n, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -57,8 +67,7 @@ def parse_golden(lines: Iterable[str], name: str) -> list[GoldenItem]:
 
 
 def load_golden(path: Path) -> list[GoldenItem]:
-    with path.open(encoding="utf-8") as f:
-        return parse_golden(f, str(path))
+    return parse_golden(path.read_bytes(), str(path))
 
 
 def to_jsonl(items: Iterable[GoldenItem]) -> str:

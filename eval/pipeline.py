@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from core.embedding import Embedder
 from core.llm import ChatClient, judge_endpoint, llm_endpoint
+from core.model_digest import model_label
 from core.onnx_models import InferenceOptions
 from core.runtime import Runtime
 from core.settings import Settings
@@ -223,7 +224,7 @@ def _history_point(report: Mapping[str, Any]) -> dict[str, Any]:
 
 def _config(settings: Settings, llms: EvalLLMs) -> dict[str, Any]:
     return {
-        "embedding_model": "/".join(Path(settings.models.embedding_model).parts[-2:]),
+        "embedding_model": model_label(settings.models.embedding_model),
         "chunk_size": settings.ingest.chunk_size,
         "chunk_overlap": settings.ingest.chunk_overlap,
         "candidates_per_leg": settings.retrieval.candidates_per_leg,

@@ -26,6 +26,7 @@ from typing import Any
 
 from core.index import FieldFilter
 from core.llm import PROMPT_DIGEST
+from core.model_digest import model_label
 from core.settings import Settings
 from core.types import TenantScope
 from eval.compare import compare
@@ -80,14 +81,15 @@ def fingerprint(
 ) -> dict[str, Any]:
     """What decides a run's results; its digest tells whether two runs are comparable."""
     retrieval = settings.retrieval
+    reranker = getattr(service.reranker, "name", "none")
     facts = {
-        "embedding_model": "/".join(Path(settings.models.embedding_model).parts[-2:]),
+        "embedding_model": model_label(settings.models.embedding_model),
         "chunk_size": settings.ingest.chunk_size,
         "chunk_overlap": settings.ingest.chunk_overlap,
         "fusion": f"rrf k={retrieval.rrf_k} candidates={retrieval.candidates_per_leg}",
         "graph_legs": ",".join(service.leg_names) or "none",
         "graph_in_hybrid": settings.graph.in_hybrid,
-        "reranker": getattr(service.reranker, "name", "none") if config.rerank else "off",
+        "reranker": model_label(reranker) if config.rerank else "off",
         "mode": config.mode,
         "filters": json.dumps(config.filter_json, sort_keys=True),
         "context_k": settings.eval.context_k,

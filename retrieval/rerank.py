@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 
 from core.inference import InferenceThread
+from core.model_digest import model_label
 from core.onnx_models import (
     InferenceOptions,
     OnnxModel,
@@ -168,6 +169,19 @@ class RerankerStatus:
     @property
     def available(self) -> bool:
         return self.reranker is not None
+
+    @property
+    def label(self) -> str:
+        """The reranker's name as tenants may see it: a model folder is not shown by its path."""
+        return model_label(self.name)
+
+    @property
+    def public_reason(self) -> str:
+        """Why there is no reranker, for tenants: which model failed, not the server's paths or
+        the loader's error (the log and the operator's status have those)."""
+        if self.available or not self.reason:
+            return ""
+        return f"reranker model {self.label!r} could not be loaded on this server"
 
 
 def load_reranker(

@@ -501,7 +501,7 @@ def test_answer_reports_an_llm_failure_as_502_without_its_url(
 
 
 def test_metrics_count_requests_stages_and_index_size(env: ApiEnv) -> None:
-    text = env.client.get("/metrics", headers=env.auth("acme", "admin")).text
+    text = env.client.get("/metrics", headers={"X-API-Key": ADMIN_KEY}).text
     assert re.search(
         r'rag_http_requests_total\{method="POST",route="/v1/search",status="200"\} [1-9]', text
     )

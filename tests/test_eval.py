@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from api.auth import require_admin
+from api.auth import require_operator
 from api.errors import install_error_handlers
 from api.routes import evaluation
 from core.embedding import Embedder
@@ -310,7 +310,7 @@ def test_api_serves_the_latest_report(first: EvalOutcome, tmp_path: Path) -> Non
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(evaluation.router)
-    app.dependency_overrides[require_admin] = lambda: None
+    app.dependency_overrides[require_operator] = lambda: None
     app.state.runtime = SimpleNamespace(settings=Settings(eval_reports_dir=first.run_dir.parent))
     client = TestClient(app)
     latest = client.get("/v1/eval/latest")

@@ -9,6 +9,8 @@ Tests run in file order on one app.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import json
 import logging
@@ -18,7 +20,7 @@ from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
@@ -38,6 +40,8 @@ from serving.platform import Platform
 from tests.support.api_env import ADMIN_KEY, ApiEnv, prepare_runtime
 from tests.support.ragas import FakeOpenAI
 from workers.beat import beat_schedule
+
+OPERATOR = {"X-API-Key": ADMIN_KEY}
 
 GOLDEN = [
     ("g-fox", "When do vulpine animals look for prey?", "tenants/acme/fox.txt"),
@@ -117,10 +121,11 @@ def test_golden_set_is_imported_with_the_cli_and_scoped_per_tenant(
     assert result.exit_code == 0, result.output
     assert len(_get(env, "/v1/golden", "acme").json()["items"]) == len(GOLDEN)
     assert _get(env, "/v1/golden", "globex").json()["items"] == []
-    denied = _get(env, "/v1/golden", "globex", tenant="acme")
-    assert denied.status_code == 403 and denied.json()["error"]["field"] == "tenant"
-    as_admin = _get(env, "/v1/golden", "globex", "admin", tenant="acme")
-    assert len(as_admin.json()["items"]) == len(GOLDEN)
+    for role in ("reader", "admin"):  # another tenant's keys, admin too (tests/test_authorization)
+        denied = _get(env, "/v1/golden", "globex", role, tenant="acme")
+        assert denied.status_code == 403 and denied.json()["error"]["field"] == "tenant"
+    as_operator = env.client.get("/v1/golden", params={"tenant": "acme"}, headers=OPERATOR)
+    assert len(as_operator.json()["items"]) == len(GOLDEN)
     edit = env.client.patch(
         "/v1/golden/g-fox",
         json={"reference": "Red foxes hunt small rodents at dawn."},
@@ -135,6 +140,54 @@ def test_golden_set_is_imported_with_the_cli_and_scoped_per_tenant(
     assert [json.loads(line)["id"] for line in exported.stdout.splitlines()] == sorted(
         i for i, _, _ in GOLDEN
     )
+
+
+def test_golden_lines_end_at_newline_only_in_the_api_and_the_cli(
+    env: ApiEnv, cli: CliRunner, tmp: Path
+) -> None:
+    """U+2028, U+2029 and U+0085 are valid inside a JSON string; `str.splitlines` broke the API's
+    import there while the CLI read the same file whole."""
+    question = "Which line\u2028separator, paragraph\u2029separator or next\x85line is it?"
+    items = [{"id": f"g-sep-{n}", "question": question, "review": "pending"} for n in (1, 2)]
+    jsonl = "".join(json.dumps(i, ensure_ascii=False) + "\r\n" for i in items).encode()
+    admin = env.auth("globex", "admin")
+    r = env.client.post("/v1/golden/import", content=jsonl, headers=admin)
+    assert r.status_code == 200 and r.json()["imported"] == 2, r.text
+    path = tmp / "separators.jsonl"
+    path.write_bytes(jsonl)
+    result = cli.invoke(cli_app, ["golden", "import", "--tenant", "globex", str(path)])
+    assert result.exit_code == 0 and "imported 2" in result.output, result.output
+    listed = _get(env, "/v1/golden", "globex", review="pending").json()["items"]
+    assert [i["question"] for i in listed] == [question, question]
+    not_utf8 = jsonl + b'{"id": "\xff"}\n'
+    r = env.client.post("/v1/golden/import", content=not_utf8, headers=admin)
+    assert r.status_code == 422 and "body:3: not UTF-8" in r.json()["error"]["reason"]
+    path.write_bytes(not_utf8)
+    result = cli.invoke(cli_app, ["golden", "import", "--tenant", "globex", str(path)])
+    assert result.exit_code == 2 and f"{path}:3: not UTF-8" in result.output
+    for item in items:
+        deleted = env.client.delete(f"/v1/golden/{item['id']}", headers=admin)
+        assert deleted.status_code == 204
+
+
+def test_golden_ids_holding_a_slash_are_managed_on_every_route(env: ApiEnv, cli: CliRunner) -> None:
+    """Import took {"id": "dir/item"}, but PATCH and DELETE /v1/golden/dir%2Fitem were 404."""
+    ids = ["dir/item", "dir/sub/item", "a\nb/c"]
+    items = [{"id": i, "question": "Q?", "review": "pending"} for i in ids]
+    admin = env.auth("globex", "admin")
+    jsonl = "".join(json.dumps(i) + "\n" for i in items)
+    assert env.client.post("/v1/golden/import", content=jsonl, headers=admin).status_code == 200
+    approve = ["golden", "approve", "--tenant", "globex", "dir/item"]
+    assert cli.invoke(cli_app, approve).exit_code == 0
+    for item_id in ids:
+        for path in (f"/v1/golden/{quote(item_id, safe='')}", f"/v1/golden/{quote(item_id)}"):
+            edited = env.client.patch(path, json={"question": f"{path}?"}, headers=admin)
+            assert edited.status_code == 200 and edited.json()["id"] == item_id, edited.text
+        deleted = env.client.delete(f"/v1/golden/{quote(item_id, safe='')}", headers=admin)
+        assert deleted.status_code == 204
+        again = env.client.delete(f"/v1/golden/{quote(item_id)}", headers=admin)
+        assert again.status_code == 404 and again.json()["error"]["code"] == "item_not_found"
+    assert _get(env, "/v1/golden", "globex").json()["items"] == []
 
 
 def test_candidates_are_generated_from_the_tenants_own_chunks(env: ApiEnv) -> None:
@@ -203,6 +256,11 @@ def test_a_signed_link_opens_the_page_without_a_key(env: ApiEnv, hybrid_run: Any
     assert opened.status_code == 200 and "g-fox" in opened.text
     forged = env.client.get(f"{url.path.replace('acme', 'globex')}?{url.query}")
     assert forged.status_code == 403 and forged.json()["error"]["code"] == "link_invalid"
+    expires = int(parse_qs(url.query)["expires"][0])
+    unsigned = hmac.new(b"", f"acme\n{run_id}\n{expires}".encode(), hashlib.sha256).hexdigest()
+    for sig in ("é" * 64, "\u2028", "not hex", unsigned, ""):  # non-ASCII was a 500
+        bad = env.client.get(url.path, params={"expires": expires, "sig": sig})
+        assert bad.status_code == 403 and bad.json()["error"]["code"] == "link_invalid", sig
 
 
 def test_bm25_only_is_flagged_until_a_new_baseline_is_accepted(
@@ -213,7 +271,7 @@ def test_bm25_only_is_flagged_until_a_new_baseline_is_accepted(
     assert worse.regression
     assert worse.report["comparison"]["previous_run"] == hybrid_run.run_dir.name
     assert "evaluation regression for tenant acme" in caplog.text
-    metrics = env.client.get("/metrics", headers=env.auth("acme", "admin")).text
+    metrics = env.client.get("/metrics", headers=OPERATOR).text
     assert 'rag_eval_regression{metric="retrieval/served/recall@5",tenant="acme"} 1.0' in metrics
     again = evaluate_tenant(env.platform, "acme", config=RunConfig("bm25"))
     assert again.regression  # still flagged: the baseline did not move

@@ -20,25 +20,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from redis.exceptions import RedisError
-from starlette.convertors import PathConvertor, register_url_convertor
 
-from api.auth import Principal, current_scope, require_admin
+from api.auth import Principal, current_scope, require_admin, target_scope
 from api.errors import ApiError
 from api.schemas import DeletesConfirmed, DocumentOut, DocumentPage
 from api.state import ApiState, api_state
 from core.manifest import DocStatus, DocumentRecord
-from core.types import InvalidTenantError, TenantScope
+from core.types import TenantScope
 from ingest.scan import confirm_held_deletes
 from workers.locks import document_lock
 
-
-class DocIdConvertor(PathConvertor):
-    """The rest of the path, newlines included: Starlette's `path` (`.*`) stops at a newline."""
-
-    regex = "(?s:.+)"
-
-
-register_url_convertor("doc_id", DocIdConvertor())
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 State = Annotated[ApiState, Depends(api_state)]
 
@@ -92,28 +83,22 @@ def list_documents(
     )
 
 
-@router.post("/confirm-deletes", response_model=DeletesConfirmed)
+@router.post(
+    "/confirm-deletes", response_model=DeletesConfirmed, dependencies=[Depends(require_admin)]
+)
 def confirm_deletes(
-    state: State,
-    principal: Annotated[Principal, Depends(require_admin)],
-    tenant: Annotated[str | None, Query(description="operator key only; default: own")] = None,
+    state: State, scope: Annotated[TenantScope, Depends(target_scope)]
 ) -> DeletesConfirmed:
     """Let the next scan carry out the deletes it held back for the tenant (see /v1/status).
 
     A scan holds a tenant's deletes when more of its documents left the bucket at once than
     `scan_hold_deletes_share` allows, as an unmounted volume would make them.
     """
-    try:
-        scope = TenantScope(tenant) if tenant is not None else principal.scope
-    except InvalidTenantError as exc:
-        raise ApiError(422, "invalid_tenant", str(exc), "tenant") from None
-    if not principal.may_manage(scope):
-        raise ApiError(403, "forbidden", "only the operator key acts on other tenants", "tenant")
     confirmed = confirm_held_deletes(state.runtime.manifest, scope.tenant_id)
     return DeletesConfirmed(tenant=scope.tenant_id, confirmed=confirmed)
 
 
-@router.get("/{doc_id:doc_id}", response_model=DocumentOut)
+@router.get("/{doc_id:any_id}", response_model=DocumentOut)
 def get_document(
     doc_id: str, state: State, scope: Annotated[TenantScope, Depends(current_scope)]
 ) -> DocumentOut:
@@ -130,7 +115,7 @@ _DELETE_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.delete("/{doc_id:doc_id}", response_model=DocumentOut, responses=_DELETE_ERRORS)
+@router.delete("/{doc_id:any_id}", response_model=DocumentOut, responses=_DELETE_ERRORS)
 def delete_document(
     doc_id: str, state: State, principal: Annotated[Principal, Depends(require_admin)]
 ) -> DocumentOut:

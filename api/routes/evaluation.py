@@ -1,9 +1,10 @@
 """Evaluation reports and golden sets over HTTP, tenant-scoped like every other route.
 
-A reader key reaches only its own tenant's runs and golden set; an admin (operator) key may name
-any tenant with `?tenant=`. Reports are JSON or their HTML page; a signed link
-(`POST /v1/eval/runs/{id}/link`) opens the page in a browser, which sends no API key.
-`GET /v1/eval/latest` serves the newest BEIR benchmark report (admin only).
+A key reaches only its own tenant's runs and golden set; only the operator key may name another
+tenant with `?tenant=` (`api.auth.Principal.tenant_scope`, the rule of every route). Reports are
+JSON or their HTML page; a signed link (`POST /v1/eval/runs/{id}/link`) opens the page in a
+browser, which sends no API key.
+`GET /v1/eval/latest` serves the newest BEIR benchmark report (the operator key only).
 """
 
 from __future__ import annotations
@@ -16,37 +17,26 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from api.auth import Principal, current_principal, require_admin
+from api.auth import require_operator, target_scope
 from api.errors import ApiError
 from core.settings import Settings
-from core.types import InvalidTenantError, TenantScope
+from core.types import TenantScope
 from eval.golden import GoldenSetError, parse_golden
 from eval.golden_store import GoldenStore
 from eval.history import finished_reports, read_report
-from eval.links import link_is_valid, report_link
+from eval.links import ReportLinks
 
 router = APIRouter(prefix="/v1", tags=["evaluation"])
-Caller = Annotated[Principal, Depends(current_principal)]
 Format = Annotated[Literal["json", "html"], Query()]
+Target = Annotated[TenantScope, Depends(target_scope)]
 
 
 def _settings(request: Request) -> Settings:
     return request.app.state.runtime.settings
 
 
-def target_tenant(caller: Principal, tenant: str | None) -> str:
-    """The caller's own tenant, or for an admin key the one it names."""
-    if tenant is None or tenant == caller.tenant_id:
-        return caller.tenant_id
-    if not caller.is_admin:
-        raise ApiError(403, "forbidden", "a reader key reaches only its own tenant", "tenant")
-    try:
-        return TenantScope(tenant).tenant_id
-    except InvalidTenantError as exc:
-        raise ApiError(422, "invalid_tenant", str(exc), "tenant") from None
-
-
-TenantParam = Annotated[str | None, Query(description="admin keys only: another tenant")]
+def _links(request: Request) -> ReportLinks:
+    return request.app.state.api.links
 
 
 def _run_dir(settings: Settings, tenant: str, run_id: str) -> Path:
@@ -61,10 +51,10 @@ def _page(run: Path) -> HTMLResponse:
 
 
 @router.get("/eval/runs")
-def list_runs(request: Request, caller: Caller, tenant: TenantParam = None) -> dict[str, Any]:
+def list_runs(request: Request, target: Target) -> dict[str, Any]:
     """The tenant's finished runs, newest first, with their means and regression flag."""
     s = _settings(request)
-    name = target_tenant(caller, tenant)
+    name = target.tenant_id
     runs = [
         {
             "run_id": r["run_id"],
@@ -83,35 +73,36 @@ def list_runs(request: Request, caller: Caller, tenant: TenantParam = None) -> d
 def get_run(
     run_id: str,
     request: Request,
-    caller: Caller,
-    tenant: TenantParam = None,
+    target: Target,
     format: Format = "json",
 ) -> dict[str, Any] | HTMLResponse:
-    run = _run_dir(_settings(request), target_tenant(caller, tenant), run_id)
+    run = _run_dir(_settings(request), target.tenant_id, run_id)
     if format == "html":
         return _page(run)
     return json.loads((run / "report.json").read_text(encoding="utf-8"))
 
 
 @router.post("/eval/runs/{run_id}/link")
-def link(
-    run_id: str, request: Request, caller: Caller, tenant: TenantParam = None
-) -> dict[str, Any]:
+def link(run_id: str, request: Request, target: Target) -> dict[str, Any]:
     """A short-lived URL that opens the report's page without a key."""
     s = _settings(request)
-    name = target_tenant(caller, tenant)
+    name = target.tenant_id
     _run_dir(s, name, run_id)
-    url = report_link(s, name, run_id, str(request.base_url).rstrip("/"))
+    url = _links(request).link(name, run_id, str(request.base_url).rstrip("/"))
     return {"url": url, "expires_in": s.eval.link_ttl_seconds}
 
 
-@router.get("/eval/shared/{tenant}/{run_id}", response_class=HTMLResponse)
+@router.get(
+    "/eval/shared/{tenant}/{run_id}",
+    response_class=HTMLResponse,
+    responses={403: {"description": "the link has expired or its signature is wrong"}},
+)
 def shared(
     tenant: str, run_id: str, request: Request, expires: int = 0, sig: str = ""
 ) -> HTMLResponse:
     """The report page behind a signed link; an expired or forged link is a 403."""
     s = _settings(request)
-    if not link_is_valid(s, tenant, run_id, expires, sig):
+    if not _links(request).is_valid(tenant, run_id, expires, sig):
         raise ApiError(403, "link_invalid", "the link has expired or its signature is wrong")
     return _page(_run_dir(s, tenant, run_id))
 
@@ -119,11 +110,12 @@ def shared(
 @router.get(
     "/eval/latest",
     response_model=None,
-    dependencies=[Depends(require_admin)],
+    dependencies=[Depends(require_operator)],
     responses={404: {"description": "no evaluation has finished"}},
 )
 def latest(request: Request, format: Format = "json") -> dict[str, Any] | HTMLResponse:
-    """The newest finished BEIR benchmark report (`rag eval --dataset`)."""
+    """The newest finished BEIR benchmark report (`rag eval --dataset`): the operator's, as it
+    is no tenant's and names the server's dataset folder."""
     root = _settings(request).eval.reports_dir
     runs = sorted(p.parent for p in root.glob("*/report.json"))
     if not runs:
@@ -155,11 +147,10 @@ def _store(request: Request) -> GoldenStore:
 @router.get("/golden")
 def list_golden(
     request: Request,
-    caller: Caller,
-    tenant: TenantParam = None,
+    target: Target,
     review: Annotated[Literal["pending", "approved"] | None, Query()] = None,
 ) -> dict[str, Any]:
-    name = target_tenant(caller, tenant)
+    name = target.tenant_id
     store = _store(request)
     try:
         return {"tenant": name, "items": [i.model_dump() for i in store.items(name, review)]}
@@ -167,15 +158,25 @@ def list_golden(
         store.close()
 
 
-@router.post("/golden/import")
-async def import_golden(
-    request: Request, caller: Caller, tenant: TenantParam = None
-) -> dict[str, Any]:
-    """A JSONL body, one item a line; a bad line is a 422 naming it and nothing is written."""
-    name = target_tenant(caller, tenant)
-    text = (await request.body()).decode("utf-8", errors="replace")
+_JSONL_BODY = {
+    "required": True,
+    "content": {
+        "application/x-ndjson": {
+            "schema": {"type": "string"},
+            "example": '{"id": "q1", "question": "How many days of leave?", '
+            '"reference": "Twenty five.", "relevant_doc_ids": ["handbook.md"]}\n',
+        }
+    },
+}
+
+
+@router.post("/golden/import", openapi_extra={"requestBody": _JSONL_BODY})
+async def import_golden(request: Request, target: Target) -> dict[str, Any]:
+    """A JSONL body (UTF-8), one item a line, as `rag golden import` reads a file; a bad line is a
+    422 naming it and nothing is written."""
+    name = target.tenant_id
     try:
-        items = parse_golden(text.splitlines(), "body")
+        items = parse_golden(await request.body(), "body")
     except GoldenSetError as exc:
         raise ApiError(422, "invalid_golden", str(exc), "body") from None
     store = _store(request)
@@ -185,12 +186,10 @@ async def import_golden(
         store.close()
 
 
-@router.patch("/golden/{item_id}")
-def edit_golden(
-    item_id: str, edit: GoldenEdit, request: Request, caller: Caller, tenant: TenantParam = None
-) -> dict[str, Any]:
+@router.patch("/golden/{item_id:any_id}")
+def edit_golden(item_id: str, edit: GoldenEdit, request: Request, target: Target) -> dict[str, Any]:
     """Edit or approve (`{"review": "approved"}`) one item."""
-    name = target_tenant(caller, tenant)
+    name = target.tenant_id
     store = _store(request)
     try:
         updated = store.update(name, item_id, edit.model_dump(exclude_unset=True))
@@ -205,11 +204,9 @@ def edit_golden(
     return updated.model_dump()
 
 
-@router.delete("/golden/{item_id}", status_code=204)
-def delete_golden(
-    item_id: str, request: Request, caller: Caller, tenant: TenantParam = None
-) -> None:
-    name = target_tenant(caller, tenant)
+@router.delete("/golden/{item_id:any_id}", status_code=204)
+def delete_golden(item_id: str, request: Request, target: Target) -> None:
+    name = target.tenant_id
     store = _store(request)
     try:
         deleted = store.delete(name, [item_id])

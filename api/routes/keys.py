@@ -9,13 +9,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from api.auth import InvalidLabelError, KeyInfo, Principal, check_label, require_admin
 from api.errors import ApiError
 from api.schemas import KeyCreate, KeyCreated, KeyOut
 from api.state import ApiState, api_state
-from core.types import InvalidTenantError, TenantScope
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 State = Annotated[ApiState, Depends(api_state)]
@@ -36,7 +35,7 @@ def _out(info: KeyInfo) -> dict[str, object]:
 @router.post("", response_model=KeyCreated, status_code=201)
 def create_key(body: KeyCreate, state: State, admin: Admin) -> KeyCreated:
     """A new key for a tenant (default: the admin key's own); the key is shown only here."""
-    scope = _managed(admin, body.tenant) or admin.scope
+    scope = admin.tenant_scope(body.tenant)
     try:
         check_label(body.label)
     except InvalidLabelError as exc:
@@ -46,11 +45,15 @@ def create_key(body: KeyCreate, state: State, admin: Admin) -> KeyCreated:
 
 
 @router.get("", response_model=list[KeyOut])
-def list_keys(state: State, admin: Admin, tenant: str | None = None) -> list[KeyOut]:
+def list_keys(
+    state: State,
+    admin: Admin,
+    tenant: Annotated[
+        str | None, Query(description="the operator key only: another tenant (default: every one)")
+    ] = None,
+) -> list[KeyOut]:
     """The keys of the caller's tenant; the operator key sees every tenant's unless it names one."""
-    scope = _managed(admin, tenant)
-    if scope is None and not admin.is_operator:
-        scope = admin.scope
+    scope = None if tenant is None and admin.is_operator else admin.tenant_scope(tenant)
     return [KeyOut(**_out(k)) for k in state.keys.list(scope)]
 
 
@@ -59,16 +62,3 @@ def revoke_key(key_id: str, state: State, admin: Admin) -> Response:
     if not state.keys.revoke(key_id, None if admin.is_operator else admin.scope):
         raise ApiError(404, "not_found", "no such live key", "key_id")
     return Response(status_code=204)
-
-
-def _managed(admin: Principal, tenant: str | None) -> TenantScope | None:
-    """The tenant a request names, if this admin may manage it (403 otherwise); None if none."""
-    if tenant is None:
-        return None
-    try:
-        scope = TenantScope(tenant)
-    except InvalidTenantError as exc:
-        raise ApiError(422, "invalid_tenant", str(exc), "tenant") from None
-    if not admin.may_manage(scope):
-        raise ApiError(403, "forbidden", "only the operator key manages other tenants", "tenant")
-    return scope

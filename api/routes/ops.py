@@ -8,10 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from api.auth import Principal, current_principal, require_admin
+from api.auth import Principal, current_principal, require_operator
 from api.schemas import IndexOut, LastRun, RerankerOut, StatusOut
 from api.state import ApiState, api_state
+from core.model_digest import model_label
 from ingest.status import StatusReport, read_status
+from retrieval.rerank import RerankerStatus
 
 router = APIRouter(tags=["ops"])
 _SCAN_FAILED = "the last scan could not list the bucket, so it changed and deleted nothing"
@@ -30,7 +32,8 @@ def status(state: State, caller: Annotated[Principal, Depends(current_principal)
 
     The last ingestion run covers every tenant, and its times tell when any tenant's documents
     changed (a watcher hint starts a run), so it is shown to the operator key only; a
-    tenant sees its own documents' times in `/v1/documents`.
+    tenant sees its own documents' times in `/v1/documents`. Models are named, never by the
+    server's paths, except to the operator.
     """
     rt, scope = state.runtime, caller.scope
     report = read_status(rt.manifest, scope.tenant_id)
@@ -48,21 +51,28 @@ def status(state: State, caller: Annotated[Principal, Depends(current_principal)
         )
         if last
         else None,
-        reranker=RerankerOut(
-            available=state.reranker.available,
-            name=state.reranker.name,
-            reason=state.reranker.reason,
-        ),
+        reranker=_reranker_status(state.reranker, caller.is_operator),
         llm_configured=state.llm is not None,
         legs=state.search.leg_names,
         index=_index_status(state, report, caller.is_operator),
     )
 
 
+def _reranker_status(reranker: RerankerStatus, operator: bool) -> RerankerOut:
+    """The operator sees the configured model (a path, maybe) and the loader's error; a tenant
+    its name and which model failed."""
+    if operator:
+        return RerankerOut(available=reranker.available, name=reranker.name, reason=reranker.reason)
+    return RerankerOut(
+        available=reranker.available, name=reranker.label, reason=reranker.public_reason
+    )
+
+
 def _index_status(state: ApiState, report: StatusReport, operator: bool) -> IndexOut:
     """The served generation and how much of it HNSW covers; a rebuild's progress.
 
-    Point and document counts span every tenant, so a tenant's key sees shares, not counts.
+    Point and document counts span every tenant, so a tenant's key sees shares, not counts, and
+    the model's name, not its folder.
     """
     generation = report.generation or {}
     vectors = state.runtime.index.vector_status()  # live: the manifest's copy is from the last run
@@ -73,9 +83,10 @@ def _index_status(state: ApiState, report: StatusReport, operator: bool) -> Inde
         share = rebuild["done"] / rebuild["total"] if rebuild["total"] else 0.0
         rebuild = {"target": rebuild["target"], "done_percent": round(100 * share, 1)}
     points = vectors["points"]
+    model = generation.get("embedding_model")
     return IndexOut(
         generation=generation.get("id"),
-        embedding_model=generation.get("embedding_model"),
+        embedding_model=model if operator or model is None else model_label(model),
         chunk_size=generation.get("chunk_size"),
         chunk_overlap=generation.get("chunk_overlap"),
         indexed_percent=round(100 * vectors["indexed_vectors"] / points, 1) if points else 100.0,
@@ -85,7 +96,8 @@ def _index_status(state: ApiState, report: StatusReport, operator: bool) -> Inde
     )
 
 
-@router.get("/metrics", dependencies=[Depends(require_admin)])
+@router.get("/metrics", dependencies=[Depends(require_operator)])
 def metrics(state: State) -> Response:
-    """Prometheus exposition; needs an admin key (it names every tenant)."""
+    """Prometheus exposition; needs the operator key, since it names every tenant with its
+    index size and evaluation means (a tenant reads its own in `/v1/status` and its runs)."""
     return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

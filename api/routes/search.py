@@ -92,8 +92,8 @@ def search_or_error(
         return service.search(scope, req)
     except SearchUnavailableError as exc:
         reason = exc.reason
-        if exc.code == "reranker_unavailable" and reranker.reason:
-            reason = f"{reason}: {reranker.reason}"
+        if exc.code == "reranker_unavailable" and reranker.public_reason:
+            reason = f"{reason}: {reranker.public_reason}"
         field = "rerank" if exc.code == "reranker_unavailable" else "mode"
         raise ApiError(400, exc.code, reason, field) from None
     except RerankerError as exc:
