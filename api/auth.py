@@ -33,7 +33,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from api.errors import ApiError
 from core.settings import Settings
 from core.sqlite import Migration, SqliteStore
-from core.types import InvalidTenantError, TenantScope
+from core.types import InvalidTenantError, TenantScope, is_tenant_id
 
 Role = Literal["reader", "admin"]
 ROLES: tuple[Role, ...] = ("reader", "admin")
@@ -192,7 +192,9 @@ class KeyStore(SqliteStore):
             ).fetchone()
         stored = row[2] if row else _DUMMY_HASH
         key_ok = hmac.compare_digest(_digest(secret), stored) and row is not None
-        if key_ok and row[3] is None:
+        # A key an older release minted for a name that is not a tenant id ("acme\n") is refused
+        # like an unknown one: no scope can be built for it.
+        if key_ok and row[3] is None and is_tenant_id(row[0]):
             return Principal(TenantScope(row[0]), key_id, row[1])
         if bootstrap_ok and self._bootstrap_scope is not None:
             return Principal(self._bootstrap_scope, BOOTSTRAP_KEY_ID, "admin")
@@ -222,7 +224,7 @@ class KeyStore(SqliteStore):
             rows = self._conn.execute(
                 "SELECT DISTINCT tenant_id FROM api_keys WHERE revoked_at IS NULL"
             ).fetchall()
-        return {r[0] for r in rows}
+        return {r[0] for r in rows if is_tenant_id(r[0])}
 
 
 def create_key(settings: Settings, tenant: str, role: Role = "reader", label: str = "") -> str:

@@ -89,3 +89,21 @@ def test_key_ids_labels_and_run_ids_are_matched_whole(tmp_path: Path, end: str) 
     assert read_report(reports, "acme", run.name + end) is None
     with pytest.raises(InvalidTenantError):
         read_report(reports, "acme" + end, run.name)
+
+
+@pytest.mark.parametrize("end", NEWLINES)
+def test_a_key_an_older_release_minted_for_a_tenant_with_a_newline_is_refused(
+    tmp_path: Path, end: str
+) -> None:
+    """Before names were matched whole, `rag keys create "acme\\n"` stored such a key; verifying it
+    now raised while building its scope (a 500 for every request that sent it), and the index-size
+    gauge of /metrics raised on it too."""
+    store = KeyStore(tmp_path / "api_keys.sqlite")
+    key, info = store.create(TenantScope("acme"), "reader")
+    with store._lock:
+        store._conn.execute(
+            "UPDATE api_keys SET tenant_id = ? WHERE key_id = ?", ("acme" + end, info.key_id)
+        )
+    assert store.verify(key) is None
+    assert store.tenants() == set()
+    store.close()
