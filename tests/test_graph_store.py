@@ -19,7 +19,7 @@ from graph.extract import RuleExtractor
 from graph.factory import open_graph_store
 from graph.model import DocFacts, GraphDecodeError, TenantGraph
 from graph.store import FileGraphStore, GraphStore, RedisGraphStore
-from tests.support.services import REDIS_HOST, REDIS_PORT, redis_url
+from tests.support.services import redis_url
 
 ACME = TenantScope("acme")
 GLOBEX = TenantScope("globex")
@@ -184,7 +184,7 @@ def test_an_unreadable_document_file_is_named(tmp_path: Path) -> None:
 
 @pytest.fixture
 def redis_prefix() -> Iterator[str]:
-    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB)
+    client = redis.Redis.from_url(redis_url(REDIS_DB))
     prefix = f"test-graph-{uuid4().hex}"
     yield prefix
     for key in client.scan_iter(f"{prefix}:*"):
@@ -193,7 +193,7 @@ def redis_prefix() -> Iterator[str]:
 
 
 def redis_store(prefix: str, log_keep: int = 10_000) -> RedisGraphStore:
-    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB)
+    client = redis.Redis.from_url(redis_url(REDIS_DB))
     return RedisGraphStore(client, prefix=prefix, log_keep=log_keep)
 
 
