@@ -133,7 +133,7 @@ def run_up(settings: Settings, with_api: bool = True) -> None:
 
             api = create_app(platform, extra_routers=[pool.router()])  # the API closes it
             _raise_if_interrupted()
-            run_api(api, sock)
+            run_api(api, sock, settings.api)
         else:
             with platform:
                 _raise_if_interrupted()

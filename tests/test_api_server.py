@@ -1,0 +1,73 @@
+"""What a client controls of the server's own records, over real HTTP to the uvicorn server that
+`rag serve` and `rag up` run (`api.server.api_server`): the address the audit log and the
+per-client refusal limit see.
+
+Before, any client forged its audited address with X-Forwarded-For, since uvicorn trusts it from
+127.0.0.1, where `rag up` listens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api.app import create_app
+from core.embedding import Embedder
+from core.settings import Settings
+from serving.platform import Platform
+from tests.support.api_env import prepare_runtime
+from tests.support.audit import read_audit_log
+from tests.support.server import serving
+
+REFUSALS_PER_MINUTE = 3
+
+
+@contextmanager
+def _api(
+    tmp_path: Path, embedder: Embedder, **settings: object
+) -> Iterator[tuple[httpx.Client, Settings]]:
+    """A client of the real app, served over loopback, and the app's settings."""
+    runtime, _ = prepare_runtime(tmp_path, embedder, ingest=False, **settings)
+    app = create_app(Platform(runtime))
+    with serving(app, runtime.settings.api) as url, httpx.Client(base_url=url, timeout=60) as c:
+        yield c, runtime.settings
+
+
+def _forge(client: httpx.Client, n: int) -> None:
+    """`n` requests with a wrong key, each claiming another client address."""
+    for i in range(n):
+        reply = client.post(
+            "/v1/search",
+            json={"query": "anything"},
+            headers={"X-API-Key": "rag_nope_wrong", "X-Forwarded-For": f"203.0.113.{i + 1}"},
+        )
+        assert reply.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("proxies", "believed"),
+    [("", False), ("10.0.0.9", False), ("127.0.0.1", True)],
+    ids=["no-proxy-by-default", "another-proxy", "named-proxy"],
+)
+def test_forwarded_for_is_believed_only_from_a_named_proxy(
+    tmp_path: Path, embedder: Embedder, proxies: str, believed: bool
+) -> None:
+    settings = {
+        "api_forwarded_allow_ips": proxies,
+        "audit_refusals_per_client_per_minute": REFUSALS_PER_MINUTE,
+    }
+    forged = 2 * REFUSALS_PER_MINUTE + 2
+    with _api(tmp_path, embedder, **settings) as (client, served):
+        _forge(client, forged)
+    assert served.api.forwarded_allow_ips == proxies and served.audit_log_path is not None
+    entries = read_audit_log(served.audit_log_path)
+    audited = [e["client"] for e in entries if e["event"] == "auth_refused"]
+    if believed:  # the proxy's word: each client its own address, and its own limit
+        assert audited == [f"203.0.113.{i + 1}" for i in range(forged)]
+    else:  # the socket's peer, held to one client's limit (two, should a minute begin)
+        assert set(audited) == {"127.0.0.1"}
+        assert len(audited) <= 2 * REFUSALS_PER_MINUTE < forged
