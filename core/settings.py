@@ -283,7 +283,7 @@ class WorkerSettings(Section):
     # A stop (SIGTERM, Ctrl-C) lets running tasks finish for this long; then the process ends, and
     # the documents they held are synced again after a restart, as after a kill -9 (tasks are
     # idempotent, their messages unacknowledged, their locks lapse).
-    shutdown_timeout_seconds: float = Field(default=15.0, ge=0)
+    shutdown_timeout_seconds: float = Field(default=15.0, gt=0)
 
 
 class ApiSettings(Section):
