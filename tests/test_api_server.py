@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import ValidationError
 
 from api.app import create_app
 from core.embedding import Embedder
@@ -108,3 +109,11 @@ def test_forwarded_for_is_believed_only_from_a_named_proxy(
     else:  # the socket's peer, held to one client's limit (two, should a minute begin)
         assert set(audited) == {"127.0.0.1"}
         assert len(audited) <= 2 * REFUSALS_PER_MINUTE < forged
+
+
+def test_a_proxy_named_by_host_name_is_refused() -> None:
+    """uvicorn would compare the name with the peer's address as text and never match it."""
+    with pytest.raises(ValidationError, match=r"'proxy\.internal' is not an IP address"):
+        Settings(api={"forwarded_allow_ips": "10.0.0.2, proxy.internal"})
+    listed = Settings(api={"forwarded_allow_ips": " 10.0.0.2, 10.1.0.0/16 ,"})
+    assert listed.api.forwarded_allow_ips == "10.0.0.2,10.1.0.0/16"
