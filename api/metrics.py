@@ -2,14 +2,18 @@
 and the index size of each tenant.
 
 Each app has its own registry, so several apps in one process (tests, benches) do not collide.
-Routes are labelled by their template (`/v1/documents/{doc_id:path}`), never the raw path, so
-the label set stays bounded whatever clients send.
+Every label value comes from a closed set, so no client can grow the number of series (each one
+costs memory for good, and every scrape carries it): routes are labelled by their template
+(`/v1/documents/{doc_id:path}`, or "unmatched"), never the raw path; methods and status codes by
+their standard names, anything else as "other"; search stages and evaluation metrics by the
+names the code gives them, tenants by the tenants that hold keys or reports.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from http import HTTPStatus
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -17,6 +21,21 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+# A server answers any token as a method (uvicorn passes it on, and a route answers 405): only
+# the standard ones (RFC 9110 and PATCH) are labelled by name. Methods are case-sensitive.
+_METHODS = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
+)
+_STATUSES = frozenset(status.value for status in HTTPStatus)
+_OTHER = "other"
+
+
+def _method_label(method: str) -> str:
+    return method if method in _METHODS else _OTHER
+
+
+def _status_label(status: int) -> str:
+    return str(status) if status in _STATUSES else _OTHER
 
 
 class _IndexSizeCollector(Collector):
@@ -120,5 +139,6 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_status)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.requests.labels(route, scope["method"], str(status)).inc()
+            method, code = _method_label(scope["method"]), _status_label(status)
+            self.metrics.requests.labels(route, method, code).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - start)

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from api.app import create_app
 from core.index.lock import ShardLock
-from core.settings import Settings
+from core.settings import ApiSettings, Settings
 from eval.links import link_secret
 from serving.platform import Platform
 
@@ -42,10 +42,29 @@ def bind_api_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run_api(app: FastAPI, sock: socket.socket, log_level: str = "info") -> None:
+def api_server(app: FastAPI, api: ApiSettings, log_level: str = "info") -> uvicorn.Server:
+    """The uvicorn server every API runs under (`rag serve`, `rag up`).
+
+    Forwarded headers name the client only when they come from a proxy in
+    RAG_API_FORWARDED_ALLOW_IPS: uvicorn by default believes them from 127.0.0.1, so behind no
+    proxy at all any local client could choose the address the audit log and the per-client
+    limits see.
+    """
+    proxies = [entry for entry in api.forwarded_allow_ips.split(",") if entry]
+    config = uvicorn.Config(
+        app,
+        log_level=log_level,
+        access_log=False,
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies,
+    )
+    return uvicorn.Server(config)
+
+
+def run_api(app: FastAPI, sock: socket.socket, api: ApiSettings, log_level: str = "info") -> None:
     """Serve `app` on the bound `sock` until SIGINT or SIGTERM; an app that fails to start (its
     lifespan raised, and uvicorn logged why) is a RuntimeError here."""
-    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False))
+    server = api_server(app, api, log_level)
     try:
         server.run(sockets=[sock])
     finally:
@@ -58,7 +77,7 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     """One process, one event loop: the embedded shard allows a single owner, so no workers."""
     check_can_start(settings)
     sock = bind_api_socket(host or settings.api.host, port or settings.api.port)
-    run_api(create_app(Platform.open(settings)), sock)
+    run_api(create_app(Platform.open(settings)), sock, settings.api)
 
 
 def check_can_start(settings: Settings) -> None:

@@ -30,10 +30,8 @@ import json
 import os
 import random
 import re
-import socket
 import statistics
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -46,7 +44,6 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
-import uvicorn  # noqa: E402
 
 from api.app import create_app  # noqa: E402
 from api.auth import create_key  # noqa: E402
@@ -60,6 +57,7 @@ from eval.workspace import EvalWorkspace  # noqa: E402
 from ingest.service import Ingestion  # noqa: E402
 from serving.platform import Platform  # noqa: E402
 from tests.support.models import build_untrained_cross_encoder  # noqa: E402
+from tests.support.server import serving as serving_app  # noqa: E402
 
 WORK = ROOT / "bench" / ".work" / "latency"
 TOP_K = 10
@@ -161,32 +159,11 @@ def _bench_settings(settings: Settings, ce: Path) -> Settings:
 # --------------------------------------------------------------------------- our API over HTTP
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def serving(rt: Runtime) -> Iterator[str]:
     """The real app under uvicorn in a thread on loopback; stops (and closes `rt`) on exit."""
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(Platform(rt, legs=())), host="127.0.0.1", port=port, log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the API did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=60)
+    with serving_app(create_app(Platform(rt, legs=())), rt.settings.api) as url:
+        yield url
 
 
 def measure_http(

@@ -11,11 +11,12 @@ variable (`RAG_BUCKET_URL` is `settings.ingest.bucket_url`, `RAG_WORKER_CONCURRE
 
 from __future__ import annotations
 
+import ipaddress
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -279,6 +280,10 @@ class WorkerSettings(Section):
     broker_visibility_timeout_seconds: int = Field(  # an unacked message returns after this
         default=3600, validation_alias="RAG_BROKER_VISIBILITY_TIMEOUT_SECONDS"
     )
+    # A stop (SIGTERM, Ctrl-C) lets running tasks finish for this long; then the process ends, and
+    # the documents they held are synced again after a restart, as after a kill -9 (tasks are
+    # idempotent, their messages unacknowledged, their locks lapse).
+    shutdown_timeout_seconds: float = Field(default=15.0, gt=0)
 
 
 class ApiSettings(Section):
@@ -303,6 +308,11 @@ class ApiSettings(Section):
     # An API delete waits this long for the document's lock while a worker syncs the document;
     # past it, 409 with Retry-After.
     delete_lock_wait_seconds: float = Field(default=10.0, ge=0)
+    # Addresses (or networks, or "*") of the reverse proxies whose X-Forwarded-For and
+    # X-Forwarded-Proto are believed, comma-separated: the audit log and the per-client limits
+    # then see the proxy's client. Empty: forwarded headers are ignored, since any client could
+    # name itself in them (uvicorn on its own trusts 127.0.0.1, where `rag up` listens).
+    forwarded_allow_ips: str = Field(default="", examples=["10.0.0.2,10.1.0.0/16"])
     # Every search and answer, and every refused key, as a JSON line in data_dir/audit.log;
     # queries are logged as a SHA-256 and a length unless audit_log_queries is on.
     audit_log: bool = Field(default=True, validation_alias="RAG_AUDIT_LOG")
@@ -321,6 +331,20 @@ class ApiSettings(Section):
     )
     max_body_bytes: int = Field(default=64 * 1024, validation_alias="RAG_MAX_BODY_BYTES")
     max_rerank_top_n: int = Field(default=50, validation_alias="RAG_MAX_RERANK_TOP_N")
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _addresses_or_networks(cls, value: str) -> str:
+        """uvicorn compares a name it cannot parse as an address with the peer's as text, so a
+        host name would be trusted never, silently: refused here, with the entry named."""
+        entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+        for entry in entries:
+            if entry != "*":
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(f"{entry!r} is not an IP address, a network or '*'") from None
+        return ",".join(entries)
 
 
 class RetrievalSettings(Section):

@@ -6,8 +6,6 @@ remote endpoint can), since no LLM runs here.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,18 +13,16 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from openapi_spec_validator import validate as validate_spec
 from PIL import Image
 
 from api.app import create_app
-from api.server import bind_api_socket
 from core.embedding import Embedder
 from eval.screenshot import find_chromium, screenshot_url
 from serving.platform import Platform
 from tests.support.api_env import ApiEnv, prepare_runtime
-from workers.redis_server import free_port
+from tests.support.server import serving
 
 MAX_BODY = 4096
 
@@ -192,18 +188,9 @@ def test_docs_render_in_chromium_with_no_network(tmp_path: Path, embedder: Embed
     if find_chromium() is None:
         pytest.fail("no Chromium: `apt-get install -y chromium` (make test installs it)")
     runtime, _ = prepare_runtime(tmp_path, embedder, ingest=False)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(Platform(runtime)), log_level="warning"))
-    sock = bind_api_socket("127.0.0.1", port)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 120
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
-            time.sleep(0.1)
+    with serving(create_app(Platform(runtime)), runtime.settings.api) as url:
         png = screenshot_url(
-            f"http://127.0.0.1:{port}/docs",
+            f"{url}/docs",
             tmp_path / "docs.png",
             height=1600,
             extra_flags=(
@@ -211,9 +198,5 @@ def test_docs_render_in_chromium_with_no_network(tmp_path: Path, embedder: Embed
                 "--virtual-time-budget=20000",
             ),
         )
-    finally:
-        server.should_exit = True
-        thread.join(timeout=60)
-        sock.close()
     image = Image.open(png).convert("RGB")
     assert _pixels_near(image, GET_BLUE) > 1000 and _pixels_near(image, POST_GREEN) > 1000

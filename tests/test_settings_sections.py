@@ -158,8 +158,10 @@ def test_every_old_variable_is_still_read() -> None:
 
 
 def _other_value(info: FieldInfo) -> tuple[str, Any]:
-    """A value for the field unlike its default and within its bounds: (as the environment
-    writes it, as the field holds it)."""
+    """A value for the field unlike its default and within its bounds, its first example if it
+    gives one: (as the environment writes it, as the field holds it)."""
+    if info.examples:
+        return str(info.examples[0]), info.examples[0]
     kind = info.annotation
     args = [a for a in typing.get_args(kind) if a is not NoneType]
     if isinstance(kind, UnionType) or typing.get_origin(kind) is typing.Union:

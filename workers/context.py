@@ -2,8 +2,10 @@
 
 A worker process builds it once when it starts (`worker_process_init` for prefork and solo pools,
 `worker_init` for the threads pool, whose tasks run in the starting process) and closes it on
-shutdown, releasing the embedded shard's lock. `rag up` installs the platform it already holds, so
-its API and its worker pool share one model, one open index and one graph store.
+shutdown, releasing the embedded shard's lock; a stop that outlasts
+RAG_WORKERS_SHUTDOWN_TIMEOUT_SECONDS ends the process without its running tasks instead
+(`workers.shutdown`). `rag up` installs the platform it already holds, so its API and its worker
+pool share one model, one open index and one graph store.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ingest.bucket import Bucket
 from ingest.service import Ingestion
 from serving.platform import Platform
 from workers.locks import redis_client
+from workers.shutdown import StopDeadline
 
 
 @dataclass
@@ -98,7 +101,21 @@ def quiet_progress_bars(**_: object) -> None:
     logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
 
 
+_stop_deadline: StopDeadline | None = None
+
+
+@signals.worker_shutting_down.connect
+def _on_shutting_down(exitcode: int = 0, **_: object) -> None:
+    """A `celery worker` (`rag worker`) told to stop waits for its running tasks only so long."""
+    global _stop_deadline
+    if _stop_deadline is None:
+        timeout = get_settings().workers.shutdown_timeout_seconds
+        _stop_deadline = StopDeadline(timeout, exitcode).start()
+
+
 @signals.worker_process_shutdown.connect
 @signals.worker_shutdown.connect
 def _on_shutdown(**_: object) -> None:
+    if _stop_deadline is not None:
+        _stop_deadline.met()
     close()

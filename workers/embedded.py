@@ -29,6 +29,7 @@ from workers import context
 from workers.app import app, configure
 from workers.context import quiet_progress_bars
 from workers.redis_server import ensure_redis
+from workers.shutdown import StopDeadline
 from workers.tasks.ingestion import scan_bucket, scan_keys
 from workers.tasks.maintenance import rebuild_index
 
@@ -73,7 +74,15 @@ class EmbeddedPool:
         log.info("worker pool (%d threads), beat and watcher started", s.workers.worker_concurrency)
 
     def stop(self) -> None:
-        """Stop taking work, let running tasks finish, and leave the platform to its owner."""
+        """Stop taking work, let running tasks finish, and leave the platform to its owner.
+
+        Running tasks get RAG_WORKERS_SHUTDOWN_TIMEOUT_SECONDS; past it the process exits without
+        them (`StopDeadline`), with the status a stop by SIGTERM has, before its owner closes
+        the platform under them.
+        """
+        deadline = StopDeadline(
+            self.platform.settings.workers.shutdown_timeout_seconds, 128 + signal.SIGTERM
+        ).start()
         if self._watcher is not None:
             self._watcher.stop()
         if self._beat is not None:
@@ -81,7 +90,8 @@ class EmbeddedPool:
         if self._worker is not None:
             self._worker.stop(in_sighandler=False)
         if self._thread is not None:
-            self._thread.join(timeout=60)
+            self._thread.join()
+        deadline.met()
         context.close()
 
     def router(self) -> APIRouter:
@@ -133,7 +143,7 @@ def run_up(settings: Settings, with_api: bool = True) -> None:
 
             api = create_app(platform, extra_routers=[pool.router()])  # the API closes it
             _raise_if_interrupted()
-            run_api(api, sock)
+            run_api(api, sock, settings.api)
         else:
             with platform:
                 _raise_if_interrupted()

@@ -59,7 +59,8 @@ class WorkerProcess:
         return self.process is not None and self.process.poll() is None
 
     def stop(self, timeout: float = 60) -> int | None:
-        """Warm shutdown: running tasks finish, the runtime closes and the shard flushes."""
+        """Warm shutdown: running tasks finish, the runtime closes and the shard flushes; tasks
+        still running after RAG_WORKERS_SHUTDOWN_TIMEOUT_SECONDS are left to a restart."""
         if self.process is None:
             return None
         self._signal(signal.SIGTERM)
