@@ -7,10 +7,11 @@ digest comparison against a dummy when there is no row) and get the same 401, so
 not tell which keys exist.
 
 The tenant of every request comes from its key and nothing else. Roles:
-- `reader`: search, answer and read the documents and status of its own tenant.
+- `reader`: search, answer and read the documents, status, golden set and evaluation reports of
+  its own tenant.
 - `admin`: a tenant's administrator. Everything a reader can do in its own tenant, plus managing
-  its own tenant's keys, deleting its documents from the index and confirming the deletes a scan
-  held back for it.
+  its own tenant's keys and golden set, deleting its documents from the index and confirming the
+  deletes a scan held back for it.
 The operator key `settings.admin_api_key` is the only one that acts across tenants: it is an
 admin of `settings.default_tenant` that may also name any other tenant (`Principal.tenant_scope`,
 the one rule every route that takes a tenant follows) and read `/metrics`, which names every
@@ -306,3 +307,11 @@ async def target_scope(
 ) -> TenantScope:
     """The tenant a route's `?tenant=` names, by `Principal.tenant_scope`'s rule."""
     return principal.tenant_scope(tenant)
+
+
+async def admin_target_scope(
+    principal: Annotated[Principal, Depends(require_admin)],
+    target: Annotated[TenantScope, Depends(target_scope)],
+) -> TenantScope:
+    """`target_scope` for what changes a tenant's state: an admin key's (or the operator's)."""
+    return target

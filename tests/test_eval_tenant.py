@@ -126,16 +126,23 @@ def test_golden_set_is_imported_with_the_cli_and_scoped_per_tenant(
         assert denied.status_code == 403 and denied.json()["error"]["field"] == "tenant"
     as_operator = env.client.get("/v1/golden", params={"tenant": "acme"}, headers=OPERATOR)
     assert len(as_operator.json()["items"]) == len(GOLDEN)
-    edit = env.client.patch(
-        "/v1/golden/g-fox",
-        json={"reference": "Red foxes hunt small rodents at dawn."},
-        headers=env.auth("acme"),
-    )
+    fox = {"reference": "Red foxes hunt small rodents at dawn."}
+    admin = env.auth("acme", "admin")
+    # A reader reads its tenant's golden set; changing it is an admin's.
+    for method, path, kwargs in (
+        ("PATCH", "/v1/golden/g-fox", {"json": fox}),
+        ("DELETE", "/v1/golden/g-fox", {}),
+        ("POST", "/v1/golden/import", {"content": b'{"id": "x", "question": "q"}\n'}),
+    ):
+        refused = env.client.request(method, path, headers=env.auth("acme"), **kwargs)
+        assert refused.status_code == 403, (method, path, refused.text)
+    edit = env.client.patch("/v1/golden/g-fox", json=fox, headers=admin)
     assert edit.status_code == 200 and edit.json()["reference"].startswith("Red foxes")
-    missing = env.client.patch("/v1/golden/nope", json={}, headers=env.auth("acme"))
+    missing = env.client.patch("/v1/golden/nope", json={}, headers=admin)
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "item_not_found"
-    bad = env.client.post("/v1/golden/import", content=b'{"id": "x"}\n', headers=env.auth("acme"))
+    bad = env.client.post("/v1/golden/import", content=b'{"id": "x"}\n', headers=admin)
     assert bad.status_code == 422 and "body:1" in bad.json()["error"]["reason"]
+    assert len(_get(env, "/v1/golden", "acme").json()["items"]) == len(GOLDEN)
     exported = cli.invoke(cli_app, ["golden", "export", "--tenant", "acme"])
     assert [json.loads(line)["id"] for line in exported.stdout.splitlines()] == sorted(
         i for i, _, _ in GOLDEN

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from api.auth import require_operator, target_scope
+from api.auth import admin_target_scope, require_operator, target_scope
 from api.errors import ApiError
 from core.settings import Settings
 from core.types import TenantScope
@@ -29,6 +29,7 @@ from eval.links import ReportLinks
 router = APIRouter(prefix="/v1", tags=["evaluation"])
 Format = Annotated[Literal["json", "html"], Query()]
 Target = Annotated[TenantScope, Depends(target_scope)]
+AdminTarget = Annotated[TenantScope, Depends(admin_target_scope)]
 
 
 def _settings(request: Request) -> Settings:
@@ -171,7 +172,7 @@ _JSONL_BODY = {
 
 
 @router.post("/golden/import", openapi_extra={"requestBody": _JSONL_BODY})
-async def import_golden(request: Request, target: Target) -> dict[str, Any]:
+async def import_golden(request: Request, target: AdminTarget) -> dict[str, Any]:
     """A JSONL body (UTF-8), one item a line, as `rag golden import` reads a file; a bad line is a
     422 naming it and nothing is written."""
     name = target.tenant_id
@@ -187,7 +188,9 @@ async def import_golden(request: Request, target: Target) -> dict[str, Any]:
 
 
 @router.patch("/golden/{item_id:any_id}")
-def edit_golden(item_id: str, edit: GoldenEdit, request: Request, target: Target) -> dict[str, Any]:
+def edit_golden(
+    item_id: str, edit: GoldenEdit, request: Request, target: AdminTarget
+) -> dict[str, Any]:
     """Edit or approve (`{"review": "approved"}`) one item."""
     name = target.tenant_id
     store = _store(request)
@@ -205,7 +208,7 @@ def edit_golden(item_id: str, edit: GoldenEdit, request: Request, target: Target
 
 
 @router.delete("/golden/{item_id:any_id}", status_code=204)
-def delete_golden(item_id: str, request: Request, target: Target) -> None:
+def delete_golden(item_id: str, request: Request, target: AdminTarget) -> None:
     name = target.tenant_id
     store = _store(request)
     try:
