@@ -33,7 +33,7 @@ from api.schemas import (
     SearchResponse,
 )
 from api.state import ApiState, api_state
-from core.llm import Answer, LlmError, Source, answer_from_sources
+from core.llm import Answer, ChatClient, LlmError, Source, answer_from_sources
 from core.settings import Settings
 from core.types import TenantScope
 from retrieval.filters import FilterError, FilterLimits, to_field_filters
@@ -187,12 +187,11 @@ def sources_of(chunks: list[RankedChunk]) -> list[Source]:
     return [Source(c.id, str(c.payload.get("text", ""))) for c in chunks]
 
 
-def _ask(state: ApiState, query: str, chunks: list[RankedChunk]) -> tuple[Answer, float]:
+def _ask(llm: ChatClient, query: str, chunks: list[RankedChunk]) -> tuple[Answer, float]:
     """The LLM's answer from the chunks, and the milliseconds it took."""
-    assert state.llm is not None
     start = time.perf_counter()
     try:
-        reply = answer_from_sources(state.llm, query, sources_of(chunks))
+        reply = answer_from_sources(llm, query, sources_of(chunks))
     except LlmError as exc:
         raise ApiError(502, "llm_failed", str(exc)) from None
     return reply, (time.perf_counter() - start) * 1000
@@ -249,7 +248,7 @@ async def answer(body: AnswerBody, state: State, caller: Caller) -> AnswerRespon
         result = await fair_search(state, caller, req)
         outcome.hits = len(result.chunks)
         reply, llm_ms = await state.llm_work.run(
-            caller.tenant_id, 1, _ask, state, body.query, result.chunks
+            caller.tenant_id, 1, _ask, state.llm, body.query, result.chunks
         )
     timings = {**result.timings_ms, "llm": llm_ms}
     state.metrics.observe_stages({"llm": timings["llm"]})
