@@ -1,6 +1,7 @@
 """Finding 2 of issue 23: one tenant's flood of reranked searches beside another tenant's searches.
 
-    python bench/fairness.py [--docs 600] [--seconds 60] [--attackers 48] [--peer ../main]
+    python bench/fairness.py [--docs 600] [--seconds 60] [--attackers 48] [--attack rerank|plain]
+        [--peer ../main]
 
 A real `rag serve` (the API alone, one process: the real embedding model and engine, and a
 cross-encoder built from the shipped MiniLM weights, as the tests build it: no reranker is in the
@@ -10,9 +11,10 @@ and kept for later runs. Two phases:
 
 1. alone: one globex client sends plain hybrid searches (top_k 10) one after the other for
    `--seconds`;
-2. flood: `--attackers` acme clients loop reranked searches (top_k 50, rerank, rerank_top_n 50),
-   waiting as Retry-After says when shed, while the same globex client searches as before, for
-   `--seconds` and until it has `--min-samples` answers (at most `--max-seconds`).
+2. flood: `--attackers` acme clients loop reranked searches (top_k 50, rerank, rerank_top_n 50;
+   with `--attack plain`, plain searches of top_k 50), waiting as Retry-After says when shed,
+   while the same globex client searches as before, for `--seconds` and until it has
+   `--min-samples` answers (at most `--max-seconds`).
 
 Printed: the victim's p50 and p95 alone and under the flood with their ratios, acme's answered
 searches a second and its 503s, and the load average. With `--peer`, the same bench first runs
@@ -47,7 +49,7 @@ from workers.redis_server import free_port  # noqa: E402
 WORK = ROOT / "bench" / ".work" / "fairness"
 DATASET = ROOT.parent / "shared/data/scifact"
 VICTIM = {"top_k": 10}
-ATTACK = {"top_k": 50, "rerank": True, "rerank_top_n": 50}
+ATTACKS = {"rerank": {"top_k": 50, "rerank": True, "rerank_top_n": 50}, "plain": {"top_k": 50}}
 
 
 @dataclass
@@ -188,7 +190,8 @@ def measure(name: str, code: Path, env: dict[str, str], queries: list[str],
     server = Server(code, env)
     try:
         warm = httpx.Client(base_url=server.url, timeout=900)
-        for tenant, body in (("GLOBEX", VICTIM), ("ACME", ATTACK)):  # models loaded, exported
+        attack = ATTACKS[args.attack]
+        for tenant, body in (("GLOBEX", VICTIM), ("ACME", attack)):  # models loaded, exported
             r = warm.post("/v1/search", json={**body, "query": queries[0]},
                           headers={"X-API-Key": env[f"BENCH_KEY_{tenant}"]})  # fmt: skip
             assert r.status_code == 200, r.text
@@ -196,14 +199,14 @@ def measure(name: str, code: Path, env: dict[str, str], queries: list[str],
         print(f"\n{name} ({code}), load average before: {load()}", flush=True)
         alone = victim_phase(server.url, env, queries, args, min_samples=20)
         flood_stop = threading.Event()
-        attack, _ = run_clients(
-            server.url, env["BENCH_KEY_ACME"], ATTACK, queries, args.attackers, flood_stop
+        attackers, _ = run_clients(
+            server.url, env["BENCH_KEY_ACME"], attack, queries, args.attackers, flood_stop
         )
         time.sleep(5)  # the flood fills the server first
-        flood_started, answered_before = time.monotonic(), len(attack.latencies_ms)
+        flood_started, answered_before = time.monotonic(), len(attackers.latencies_ms)
         flooded = victim_phase(server.url, env, queries, args, min_samples=args.min_samples)
         flood_seconds = time.monotonic() - flood_started
-        attack_rate = (len(attack.latencies_ms) - answered_before) / flood_seconds
+        attack_rate = (len(attackers.latencies_ms) - answered_before) / flood_seconds
         flood_stop.set()
         print(f"  load average after: {load()}")
     finally:
@@ -216,10 +219,10 @@ def measure(name: str, code: Path, env: dict[str, str], queries: list[str],
     p95 = pct(flooded.latencies_ms, 95) / pct(alone.latencies_ms, 95)
     print(f"  globex under the flood / alone: p50 {p50:.1f}x  p95 {p95:.1f}x")
     print(
-        f"  acme: {attack_rate:.2f} reranked searches answered a second over "
-        f"{flood_seconds:.0f} s, {attack.shed} shed with 503, errors {len(attack.errors)}"
+        f"  acme: {attack_rate:.2f} {args.attack} searches answered a second over "
+        f"{flood_seconds:.0f} s, {attackers.shed} shed with 503, errors {len(attackers.errors)}"
     )
-    for e in (attack.errors + flooded.errors)[:3]:
+    for e in (attackers.errors + flooded.errors)[:3]:
         print(f"    {e}")
 
 
@@ -230,6 +233,7 @@ def main() -> None:
     parser.add_argument("--min-samples", type=int, default=10)
     parser.add_argument("--max-seconds", type=float, default=600)
     parser.add_argument("--attackers", type=int, default=48)
+    parser.add_argument("--attack", choices=sorted(ATTACKS), default="rerank")
     parser.add_argument("--peer", type=Path, help="another checkout, measured first")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
@@ -237,7 +241,7 @@ def main() -> None:
     with (DATASET / "queries.jsonl").open() as f:
         queries = [json.loads(line)["text"] for line in f][:300]
     print(f"{args.docs} SciFact abstracts, half acme's, half globex's; victim {VICTIM}, "
-          f"attackers {ATTACK}")  # fmt: skip
+          f"attackers {ATTACKS[args.attack]}")  # fmt: skip
     if args.peer:
         measure("peer", args.peer.resolve(), env, queries, args)
     measure("this checkout", ROOT, env, queries, args)
