@@ -1,8 +1,9 @@
 """The FastAPI application: built around one `serving.platform.Platform`, opened once.
 
 The lifespan loads the embedding model, the reranker and the index in a worker thread (so start-up
-never blocks the event loop), sizes anyio's thread pool for the sync endpoints, and on shutdown
-closes everything, which flushes the embedded shard and releases its lock.
+never blocks the event loop), sizes anyio's thread pool for the sync endpoints (searches and
+answers have fair pools of their own, `api.fairness`), and on shutdown closes everything, which
+flushes the embedded shard and releases its lock.
 
 Every route is in `api/routes/` (the graph's only when `RAG_GRAPH_ENABLED` is on); `extra_routers`
 adds lifespans (`rag up` runs its worker pool in one). The ranking sources and the LLM client are
@@ -20,6 +21,7 @@ from fastapi import APIRouter, FastAPI
 from api.audit import AuditLog
 from api.auth import KeyStore
 from api.errors import install_error_handlers
+from api.fairness import FairScheduler
 from api.limits import BodyLimitMiddleware, LoadShedMiddleware, key_tenant
 from api.metrics import Metrics, MetricsMiddleware
 from api.openapi import install_docs
@@ -49,6 +51,9 @@ def _start(platform: Platform, metrics: Metrics) -> ApiState:
             s.audit_log_path, s.api.audit_log_queries, s.api.audit_refusals_per_client_per_minute
         ),
         links=links,
+        retrieval_work=FairScheduler(s.api.search_slots),
+        rerank_work=FairScheduler(s.api.rerank_slots),
+        llm_work=FairScheduler(s.api.llm_slots),
     )
 
     def index_sizes() -> dict[str, int]:

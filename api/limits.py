@@ -6,7 +6,9 @@
 - `LoadShedMiddleware`: requests past `RAG_API_MAX_INFLIGHT` get 503 with Retry-After instead of a
   timeout. Only requests with a valid key and a complete body are counted (it runs inside the
   body limit), each against its tenant's share `RAG_API_MAX_INFLIGHT_PER_TENANT` as well, so neither
-  strangers nor one busy tenant can take the capacity every other tenant needs.
+  strangers nor one busy tenant can take the capacity every other tenant needs. Inside, searches
+  and answers wait for their tenant's turn in fair pools (`api.fairness`): a tenant under its cap
+  still cannot queue another one's searches behind its own.
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ class LoadShedMiddleware:
     """Answers 503 with Retry-After once `max_inflight` keyed requests are in the server, or
     `max_inflight_per_tenant` of one tenant.
 
-    Requests past the thread pool wait in anyio's queue; past this depth, a client is better
+    Requests past the pools' slots wait for their turn; past this depth, a client is better
     served by a quick "come back in a second" (which load balancers and retrying clients act on)
     than by a timeout. `tenant_of` names the tenant of a request's valid key, or None: requests
     without one hold no slot (they get their 401 from the route, or are public: health, docs),

@@ -10,6 +10,7 @@ from redis import Redis
 
 from api.audit import AuditLog
 from api.auth import KeyStore
+from api.fairness import FairScheduler
 from api.metrics import Metrics
 from core.llm import ChatClient
 from core.runtime import Runtime
@@ -26,6 +27,10 @@ class ApiState:
     metrics: Metrics
     audit: AuditLog
     links: ReportLinks
+    # The fair pools of searches' and answers' blocking work, one per stage (RAG_API_*_SLOTS).
+    retrieval_work: FairScheduler
+    rerank_work: FairScheduler
+    llm_work: FairScheduler
     _redis: Redis | None = field(default=None, init=False, repr=False)
     _guard: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 

@@ -295,8 +295,21 @@ class ApiSettings(Section):
     admin_api_key: SecretStr | None = Field(default=None, validation_alias="RAG_ADMIN_API_KEY")
     host: str = "127.0.0.1"
     port: int = 8000
-    threads: int = 8  # the thread pool that runs model inference and engine calls
-    # Requests with a valid key in the server at once (running or queued for the thread pool),
+    # The thread pool of the sync routes and dependencies (key checks, documents, status, keys,
+    # evaluation, graph); searches and answers do their model work in the pools below.
+    threads: int = 8
+    # Searches and answers wait on the event loop, holding no thread, for a slot of the pool each
+    # stage needs, granted fairly across tenants (api/fairness.py): the next free slot goes to the
+    # waiting tenant served least so far (a retrieval counts 1, a reranking 1 per candidate, an
+    # LLM call 1), and a tenant holds at most its share of a pool while another waits. Retrieval
+    # (the query's embedding and the engine), reranking and the LLM each have their own, so a
+    # plain search never waits behind another tenant's reranking. The embedder and the
+    # cross-encoder run one call at a time on their model threads: more slots only queue there.
+    # Raise rerank_slots for Cohere, whose calls wait on the network.
+    search_slots: int = Field(default=2, ge=1)
+    rerank_slots: int = Field(default=1, ge=1)
+    llm_slots: int = Field(default=8, ge=1)
+    # Requests with a valid key in the server at once (running or waiting for a slot),
     # in all and per tenant; past either, 503 with Retry-After, so clients back off instead of
     # timing out, and one tenant cannot take the whole server. Requests without a valid key, and
     # requests whose body is still arriving, hold no slot.

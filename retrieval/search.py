@@ -87,8 +87,9 @@ class SearchResult:
 class _Stopwatch:
     """Milliseconds per stage for one request; a stage timed twice adds up."""
 
-    def __init__(self) -> None:
-        self.ms: dict[str, float] = {}
+    def __init__(self, ms: dict[str, float] | None = None) -> None:
+        """`ms`: the stages an earlier part of the request timed, which it goes on from."""
+        self.ms = dict(ms or {})
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -136,6 +137,14 @@ class SearchService:
         return [leg.name for leg in self._legs]
 
     def search(self, scope: TenantScope, req: SearchRequest) -> SearchResult:
+        return self.rerank(req, self.retrieve(scope, req))
+
+    def retrieve(self, scope: TenantScope, req: SearchRequest) -> SearchResult:
+        """The search up to its reranking: the fused candidates, `req.depth` of them.
+
+        Apart from `rerank` so that a caller can run the two stages in separate pools (the API
+        does: a reranking queued behind another tenant's must not hold up a plain search).
+        """
         if req.rerank and self.reranker is None:
             raise SearchUnavailableError("reranker_unavailable", "no reranker is loaded")
         if req.mode == "graph" and not self._legs:
@@ -157,11 +166,16 @@ class SearchService:
                 chunks = self._fuse(scope, req, retriever, outside, payloads, depth, watch)
             else:
                 chunks = self._engine(scope, req, retriever, depth, watch)
-            if req.rerank:
-                with watch.stage("rerank"):
-                    chunks = self._rerank(req.query, chunks)
-            chunks = chunks[: req.top_k]
         return SearchResult(chunks, watch.ms)
+
+    def rerank(self, req: SearchRequest, found: SearchResult) -> SearchResult:
+        """`retrieve`'s candidates reranked if `req` asks for it, then its top_k."""
+        watch = _Stopwatch(found.timings_ms)
+        chunks = found.chunks
+        if req.rerank:
+            with watch.stage("total"), watch.stage("rerank"):
+                chunks = self._rerank(req.query, chunks)
+        return SearchResult(chunks[: req.top_k], watch.ms)
 
     def _engine(
         self,

@@ -1,18 +1,25 @@
 """`POST /v1/search` and `POST /v1/answer`.
 
-Both are plain `def` endpoints on purpose: query embedding, the engine call and reranking are
-blocking CPU work, so FastAPI runs them in anyio's thread pool, sized by `RAG_API_THREADS` in the
-lifespan, and the event loop stays free.
+Their blocking work (the query's embedding and the engine call, the reranking, the LLM's answer)
+runs in the fair pools of `ApiState`, one per stage (`api.fairness`): a request waits on the
+event loop, holding no thread, until its tenant's turn in the stage's pool comes, then runs in
+one of the pool's threads. Served first come, first served by anyio's thread pool, as they were,
+one tenant's flood of reranked searches queued every other tenant's searches behind it (issue
+23, finding 2). The endpoints are `async` for that; anything else they do that blocks (the audit
+line) goes to anyio's thread pool.
 """
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Depends
 
 from api.auth import Principal, current_principal
@@ -26,7 +33,7 @@ from api.schemas import (
     SearchResponse,
 )
 from api.state import ApiState, api_state
-from core.llm import LlmError, Source, answer_from_sources
+from core.llm import Answer, ChatClient, LlmError, Source, answer_from_sources
 from core.settings import Settings
 from core.types import TenantScope
 from retrieval.filters import FilterError, FilterLimits, to_field_filters
@@ -87,9 +94,38 @@ def requested_top_k(body: SearchBody, s: Settings) -> int:
 def search_or_error(
     service: SearchService, reranker: RerankerStatus, scope: TenantScope, req: SearchRequest
 ) -> SearchResult:
-    """The search, its failures as `ApiError`s; shared by the route and `rag search`."""
-    try:
+    """The search in one go, its failures as `ApiError`s: `rag search`'s."""
+    with _search_errors(reranker):
         return service.search(scope, req)
+
+
+async def fair_search(state: ApiState, caller: Principal, req: SearchRequest) -> SearchResult:
+    """The search in the fair pools: its retrieval (charged 1), then, if asked, its reranking
+    (charged a candidate each), each stage waiting for the caller's tenant's turn in its own
+    pool, so a plain search never queues behind reranking."""
+    tenant = caller.tenant_id
+    found = await state.retrieval_work.run(tenant, 1, _retrieve, state, caller.scope, req)
+    if req.rerank:
+        found = await state.rerank_work.run(tenant, len(found.chunks), _rerank, state, req, found)
+    state.metrics.observe_stages(found.timings_ms)
+    return found
+
+
+def _retrieve(state: ApiState, scope: TenantScope, req: SearchRequest) -> SearchResult:
+    with _search_errors(state.reranker):
+        return state.search.retrieve(scope, req)
+
+
+def _rerank(state: ApiState, req: SearchRequest, found: SearchResult) -> SearchResult:
+    with _search_errors(state.reranker):
+        return state.search.rerank(req, found)
+
+
+@contextmanager
+def _search_errors(reranker: RerankerStatus) -> Iterator[None]:
+    """A search's failures as `ApiError`s."""
+    try:
+        yield
     except SearchUnavailableError as exc:
         reason = exc.reason
         if exc.code == "reranker_unavailable" and reranker.public_reason:
@@ -100,12 +136,6 @@ def search_or_error(
         if exc.busy:
             raise ApiError(503, "reranker_busy", str(exc)) from None
         raise ApiError(502, "reranker_failed", str(exc)) from None
-
-
-def run_search(state: ApiState, scope: TenantScope, req: SearchRequest) -> SearchResult:
-    result = search_or_error(state.search, state.reranker, scope, req)
-    state.metrics.observe_stages(result.timings_ms)
-    return result
 
 
 def search_response(body: SearchBody, result: SearchResult) -> SearchResponse:
@@ -123,10 +153,10 @@ class _Outcome:
     hits: int = 0
 
 
-@contextmanager
-def _audited(
+@asynccontextmanager
+async def _audited(
     state: ApiState, caller: Principal, route: str, body: SearchBody
-) -> Iterator[_Outcome]:
+) -> AsyncIterator[_Outcome]:
     """Logs the request to the audit trail however it ends: answered, refused or failed."""
     outcome, status = _Outcome(), 500
     try:
@@ -136,7 +166,8 @@ def _audited(
         status = exc.status
         raise
     finally:
-        state.audit.search(
+        line = functools.partial(
+            state.audit.search,
             route=route,
             key_id=caller.key_id,
             tenant_id=caller.tenant_id,
@@ -147,11 +178,23 @@ def _audited(
             status=status,
             hits=outcome.hits,
         )
+        with anyio.CancelScope(shield=True):  # written for a cancelled request too
+            await anyio.to_thread.run_sync(line)
 
 
 def sources_of(chunks: list[RankedChunk]) -> list[Source]:
     """Retrieved chunks as the answer prompt's sources."""
     return [Source(c.id, str(c.payload.get("text", ""))) for c in chunks]
+
+
+def _ask(llm: ChatClient, query: str, chunks: list[RankedChunk]) -> tuple[Answer, float]:
+    """The LLM's answer from the chunks, and the milliseconds it took."""
+    start = time.perf_counter()
+    try:
+        reply = answer_from_sources(llm, query, sources_of(chunks))
+    except LlmError as exc:
+        raise ApiError(502, "llm_failed", str(exc)) from None
+    return reply, (time.perf_counter() - start) * 1000
 
 
 def _result(c: RankedChunk) -> ChunkResult:
@@ -170,11 +213,11 @@ _SEARCH_ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("/search", response_model=SearchResponse, responses=_SEARCH_ERRORS)
-def search(body: SearchBody, state: State, caller: Caller) -> SearchResponse:
+async def search(body: SearchBody, state: State, caller: Caller) -> SearchResponse:
     """Hybrid (dense + BM25, RRF), single-leg or graph search over the caller's tenant."""
-    with _audited(state, caller, "search", body) as outcome:
+    async with _audited(state, caller, "search", body) as outcome:
         req = to_search_request(body, state.runtime.settings)
-        result = run_search(state, caller.scope, req)
+        result = await fair_search(state, caller, req)
         outcome.hits = len(result.chunks)
     return search_response(body, result)
 
@@ -191,9 +234,9 @@ def search(body: SearchBody, state: State, caller: Caller) -> SearchResponse:
         },
     },
 )
-def answer(body: AnswerBody, state: State, caller: Caller) -> AnswerResponse:
+async def answer(body: AnswerBody, state: State, caller: Caller) -> AnswerResponse:
     """Retrieve, then answer from the retrieved chunks with citations to their ids."""
-    with _audited(state, caller, "answer", body) as outcome:
+    async with _audited(state, caller, "answer", body) as outcome:
         if state.llm is None:
             raise ApiError(
                 503,
@@ -201,14 +244,13 @@ def answer(body: AnswerBody, state: State, caller: Caller) -> AnswerResponse:
                 "no LLM is configured; set RAG_LLM_BASE_URL (and RAG_LLM_MODEL, RAG_LLM_API_KEY) "
                 "to an OpenAI-compatible endpoint",
             )
-        result = run_search(state, caller.scope, to_search_request(body, state.runtime.settings))
+        req = to_search_request(body, state.runtime.settings)
+        result = await fair_search(state, caller, req)
         outcome.hits = len(result.chunks)
-        start = time.perf_counter()
-        try:
-            reply = answer_from_sources(state.llm, body.query, sources_of(result.chunks))
-        except LlmError as exc:
-            raise ApiError(502, "llm_failed", str(exc)) from None
-    timings = {**result.timings_ms, "llm": (time.perf_counter() - start) * 1000}
+        reply, llm_ms = await state.llm_work.run(
+            caller.tenant_id, 1, _ask, state.llm, body.query, result.chunks
+        )
+    timings = {**result.timings_ms, "llm": llm_ms}
     state.metrics.observe_stages({"llm": timings["llm"]})
     by_id = {c.id: c for c in result.chunks}
     return AnswerResponse(
