@@ -9,6 +9,8 @@ since uvicorn trusts it from 127.0.0.1, where `rag up` listens.
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
 from api.app import create_app
+from api.server import bind_api_socket
 from core.embedding import Embedder
 from core.settings import Settings
 from serving.platform import Platform
@@ -117,3 +120,29 @@ def test_a_proxy_named_by_host_name_is_refused() -> None:
         Settings(api={"forwarded_allow_ips": "10.0.0.2, proxy.internal"})
     listed = Settings(api={"forwarded_allow_ips": " 10.0.0.2, 10.1.0.0/16 ,"})
     assert listed.api.forwarded_allow_ips == "10.0.0.2,10.1.0.0/16"
+
+
+def test_connections_to_the_api_socket_send_small_responses_at_once() -> None:
+    """asyncio sets TCP_NODELAY on an accepted connection only when the listening socket names
+    its protocol (IPPROTO_TCP). `bind_api_socket` named none, so Nagle's algorithm held each small
+    response until the client's delayed ACK: every answer of `rag serve` and `rag up` waited
+    about 40 ms (`/healthz` 44 ms over loopback against 1.8 ms in-process)."""
+
+    async def nodelay_of_an_accepted_connection() -> int:
+        accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def connected(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            sock = writer.get_extra_info("socket")
+            accepted.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        sock = bind_api_socket("127.0.0.1", 0)
+        server = await asyncio.start_server(connected, sock=sock)
+        _, writer = await asyncio.open_connection(*sock.getsockname())
+        try:
+            return await asyncio.wait_for(accepted, timeout=60)
+        finally:
+            writer.close()
+            server.close()
+
+    assert asyncio.run(nodelay_of_an_accepted_connection()) != 0
