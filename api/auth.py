@@ -255,14 +255,17 @@ _UNAUTHORIZED_REASON = (
 )
 
 
-def current_principal(
+async def current_principal(
     request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_header)],
 ) -> Principal:
     """The caller, or 401; for routers that need the role or key id.
 
-    A sync dependency on purpose: the key lookup is a SQLite read, so it runs in the thread pool.
+    Async on purpose: the key lookup is one indexed SQLite read, as quick as the one the load
+    shedder makes on the event loop for the same request (`api.limits.key_tenant`). In the thread
+    pool it would queue first come, first served behind other tenants' blocking work, before the
+    request ever reached its fair pool (`api.fairness`).
     """
     token = bearer.credentials if bearer else api_key or ""
     state = request.app.state.api
