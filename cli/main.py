@@ -194,6 +194,10 @@ def search(
         served = platform.served_search
         try:
             req = to_search_request(body, platform.settings)
+            if rerank and not served.reranker.available:  # loads it: only when asked for
+                # The API's code, with the operator's reason: what failed to load, what to set.
+                reason = safe(served.reranker.reason)
+                raise CliError(f"reranker_unavailable (rerank): {reason}", exit_code=EXIT_USAGE)
             scope = TenantScope(tenant if tenant is not None else platform.settings.default_tenant)
             response = search_response(
                 body, search_or_error(served.service, served.reranker, scope, req)

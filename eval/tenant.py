@@ -85,7 +85,9 @@ def fingerprint(
 ) -> dict[str, Any]:
     """What decides a run's results; its digest tells whether two runs are comparable."""
     retrieval = settings.retrieval
-    reranker = getattr(service.reranker, "name", "none")
+    reranker = "off"
+    if config.rerank:  # only then: reading the service's reranker loads it
+        reranker = model_label(getattr(service.reranker, "name", "none"))
     facts = {
         "embedding_model": model_label(settings.models.embedding_model),
         "chunk_size": settings.ingest.chunk_size,
@@ -93,7 +95,7 @@ def fingerprint(
         "fusion": f"rrf k={retrieval.rrf_k} candidates={retrieval.candidates_per_leg}",
         "graph_legs": ",".join(service.leg_names) or "none",
         "graph_in_hybrid": settings.graph.in_hybrid,
-        "reranker": model_label(reranker) if config.rerank else "off",
+        "reranker": reranker,
         "mode": config.mode,
         "filters": json.dumps(config.filter_json, sort_keys=True),
         "context_k": settings.eval.context_k,

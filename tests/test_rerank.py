@@ -184,16 +184,20 @@ def test_without_a_reranker_the_api_says_so(bare: ApiEnv) -> None:
     assert plain.json()["results"] == []
 
 
-def test_start_up_logs_a_missing_reranker(
+def test_start_up_logs_a_missing_reranker_once(
     tmp_path: Path, embedder: Embedder, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """One line at start-up; searches, reranked or not, and the status add none (a reranked
+    search says why in its 400)."""
     runtime, keys = prepare_runtime(tmp_path, embedder, ingest=False, reranker_model=MISSING_MODEL)
-    with caplog.at_level(logging.WARNING, logger="api.app"), running_app(runtime, keys):
-        pass
-    assert any(
-        "reranking is unavailable" in r.message and MISSING_MODEL in r.message
-        for r in caplog.records
-    )
+    with caplog.at_level(logging.INFO), running_app(runtime, keys) as env:
+        said = [r for r in caplog.records if "rerank" in r.getMessage()]
+        assert len(said) == 1, [r.getMessage() for r in said]
+        assert said[0].levelno == logging.WARNING and MISSING_MODEL in said[0].getMessage()
+        for body in ({"query": "fox"}, {"query": "fox", "rerank": True}):
+            env.client.post("/v1/search", json=body, headers=env.auth("acme"))
+        assert env.client.get("/v1/status", headers=env.auth("acme")).status_code == 200
+    assert [r for r in caplog.records if "rerank" in r.getMessage()] == said
 
 
 def test_without_an_llm_answers_are_503(bare: ApiEnv) -> None:
