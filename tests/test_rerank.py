@@ -14,12 +14,15 @@ from sentence_transformers import CrossEncoder
 
 from core.embedding import Embedder
 from core.settings import Settings
+from eval.history import EvalRunError
+from eval.tenant import RunConfig
 from retrieval.rerank import (
     CohereReranker,
     CrossEncoderReranker,
     RerankerError,
     load_reranker,
 )
+from serving.evaluation import evaluate_tenant
 from tests.support.api_env import ApiEnv, prepare_runtime, running_app
 from tests.support.models import build_untrained_cross_encoder
 
@@ -213,6 +216,14 @@ def test_graph_mode_without_a_graph_leg_is_400(bare: ApiEnv) -> None:
     )
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "mode_unavailable"
+
+
+def test_a_reranked_evaluation_without_a_reranker_is_refused_with_the_reason(bare: ApiEnv) -> None:
+    """At once, naming the model and what to set: the run's searches would fail one by one with
+    'no reranker is loaded'."""
+    with pytest.raises(EvalRunError, match="RAG_RERANKER_MODEL") as refused:
+        evaluate_tenant(bare.platform, "acme", config=RunConfig("hybrid", rerank=True))
+    assert MISSING_MODEL in str(refused.value)
 
 
 def test_cohere_key_is_read_from_cohere_own_variable(monkeypatch: pytest.MonkeyPatch) -> None:
