@@ -141,10 +141,16 @@ class SearchService:
     def leg_names(self) -> list[str]:
         return [leg.name for leg in self._legs]
 
+    @property
+    def modes(self) -> list[SearchMode]:
+        """The modes this service answers: `graph` needs an outside leg to rank with."""
+        engine: list[SearchMode] = ["hybrid", "dense", "bm25"]
+        return [*engine, "graph"] if self._legs else engine
+
     def search(self, scope: TenantScope, req: SearchRequest) -> SearchResult:
         if req.rerank and self.reranker is None:
             raise SearchUnavailableError("reranker_unavailable", "no reranker is loaded")
-        if req.mode == "graph" and not self._legs:
+        if req.mode not in self.modes:
             raise SearchUnavailableError("mode_unavailable", "no graph leg is configured")
         watch = _Stopwatch()
         with watch.stage("total"):

@@ -167,7 +167,7 @@ def test_status_prints_hostile_names_and_reasons_escaped(tmp_path: Path) -> None
     assert as_json.returncode == 0 and "\x1b" not in as_json.stdout
     report = json.loads(as_json.stdout)
     assert report["failed"] == [{"doc_id": HOSTILE_NAME, "attempts": 0, "error": HOSTILE_REASON}]
-    assert report["counts"]["indexed"] == 1 and report["last_scan"]["sync"] == 2
+    assert report["documents"] == {"indexed": 1, "failed": 1} and report["last_scan"]["sync"] == 2
 
 
 @pytest.mark.parametrize("label", ["two\nlines", "bell\x07", "esc\x1b[2J"])
