@@ -123,4 +123,5 @@ def _run_json(run: RunSummary) -> dict[str, Any]:
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat()
+    """UTC as the API writes its datetimes (`2026-01-02T03:04:05.678Z`), so both print one text."""
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
