@@ -39,7 +39,7 @@ def _start(platform: Platform, metrics: Metrics) -> ApiState:
     index = platform.runtime.index
     platform.runtime.manifest  # noqa: B018 - open it now, not on the first request
     # Built now, not by the first requests, which would race to build them.
-    platform.served_search  # noqa: B018 - the model and the reranker
+    platform.served_search.announce_reranker()  # the model, and one line on the reranker
     platform.llm  # noqa: B018
     platform.listeners  # noqa: B018 - told of an admin's delete
     keys = KeyStore.open(s)

@@ -229,8 +229,17 @@ class RerankerOut(BaseModel):
 
 
 class LastRun(BaseModel):
+    """The last ingestion run, its outcomes spelled out (documents each; as `rag status`)."""
+
     started_at: datetime
-    finished_at: datetime | None
+    finished_at: datetime | None  # null while a run of the workers is still reporting
+    added: int
+    modified: int
+    deleted: int
+    unchanged: int
+    failed: int
+    chunks_embedded: int  # chunks sent to the model; the rest came from the embedding cache
+    seconds: float
 
 
 class IndexOut(BaseModel):
@@ -241,18 +250,26 @@ class IndexOut(BaseModel):
     embedding_model: str | None
     chunk_size: int | None
     chunk_overlap: int | None
-    indexed_percent: float  # vectors in the HNSW graph, of all points
-    points: int | None = None
-    indexed_vectors: int | None = None
+    indexed_percent: float = Field(
+        description="of every tenant's chunks, the share in the vector index's graph (HNSW) as "
+        "of its last build; the rest are searched exactly, more slowly"
+    )
+    chunks: int | None = Field(default=None, description="every tenant's chunks; operator only")
+    indexed_chunks: int | None = Field(
+        default=None, description="of those, the ones in the vector index's graph; operator only"
+    )
     rebuild: dict[str, Any] | None = None  # target generation and progress while one runs
 
 
 class StatusOut(BaseModel):
+    """`ingest.status.status_json`, as `rag status --json` prints it, and what this process
+    loaded."""
+
     tenant: str
     documents: dict[str, int] = Field(
         description="documents per state, for the states that have any"
     )
-    index_chunks: int
+    index_chunks: int = Field(description="the tenant's chunks in the index")
     held_deletes: int = Field(
         description="deletes of this tenant the last scan held back (too many at once) until an "
         "admin confirms them with POST /v1/documents/confirm-deletes or the objects return"
@@ -260,12 +277,19 @@ class StatusOut(BaseModel):
     scan_error: str | None = Field(
         description="why the last full scan failed (e.g. the bucket is unavailable), else null"
     )
+    last_scan: dict[str, Any] | None = Field(
+        description="the last full scan: when it started, what it enqueued, skipped and why it "
+        "failed; for the operator key only"
+    )
     last_run: LastRun | None = Field(
         description="the last ingestion run (it covers every tenant); for the operator key only"
     )
     reranker: RerankerOut
     llm_configured: bool
-    legs: list[str]
+    search_modes: list[str] = Field(
+        description="the search modes this server answers: hybrid, dense and bm25, and graph "
+        "when the knowledge graph is enabled"
+    )
     index: IndexOut
 
 

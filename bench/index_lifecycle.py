@@ -113,7 +113,7 @@ def build_under_rag_up(
             errors += not ok
             if i % 10 == 0:
                 status = client.get("/v1/status").json()["index"]
-                if built_at is None and status["indexed_vectors"] >= status["points"] > 0:
+                if built_at is None and status["indexed_chunks"] >= status["chunks"] > 0:
                     built_at = time.monotonic() - started
             i += 1
             time.sleep(0.1)
@@ -212,10 +212,10 @@ def main() -> None:
         f"{up['searches']} searches, {up['errors']} errors; while building: worst "
         f"{up['worst_s'] * 1000:.0f} ms, median {up['median_s'] * 1000:.0f} ms; once built: worst "
         f"{up['worst_after_s'] * 1000:.0f} ms, median {up['median_after_s'] * 1000:.0f} ms; "
-        f"status: {s['indexed_vectors']} of {s['points']} vectors indexed (built after "
+        f"status: {s['indexed_chunks']} of {s['chunks']} chunks indexed (built after "
         f"{up['built_after_s'] or float('nan'):.0f}s) ({load()})"
     )
-    built = s["points"] > 0 and s["indexed_vectors"] >= s["points"]
+    built = s["chunks"] > 0 and s["indexed_chunks"] >= s["chunks"]
     verdict = {
         f"worst search {up['worst_run_s'] * 1000:.0f} ms under 1 s": up["worst_run_s"] < 1.0,
         f"{up['errors']} errors": up["errors"] == 0,

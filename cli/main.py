@@ -7,7 +7,6 @@ traceback instead.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import traceback
 from enum import StrEnum
@@ -194,6 +193,10 @@ def search(
         served = platform.served_search
         try:
             req = to_search_request(body, platform.settings)
+            if rerank and not served.reranker.available:  # loads it: only when asked for
+                # The API's code, with the operator's reason: what failed to load, what to set.
+                reason = safe(served.reranker.reason)
+                raise CliError(f"reranker_unavailable (rerank): {reason}", exit_code=EXIT_USAGE)
             scope = TenantScope(tenant if tenant is not None else platform.settings.default_tenant)
             response = search_response(
                 body, search_or_error(served.service, served.reranker, scope, req)
@@ -220,45 +223,50 @@ def status(
     failed: Annotated[bool, typer.Option("--failed", help="List failed documents and why")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON")] = False,
 ) -> None:
-    """Documents per state, the last run and scan, and failures with their reasons."""
+    """Documents per state, chunks, the last run and scan, and failures with their reasons.
+
+    The numbers and names of /v1/status (`ingest.status.status_json`), as the operator sees it.
+    """
+    from datetime import datetime
+
     from cli.reindex import generation_lines
     from core.manifest import Manifest
-    from ingest.status import read_status
+    from ingest.status import RUN_OUTCOMES, read_status, status_json
 
     manifest = Manifest(get_settings().manifest_path)
     try:
         status_report = read_status(manifest, tenant)
     finally:
         manifest.close()
+    view = status_json(status_report, operator=True)
     if as_json:
-        last = status_report.last_run
-        print_json(
-            {
-                "counts": status_report.counts,
-                "last_run": dataclasses.asdict(last) if last else None,
-                "last_scan": status_report.last_scan,
-                "held_deletes": status_report.held_deletes,
-                "failed": [
-                    {"doc_id": r.doc_id, "attempts": r.attempts, "error": r.error}
-                    for r in (status_report.failed if failed else [])
-                ],
-            }
-        )
+        failures = status_report.failed if failed else []
+        listed = [{"doc_id": r.doc_id, "attempts": r.attempts, "error": r.error} for r in failures]
+        print_json({**view, "failed": listed})
         return
-    table = Table(title="documents")
+    table = Table(title=f"documents of tenant {tenant}" if tenant else "documents")
     table.add_column("status")
     table.add_column("count", justify="right")
-    for name, count in status_report.counts.items():
+    for name, count in view["documents"].items():
         table.add_row(name, str(count))
     console.print(table)
-    if last := status_report.last_run:
+    index = view["index"]
+    console.print(f"chunks in the index: {view['index_chunks']}")
+    for line in generation_lines(status_report):
+        console.print(line)
+    console.print(
+        f"vector index: {index['indexed_chunks']} of {index['chunks']} chunks indexed "
+        f"({index['indexed_percent']:g} %, as of its last build)"
+    )
+    if last := view["last_run"]:
+        outcomes = ", ".join(f"{outcome} {last[outcome]}" for outcome in RUN_OUTCOMES)
+        started = datetime.fromisoformat(last["started_at"]).timestamp()
         console.print(
-            f"last run: {local_time(last.started_at)}, +{last.added} ~{last.modified} "
-            f"-{last.deleted} ={last.unchanged} !{last.failed}, "
-            f"{last.chunks_embedded} chunks embedded, {last.seconds:.1f}s",
+            f"last run: {local_time(started)}: {outcomes}; "
+            f"{last['chunks_embedded']} chunks embedded, {last['seconds']:.1f}s",
             markup=False,
         )
-    if scan := status_report.last_scan:
+    if scan := view["last_scan"]:
         scan_table = Table(title="last scan", show_header=False)
         scan_table.add_column("what")
         scan_table.add_column("value", justify="right")
@@ -273,8 +281,6 @@ def status(
                 f"{held_tenant}: {count} deletes held; `rag deletes confirm --tenant {held_tenant}`"
             )
         )
-    for line in generation_lines(status_report):
-        console.print(line)
     if failed:
         ftable = Table(title=f"{len(status_report.failed)} failed documents")
         ftable.add_column("document")

@@ -24,7 +24,7 @@ console = Console()
 
 
 def generation_lines(report: StatusReport) -> list[str]:
-    """The served generation, its vector index and a rebuild's progress, one line each."""
+    """The served generation and a rebuild's progress, one line each."""
     lines = []
     if g := report.generation:
         model = model_label(g["embedding_model"])
@@ -32,8 +32,6 @@ def generation_lines(report: StatusReport) -> list[str]:
             f"index generation {g['id']}: {model} ({g['dim']}-d), chunks of {g['chunk_size']} "
             f"tokens overlapping {g['chunk_overlap']}"
         )
-    if v := report.vector_index:
-        lines.append(f"vector index: {v['indexed_vectors']} of {v['points']} vectors indexed")
     if (r := report.rebuild) and not r["switched"]:
         lines.append(
             f"rebuilding to generation {r['target']} ({', '.join(r['changed'])} changed): "

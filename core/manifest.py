@@ -202,6 +202,17 @@ class Manifest(SqliteStore):
             rows = self._conn.execute(sql, args).fetchall()
         return {r.doc_id: r for r in map(_record, rows)}
 
+    def chunk_count(self, tenant_id: str | None = None) -> int:
+        """Chunks the documents' records list (one tenant's, or every tenant's): what the index
+        holds once the syncs in flight finish, since each writes its points, then its record (and
+        a scan repairs any difference). Counted here, so status needs no lock on the index."""
+        sql = "SELECT COALESCE(SUM(json_array_length(chunk_ids)), 0) FROM documents"
+        args: tuple = ()
+        if tenant_id is not None:
+            sql, args = sql + " WHERE tenant_id = ?", (tenant_id,)
+        with self._lock:
+            return int(self._conn.execute(sql, args).fetchone()[0])
+
     def put(self, *records: DocumentRecord) -> None:
         with self.transaction() as conn:
             conn.executemany(_INSERT_DOCUMENT, [_row(r) for r in records])

@@ -14,6 +14,8 @@ from typing import Any
 
 from eval.plots import grouped_bars, trend
 
+_RANKED_SHOWN = 10  # of a question's ranked documents, the ones its report lists
+
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
 h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ddd}
@@ -86,7 +88,7 @@ def _gate(r: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
-def _retrieval(r: Mapping[str, Any]) -> str:
+def _retrieval(r: Mapping[str, Any], title: str) -> str:
     means = {s: run["means"] for s, run in r["retrieval"].items()}
     if not means:
         return ""
@@ -94,8 +96,21 @@ def _retrieval(r: Mapping[str, Any]) -> str:
     rows = [[escape(s), *(_num(m.get(k)) for k in metrics)] for s, m in means.items()]
     return (
         "<h2>Retrieval</h2>"
-        + _img(grouped_bars(means, "Retrieval metrics per mode"), "retrieval bars")
+        + _img(grouped_bars(means, title), title)
         + _table(["system", *metrics], rows)
+    )
+
+
+def _systems_retrieval(r: Mapping[str, Any]) -> str:
+    """A benchmark run ranks with each mode and peer system: one bar per system."""
+    return _retrieval(r, "Retrieval metrics per system")
+
+
+def _served_retrieval(r: Mapping[str, Any]) -> str:
+    """A tenant's run ranks with one search, its mode's: the title names it."""
+    search = r["search"]
+    return _retrieval(
+        r, f"Retrieval metrics of the {search['mode']} search, {search['ranking_depth']} deep"
     )
 
 
@@ -201,7 +216,7 @@ def _worst(r: Mapping[str, Any]) -> str:
 def render_html(report: Mapping[str, Any]) -> str:
     body = "".join(
         part(report)
-        for part in (_header, _gate, _retrieval, _ragas, _trend, _deltas, _slices, _worst)
+        for part in (_header, _gate, _systems_retrieval, _ragas, _trend, _deltas, _slices, _worst)
     )
     title = f"Evaluation {report['run_id']} · {report['dataset']['name']}"
     return (
@@ -231,8 +246,9 @@ def _tenant_header(r: Mapping[str, Any]) -> str:
         ("golden items", str(r["ragas"]["n_items"])),
         (
             "search",
-            f"mode={search['mode']} rerank={search['rerank']} top_k={search['top_k']} "
-            f"filters={json.dumps(search['filters'])}",
+            f"mode={search['mode']} rerank={search['rerank']} "
+            f"filters={json.dumps(search['filters'])}; the answer gets the top {search['top_k']} "
+            f"chunks, the retrieval metrics rank the top {search['ranking_depth']}",
         ),
         ("configuration", ", ".join(f"{k}={v}" for k, v in r["config"].items())),
         ("took", f"{r['seconds']:.1f}s"),
@@ -246,6 +262,7 @@ def _tenant_items(r: Mapping[str, Any]) -> str:
     parts = ["<h2>Questions, worst first</h2>"]
     for row in r["items"]:
         scores = " · ".join(f"{escape(m)} {_num(v)}" for m, v in sorted(row["scores"].items()))
+        ranked = ", ".join(escape(d) for d in row["ranked_doc_ids"][:_RANKED_SHOWN])
         error = f"<p class=bad>{escape(row['error'])}</p>" if row["error"] else ""
         contexts = [
             [
@@ -259,7 +276,8 @@ def _tenant_items(r: Mapping[str, Any]) -> str:
         parts.append(
             f"<h3>{escape(row['id'])}: {escape(row['question'])}</h3>{error}"
             f"<p>{scores or 'no score'}</p>"
-            f"<p><b>answer</b>: {escape(row['answer'] or '–')}</p>"
+            + (f"<p><b>ranked documents</b>: {ranked}</p>" if ranked else "")
+            + f"<p><b>answer</b>: {escape(row['answer'] or '–')}</p>"
             + _table(["rank", "doc", "score", "context"], contexts, left=2)
         )
     return "".join(parts)
@@ -268,7 +286,15 @@ def _tenant_items(r: Mapping[str, Any]) -> str:
 def render_tenant_html(report: Mapping[str, Any]) -> str:
     body = "".join(
         part(report)
-        for part in (_tenant_header, _gate, _retrieval, _ragas, _trend, _deltas, _tenant_items)
+        for part in (
+            _tenant_header,
+            _gate,
+            _served_retrieval,
+            _ragas,
+            _trend,
+            _deltas,
+            _tenant_items,
+        )
     )
     title = f"Evaluation {report['run_id']} · {report['tenant']}"
     return (

@@ -1,6 +1,10 @@
 """A tenant's evaluation against the served index: its golden set through `/v1/search`'s and
 `/v1/answer`'s own code, scored by RAGAS and, where relevant ids exist, by retrieval metrics.
 
+The answer gets `eval.context_k` chunks, as `/v1/answer` would; the retrieval metrics rank a
+second search of the same question as deep as their deepest cutoff (`eval.metrics.MAX_CUTOFF`
+chunks), so recall@50 or precision@10 never count hits the run did not fetch.
+
 Each approved question goes through the `SearchService` the caller passes (the one the API
 serves, `serving.platform.Platform.search`) with the run's mode, rerank and filters, and is
 answered by the answer builder `/v1/answer` uses (`core.llm`). A run is bounded (sample size,
@@ -19,7 +23,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,12 +42,12 @@ from eval.history import (
     finished_reports,
     tenant_dir,
 )
-from eval.metrics import mean, score_run
+from eval.metrics import MAX_CUTOFF, mean, score_run
 from eval.pipeline import EvalLLMs, EvalOutcome, open_run_dir, ragas_scorer
 from eval.report import write_tenant_report
 from eval.runner import Retrieved
 from retrieval.filters import FilterLimits, to_field_filters
-from retrieval.search import SearchMode, SearchRequest, SearchService
+from retrieval.search import RankedChunk, SearchMode, SearchRequest, SearchService
 
 log = logging.getLogger(__name__)
 _HISTORY = 30
@@ -81,7 +85,9 @@ def fingerprint(
 ) -> dict[str, Any]:
     """What decides a run's results; its digest tells whether two runs are comparable."""
     retrieval = settings.retrieval
-    reranker = getattr(service.reranker, "name", "none")
+    reranker = "off"
+    if config.rerank:  # only then: reading the service's reranker loads it
+        reranker = model_label(getattr(service.reranker, "name", "none"))
     facts = {
         "embedding_model": model_label(settings.models.embedding_model),
         "chunk_size": settings.ingest.chunk_size,
@@ -89,10 +95,11 @@ def fingerprint(
         "fusion": f"rrf k={retrieval.rrf_k} candidates={retrieval.candidates_per_leg}",
         "graph_legs": ",".join(service.leg_names) or "none",
         "graph_in_hybrid": settings.graph.in_hybrid,
-        "reranker": model_label(reranker) if config.rerank else "off",
+        "reranker": reranker,
         "mode": config.mode,
         "filters": json.dumps(config.filter_json, sort_keys=True),
         "context_k": settings.eval.context_k,
+        "ranking_depth": MAX_CUTOFF,
         "prompt_digest": PROMPT_DIGEST,
         "llms": llms.identity or "none",
     }
@@ -100,8 +107,9 @@ def fingerprint(
     return {**facts, "digest": digest}
 
 
-def _documents(hits: Sequence[Mapping[str, Any]]) -> list[str]:
-    return list(dict.fromkeys(str(h["doc_id"]) for h in hits))
+def _documents(chunks: Sequence[RankedChunk]) -> list[str]:
+    """Distinct documents, each at the rank of its first chunk, as the metrics count them."""
+    return list(dict.fromkeys(str(c.payload.get("doc_id", "")) for c in chunks))
 
 
 def _sort_key(row: Mapping[str, Any]) -> tuple[int, float, str]:
@@ -135,9 +143,10 @@ def run_tenant_eval(
     run_dir = open_run_dir(tenant_dir(reports_dir, tenant), resume)
     scope = TenantScope(tenant)
     hits: dict[str, list[dict[str, Any]]] = {}
+    ranked: dict[str, list[str]] = {}
     cases = []
     for item in items:
-        req = SearchRequest(
+        answer_req = SearchRequest(
             item.question,
             top_k=settings.eval.context_k,
             mode=config.mode,
@@ -145,10 +154,13 @@ def run_tenant_eval(
             rerank=config.rerank,
             rerank_top_n=settings.retrieval.rerank_top_n,
         )
-        chunks = service.search(scope, req).chunks
+        chunks = service.search(scope, answer_req).chunks
         hits[item.id] = [
             {"id": c.id, "doc_id": c.payload.get("doc_id", ""), "score": c.score} for c in chunks
         ]
+        if item.relevant_doc_ids:
+            ranking_req = replace(answer_req, top_k=MAX_CUTOFF)
+            ranked[item.id] = _documents(service.search(scope, ranking_req).chunks)
         contexts = [
             Retrieved(str(c.payload.get("doc_id", "")), str(c.payload.get("text", "")), c.id)
             for c in chunks
@@ -156,7 +168,7 @@ def run_tenant_eval(
         cases.append(RagasCase(item, contexts, []))
     ragas = ragas_scorer(settings, run_dir / "items", llms, embeddings).score(cases)
     judged = {i.id: {d: 1 for d in i.relevant_doc_ids} for i in items if i.relevant_doc_ids}
-    per_query = score_run({q: _documents(hits[q]) for q in judged}, judged) if judged else {}
+    per_query = score_run(ranked, judged) if judged else {}
     rows = [
         {
             "id": r.id,
@@ -164,6 +176,7 @@ def run_tenant_eval(
             "reference": r.reference,
             "answer": r.response,
             "hits": hits[r.id],
+            "ranked_doc_ids": ranked.get(r.id, []),
             "contexts": r.contexts,
             "scores": {
                 **r.scores,
@@ -184,6 +197,7 @@ def run_tenant_eval(
             "rerank": config.rerank,
             "filters": config.filter_json,
             "top_k": settings.eval.context_k,
+            "ranking_depth": MAX_CUTOFF,
         },
         "retrieval": {
             SECTION: {"means": {m: mean(v) for m, v in per_query.items()}, "per_query": per_query}

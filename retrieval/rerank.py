@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 
 from core.inference import InferenceThread
-from core.model_digest import model_label
+from core.model_digest import model_folder, model_label
 from core.onnx_models import (
     InferenceOptions,
     OnnxModel,
@@ -199,6 +199,13 @@ def load_reranker(
         )
         return RerankerStatus(cohere, cohere.name)
     model = settings.models.reranker_model
+    if model_folder(model) is None:  # say so, rather than let the loader try and log its way
+        return RerankerStatus(
+            None,
+            model,
+            f"reranker model {model!r} is neither a folder nor in the local Hugging Face cache "
+            f"(none ships with the platform); {_WHAT_TO_SET}",
+        )
     try:
         reranker = CrossEncoderReranker(
             model,
@@ -212,6 +219,12 @@ def load_reranker(
             None,
             model,
             f"reranker model {model!r} could not be loaded from a local folder or the local "
-            f"model cache ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); set "
-            "RAG_RERANKER_MODEL to a local cross-encoder folder or RAG_COHERE_API_KEY",
+            f"model cache ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+            f"{_WHAT_TO_SET}",
         )
+
+
+_WHAT_TO_SET = (
+    "set RAG_RERANKER_MODEL to a local sentence-transformers CrossEncoder folder, "
+    "or RAG_COHERE_API_KEY"
+)

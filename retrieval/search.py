@@ -10,7 +10,7 @@ so an outside leg can widen recall but never a tenant's or a filter's reach.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -121,20 +121,32 @@ class SearchService:
         embedder: Embedder,
         config: RetrievalConfig,
         legs: Sequence[Leg] = (),
-        reranker: Reranker | None = None,
+        reranker: Callable[[], Reranker | None] = lambda: None,
         legs_in_hybrid: bool = True,
     ) -> None:
-        """`legs_in_hybrid`: whether `hybrid` fuses outside legs in, or only `graph` uses them."""
+        """`reranker` gives the reranker (None: there is none) when a request first asks for one,
+        so a process that never reranks never loads it; `legs_in_hybrid`: whether `hybrid` fuses
+        outside legs in, or only `graph` uses them."""
         self._index = index
         self._embedder = embedder
         self._config = config
         self._legs = list(legs)
-        self.reranker = reranker
+        self._reranker = reranker
         self._legs_in_hybrid = legs_in_hybrid
+
+    @property
+    def reranker(self) -> Reranker | None:
+        return self._reranker()
 
     @property
     def leg_names(self) -> list[str]:
         return [leg.name for leg in self._legs]
+
+    @property
+    def modes(self) -> list[SearchMode]:
+        """The modes this service answers: `graph` needs an outside leg to rank with."""
+        engine: list[SearchMode] = ["hybrid", "dense", "bm25"]
+        return [*engine, "graph"] if self._legs else engine
 
     def search(self, scope: TenantScope, req: SearchRequest) -> SearchResult:
         return self.rerank(req, self.retrieve(scope, req))
@@ -147,7 +159,7 @@ class SearchService:
         """
         if req.rerank and self.reranker is None:
             raise SearchUnavailableError("reranker_unavailable", "no reranker is loaded")
-        if req.mode == "graph" and not self._legs:
+        if req.mode not in self.modes:
             raise SearchUnavailableError("mode_unavailable", "no graph leg is configured")
         watch = _Stopwatch()
         with watch.stage("total"):

@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 from eval.golden_store import GoldenStore
+from eval.history import EvalRunError
 from eval.pipeline import EvalLLMs, EvalOutcome, llms_from_settings
 from eval.tenant import RunConfig, run_tenant_eval
 from serving.platform import Platform
@@ -27,10 +28,14 @@ def evaluate_tenant(
     llms: EvalLLMs | None = None,
     resume: bool = True,
 ) -> EvalOutcome:
-    """One run over the tenant's approved golden items; `llms` defaults to the configured ones."""
+    """One run over the tenant's approved golden items; `llms` defaults to the configured ones.
+    A run that reranks without a reranker is refused at once, with the reason none loaded."""
     from eval.ragas_scoring import LocalRagasEmbeddings
 
     s = platform.settings
+    if config is not None and config.rerank and not platform.served_search.reranker.available:
+        reason = platform.served_search.reranker.reason
+        raise EvalRunError(f"reranking is unavailable: {reason}")
     store = GoldenStore.open(s)
     try:
         items = store.items(tenant, "approved")

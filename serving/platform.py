@@ -8,7 +8,8 @@ updater reaches ingestion as a `core.listeners.DocumentListener` handed over her
 reaches search as a `retrieval.search.Leg`.
 
 Each part is built on first use and kept, so a process loads the model, opens the index and the
-graph store, and loads the reranker once. `close` releases them all, the runtime included.
+graph store, and loads the reranker (when a request first reranks, or a server starts) once.
+`close` releases them all, the runtime included.
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ class Platform:
     @cached_property
     def served_search(self) -> ServedSearch:
         """The SearchService `/v1/search`, `rag search` and `rag eval` use, and its reranker's
-        status (why there is none, when there is none)."""
+        status (why there is none, when there is none), loaded when first needed."""
         return build_search(self.runtime, self.legs, self._transport)
 
     @property

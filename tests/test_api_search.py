@@ -403,7 +403,7 @@ def test_status_reports_what_is_loaded(env: ApiEnv) -> None:
     assert operator["last_run"]["finished_at"] is not None
     index = status["index"]  # the served generation; counts across tenants stay hidden
     assert len(index["generation"]) == 16 and index["chunk_size"] == 48
-    assert index["points"] is None and 0 <= index["indexed_percent"] <= 100
+    assert index["chunks"] is None and 0 <= index["indexed_percent"] <= 100
 
 
 def test_health_and_docs_are_served(env: ApiEnv) -> None:

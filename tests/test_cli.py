@@ -69,6 +69,28 @@ def test_a_search_finds_what_ingest_wrote_under_the_default_data_dir(tmp_path: P
     assert (tmp_path / ".rag" / "manifest.sqlite").exists()
 
 
+def test_search_says_nothing_of_a_reranker_it_was_not_asked_for(tmp_path: Path) -> None:
+    """No cross-encoder ships, so the default reranker cannot load: every `rag search` printed
+    why, reranking asked for or not. Without --rerank it is not loaded; with it, one line names
+    the model and what to set, status 2."""
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    (bucket / "puffins.txt").write_text("Puffins nest in burrows dug into sea cliffs.")
+    missing = {"RAG_RERANKER_MODEL": "example-org/no-such-reranker"}
+    assert rag(tmp_path, "ingest", **missing).returncode == 0
+    plain = rag(tmp_path, "search", "where do puffins nest", **missing)
+    assert plain.returncode == 0 and "puffins.txt" in plain.stdout, plain.stderr
+    assert plain.stderr == ""
+    reranked = rag(tmp_path, "search", "where do puffins nest", "--rerank", **missing)
+    one_line_error(
+        reranked,
+        2,
+        "reranker_unavailable (rerank)",
+        "example-org/no-such-reranker",
+        "RAG_RERANKER_MODEL",
+    )
+
+
 def test_version_and_help_list_choices_and_exit_codes(tmp_path: Path) -> None:
     version = rag(tmp_path, "--version")
     assert version.returncode == 0 and version.stdout.startswith("rag 0.")
@@ -145,7 +167,7 @@ def test_status_prints_hostile_names_and_reasons_escaped(tmp_path: Path) -> None
     assert as_json.returncode == 0 and "\x1b" not in as_json.stdout
     report = json.loads(as_json.stdout)
     assert report["failed"] == [{"doc_id": HOSTILE_NAME, "attempts": 0, "error": HOSTILE_REASON}]
-    assert report["counts"]["indexed"] == 1 and report["last_scan"]["sync"] == 2
+    assert report["documents"] == {"indexed": 1, "failed": 1} and report["last_scan"]["sync"] == 2
 
 
 @pytest.mark.parametrize("label", ["two\nlines", "bell\x07", "esc\x1b[2J"])

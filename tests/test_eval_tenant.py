@@ -217,7 +217,8 @@ def hybrid_run(env: ApiEnv) -> Any:
 
 def test_report_hits_are_what_the_search_api_returns(env: ApiEnv, hybrid_run: Any) -> None:
     report = hybrid_run.report
-    assert report["search"] == {"mode": "hybrid", "rerank": False, "filters": [], "top_k": 3}
+    search = {"mode": "hybrid", "rerank": False, "filters": [], "top_k": 3, "ranking_depth": 50}
+    assert report["search"] == search
     assert {r["id"] for r in report["items"]} == {i for i, _, _ in GOLDEN}
     acme_chunks = env.chunk_ids("acme")
     for row in report["items"]:
@@ -225,6 +226,10 @@ def test_report_hits_are_what_the_search_api_returns(env: ApiEnv, hybrid_run: An
         served = env.client.post("/v1/search", json=body, headers=env.auth("acme")).json()
         assert [h["id"] for h in row["hits"]] == [h["id"] for h in served["results"]]
         assert {h["id"] for h in row["hits"]} <= acme_chunks
+        # The retrieval metrics rank what a search 50 deep serves, document by document.
+        deep = env.client.post("/v1/search", json={**body, "top_k": 50}, headers=env.auth("acme"))
+        documents = list(dict.fromkeys(h["doc_id"] for h in deep.json()["results"]))
+        assert row["ranked_doc_ids"] == documents
 
 
 def test_ragas_with_the_judge_and_a_failed_item(hybrid_run: Any) -> None:

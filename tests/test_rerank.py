@@ -14,12 +14,15 @@ from sentence_transformers import CrossEncoder
 
 from core.embedding import Embedder
 from core.settings import Settings
+from eval.history import EvalRunError
+from eval.tenant import RunConfig
 from retrieval.rerank import (
     CohereReranker,
     CrossEncoderReranker,
     RerankerError,
     load_reranker,
 )
+from serving.evaluation import evaluate_tenant
 from tests.support.api_env import ApiEnv, prepare_runtime, running_app
 from tests.support.models import build_untrained_cross_encoder
 
@@ -184,16 +187,20 @@ def test_without_a_reranker_the_api_says_so(bare: ApiEnv) -> None:
     assert plain.json()["results"] == []
 
 
-def test_start_up_logs_a_missing_reranker(
+def test_start_up_logs_a_missing_reranker_once(
     tmp_path: Path, embedder: Embedder, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """One line at start-up; searches, reranked or not, and the status add none (a reranked
+    search says why in its 400)."""
     runtime, keys = prepare_runtime(tmp_path, embedder, ingest=False, reranker_model=MISSING_MODEL)
-    with caplog.at_level(logging.WARNING, logger="api.app"), running_app(runtime, keys):
-        pass
-    assert any(
-        "reranking is unavailable" in r.message and MISSING_MODEL in r.message
-        for r in caplog.records
-    )
+    with caplog.at_level(logging.INFO), running_app(runtime, keys) as env:
+        said = [r for r in caplog.records if "rerank" in r.getMessage()]
+        assert len(said) == 1, [r.getMessage() for r in said]
+        assert said[0].levelno == logging.WARNING and MISSING_MODEL in said[0].getMessage()
+        for body in ({"query": "fox"}, {"query": "fox", "rerank": True}):
+            env.client.post("/v1/search", json=body, headers=env.auth("acme"))
+        assert env.client.get("/v1/status", headers=env.auth("acme")).status_code == 200
+    assert [r for r in caplog.records if "rerank" in r.getMessage()] == said
 
 
 def test_without_an_llm_answers_are_503(bare: ApiEnv) -> None:
@@ -209,6 +216,14 @@ def test_graph_mode_without_a_graph_leg_is_400(bare: ApiEnv) -> None:
     )
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "mode_unavailable"
+
+
+def test_a_reranked_evaluation_without_a_reranker_is_refused_with_the_reason(bare: ApiEnv) -> None:
+    """At once, naming the model and what to set: the run's searches would fail one by one with
+    'no reranker is loaded'."""
+    with pytest.raises(EvalRunError, match="RAG_RERANKER_MODEL") as refused:
+        evaluate_tenant(bare.platform, "acme", config=RunConfig("hybrid", rerank=True))
+    assert MISSING_MODEL in str(refused.value)
 
 
 def test_cohere_key_is_read_from_cohere_own_variable(monkeypatch: pytest.MonkeyPatch) -> None:

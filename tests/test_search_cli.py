@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from cli.main import app as cli_app
 from core.embedding import Embedder
 from core.settings import get_settings
 from tests.support.api_env import ADMIN_KEY, prepare_runtime, running_app
+from tests.support.models import build_untrained_cross_encoder
 
 QUERIES: list[dict[str, Any]] = [
     {"query": "when do red foxes hunt?", "top_k": 4},
@@ -87,7 +89,8 @@ def test_errors_are_the_apis(cli: CliRunner) -> None:
     assert cli.invoke(cli_app, ["search", "fox", "--mode", "fuzzy"]).exit_code == 2
     assert cli.invoke(cli_app, ["search", "fox", "--filter", "{not json"]).exit_code == 2
     rerank = cli.invoke(cli_app, ["search", "fox", "--rerank"])
-    assert rerank.exit_code == 2 and "reranker_unavailable" in rerank.output
+    assert rerank.exit_code == 2 and "reranker_unavailable (rerank)" in rerank.output
+    assert "RAG_RERANKER_MODEL" in rerank.output  # the operator's reason: what to set
 
 
 def test_graph_mode_uses_the_served_graph_leg(cli: CliRunner) -> None:
@@ -100,3 +103,18 @@ def test_graph_mode_uses_the_served_graph_leg(cli: CliRunner) -> None:
     body = json.loads(result.stdout)
     assert body["mode"] == "graph"
     assert all(r["doc_id"].startswith("tenants/acme/") for r in body["results"])
+
+
+def test_rerank_with_a_local_cross_encoder_folder(
+    cli: CliRunner, embedder: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's way to rerank: RAG_RERANKER_MODEL names a sentence-transformers
+    CrossEncoder folder (here one built from the shipped MiniLM, with an untrained head)."""
+    folder = build_untrained_cross_encoder(embedder.model_name, tmp_path / "cross-encoder")
+    monkeypatch.setenv("RAG_RERANKER_MODEL", str(folder))
+    get_settings.cache_clear()
+    args = ["search", "red foxes", "--tenant", "acme", "--rerank", "--json", "-k", "3"]
+    result = cli.invoke(cli_app, args)
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.stdout)["results"]
+    assert hits and all(h["rerank_score"] is not None for h in hits)
