@@ -2,7 +2,8 @@
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
-    HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false RAG_DATA_DIR=/data
+    HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false RAG_DATA_DIR=/data \
+    RAG_ONNX_EXPORT_DIR=/data/onnx
 
 WORKDIR /app
 # The CPU build of torch first: a bare `torch` requirement would pull the CUDA wheels.

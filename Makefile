@@ -5,7 +5,10 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-BUCKET ?= examples/docs
+# The folder `make run` serves: BUCKET=..., else RAG_BUCKET_URL (the platform's own name for it).
+ifndef BUCKET
+BUCKET := $(or $(RAG_BUCKET_URL),examples/docs)
+endif
 # The venv's console scripts (moto_server, celery, rag) must be found by the tests' subprocesses.
 export PATH := $(abspath $(BIN)):$(PATH)
 export HF_HUB_OFFLINE := 1
@@ -34,12 +37,14 @@ browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
 # Sync the folder once (progress bar and counts), then run the platform in one process: the API on
-# RAG_API_PORT, a worker pool and beat re-scanning the folder, and a watcher for quick updates.
+# RAG_API_HOST:RAG_API_PORT (rag up prints its address), a worker pool and beat re-scanning the
+# folder, and a watcher for quick updates. Ctrl-C or SIGTERM stops it, with status 0.
+run: export RAG_BUCKET_URL := $(BUCKET)
 run: $(STAMP)
-	$(BIN)/rag ingest $(BUCKET)
+	$(BIN)/rag ingest
 	$(BIN)/rag search "how are unchanged documents handled" --top-k 3
-	@echo "API docs: http://127.0.0.1:8000/docs   key: .venv/bin/rag keys create default"
-	RAG_BUCKET_URL=$(BUCKET) $(BIN)/rag up
+	@echo "a key for the API: $(BIN)/rag keys create default"
+	$(BIN)/rag up
 
 test: $(STAMP) redis-server browser
 	$(BIN)/ruff check .

@@ -7,6 +7,7 @@ index), so a busy port is an error at once rather than after the start-up.
 from __future__ import annotations
 
 import errno
+import logging
 import socket
 
 import uvicorn
@@ -17,6 +18,9 @@ from core.index.lock import ShardLock
 from core.settings import ApiSettings, Settings
 from eval.links import link_secret
 from serving.platform import Platform
+
+# uvicorn's own log: `rag serve` configures no other, and `rag up` shows it too.
+server_log = logging.getLogger("uvicorn.error")
 
 
 class AddressInUseError(RuntimeError):
@@ -64,14 +68,25 @@ def api_server(app: FastAPI, api: ApiSettings, log_level: str = "info") -> uvico
 
 def run_api(app: FastAPI, sock: socket.socket, api: ApiSettings, log_level: str = "info") -> None:
     """Serve `app` on the bound `sock` until SIGINT or SIGTERM; an app that fails to start (its
-    lifespan raised, and uvicorn logged why) is a RuntimeError here."""
+    lifespan raised, and uvicorn logged why) is a RuntimeError here.
+
+    The address served is said first: uvicorn names none for a socket it is handed.
+    """
     server = api_server(app, api, log_level)
+    url = api_url(sock)
+    server_log.info("serving the API at %s (docs: %s/docs)", url, url)
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
     if not server.started:
         raise RuntimeError("the API did not start; the log above says why")
+
+
+def api_url(sock: socket.socket) -> str:
+    """The address a client reaches the API on through `sock`, as bound."""
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:

@@ -119,7 +119,7 @@ def main() -> None:
     rerankers: dict[str, CrossEncoderReranker] = {}
     for name, (backend, quantize) in backends.items():
         options = InferenceOptions(
-            backend, settings.models.inference_threads, quantize, settings.onnx_export_path
+            backend, settings.models.inference_threads, quantize, settings.models.onnx_export_dir
         )
         embedders[name] = Embedder(
             settings.models.embedding_model, settings.models.embedding_batch_size, inference=options

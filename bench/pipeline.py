@@ -92,14 +92,8 @@ def bench_small_up(work: Path, n: int, redis_url: str, profile: Path | None) -> 
         "RAG_BUCKET_URL": str(root / "bucket"),
         "RAG_REDIS_URL": redis_url,
         "RAG_API_PORT": str(_free_port()),
-        # The ONNX export is kept between runs (it is made before the timing either way).
-        "RAG_ONNX_EXPORT_DIR": str(Path(__file__).resolve().parent / ".work" / "onnx"),
     }
-    settings = Settings(
-        data_dir=root / "data",
-        bucket_url=str(root / "bucket"),
-        onnx_export_dir=Path(env["RAG_ONNX_EXPORT_DIR"]),
-    )
+    settings = Settings(data_dir=root / "data", bucket_url=str(root / "bucket"))
     embedder = Embedder(
         settings.models.embedding_model,
         settings.models.embedding_batch_size,

@@ -17,7 +17,8 @@ console = Console()
 
 @models_app.command("export")
 def export() -> None:
-    """Export the embedding model and the reranker to RAG_ONNX_EXPORT_DIR (kept ones are reused).
+    """Export the embedding model and the reranker to RAG_ONNX_EXPORT_DIR (kept ones are reused;
+    by default the user's cache folder, which every data dir on the machine shares).
 
     Exits 1 when the embedding model cannot be exported; a reranker that is not installed
     locally is reported and skipped, as the API would skip it.
@@ -31,7 +32,7 @@ def export() -> None:
     failed = False
     for kind, model in targets:
         try:
-            done = ensure_export(kind, model, settings.onnx_export_path, quantize)
+            done = ensure_export(kind, model, settings.models.onnx_export_dir, quantize)
             console.print(f"{kind} {model}: {done.graph}")
         except ExportError as exc:
             failed = failed or kind == "embedder"

@@ -8,10 +8,15 @@ normalisation; for a cross-encoder its scoring head and activation), so pooling 
 are the model's configuration, not a reimplementation, then fused by ONNX Runtime's transformer
 optimizer; `optimum-onnx` would do the export too but pins `transformers<4.58`.
 
-An export lives in `<export dir>/<kind>-<key>/` where the key digests the model folder's files
-and the export settings; `meta.json` records the key and the graph's own SHA-256, so a truncated
-or altered graph is exported again, and exports of an older state of the same folder (stale) are
-removed when a new one is made. Exporting needs torch; loading a cached export does not.
+An export lives in `<export dir>/<kind>-<key>/` where the key digests the model folder's files,
+the export settings and the ONNX Runtime that fused the graph. The export dir is by default the
+user's cache folder, shared by every data dir on the machine (RAG_ONNX_EXPORT_DIR), so several
+deployments, the evaluation workspace, tests and benches may reach for one export at once: it is
+made under a file lock into a scratch folder, renamed into place when complete, and whoever waited
+on the lock finds it there. `meta.json` records the key and the graph's own SHA-256, so a
+truncated or altered graph is exported again, and exports of an older state of the same folder
+(stale) are removed when a new one is made. Exporting needs torch; loading a cached export does
+not.
 """
 
 from __future__ import annotations
@@ -22,14 +27,18 @@ import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Sequence
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from core.model_digest import model_folder, weights_digest
+from core.model_digest import model_folder, model_label, weights_digest
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,6 +51,10 @@ _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # Traced with the eager attention, whose pattern ONNX Runtime's transformer optimizer fuses into
 # its Attention kernel (an SDPA trace leaves attention as separate MatMul/Softmax nodes).
 _EAGER = {"attn_implementation": "eager"}
+
+
+_NOUNS: dict[Kind, str] = {"embedder": "embedding model", "cross-encoder": "cross-encoder"}
+_SCRATCH_PREFIX = ".export-"
 
 
 class ExportError(RuntimeError):
@@ -67,7 +80,7 @@ class InferenceOptions:
             settings.models.inference_backend,
             settings.models.inference_threads,
             settings.models.inference_quantize,
-            settings.onnx_export_path,
+            settings.models.onnx_export_dir,
         )
 
 
@@ -88,8 +101,13 @@ def _sha256(path: Path) -> str:
 
 
 def export_key(kind: Kind, folder: Path, quantize: str | None) -> str:
+    """The export's identity. The ONNX Runtime version is part of it because its optimizer writes
+    the fused kernels: environments of another version on the same machine keep their own."""
     settings = {"kind": kind, "format": EXPORT_FORMAT, "opset": OPSET, "quantize": quantize}
-    text = json.dumps({"weights": weights_digest(folder), **settings}, sort_keys=True)
+    text = json.dumps(
+        {"weights": weights_digest(folder), "onnxruntime": version("onnxruntime"), **settings},
+        sort_keys=True,
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
@@ -110,19 +128,41 @@ def ensure_export(
     key = export_key(kind, folder, quantize)
     target = export_dir / f"{kind}-{key}"
     try:
-        export_dir.mkdir(parents=True, exist_ok=True)
-        # Processes starting together (the API and a worker) export once, not side by side.
-        with (export_dir / ".lock").open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with _exclusive(export_dir):
             found = _verified(target, key)
             if found is None:
                 if target.exists():
                     log.warning("ONNX export %s is corrupt or incomplete; exporting again", target)
+                _remove_abandoned(export_dir)
+                log.warning(
+                    "exporting the %s %s to ONNX, once: every later run reuses it from %s",
+                    _NOUNS[kind],
+                    model_label(model),
+                    export_dir,
+                )
                 found = _export(kind, folder, target, key, quantize)
                 _remove_stale(export_dir, kind, folder, keep=target)
     except OSError as exc:
         raise ExportError(f"cannot write the ONNX export under {export_dir}: {exc}") from exc
     return OnnxExport(folder, target / "model.onnx", found)
+
+
+@contextmanager
+def _exclusive(export_dir: Path) -> Iterator[None]:
+    """Hold the export dir's lock: processes starting together (the API and a worker, two
+    deployments, tests side by side) export once, not side by side, and never see a half-made
+    export or lose one under them."""
+    export_dir.mkdir(parents=True, exist_ok=True)
+    with (export_dir / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _remove_abandoned(export_dir: Path) -> None:
+    """Scratch folders of exports that never finished: every export runs under the lock this
+    process holds, so any scratch folder here belongs to a process that died exporting."""
+    for scratch in export_dir.glob(f"{_SCRATCH_PREFIX}*"):
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _verified(target: Path, key: str) -> dict[str, Any] | None:
@@ -137,7 +177,11 @@ def _verified(target: Path, key: str) -> dict[str, Any] | None:
 
 
 def _remove_stale(export_dir: Path, kind: Kind, folder: Path, keep: Path) -> None:
-    """Drop exports of an earlier state of the same model folder: they can never match again."""
+    """Drop exports of an earlier state of the same model folder: they can never match again.
+
+    Exports of the same weights under other settings (int8, another ONNX Runtime) are another
+    deployment's on this machine, and stay."""
+    weights = weights_digest(folder)
     for other in export_dir.glob(f"{kind}-*"):
         if other == keep:
             continue
@@ -145,14 +189,15 @@ def _remove_stale(export_dir: Path, kind: Kind, folder: Path, keep: Path) -> Non
             meta = json.loads((other / "meta.json").read_text())
         except (OSError, ValueError):
             meta = {}
-        if meta.get("source") in (None, str(folder)):
+        if meta.get("source") in (None, str(folder)) and meta.get("weights") != weights:
             shutil.rmtree(other, ignore_errors=True)
 
 
 def _export(
     kind: Kind, folder: Path, target: Path, key: str, quantize: str | None
 ) -> dict[str, Any]:
-    scratch = Path(tempfile.mkdtemp(prefix=f".{kind}-", dir=target.parent))
+    started = time.monotonic()
+    scratch = Path(tempfile.mkdtemp(prefix=_SCRATCH_PREFIX, dir=target.parent))
     try:
         graph = scratch / "model.onnx"
         try:
@@ -177,19 +222,53 @@ def _export(
             raise
         except Exception as exc:  # the exporter raises whatever the traced code raises
             raise ExportError(f"torch.onnx.export failed: {type(exc).__name__}: {exc}") from exc
-        meta.update(key=key, kind=kind, source=str(folder), quantize=quantize)
+        meta.update(
+            key=key,
+            kind=kind,
+            source=str(folder),
+            weights=weights_digest(folder),
+            quantize=quantize,
+        )
         meta["graph_sha256"] = _sha256(graph)
         (scratch / "meta.json").write_text(json.dumps(meta, indent=1))
         shutil.rmtree(target, ignore_errors=True)
         scratch.rename(target)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    log.info("exported %s %s to ONNX at %s", kind, folder, target)
+    log.info(
+        "exported %s %s to ONNX at %s in %.1f s", kind, folder, target, time.monotonic() - started
+    )
     return meta
 
 
 def _trace(kind: Kind, folder: Path, graph: Path) -> dict[str, Any]:
     """Trace the model's own modules, from token ids to the vector (or score) it returns."""
+    with _quiet_export():
+        return _traced(kind, folder, graph)
+
+
+@contextmanager
+def _quiet_export() -> Iterator[None]:
+    """No weight-loading progress bar, and none of the tracer's warnings: they flag Python
+    branches on tensor values and index arithmetic whose trace might not generalise to other
+    shapes, and the exported graph is checked against torch on batches of other shapes and
+    lengths (tests/test_onnx.py). A first run printed a screenful of them."""
+    import torch
+    from transformers.utils import logging as transformers_logging
+
+    bars = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx\.")
+            yield
+    finally:
+        if bars:
+            transformers_logging.enable_progress_bar()
+
+
+def _traced(kind: Kind, folder: Path, graph: Path) -> dict[str, Any]:
     import torch
 
     if kind == "embedder":
@@ -320,7 +399,8 @@ def load_onnx_model(kind: Kind, model: str, options: InferenceOptions) -> OnnxMo
         return OnnxModel(export, options.threads)
     except ExportError as exc:
         log.warning("%s; exporting again", exc)
-        shutil.rmtree(export.graph.parent, ignore_errors=True)
+        with _exclusive(options.export_dir):
+            shutil.rmtree(export.graph.parent, ignore_errors=True)
         return OnnxModel(
             ensure_export(kind, model, options.export_dir, options.quantize), options.threads
         )

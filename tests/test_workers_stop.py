@@ -108,7 +108,7 @@ def test_rag_up_stops_within_its_bound_while_a_large_document_syncs(tmp_path: Pa
             "the interrupted document was not indexed after the restart",
         )
     finally:
-        assert again.stop() == 128 + signal.SIGTERM
+        assert again.stop() == 0  # a stop in time is a clean one
 
 
 def test_a_worker_stops_within_its_bound_while_a_large_document_syncs(

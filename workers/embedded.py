@@ -109,15 +109,30 @@ class EmbeddedPool:
 
 
 def run_up(settings: Settings, with_api: bool = True) -> None:
-    """Run until SIGINT or SIGTERM: the API (unless `with_api` is off), workers, beat, watcher."""
+    """Run until SIGINT or SIGTERM: the API (unless `with_api` is off), workers, beat, watcher.
+
+    A stop asked for by either signal that completes returns (exit status 0, what a supervisor
+    or `make run` takes for a clean stop); one whose running tasks outlast
+    RAG_WORKERS_SHUTDOWN_TIMEOUT_SECONDS exits 143 from `StopDeadline`, and a failure while
+    stopping raises as any failure does.
+    """
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     quiet_progress_bars()
-    # SIGTERM exits through Python, so the `finally` below stops Redis: before the API runs, and
-    # after it, since uvicorn re-raises the signal once it has shut down.
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    signal.signal(signal.SIGINT, _interrupt)
+    # Both signals raise through Python, so the `finally` below stops Redis: before the API runs,
+    # and after it, since uvicorn re-raises the signal once it has shut down.
+    signal.signal(signal.SIGTERM, _request_stop)
+    signal.signal(signal.SIGINT, _request_stop)
+    try:
+        _run_up(settings, with_api)
+    except KeyboardInterrupt:
+        if not _stop_requested.is_set():
+            raise
+        log.info("rag up stopped")
+
+
+def _run_up(settings: Settings, with_api: bool) -> None:
     from api.server import bind_api_socket, check_can_start, run_api
 
     # A busy port or a shard held by another process fail now, before anything slow or started.
@@ -156,22 +171,19 @@ def run_up(settings: Settings, with_api: bool = True) -> None:
         redis.stop()
 
 
-def _exit_on_sigterm(*_: object) -> None:
-    raise SystemExit(128 + signal.SIGTERM)
+_stop_requested = threading.Event()
 
 
-_interrupted = threading.Event()
-
-
-def _interrupt(*_: object) -> None:
-    """SIGINT as Python's own handler does it, remembered: an exception raised while a destructor
-    runs (a Redis client's, say) is only printed, so the start-up checks again before serving."""
-    _interrupted.set()
+def _request_stop(*_: object) -> None:
+    """SIGINT (and SIGTERM) as Python's own handler does SIGINT, remembered: an exception raised
+    while a destructor runs (a Redis client's, say) is only printed, so the start-up checks again
+    before serving, and `run_up` tells the stop asked for from any other KeyboardInterrupt."""
+    _stop_requested.set()
     raise KeyboardInterrupt
 
 
 def _raise_if_interrupted() -> None:
-    if _interrupted.is_set():
+    if _stop_requested.is_set():
         raise KeyboardInterrupt
 
 
