@@ -284,6 +284,17 @@ class WorkerSettings(Section):
     # the documents they held are synced again after a restart, as after a kill -9 (tasks are
     # idempotent, their messages unacknowledged, their locks lapse).
     shutdown_timeout_seconds: float = Field(default=15.0, gt=0)
+    # Every task carries the identity of the deployment that sent it, and a worker runs only its
+    # own deployment's (another's it hands, unrun, to that deployment's own queue, logging it once
+    # per deployment), so two deployments on one Redis database never run each other's tasks.
+    deployment: str | None = Field(  # letters, digits . - _; None: from bucket URL and data dir
+        default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", examples=["docs-prod"]
+    )
+    # `rag up` and `rag worker` keep a heartbeat key naming their deployment in Redis, and warn at
+    # start-up of another deployment's on the same database.
+    heartbeat_interval_seconds: float = Field(  # renewed this often; it lapses after three
+        default=10.0, gt=0
+    )
 
 
 class ApiSettings(Section):
