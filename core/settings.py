@@ -456,6 +456,11 @@ class EvalSettings(Section):
     embedding_model: str | None = None  # answer relevancy's embedder; None: RAG_EMBEDDING_MODEL
     concurrency: int = 4  # golden items in flight against the LLMs
     timeout_s: float = 120.0  # per golden item, answer and judging together
+    # `rag eval --tenant` while `rag up` holds the index hands the run to its workers and shows
+    # their progress; if none has started it within this, the command fails saying what to start.
+    worker_start_timeout_seconds: float = Field(  # then the task expires unrun
+        default=45.0, gt=0
+    )
     # Signed links to a tenant's HTML report (`rag eval` prints one, the API issues them). Their
     # secret holds 32 bytes or more: the API and `rag eval` refuse to start with a shorter one
     # (an empty key file too), as links signed under it could be forged.

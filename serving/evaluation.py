@@ -11,6 +11,7 @@ from pathlib import Path
 
 from eval.golden_store import GoldenStore
 from eval.pipeline import EvalLLMs, EvalOutcome, llms_from_settings
+from eval.runner import Progress
 from eval.tenant import RunConfig, run_tenant_eval
 from serving.platform import Platform
 
@@ -26,8 +27,10 @@ def evaluate_tenant(
     sample_size: int | None = None,
     llms: EvalLLMs | None = None,
     resume: bool = True,
+    progress: Progress | None = None,
 ) -> EvalOutcome:
-    """One run over the tenant's approved golden items; `llms` defaults to the configured ones."""
+    """One run over the tenant's approved golden items; `llms` defaults to the configured ones,
+    `progress` receives its lines (`eval.tenant.run_tenant_eval`)."""
     from eval.ragas_scoring import LocalRagasEmbeddings
 
     s = platform.settings
@@ -48,6 +51,7 @@ def evaluate_tenant(
         reports_dir=reports_dir,
         sample_size=sample_size,
         resume=resume,
+        progress=progress,
     )
 
 

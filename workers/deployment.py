@@ -135,7 +135,8 @@ class DeploymentCelery(Celery):
 
     def send_task(self, name: str, *args: Any, **options: Any) -> Any:
         """`Task.apply_async`, `delay`, retries and beat all send through here. A message for
-        another deployment names it itself (a task handed on to its owner)."""
+        another deployment names it itself (a task handed on to its owner; `rag eval`'s, sent to
+        the deployment serving its data dir)."""
         options["headers"] = {HEADER: self.deployment.header(), **(options.get("headers") or {})}
         return super().send_task(name, *args, **options)
 
@@ -204,6 +205,19 @@ def heartbeats(redis: Redis) -> list[Beat]:
         except (ValueError, TypeError, KeyError):
             continue  # a key that lapsed between SCAN and MGET, or not ours
     return beats
+
+
+def serving(settings: Settings, beats: list[Beat]) -> Deployment:
+    """The deployment whose workers serve this data dir on this host, as their heartbeats say:
+    a `rag up` started with other settings (another RAG_BUCKET_URL, say) is still the one that
+    holds this data dir's index. Without one, this process's own deployment."""
+    own = Deployment.of(settings)
+    host = socket.gethostname()
+    here = sorted(
+        {b.deployment for b in beats if b.host == host and b.deployment.data_dir == own.data_dir},
+        key=lambda d: d.id != own.id,  # its own first, should there be several
+    )
+    return here[0] if here else own
 
 
 class Heartbeat:
