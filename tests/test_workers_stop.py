@@ -21,7 +21,7 @@ from core.manifest import DocStatus, Manifest
 from tests.support.essays import essay
 from tests.support.rag_up import RagUp
 from tests.support.services import redis_url
-from tests.support.workers import REDIS_URL, deployment
+from tests.support.workers import WORKER_DB, deployment
 
 pytestmark = pytest.mark.slow
 
@@ -116,7 +116,7 @@ def test_a_worker_stops_within_its_bound_while_a_large_document_syncs(
 ) -> None:
     bucket = tmp_path / "bucket"
     _write_bucket(bucket)
-    dep = deployment(tmp_path, str(bucket), REDIS_URL, **SETTINGS)
+    dep = deployment(tmp_path, str(bucket), redis_url(WORKER_DB), **SETTINGS)
     manifest = dep.settings.manifest_path
     worker = dep.worker("first")
     try:
