@@ -107,9 +107,8 @@ class DeploymentTask(Task):
         if sender is not None and sender.id == own.id:
             return
         arrived_on = (self.request.delivery_info or {}).get("routing_key") or ""
-        handed = sender is not None and not arrived_on.startswith(_QUEUE_PREFIX)
-        if handed:
-            assert sender is not None
+        handed = False
+        if sender is not None and not arrived_on.startswith(_QUEUE_PREFIX):
             self.app.send_task(
                 self.name,
                 args,
@@ -120,6 +119,7 @@ class DeploymentTask(Task):
                 expires=self.request.expires,
                 retries=self.request.retries,
             )
+            handed = True
         _refusals.note(self.name, sender, own, handed, maybe_sanitize_url(self.app.conf.broker_url))
         raise Ignore()  # acknowledged, not run, no result stored
 
