@@ -29,8 +29,7 @@ def evaluate_tenant(
     resume: bool = True,
     progress: Progress | None = None,
 ) -> EvalOutcome:
-    """One run over the tenant's approved golden items; `llms` defaults to the configured ones,
-    `progress` receives its lines (`eval.tenant.run_tenant_eval`)."""
+    """One run over the tenant's approved golden items; `llms` defaults to the configured ones."""
     from eval.ragas_scoring import LocalRagasEmbeddings
 
     s = platform.settings
