@@ -299,6 +299,17 @@ class WorkerSettings(Section):
     # the documents they held are synced again after a restart, as after a kill -9 (tasks are
     # idempotent, their messages unacknowledged, their locks lapse).
     shutdown_timeout_seconds: float = Field(default=15.0, gt=0)
+    # Every task carries the identity of the deployment that sent it, and a worker runs only its
+    # own deployment's (another's it hands, unrun, to that deployment's own queue, logging it once
+    # per deployment), so two deployments on one Redis database never run each other's tasks.
+    deployment: str | None = Field(  # letters, digits . - _; None: from bucket URL and data dir
+        default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", examples=["docs-prod"]
+    )
+    # `rag up` and `rag worker` keep a heartbeat key naming their deployment in Redis, and warn at
+    # start-up of another deployment's on the same database.
+    heartbeat_interval_seconds: float = Field(  # renewed this often; it lapses after three
+        default=10.0, gt=0
+    )
 
 
 class ApiSettings(Section):
@@ -473,6 +484,11 @@ class EvalSettings(Section):
     embedding_model: str | None = None  # answer relevancy's embedder; None: RAG_EMBEDDING_MODEL
     concurrency: int = 4  # golden items in flight against the LLMs
     timeout_s: float = 120.0  # per golden item, answer and judging together
+    # `rag eval --tenant` while `rag up` holds the index hands the run to its workers and shows
+    # their progress; if none has started it within this, the command fails saying what to start.
+    worker_start_timeout_seconds: float = Field(  # then the task expires unrun
+        default=45.0, gt=0
+    )
     # Signed links to a tenant's HTML report (`rag eval` prints one, the API issues them). Their
     # secret holds 32 bytes or more: the API and `rag eval` refuse to start with a shorter one
     # (an empty key file too), as links signed under it could be forged.

@@ -32,6 +32,7 @@ golden_app = typer.Typer(help="A tenant's golden set: import, export, generate, 
 baseline_app = typer.Typer(help="The accepted runs a tenant's runs are compared with.")
 eval_app.add_typer(baseline_app, name="baseline")
 console = Console()
+progress_console = Console(stderr=True)
 MODES = ("hybrid", "dense", "bm25", "graph")
 TenantOption = Annotated[str, typer.Option("--tenant", help="Tenant id")]
 
@@ -110,10 +111,6 @@ def run(
             f"--modes takes a comma-separated list of {', '.join(MODES)}", exit_code=EXIT_USAGE
         )
 
-    def progress(line: str) -> None:
-        # Plain lines, so a log file or CI output shows them too, not only a terminal.
-        console.print(f"[dim]{line}", highlight=False)
-
     try:
         outcome = run_eval(
             settings,
@@ -125,7 +122,7 @@ def run(
             resume=resume,
             platform=Platform,
             modes=chosen,
-            progress=progress,
+            progress=_progress,
         )
     except (GoldenSetError, FileNotFoundError, ValueError) as exc:
         raise CliError(f"{exc}", exit_code=EXIT_USAGE) from None
@@ -194,6 +191,7 @@ def _run_tenant(
     import json
 
     from core.index import ShardLockedError
+    from core.index.lock import ShardLock
     from core.types import InvalidTenantError, TenantScope
     from eval.history import EvalRunError
     from eval.tenant import run_config
@@ -210,13 +208,20 @@ def _run_tenant(
     except (InvalidTenantError, ValueError, TypeError, AttributeError, FilterError) as exc:
         raise CliError(f"{getattr(exc, 'reason', exc)}", exit_code=EXIT_USAGE) from None
     try:
+        if settings.index.mode == "edge":  # held elsewhere: handed off before any model loads
+            ShardLock.check_free(settings.shard_path)
         with Platform.open(settings) as platform:
             outcome = evaluate_tenant(
-                platform, tenant, config=config, reports_dir=reports_dir, sample_size=sample
+                platform,
+                tenant,
+                config=config,
+                reports_dir=reports_dir,
+                sample_size=sample,
+                progress=_progress,
             )
         run_dir, report = outcome.run_dir, outcome.report
-    except ShardLockedError:
-        run_dir = _run_in_workers(tenant, mode, rerank, conditions, sample)
+    except ShardLockedError as exc:
+        run_dir = _run_in_workers(exc.holder, tenant, mode, rerank, conditions, sample)
         report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
     except EvalRunError as exc:
         raise CliError(f"{exc}", exit_code=EXIT_USAGE) from None
@@ -226,45 +231,103 @@ def _run_tenant(
     _print_tenant_report(settings, links, tenant, run_dir, report)
 
 
+def _progress(line: str) -> None:
+    """A plain line, whole, so a log file or CI output shows it as a terminal does; on stderr, so
+    stdout holds only the results (the report folder last, or `--json`'s object)."""
+    progress_console.print(line, style="dim", markup=False, highlight=False, soft_wrap=True)
+
+
 def _run_in_workers(
-    tenant: str, mode: str, rerank: bool, conditions: list, sample: int | None
+    holder: str, tenant: str, mode: str, rerank: bool, conditions: list, sample: int | None
 ) -> Path:
-    """Ask the process that holds the shard to run it; wait for its answer file."""
-    import json
+    """Hand the run to the workers of the process that holds the shard (`rag up`) and show its
+    progress until it answers. No worker may ever take it (the holder runs none, or they listen
+    on another Redis): then fail once RAG_EVAL_WORKER_START_TIMEOUT_SECONDS have passed without
+    one starting it, and the task expires unrun."""
     import time
-    import uuid
+
+    from kombu.exceptions import OperationalError
+    from kombu.utils.url import maybe_sanitize_url
+    from redis.exceptions import RedisError
 
     from workers.app import app as celery_app
+    from workers.deployment import HEADER, heartbeats, serving
+    from workers.locks import redis_client
+    from workers.tasks.evaluation import Ticket
 
     settings = get_settings()
-    console.print("[dim]the index is held by another process (`rag up`); running there")
-    ticket = uuid.uuid4().hex
-    celery_app.send_task(
-        "rag.eval.tenant",
-        kwargs={
-            "tenant": tenant,
-            "mode": mode,
-            "rerank": rerank,
-            "filters": conditions,
-            "sample": sample,
-            "ticket": ticket,
-        },
-    )
-    answer_file = settings.data_dir / "eval-requests" / f"{ticket}.json"
-    # A run is bounded by its sample, concurrency and per-item timeout; this is the outer bound.
+    bound = settings.eval.worker_start_timeout_seconds
+    redis_at = maybe_sanitize_url(settings.redis_url)
+    ticket = Ticket.new(settings.data_dir)
+    run = {"tenant": tenant, "mode": mode, "rerank": rerank, "filters": conditions}
+    redis = redis_client(settings.redis_url)
+    try:
+        target = serving(settings, heartbeats(redis))
+        celery_app.send_task(
+            "rag.eval.tenant",
+            kwargs={**run, "sample": sample, "ticket": ticket.id},
+            queue=target.queue,  # its workers' own: no other deployment's take it
+            expires=bound,
+            headers={HEADER: target.header()},
+        )
+        _progress(
+            f"the index is held by {holder}: queued the run for its workers at {redis_at}; "
+            f"waiting up to {bound:g} s for one to start it"
+        )
+        deadline = time.monotonic() + bound
+        while not ticket.started:
+            if time.monotonic() > deadline:
+                raise _not_started(holder, redis_at, bound, heartbeats(redis), target.id)
+            time.sleep(0.25)
+    except (OperationalError, RedisError) as exc:
+        raise CliError(
+            f"the index is held by {holder}, and no Redis answers at {redis_at} to hand it the "
+            f"run ({exc})",
+            "start `rag up`, or point RAG_REDIS_URL at the Redis it uses (it logs it at start-up)",
+        ) from None
+    finally:
+        redis.close()
+    # Started: a run is bounded by its sample, concurrency and per-item timeout; this is the
+    # outer bound.
     limit = settings.eval.timeout_s * max(1, settings.eval.ragas_sample) + 600
     deadline = time.monotonic() + limit
-    while not answer_file.exists():
-        if time.monotonic() > deadline:
-            raise CliError(
-                f"the evaluation did not finish within {limit:.0f}s", exit_code=EXIT_USAGE
-            )
-        time.sleep(0.5)
-    answer = json.loads(answer_file.read_text(encoding="utf-8"))
-    answer_file.unlink()
+    shown = 0
+    try:
+        while True:
+            answer = ticket.answered()  # before the lines: every line precedes the answer
+            lines = ticket.lines()
+            for line in lines[shown:]:
+                _progress(line)
+            shown = len(lines)
+            if answer is not None:
+                break
+            if time.monotonic() > deadline:
+                raise CliError(f"the evaluation did not finish within {limit:.0f}s")
+            time.sleep(0.5)
+    finally:
+        ticket.close()
     if "error" in answer:
         raise CliError(f"{answer['error']}", exit_code=EXIT_USAGE)
-    return Path(answer["run_dir"])
+    return Path(str(answer["run_dir"]))
+
+
+def _not_started(
+    holder: str, redis_at: str, bound: float, beats: list, deployment: str
+) -> CliError:
+    """Why no worker started the run: busy workers, or none of this deployment at all."""
+    alive = sorted({b.describe() for b in beats if b.deployment.id == deployment})
+    if alive:
+        return CliError(
+            f"no worker started the evaluation within {bound:g} s: the workers of rag up "
+            f"({'; '.join(alive)}) are busy with other tasks",
+            "try again when they are idle, or raise RAG_EVAL_WORKER_START_TIMEOUT_SECONDS",
+        )
+    return CliError(
+        f"no worker started the evaluation within {bound:g} s: the index is held by {holder}, "
+        f"and no worker of it takes tasks from the Redis at {redis_at}",
+        "start `rag up` (or `rag worker`) for this data dir, or check RAG_REDIS_URL: it must "
+        "name the Redis that rag up uses (rag up logs it at start-up)",
+    )
 
 
 def _print_tenant_report(

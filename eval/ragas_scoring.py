@@ -20,7 +20,7 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -50,6 +50,7 @@ NON_LLM_METRICS = (
     "string_similarity",
 )
 _VERSION = 1  # bump when scoring changes, so cached items are recomputed
+ItemsDone = Callable[[int, int], None]  # items settled so far, of all
 
 
 class LocalRagasEmbeddings(BaseRagasEmbedding):
@@ -214,10 +215,13 @@ class RagasScorer:
             )
         return notes
 
-    def score(self, cases: Sequence[RagasCase]) -> RagasResult:
-        return asyncio.run(self.ascore(cases))
+    def score(self, cases: Sequence[RagasCase], on_done: ItemsDone | None = None) -> RagasResult:
+        return asyncio.run(self.ascore(cases, on_done))
 
-    async def ascore(self, cases: Sequence[RagasCase]) -> RagasResult:
+    async def ascore(
+        self, cases: Sequence[RagasCase], on_done: ItemsDone | None = None
+    ) -> RagasResult:
+        """`on_done(done, total)` after the cache is read and after each item settles."""
         self._cache_dir.mkdir(parents=True, exist_ok=True)
         results: dict[str, ItemResult] = {}
         todo: list[RagasCase] = []
@@ -227,8 +231,19 @@ class RagasScorer:
                 results[case.item.id] = cached
             else:
                 todo.append(case)
-        from_cache = len(results)
-        outcomes = await bounded_map(self._score_one, todo, self._concurrency, self._timeout_s)
+        from_cache = done = len(results)
+        report = on_done or (lambda done, total: None)
+        report(done, len(cases))
+
+        async def score_one(case: RagasCase) -> ItemResult:
+            nonlocal done
+            try:
+                return await self._score_one(case)
+            finally:  # scored, failed or timed out (cancelled): settled either way
+                done += 1
+                report(done, len(cases))
+
+        outcomes = await bounded_map(score_one, todo, self._concurrency, self._timeout_s)
         for case, outcome in zip(todo, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 # Not cached: a resumed run tries the item again.

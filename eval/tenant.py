@@ -45,7 +45,7 @@ from eval.history import (
 from eval.metrics import MAX_CUTOFF, mean, score_run
 from eval.pipeline import EvalLLMs, EvalOutcome, open_run_dir, ragas_scorer
 from eval.report import write_tenant_report
-from eval.runner import Retrieved
+from eval.runner import Progress, Retrieved
 from retrieval.filters import FilterLimits, to_field_filters
 from retrieval.search import RankedChunk, SearchMode, SearchRequest, SearchService
 
@@ -130,8 +130,10 @@ def run_tenant_eval(
     reports_dir: Path | None = None,
     sample_size: int | None = None,
     resume: bool = True,
+    progress: Progress | None = None,
 ) -> EvalOutcome:
-    """Evaluate `items` (the tenant's approved golden items) on the served index."""
+    """Evaluate `items` (the tenant's approved golden items) on the served index; `progress`
+    receives a line when the searches start and as the items are scored (about ten lines)."""
     from eval.ragas_scoring import RagasCase
 
     config = config or RunConfig()
@@ -142,6 +144,8 @@ def run_tenant_eval(
     items = sample(list(items), sample_size or settings.eval.ragas_sample)
     run_dir = open_run_dir(tenant_dir(reports_dir, tenant), resume)
     scope = TenantScope(tenant)
+    say = progress or (lambda line: None)
+    say(f"searching {len(items)} golden items of {tenant} ({config.mode})")
     hits: dict[str, list[dict[str, Any]]] = {}
     ranked: dict[str, list[str]] = {}
     cases = []
@@ -166,7 +170,13 @@ def run_tenant_eval(
             for c in chunks
         ]
         cases.append(RagasCase(item, contexts, []))
-    ragas = ragas_scorer(settings, run_dir / "items", llms, embeddings).score(cases)
+    step = max(1, len(cases) // 10)
+
+    def scored(done: int, total: int) -> None:
+        if done == total or (done and done % step == 0):
+            say(f"scored {done} of {total} golden items")
+
+    ragas = ragas_scorer(settings, run_dir / "items", llms, embeddings).score(cases, scored)
     judged = {i.id: {d: 1 for d in i.relevant_doc_ids} for i in items if i.relevant_doc_ids}
     per_query = score_run(ranked, judged) if judged else {}
     rows = [

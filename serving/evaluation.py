@@ -12,6 +12,7 @@ from pathlib import Path
 from eval.golden_store import GoldenStore
 from eval.history import EvalRunError
 from eval.pipeline import EvalLLMs, EvalOutcome, llms_from_settings
+from eval.runner import Progress
 from eval.tenant import RunConfig, run_tenant_eval
 from serving.platform import Platform
 
@@ -27,6 +28,7 @@ def evaluate_tenant(
     sample_size: int | None = None,
     llms: EvalLLMs | None = None,
     resume: bool = True,
+    progress: Progress | None = None,
 ) -> EvalOutcome:
     """One run over the tenant's approved golden items; `llms` defaults to the configured ones.
     A run that reranks without a reranker is refused at once, with the reason none loaded."""
@@ -53,6 +55,7 @@ def evaluate_tenant(
         reports_dir=reports_dir,
         sample_size=sample_size,
         resume=resume,
+        progress=progress,
     )
 
 

@@ -23,7 +23,8 @@ from ingest.bucket import LocalBucket
 from tests.support.api_env import ApiEnv, prepare_runtime, running_app
 from workers import context
 from workers.app import configure
-from workers.locks import document_lock
+from workers.deployment import Deployment
+from workers.locks import Locks
 from workers.redis_server import free_port
 from workers.tasks.ingestion import sync_document
 
@@ -107,7 +108,8 @@ def test_a_delete_waits_for_a_workers_lock_then_answers_409_and_without_redis_50
     runtime, keys = prepare_runtime(tmp_path, embedder, api_delete_lock_wait_seconds=0.3)
     with running_app(runtime, keys) as env:
         redis = Redis.from_url(runtime.settings.redis_url)
-        with document_lock(redis, DOC, 60):  # a worker syncs it for longer than a delete waits
+        locks = Locks(redis, Deployment.of(runtime.settings).id)
+        with locks.document(DOC, 60):  # a worker syncs it for longer than a delete waits
             reply = env.client.delete(f"/v1/documents/{DOC}", headers=env.auth("acme", "admin"))
         assert reply.status_code == 409, reply.text
         assert reply.json()["error"]["code"] == "document_busy"

@@ -1,6 +1,7 @@
 """A tenant's evaluation against a real `rag up` process: the golden set imported with the CLI,
-`rag eval --tenant acme` run while `rag up` holds the shard (so its workers run it), and every
-question's report hits compared with what `POST /v1/search` returns for it."""
+`rag eval --tenant acme` run while `rag up` holds the shard (so its workers run it, showing their
+progress), and every question's report hits compared with what `POST /v1/search` returns for it.
+Without a worker to take it, `rag eval` says so within its bound (issue 24, finding 4)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ import pytest
 import redis
 
 from api.auth import create_key
+from core.index.lock import ShardLock
 from core.settings import Settings
 from eval.golden import GoldenItem, save_golden
 from tests.support.services import redis_url
+from tests.support.workers import OwnRedis
 from workers.redis_server import free_port
 
 pytestmark = pytest.mark.slow
@@ -115,15 +118,28 @@ def test_report_hits_equal_the_served_search_under_rag_up(tmp_path: Path) -> Non
             except httpx.TransportError:
                 pass
             time.sleep(1)
+        # Started with another bucket, as `make run BUCKET=...` starts `rag up` and a shell
+        # without RAG_BUCKET_URL runs `rag eval`: the run still goes to the workers serving this
+        # data dir.
         run = subprocess.run(
             [*rag, "eval", "--tenant", "acme"],
-            env=env,
+            env={**env, "RAG_BUCKET_URL": str(tmp_path / "elsewhere")},
             cwd=REPO,
             capture_output=True,
             text=True,
             timeout=600,
         )
         assert run.returncode == 0, run.stdout + run.stderr
+        shown = run.stderr.splitlines()  # progress; stdout holds the results
+        progress = [
+            "queued the run for its workers",
+            "started by a worker",
+            "searching 20 golden items of acme (hybrid)",
+            "scored 2 of 20 golden items",
+            "scored 20 of 20 golden items",
+        ]
+        at = [next((n for n, line in enumerate(shown) if p in line), -1) for p in progress]
+        assert -1 not in at and at == sorted(at), run.stderr  # each shown, in this order
         folder = Path(run.stdout.strip().splitlines()[-1])
         report = json.loads((folder / "report.json").read_text())
         assert len(report["items"]) == 20
@@ -146,3 +162,40 @@ def test_report_hits_equal_the_served_search_under_rag_up(tmp_path: Path) -> Non
         up.send_signal(signal.SIGTERM)
         up.wait(timeout=60)
         log.close()
+
+
+def test_rag_eval_without_a_worker_fails_within_its_bound_saying_what_to_start(
+    tmp_path: Path, own_redis: OwnRedis
+) -> None:
+    """The index is held by a process that runs no workers (here: this test, holding the shard's
+    lock as `rag serve` would): the handed-off run is never started, and `rag eval` says so once
+    RAG_EVAL_WORKER_START_TIMEOUT_SECONDS have passed, not after the run's own limit (6,600 s by
+    default). With no Redis at RAG_REDIS_URL at all, it says that at once."""
+    settings = Settings(data_dir=tmp_path / "data")
+    holder = ShardLock(settings.shard_path)
+    holder.acquire()
+    env = {
+        **os.environ,
+        "RAG_DATA_DIR": str(tmp_path / "data"),
+        "RAG_BUCKET_URL": str(tmp_path / "bucket"),
+        "RAG_REDIS_URL": own_redis.url,
+        "RAG_EVAL_WORKER_START_TIMEOUT_SECONDS": "3",
+    }
+    rag = [sys.executable, "-m", "cli.main", "eval", "--tenant", "acme"]
+    try:
+        run = subprocess.run(rag, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+        out = " ".join((run.stdout + run.stderr).split())
+        assert run.returncode == 1, out
+        assert "queued the run for its workers" in out and "waiting up to 3 s" in out, out
+        assert "no worker started the evaluation within 3 s" in out, out
+        assert f"pid {os.getpid()}" in out  # the holder, named
+        assert "start `rag up` (or `rag worker`)" in out and "check RAG_REDIS_URL" in out, out
+        assert "Traceback" not in out
+        dead = {**env, "RAG_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+        run = subprocess.run(rag, env=dead, cwd=REPO, capture_output=True, text=True, timeout=300)
+        out = " ".join((run.stdout + run.stderr).split())
+        assert run.returncode == 1, out
+        assert "no Redis answers at" in out and "RAG_REDIS_URL" in out, out
+        assert "Traceback" not in out
+    finally:
+        holder.release()

@@ -30,7 +30,7 @@ from tests.support.workers import WORKER_DB
 from workers import context
 from workers.app import configure
 from workers.context import WorkerContext
-from workers.locks import document_lock, document_lock_key, is_document_locked, task_lock
+from workers.locks import Locks
 from workers.redis_server import answers, ensure_redis, free_port
 from workers.tasks.ingestion import scan_bucket, scan_keys, sync_document, sync_documents
 
@@ -61,26 +61,38 @@ def _write(ctx: WorkerContext, key: str, text: str) -> None:
 
 
 def test_lock_excludes_renews_and_releases(redis_db: Redis) -> None:
-    first = document_lock(redis_db, "doc.txt", ttl_seconds=0.3)
+    locks = Locks(redis_db, "tests")
+    first = locks.document("doc.txt", ttl_seconds=0.3)
     assert first.acquire()
-    assert not document_lock(redis_db, "doc.txt", ttl_seconds=0.3).acquire()
+    assert not locks.document("doc.txt", ttl_seconds=0.3).acquire()
     time.sleep(0.8)  # well past the TTL: only renewal keeps it
-    assert is_document_locked(redis_db, "doc.txt") and not first.lost
+    assert locks.document_held("doc.txt") and not first.lost
     first.release()
-    assert not is_document_locked(redis_db, "doc.txt")
-    second = document_lock(redis_db, "doc.txt", ttl_seconds=0.3)
+    assert not locks.document_held("doc.txt")
+    second = locks.document("doc.txt", ttl_seconds=0.3)
     assert second.acquire()
     second.release()
 
 
 def test_dead_holders_lock_lapses(redis_db: Redis) -> None:
     """A holder killed with its renewal thread leaves a key that expires within one TTL."""
-    redis_db.set(document_lock_key("doc.txt"), "someone-dead", px=300)
-    assert not document_lock(redis_db, "doc.txt", ttl_seconds=1).acquire()
+    locks = Locks(redis_db, "tests")
+    redis_db.set(locks.key("doc", "doc.txt"), "someone-dead", px=300)
+    assert not locks.document("doc.txt", ttl_seconds=1).acquire()
     time.sleep(0.4)
-    lock = document_lock(redis_db, "doc.txt", ttl_seconds=1)
+    lock = locks.document("doc.txt", ttl_seconds=1)
     assert lock.acquire()
     lock.release()
+
+
+def test_each_deployment_has_its_own_locks(redis_db: Redis) -> None:
+    """Two deployments on one Redis database: one's scan or document never holds the other's."""
+    ours, theirs = Locks(redis_db, "ours"), Locks(redis_db, "theirs")
+    with ours.task("scan", 60), ours.document("a.txt", 60):
+        assert not theirs.task_held("scan") and not theirs.document_held("a.txt")
+        with theirs.task("scan", 60) as held, theirs.document("a.txt", 60) as also:
+            assert held and also
+        assert ours.task_held("scan") and ours.document_held("a.txt")
 
 
 def test_ensure_redis_uses_a_live_one_or_starts_its_own(tmp_path: Path) -> None:
@@ -148,7 +160,7 @@ def test_scan_enqueues_once_and_requeues_what_was_lost(ctx: WorkerContext, redis
 
     # A task that started but holds no lock died with its worker: enqueue it again at once.
     ctx.runtime.manifest.mark_processing("a.txt", "default", "dead-task")
-    with document_lock(redis_db, "b.txt", 60):
+    with ctx.locks.document("b.txt", 60):
         ctx.runtime.manifest.mark_processing("b.txt", "default", "live-task")
         report = scan_bucket.apply().get()
     assert (report["sync"], report["in_flight"]) == (1, 2)
@@ -188,7 +200,7 @@ def test_document_task_syncs_and_is_idempotent(ctx: WorkerContext) -> None:
 
 def test_busy_document_is_left_to_its_holder(ctx: WorkerContext, redis_db: Redis) -> None:
     _write(ctx, "doc.txt", "Held by another worker.")
-    with document_lock(redis_db, "doc.txt", 60):
+    with ctx.locks.document("doc.txt", 60):
         result = sync_document.apply(("doc.txt",))
     assert ctx.runtime.manifest.get("doc.txt") is None
     assert ctx.runtime.index.count() == 0
@@ -204,11 +216,11 @@ def test_documents_named_like_tasks_never_share_their_locks(
     Without a suffix it is quarantined as an unsupported type: settled, with its reason, where a
     shared lock would have skipped the scan or left the document busy."""
     _write(ctx, "scan", "A file that happens to be called scan.")
-    with document_lock(redis_db, "scan", 60):  # a worker is syncing the object `scan`
+    with ctx.locks.document("scan", 60):  # a worker is syncing the object `scan`
         report = scan_bucket.apply().get()
     assert "skipped" not in report, report
     assert report["sync"] == 1
-    with task_lock(redis_db, "scan", 60):  # a scan is running
+    with ctx.locks.task("scan", 60):  # a scan is running
         assert sync_document.apply(("scan",)).get()["outcome"] == "failed"
     record = ctx.runtime.manifest.get("scan")
     assert (record.status, record.error) == (DocStatus.FAILED, "unsupported file type (none)")
@@ -317,7 +329,7 @@ def test_the_optimise_task_indexes_what_the_workers_wrote(
         for key in [f"doc{n}.txt" for n in range(30)]:
             sync_document.apply((key,)).get()
         assert ctx.runtime.index.count() == 30
-        with task_lock(redis_db, "optimize", ttl_seconds=5):
+        with ctx.locks.task("optimize", ttl_seconds=5):
             assert "skipped" in optimize_index.apply().get()
         assert optimize_index.apply().get()["optimized"] is True
         assert optimize_index.apply().get()["optimized"] is False
@@ -358,7 +370,7 @@ def test_a_group_task_settles_each_document_as_its_own_task_would(
     embeds = _counting(monkeypatch, ctx.runtime.embedder, "embed_documents")
     upserts = _counting(monkeypatch, ctx.runtime.index, "upsert")
 
-    with document_lock(redis_db, "held.txt", 60):
+    with ctx.locks.document("held.txt", 60):
         results = sync_documents.apply((docs, task_ids), {"run_id": run_id}).get()
 
     outcomes = {r["doc_id"]: r["outcome"] for r in results}

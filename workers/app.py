@@ -2,17 +2,18 @@
 
 Delivery is at-least-once by design (late acks, a task whose worker dies is delivered again,
 prefetch of one so a dead worker strands at most one message per thread). Every task is idempotent
-and the periodic scan reconciles whatever a lost or repeated message leaves behind.
+and the periodic scan reconciles whatever a lost or repeated message leaves behind. Every task
+names the deployment that sent it, and workers run only their own deployment's
+(`workers.deployment`).
 """
 
 from __future__ import annotations
 
-from celery import Celery
-
 from core.settings import Settings, get_settings
 from workers.beat import beat_schedule
+from workers.deployment import Deployment, DeploymentCelery
 
-app = Celery(
+app = DeploymentCelery(
     "rag",
     include=["workers.tasks.ingestion", "workers.tasks.maintenance", "workers.tasks.evaluation"],
 )
@@ -22,6 +23,7 @@ def configure(settings: Settings) -> None:
     """Point the app at `settings`; `rag up` calls it again once it knows which Redis to use."""
     workers = settings.workers
     scans = {"queue": workers.celery_scan_queue}
+    app.deployment = Deployment.of(settings)
     app.conf.update(
         broker_url=settings.redis_url,
         result_backend=settings.redis_url,

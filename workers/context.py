@@ -14,6 +14,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 from celery import signals
 from redis import Redis
@@ -23,7 +24,8 @@ from core.settings import Settings, get_settings
 from ingest.bucket import Bucket
 from ingest.service import Ingestion
 from serving.platform import Platform
-from workers.locks import redis_client
+from workers.deployment import Deployment, Heartbeat
+from workers.locks import Locks, redis_client
 from workers.shutdown import StopDeadline
 
 
@@ -51,6 +53,10 @@ class WorkerContext:
     @cached_property
     def redis(self) -> Redis:
         return redis_client(self.settings.redis_url)
+
+    @cached_property
+    def locks(self) -> Locks:
+        return Locks(self.redis, Deployment.of(self.settings).id)
 
 
 _context: WorkerContext | None = None
@@ -99,6 +105,32 @@ def _on_worker_init(sender: object = None, **_: object) -> None:
 def quiet_progress_bars(**_: object) -> None:
     """sentence-transformers draws a progress bar per encode at INFO: noise in a worker log."""
     logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
+
+
+@signals.celeryd_after_setup.connect
+def _consume_own_queue(instance: Any = None, **_: object) -> None:
+    """A `celery worker` also consumes its deployment's own queue, whatever its -Q says: its
+    tasks that another deployment's worker received come back there (`workers.deployment`)."""
+    instance.app.amqp.queues.select_add(instance.app.deployment.queue)
+
+
+_heartbeat: Heartbeat | None = None
+
+
+@signals.worker_ready.connect
+def _on_worker_ready(**_: object) -> None:
+    """A `celery worker` (`rag worker`) beats for its deployment and warns of others on its
+    database; `rag up`'s pool does the same itself (`workers.embedded`)."""
+    global _heartbeat
+    _heartbeat = Heartbeat(get_settings()).start()
+
+
+@signals.worker_shutdown.connect
+def _on_worker_shutdown(**_: object) -> None:
+    global _heartbeat
+    if _heartbeat is not None:
+        _heartbeat.stop()
+        _heartbeat = None
 
 
 _stop_deadline: StopDeadline | None = None

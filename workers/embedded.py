@@ -28,6 +28,7 @@ from serving.platform import Platform
 from workers import context
 from workers.app import app, configure
 from workers.context import quiet_progress_bars
+from workers.deployment import Heartbeat
 from workers.redis_server import ensure_redis
 from workers.shutdown import StopDeadline
 from workers.tasks.ingestion import scan_bucket, scan_keys
@@ -45,16 +46,19 @@ class EmbeddedPool:
         self._thread: threading.Thread | None = None
         self._beat: Any = None
         self._watcher: Watcher | None = None
+        self._heartbeat: Heartbeat | None = None
 
     def start(self) -> None:
         s = self.platform.settings
         configure(s)
+        self._heartbeat = Heartbeat(s).start()  # warns now of another deployment's workers
+        own_queue = app.deployment.queue  # its tasks that another deployment's worker received
         ctx = context.install(self.platform)
         self._worker = app.WorkController(
             pool_cls="threads",
             concurrency=s.workers.worker_concurrency,
             hostname=f"rag-up@{socket.gethostname()}",
-            queues=[s.workers.celery_scan_queue, s.workers.celery_documents_queue],
+            queues=[s.workers.celery_scan_queue, s.workers.celery_documents_queue, own_queue],
             without_gossip=True,
             without_mingle=True,
         )
@@ -92,6 +96,8 @@ class EmbeddedPool:
         if self._thread is not None:
             self._thread.join()
         deadline.met()
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         context.close()
 
     def router(self) -> APIRouter:

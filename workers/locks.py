@@ -4,10 +4,12 @@
 compare-and-act). While held, a daemon thread renews it every third of the TTL, so a long sync
 keeps it, while a worker killed mid-task lets it lapse within one TTL and the document frees up.
 
-Documents and tasks lock in separate namespaces (`rag:lock:doc:<doc id>`, `rag:lock:task:<name>`):
-a document id is any bucket key, so a bucket object named `scan` must not contend with the scan.
-Every process that changes a document (a worker's task, `rag up`'s pool, the API's delete) takes
-`document_lock` for it.
+A deployment's locks (`Locks`) are its own: `rag:lock:<deployment>:doc:<doc id>` and
+`rag:lock:<deployment>:task:<name>`, so another deployment on the same Redis database neither
+waits for them nor skips its scan for them (`workers.deployment`). Documents and tasks lock in
+separate namespaces: a document id is any bucket key, so a bucket object named `scan` must not
+contend with the scan. Every process that changes a document (a worker's task, `rag up`'s pool,
+the API's delete) takes its document lock.
 """
 
 from __future__ import annotations
@@ -16,12 +18,11 @@ import contextlib
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 
 from redis import Redis
 from redis.exceptions import RedisError
 
-_DOCUMENT_PREFIX = "rag:lock:doc:"
-_TASK_PREFIX = "rag:lock:task:"
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"  # noqa: E501
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"  # noqa: E501
 _POLL_SECONDS = 0.05
@@ -33,32 +34,32 @@ def redis_client(url: str) -> Redis:
     )
 
 
-def document_lock_key(doc_id: str) -> str:
-    return _DOCUMENT_PREFIX + doc_id
+@dataclass(frozen=True)
+class Locks:
+    """The locks of the deployment `deployment` (its id) in `redis`."""
 
+    redis: Redis
+    deployment: str
 
-def task_lock_key(task: str) -> str:
-    return _TASK_PREFIX + task
+    def key(self, kind: str, name: str) -> str:
+        """`kind` is "doc" or "task"; a deployment id holds no colon (`workers.deployment`)."""
+        return f"rag:lock:{self.deployment}:{kind}:{name}"
 
+    def document(self, doc_id: str, ttl_seconds: float) -> RedisLock:
+        return RedisLock(self.redis, self.key("doc", doc_id), ttl_seconds)
 
-def document_lock(redis: Redis, doc_id: str, ttl_seconds: float) -> RedisLock:
-    return RedisLock(redis, document_lock_key(doc_id), ttl_seconds)
+    def task(self, name: str, ttl_seconds: float) -> RedisLock:
+        return RedisLock(self.redis, self.key("task", name), ttl_seconds)
 
+    def document_held(self, doc_id: str) -> bool:
+        return bool(self.redis.exists(self.key("doc", doc_id)))
 
-def task_lock(redis: Redis, task: str, ttl_seconds: float) -> RedisLock:
-    return RedisLock(redis, task_lock_key(task), ttl_seconds)
-
-
-def is_document_locked(redis: Redis, doc_id: str) -> bool:
-    return bool(redis.exists(document_lock_key(doc_id)))
-
-
-def is_task_locked(redis: Redis, task: str) -> bool:
-    return bool(redis.exists(task_lock_key(task)))
+    def task_held(self, name: str) -> bool:
+        return bool(self.redis.exists(self.key("task", name)))
 
 
 class RedisLock:
-    """One lock on the Redis key `key`; build it with `document_lock` or `task_lock`."""
+    """One lock on the Redis key `key`; build it with `Locks`."""
 
     def __init__(self, redis: Redis, key: str, ttl_seconds: float) -> None:
         self._redis = redis

@@ -28,7 +28,8 @@ from api.state import ApiState, api_state
 from core.manifest import DocStatus, DocumentRecord
 from core.types import TenantScope
 from ingest.scan import confirm_held_deletes
-from workers.locks import document_lock
+from workers.deployment import Deployment
+from workers.locks import Locks
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 State = Annotated[ApiState, Depends(api_state)]
@@ -127,7 +128,8 @@ def delete_document(
     s = state.runtime.settings
     _own(state, principal.scope, doc_id)
     retry = {"Retry-After": str(s.api.retry_after_seconds)}
-    lock = document_lock(state.redis(), doc_id, s.workers.document_lock_ttl_seconds)
+    locks = Locks(state.redis(), Deployment.of(s).id)  # the workers' own, as they lock it
+    lock = locks.document(doc_id, s.workers.document_lock_ttl_seconds)
     try:
         held = lock.acquire(wait_seconds=s.api.delete_lock_wait_seconds)
     except RedisError as exc:

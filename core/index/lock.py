@@ -16,7 +16,11 @@ from pathlib import Path
 
 
 class ShardLockedError(RuntimeError):
-    """Another process owns the shard."""
+    """Another process owns the shard; `holder` names it (pid, command line, since when)."""
+
+    def __init__(self, message: str, holder: str = "another process") -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 class ShardLock:
@@ -35,7 +39,8 @@ class ShardLock:
             raise ShardLockedError(
                 f"the index at {self.path.parent} is in use by {holder}; only one process may "
                 "open an embedded shard. Stop it, or query it through its API, or run with "
-                "RAG_INDEX_MODE=server against a Qdrant server."
+                "RAG_INDEX_MODE=server against a Qdrant server.",
+                holder,
             ) from None
         os.ftruncate(fd, 0)
         holder = {"pid": os.getpid(), "cmd": " ".join(sys.argv)[:200], "since": time.time()}

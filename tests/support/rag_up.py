@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from celery import Celery
 from redis import Redis
 
 from core.manifest import Manifest
 from core.settings import Settings
+from tests.support.workers import send_as
 from workers.redis_server import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -167,13 +167,9 @@ class RagUp:
         return reply.json()["key"]
 
     def request_scan(self) -> None:
-        """Send the process a full scan, through a Celery client of its own: configuring the
-        shared `workers.app` here would point every later test's tasks at this broker."""
-        client = Celery(broker=self.redis_url, set_as_current=False)
-        try:
-            client.send_task("rag.scan_bucket", queue=self.settings.workers.celery_scan_queue)
-        finally:
-            client.close()
+        """Send the process a full scan, as its own deployment would."""
+        queue = self.settings.workers.celery_scan_queue
+        send_as(self.settings, self.redis_url, "rag.scan_bucket", (), queue)
 
     def manifest(self) -> Manifest:
         return Manifest(self.settings.manifest_path)

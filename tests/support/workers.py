@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pytest
+from celery import Celery
 from redis import Redis
 
 from core.embedding import Embedder
@@ -29,6 +30,7 @@ from ingest.chunking import Chunker
 from ingest.documents import DocumentBuilder, MetaLimits
 from ingest.status import read_status
 from tests.support.services import redis_url
+from workers import deployment as deployments
 from workers.process import WorkerProcess
 from workers.redis_server import free_port, start_redis_server
 
@@ -79,6 +81,19 @@ def deployment(tmp: Path, bucket_url: str, redis_url: str, **extra: str) -> Depl
         **extra,
     }
     return Deployment(tmp, env)
+
+
+def send_as(sender: Settings | None, redis_url: str, task: str, args: tuple, queue: str) -> str:
+    """Send `task` to the Redis at `redis_url` as `sender`'s deployment would (None: as a client
+    that names no deployment), through a Celery client of its own: configuring the shared
+    `workers.app` here would point every later test's tasks at this deployment. Its task id."""
+    client = Celery(broker=redis_url, set_as_current=False)
+    identity = deployments.Deployment.of(sender).header() if sender is not None else None
+    headers = {deployments.HEADER: identity} if identity is not None else {}
+    try:
+        return client.send_task(task, args, queue=queue, headers=headers).id
+    finally:
+        client.close()
 
 
 def converged(manifest: Manifest, since: float) -> bool:

@@ -10,10 +10,17 @@ gating belongs to `rag eval`'s exit code, not to a scheduled task. The BEIR benc
 from __future__ import annotations
 
 import json
+import logging
+import os
+import re
+import socket
+import uuid
 from pathlib import Path
 
 from workers.app import app
 from workers.context import context
+
+log = logging.getLogger(__name__)
 
 
 @app.task(name="rag.eval.tenants")
@@ -21,6 +28,64 @@ def nightly_tenant_eval() -> dict[str, str]:
     from serving.evaluation import evaluate_every_tenant
 
     return evaluate_every_tenant(context().platform)
+
+
+class Ticket:
+    """One run `rag eval --tenant` handed to the workers of `rag up`, as files the two processes
+    share under data_dir/eval-requests/ (the embedded shard is local, so is its data dir):
+    `<ticket>.progress`, a line per step, whose first line says a worker started the run, and
+    `<ticket>.json`, the answer."""
+
+    _ID = re.compile(r"[0-9a-f]{32}")
+
+    def __init__(self, data_dir: Path, ticket: str) -> None:
+        """`ticket` comes in a task message and names files: 32 hex digits, nothing else."""
+        if not self._ID.fullmatch(ticket):
+            raise ValueError(f"not a ticket: {ticket!r}")
+        self.id = ticket
+        folder = data_dir / "eval-requests"
+        self._progress = folder / f"{ticket}.progress"
+        self._answer = folder / f"{ticket}.json"
+
+    @classmethod
+    def new(cls, data_dir: Path) -> Ticket:
+        return cls(data_dir, uuid.uuid4().hex)
+
+    # The worker's side.
+
+    def say(self, line: str) -> None:
+        self._progress.parent.mkdir(parents=True, exist_ok=True)
+        with self._progress.open("a", encoding="utf-8") as out:
+            out.write(" ".join(line.split()) + "\n")  # one line, whole: one write
+
+    def answer(self, answer: dict[str, object]) -> None:
+        tmp = self._answer.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(answer), encoding="utf-8")
+        tmp.replace(self._answer)
+
+    # The waiting command's side.
+
+    @property
+    def started(self) -> bool:
+        return self._progress.exists()
+
+    def lines(self) -> list[str]:
+        """The progress lines written so far (a line still being written is left for later)."""
+        try:
+            text = self._progress.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        return text.split("\n")[:-1]
+
+    def answered(self) -> dict[str, object] | None:
+        try:
+            return json.loads(self._answer.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+
+    def close(self) -> None:
+        self._progress.unlink(missing_ok=True)
+        self._answer.unlink(missing_ok=True)
 
 
 @app.task(name="rag.eval.tenant")
@@ -33,29 +98,23 @@ def tenant_eval(
     ticket: str | None = None,
 ) -> dict[str, object]:
     """One tenant's run, for `rag eval --tenant` when `rag up` holds the embedded shard: it runs
-    where the index is open, and answers in `data_dir/eval-requests/<ticket>.json` (the two
-    processes share the data dir, as the embedded shard is local)."""
+    where the index is open, and reports its progress and answer on the `ticket`."""
     from eval.tenant import run_config
     from serving.evaluation import evaluate_tenant
 
     platform = context().platform
+    handoff = Ticket(platform.settings.data_dir, ticket) if ticket is not None else None
+    say = handoff.say if handoff is not None else log.info
+    say(f"started by a worker (pid {os.getpid()} on {socket.gethostname()})")
     try:
         config = run_config(platform.settings, mode, rerank, filters or [])
-        outcome = evaluate_tenant(platform, tenant, config=config, sample_size=sample)
+        outcome = evaluate_tenant(platform, tenant, config=config, sample_size=sample, progress=say)
         answer = {"run_dir": str(outcome.run_dir.resolve()), "regression": outcome.regression}
     except Exception as exc:
         answer = {"error": f"{type(exc).__name__}: {exc}"}
-    if ticket is not None:
-        _answer(platform.settings.data_dir, ticket, answer)
+    if handoff is not None:
+        handoff.answer(answer)
     return answer
-
-
-def _answer(data_dir: Path, ticket: str, answer: dict[str, object]) -> None:
-    folder = data_dir / "eval-requests"
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f"{ticket}.json.tmp"
-    tmp.write_text(json.dumps(answer), encoding="utf-8")
-    tmp.replace(folder / f"{ticket}.json")
 
 
 @app.task(name="rag.eval.nightly")

@@ -36,7 +36,6 @@ from ingest.scan import held_deletes
 from ingest.sync import SyncOutcome
 from workers.app import app
 from workers.context import WorkerContext, context
-from workers.locks import document_lock, is_document_locked, task_lock
 from workers.objects import current
 
 log = logging.getLogger(__name__)
@@ -82,7 +81,7 @@ def _tenant(ctx: WorkerContext, doc_id: str) -> str:
 def scan_bucket() -> dict[str, Any]:
     """Diff the whole bucket against the manifest and the index; enqueue what differs."""
     ctx = context()
-    with task_lock(ctx.redis, _SCAN_LOCK, ctx.settings.workers.document_lock_ttl_seconds) as held:
+    with ctx.locks.task(_SCAN_LOCK, ctx.settings.workers.document_lock_ttl_seconds) as held:
         if not held:
             return {"skipped": "another scan is running"}
         started = time.time()
@@ -158,7 +157,7 @@ def _in_flight(ctx: WorkerContext, work: PendingWork, now: float) -> bool:
     """Whether a task already holds the document, so the scan need not enqueue it again."""
     if work.status == DocStatus.QUEUED:
         return now - work.since < ctx.settings.workers.requeue_after_seconds
-    return is_document_locked(ctx.redis, work.doc_id)  # processing, and its worker is alive
+    return ctx.locks.document_held(work.doc_id)  # processing, and its worker is alive
 
 
 def _drop_stale_pending(ctx: WorkerContext, changed: set[str], now: float) -> None:
@@ -270,7 +269,7 @@ def _settle(task: Task, doc_id: str, run_id: int | None) -> dict[str, Any]:
     ctx = context()
     s, manifest = ctx.settings.workers, ctx.runtime.manifest
     task_id, tenant = task.request.id or uuid.uuid4().hex, _tenant(ctx, doc_id)
-    with document_lock(ctx.redis, doc_id, s.document_lock_ttl_seconds) as held:
+    with ctx.locks.document(doc_id, s.document_lock_ttl_seconds) as held:
         if not held:
             # Another worker has it and re-reads the bucket itself; if the object changed after
             # that read, the next scan sees the new stat data.
@@ -305,7 +304,7 @@ def _settle_group(doc_ids: list[str], task_ids: list[str], run_id: int | None) -
         for doc_id, task_id in zip(doc_ids, task_ids, strict=True):
             if doc_id in tried:
                 sync_document.apply_async((doc_id,), {"run_id": run_id}, task_id=task_id)
-            elif locks.enter_context(document_lock(ctx.redis, doc_id, s.document_lock_ttl_seconds)):
+            elif locks.enter_context(ctx.locks.document(doc_id, s.document_lock_ttl_seconds)):
                 held[doc_id] = task_id
             else:
                 sync_document.apply_async(

@@ -22,7 +22,6 @@ from celery import Task
 from ingest.reindex import RebuildProgress, needs_rebuild
 from workers.app import app
 from workers.context import context
-from workers.locks import is_task_locked, task_lock
 
 log = logging.getLogger(__name__)
 _OPTIMIZE_LOCK = "optimize"
@@ -32,11 +31,9 @@ _REBUILD_LOCK = "rebuild"
 @app.task(name="rag.index.optimize")
 def optimize_index() -> dict[str, Any]:
     ctx = context()
-    if not is_task_locked(ctx.redis, _REBUILD_LOCK) and needs_rebuild(ctx.runtime):
+    if not ctx.locks.task_held(_REBUILD_LOCK) and needs_rebuild(ctx.runtime):
         rebuild_index.delay()
-    with task_lock(
-        ctx.redis, _OPTIMIZE_LOCK, ctx.settings.workers.document_lock_ttl_seconds
-    ) as held:
+    with ctx.locks.task(_OPTIMIZE_LOCK, ctx.settings.workers.document_lock_ttl_seconds) as held:
         if not held:
             return {"skipped": "another optimisation is running"}
         started = time.perf_counter()
@@ -55,7 +52,7 @@ def rebuild_index(self: Task) -> dict[str, Any]:
     if not needs_rebuild(ctx.runtime):
         return {"rebuilt": False}
     ttl = ctx.settings.workers.document_lock_ttl_seconds
-    with task_lock(ctx.redis, _REBUILD_LOCK, ttl) as held:
+    with ctx.locks.task(_REBUILD_LOCK, ttl) as held:
         if not held:
             raise self.retry(countdown=ttl)
         rebuild = ctx.platform.rebuild()
