@@ -195,9 +195,10 @@ class IngestSettings(Section):
     chunk_overlap: int = Field(default=64, validation_alias="RAG_CHUNK_OVERLAP")
     # Limits and defaults.
     max_file_bytes: int = Field(default=50 * 1024 * 1024, validation_alias="RAG_MAX_FILE_BYTES")
-    # Parsing runs in parse_processes separate processes, at a lower CPU priority, so a hostile
-    # file cannot starve searches; a document over one of these budgets is quarantined. The
-    # expanded size bounds Office archives' inflated members and a PDF's page content streams.
+    # Parsing and chunking run in parse_processes separate processes, at a lower CPU priority, so
+    # a hostile file cannot starve searches; a document over one of these budgets (its parsing
+    # and chunking together) is quarantined. The expanded size bounds Office archives' inflated
+    # members and a PDF's page content streams.
     parse_processes: int = Field(default=2, ge=1, validation_alias="RAG_PARSE_PROCESSES")
     parse_timeout_seconds: float = Field(
         default=60.0, gt=0, validation_alias="RAG_PARSE_TIMEOUT_SECONDS"

@@ -12,7 +12,8 @@ chunk can cite the one page it came from.
 Chunking costs time and memory in proportion to the text, with small constants: the tokenizer
 never sees more than a window of text at once. Tokenizing a whole text to learn whether it fits in
 one chunk held about 600 bytes a token (the probe's 1 MB CSV took 330 MB, a 7.6 MB one took `rag up`
-from 1 to 5 GB); counting stops at the first window that overflows a chunk instead.
+from 1 to 5 GB); counting stops at the first window that overflows a chunk instead. Ingestion
+runs the chunker in the parser processes of `ingest.isolation`, under the same budgets as parsing.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ import hashlib
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from llama_index.core.node_parser import SentenceSplitter
 from tokenizers import Tokenizer
 
 from core.embedding import Embedder
+from ingest.parsers import Metadata, ParsedDocument
 
 # Bump when a change to this module makes different chunks from the same text: every index built
 # with the old version is then rebuilt (it is part of the generation fingerprint).
@@ -50,6 +53,32 @@ class Chunk:
     text: str
     hash: str  # SHA-256 of the text: the embedding cache key and part of the point id
     page: int | None = None  # 1-based page (or slide) of a paged document
+
+
+@dataclass(frozen=True)
+class ChunkedDocument:
+    """What ingestion needs of a document: its chunks and what its parser found beside its text.
+    The text itself stays where it was chunked (a parser process)."""
+
+    title: str
+    mime_type: str
+    metadata: Metadata
+    chunks: list[Chunk]  # none when the text has no letter or digit
+
+
+@dataclass(frozen=True)
+class ChunkerConfig:
+    """A chunker in a form another process can rebuild it from: the tokenizer as its JSON."""
+
+    tokenizer_json: str
+    chunk_size: int
+    chunk_overlap: int
+
+    @cached_property
+    def digest(self) -> str:
+        """Names the chunker across processes: a parser process keeps the ones it was sent."""
+        spec = f"{self.chunk_size}/{self.chunk_overlap}/{self.tokenizer_json}"
+        return hashlib.sha256(spec.encode()).hexdigest()
 
 
 def chunk_hash(text: str) -> str:
@@ -80,6 +109,11 @@ class Chunker:
             )
         return cls(embedder.tokenizer.backend_tokenizer, chunk_size or window, overlap)
 
+    @classmethod
+    def from_config(cls, config: ChunkerConfig) -> Chunker:
+        tokenizer = Tokenizer.from_str(config.tokenizer_json)
+        return cls(tokenizer, config.chunk_size, config.chunk_overlap)
+
     def __init__(self, tokenizer: Tokenizer, chunk_size: int, chunk_overlap: int) -> None:
         """`tokenizer`: the `tokenizers.Tokenizer` behind the model's fast tokenizer."""
         # A copy: the model's own ships with truncation on, which would cap every count.
@@ -87,6 +121,7 @@ class Chunker:
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()
         self._size = chunk_size
+        self._overlap = chunk_overlap
         self._min_size = chunk_size // 4
         self._max_chars = chunk_size * _CHARS_PER_TOKEN
         # It only takes the len() of what its tokenizer returns.
@@ -95,6 +130,22 @@ class Chunker:
             chunk_overlap=chunk_overlap,
             tokenizer=lambda text: range(self._count(text)),
         )
+
+    @cached_property
+    def config(self) -> ChunkerConfig:
+        return ChunkerConfig(self._tokenizer.to_str(), self._size, self._overlap)
+
+    def warm_up(self) -> None:
+        """Split one long paragraph: llama-index loads NLTK's sentence tokenizer on first use."""
+        self._splitter.split_text("Warm. " * self._size)
+
+    def chunk_document(self, parsed: ParsedDocument) -> ChunkedDocument:
+        """A paged document page by page. Text with no letter or digit (blank, zero-width spaces,
+        punctuation) has nothing to find: no chunks."""
+        chunks: list[Chunk] = []
+        if any(ch.isalnum() for ch in parsed.text):
+            chunks = self.split_pages(parsed.pages) if parsed.pages else self.split(parsed.text)
+        return ChunkedDocument(parsed.title, parsed.mime_type, parsed.metadata, chunks)
 
     def split(self, text: str) -> list[Chunk]:
         unique = dict.fromkeys(self._pieces(text))

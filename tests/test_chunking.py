@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.embedding import Embedder
-from ingest.chunking import Chunk, Chunker
+from ingest.chunking import Chunker
 from ingest.parsers import ParsedDocument, ParseError, parse_document
 from tests.support.documents import make_csv, make_json, make_pdf, make_pptx
 from tests.support.essays import TOPICS, essay
@@ -87,13 +87,6 @@ def _chunkers(embedder: Embedder, size: int | None, overlap: int):
     return Chunker.for_embedder(embedder, size, overlap), reference
 
 
-def _chunks(chunker: Chunker | ReferenceChunker, parsed: ParsedDocument) -> list[Chunk]:
-    """What ingestion makes of a parsed document (ingest/documents.py)."""
-    if not any(ch.isalnum() for ch in parsed.text):
-        return []
-    return chunker.split_pages(parsed.pages) if parsed.pages else chunker.split(parsed.text)
-
-
 @pytest.mark.parametrize(("size", "overlap"), SIZES)
 def test_every_document_chunks_exactly_as_before(
     embedder: Embedder, corpus: dict[str, ParsedDocument], size: int | None, overlap: int
@@ -103,7 +96,7 @@ def test_every_document_chunks_exactly_as_before(
     for key, parsed in corpus.items():
         if size is not None and len(parsed.text) > 200_000:
             continue
-        assert _chunks(chunker, parsed) == _chunks(reference, parsed), key
+        assert chunker.chunk_document(parsed).chunks == reference.chunks_of(parsed), key
 
 
 _ATOMS = st.sampled_from(

@@ -15,6 +15,7 @@ from llama_index.core.node_parser import SentenceSplitter
 from tokenizers import Tokenizer
 
 from ingest.chunking import Chunk, chunk_hash
+from ingest.parsers import ParsedDocument
 
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 _CUT_ONE_IN = 3
@@ -42,6 +43,12 @@ class ReferenceChunker:
             chunk_overlap=chunk_overlap,
             tokenizer=lambda text: backend.encode(text, add_special_tokens=False).ids,
         )
+
+    def chunks_of(self, parsed: ParsedDocument) -> list[Chunk]:
+        """What ingestion made of a parsed document (ingest/documents.py at the same commit)."""
+        if not any(ch.isalnum() for ch in parsed.text):
+            return []
+        return self.split_pages(parsed.pages) if parsed.pages else self.split(parsed.text)
 
     def split(self, text: str) -> list[Chunk]:
         unique = dict.fromkeys(self._pieces(text))
