@@ -206,8 +206,11 @@ class IngestSettings(Section):
     parse_max_expanded_bytes: int = Field(
         default=200_000_000, validation_alias="RAG_PARSE_MAX_EXPANDED_BYTES"
     )
-    parse_memory_mb: int | None = Field(  # address space of one parser process; None: unbounded
-        default=2048, validation_alias="RAG_PARSE_MEMORY_MB"
+    parse_memory_mb: int | None = Field(
+        default=2048,
+        validation_alias="RAG_PARSE_MEMORY_MB",
+        description="Address space of one parser process; None: unbounded. Its libraries and "
+        "the chunker's (llama-index, NLTK and the scipy it loads) take about 800 MB of it.",
     )
     # Added to the parser processes' nice value. Mild on purpose: at 10 a parser on a saturated
     # machine gets a tenth of a normal process's share and the documents queue behind it.

@@ -119,6 +119,37 @@ def test_chunking_over_the_time_budget_is_killed_and_the_pool_goes_on(embedder: 
     assert not _children(os.getpid()) - others
 
 
+def test_chunking_over_the_memory_budget_is_refused_and_the_pool_goes_on(
+    embedder: Embedder,
+) -> None:
+    """The budget is the process's address space, and what it holds once the chunker is in (NLTK
+    and scipy with it) depends on the libraries: it is measured first, and the budget set 300 MB
+    above. 20 MB of `a,` parse in that, and the sentence splitter's ten million pieces do not."""
+    chunker = Chunker.for_embedder(embedder, None, 64)
+    probe = ParserPool(1, ParseBudget(timeout_seconds=60, max_expanded_bytes=10**8, memory_mb=None))
+    try:
+        probe.read("warm.txt", b"Warm.", chunker)
+        (process,) = probe._live
+        status = Path(f"/proc/{process.process.pid}/status").read_text()
+        held_mb = int(status.split("VmPeak:")[1].split()[0]) // 1024
+    finally:
+        probe.close()
+    budget = held_mb + 300
+    pool = ParserPool(
+        1, ParseBudget(timeout_seconds=60, max_expanded_bytes=10**8, memory_mb=budget)
+    )
+    try:
+        pool.read("warm.txt", b"Warm.", chunker)
+        reason = (
+            rf"^chunking needed more than the {budget} MB memory budget \(RAG_PARSE_MEMORY_MB\)$"
+        )
+        with pytest.raises(ParseError, match=reason):
+            pool.read("commas.txt", b"a," * 10_000_000, chunker)
+        assert [c.text for c in pool.read("after.txt", b"After.", chunker).chunks] == ["After."]
+    finally:
+        pool.close()
+
+
 def test_a_document_over_its_budget_while_chunking_is_quarantined_with_the_reason(
     tmp_path: Path, embedder: Embedder
 ) -> None:
