@@ -40,10 +40,10 @@ _CUT_ONE_IN = 3  # a paragraph ends a chunk with probability 1/3 once the chunk 
 # unknown token whatever its length, so a megabyte without spaces would count as a single token;
 # English runs at 4 to 5 characters a token, and this leaves room for long words and URLs.
 _CHARS_PER_TOKEN = 16
-# Where a run of spaces or newlines starts: the tokenizer sees windows of text cut there. Every
-# tokenizer family the models use (BERT's WordPiece, SentencePiece's metaspace, byte-level BPE)
-# splits words there before anything else, and squeezes a run of spaces whole, so a text's count
-# is the sum of its windows' counts.
+# Where a run of spaces or newlines starts: the tokenizer sees windows of text cut there, so each
+# word and each run of spaces stays whole in one window. The tokenizer families of embedding
+# models (BERT's WordPiece, byte-level BPE, metaspace unigram; tests/test_chunking.py tries each)
+# split words at spaces before anything else, so a text's count is the sum of its windows'.
 _WINDOW_CUT = re.compile(r"(?<![ \n])[ \n]")
 # A window grows past `chunk_size * _CHARS_PER_TOKEN` characters to the end of a run without a
 # space or newline, up to this: the tokenizer holds 60 to 100 bytes a character of what it is given.

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from core.embedding import Embedder
 from ingest.chunking import Chunker
@@ -99,18 +101,61 @@ def test_every_document_chunks_exactly_as_before(
         assert chunker.chunk_document(parsed).chunks == reference.chunks_of(parsed), key
 
 
+@pytest.fixture(scope="module")
+def chunkers_by_family(
+    embedder: Embedder,
+) -> Callable[[str, int], tuple[Chunker, ReferenceChunker]]:
+    """Chunker and reference on the shipped model's tokenizer (BERT's WordPiece) or, trained here
+    on the essays, the other families sentence-transformers models use: byte-level BPE (RoBERTa's)
+    and a metaspace unigram that squeezes runs of spaces (XLM-R's). The windows must count exactly
+    under each."""
+    texts = [essay(t) for t in TOPICS] + ["汉字 e\u0301te\u0301 Σίσυφος 🙂 tern, petrel; x.y"] * 5
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    bpe_trainer = trainers.BpeTrainer(
+        vocab_size=400, initial_alphabet=alphabet, show_progress=False
+    )
+    bpe.train_from_iterator(texts, bpe_trainer)
+    unigram = Tokenizer(models.Unigram())
+    squeeze = normalizers.Replace(Regex(" {2,}"), " ")
+    unigram.normalizer = normalizers.Sequence([normalizers.NFKC(), squeeze])
+    unigram.pre_tokenizer = pre_tokenizers.Metaspace()
+    unigram_trainer = trainers.UnigramTrainer(
+        vocab_size=300, unk_token="<unk>", special_tokens=["<unk>"], show_progress=False
+    )
+    unigram.train_from_iterator(texts, unigram_trainer)
+    families = {"wordpiece": embedder.tokenizer.backend_tokenizer, "bpe": bpe, "unigram": unigram}
+
+    @functools.cache  # a chunker copies its tokenizer: 50 ms for the model's
+    def pair(family: str, size: int) -> tuple[Chunker, ReferenceChunker]:
+        tokenizer = families[family]
+        return Chunker(tokenizer, size, size // 4), ReferenceChunker(tokenizer, size, size // 4)
+
+    return pair
+
+
 _ATOMS = st.sampled_from(
     [" ", "  ", "\n", "\n\n", " \n ", "\t", "\u00a0", ".", ",", ";", "?", "tern", "Petrel", "x",
-     "汉", "e\u0301", "Σ", "🙂", "\u200b", "(", "3.5", "y" * 101, "z" * 30]
+     "汉", "e\u0301", "Σ", "🙂", "\u200b", "(", "3.5", "y" * 101, "z" * 30, "   \n\n  "]
 )  # fmt: skip
 _TEXTS = st.lists(_ATOMS | st.text(alphabet="ab .,\n", max_size=40), max_size=300).map("".join)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(text=_TEXTS, size=st.integers(min_value=4, max_value=40))
-def test_any_text_chunks_exactly_as_before(embedder: Embedder, text: str, size: int) -> None:
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    text=_TEXTS,
+    size=st.integers(min_value=4, max_value=40),
+    family=st.sampled_from(["wordpiece", "bpe", "unigram"]),
+)
+def test_any_text_chunks_exactly_as_before(
+    chunkers_by_family: Callable[[str, int], tuple[Chunker, ReferenceChunker]],
+    text: str,
+    size: int,
+    family: str,
+) -> None:
     """Small sizes make windows of 64 to 640 characters, so the generated texts span many."""
-    chunker, reference = _chunkers(embedder, size, size // 4)
+    chunker, reference = chunkers_by_family(family, size)
     assert chunker.split(text) == reference.split(text)
 
 
