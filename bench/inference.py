@@ -133,7 +133,7 @@ def main() -> None:
         assert embedders[name].backend == backend, embedders[name].fallback_reason
 
     reference = embedders["torch"]
-    chunker = Chunker(reference.tokenizer, reference.max_tokens, settings.ingest.chunk_overlap)
+    chunker = Chunker.for_embedder(reference, None, settings.ingest.chunk_overlap)
     docs = list(dataset.corpus.values())[: args.docs]
     chunks = [c.text for d in docs for c in chunker.split(f"{d.title}\n\n{d.text}")]
     queries = list(dataset.judged_queries.values())[: args.queries]

@@ -1,9 +1,11 @@
 """What isolating the parsers costs: SciFact abstracts and generated PDFs parsed in-process against
 the parser pool of `ingest.isolation` (separate processes, pickled over pipes), on the same
-documents in the same run.
+documents in the same run. Then reading them as ingestion does, parsed and chunked: parsed in the
+pool and chunked in this process by the chunker before issue 23 (as ingestion did), against parsed
+and chunked in the pool, under its budget (as it does now).
 
-Pool start-up (importing the parser libraries) is outside every timing. Threads stand for the
-worker's task threads: one or two documents parse at once.
+Pool start-up (importing the parser libraries, sending the chunker) is outside every timing.
+Threads stand for the worker's task threads: one or two documents parse at once.
 Usage: python bench/parsing.py --docs 1000
 """
 
@@ -19,10 +21,14 @@ from pathlib import Path
 # Run as a script: bench/ is first on sys.path and its ingest.py would shadow the package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from transformers import AutoTokenizer
+
 from core.settings import Settings
+from ingest.chunking import Chunker
 from ingest.isolation import ParseBudget, ParserPool
 from ingest.parsers import parse_document
 from tests.support.documents import make_pdf
+from tests.support.reference_chunker import ReferenceChunker
 
 CORPUS = Path("/work/shared/data/scifact/corpus.jsonl")
 
@@ -73,6 +79,38 @@ def main() -> None:
             f"parser pool of {threads} {len(docs) / isolated:7.0f} docs/s "
             f"(ratio {inline / isolated:.2f})"
         )
+    tokenizer = AutoTokenizer.from_pretrained(s.models.embedding_model).backend_tokenizer
+    size = s.ingest.chunk_size or 254  # the shipped MiniLM's window
+    before = ReferenceChunker(tokenizer, size, s.ingest.chunk_overlap)
+    after = Chunker(tokenizer, size, s.ingest.chunk_overlap)
+    before.split("Warm. " * size)  # NLTK, loaded on first use
+    for threads in (1, 2):
+        here, there = read_times(docs, budget, before, after, threads)
+        print(
+            f"{threads} thread(s), parsed and chunked: chunked in this process "
+            f"{len(docs) / here:7.0f} docs/s, in the pool {len(docs) / there:7.0f} docs/s "
+            f"(ratio {here / there:.2f})"
+        )
+
+
+def read_times(
+    docs: list[tuple[str, bytes]],
+    budget: ParseBudget,
+    before: ReferenceChunker,
+    after: Chunker,
+    threads: int,
+) -> tuple[float, float]:
+    """Seconds to parse and chunk `docs`: chunked in this process (as before issue 23), then in
+    the parser pool."""
+    pool = ParserPool(threads, budget)
+    try:
+        with ThreadPoolExecutor(threads) as executor:  # start and equip every process
+            list(executor.map(lambda _: pool.read(*docs[0], after), range(threads)))
+        here = timed(lambda key, data: before.chunks_of(pool.parse(key, data)), docs, threads)
+        there = timed(lambda key, data: pool.read(key, data, after), docs, threads)
+    finally:
+        pool.close()
+    return here, there
 
 
 if __name__ == "__main__":

@@ -211,9 +211,10 @@ class IngestSettings(Section):
     chunk_overlap: int = Field(default=64, validation_alias="RAG_CHUNK_OVERLAP")
     # Limits and defaults.
     max_file_bytes: int = Field(default=50 * 1024 * 1024, validation_alias="RAG_MAX_FILE_BYTES")
-    # Parsing runs in parse_processes separate processes, at a lower CPU priority, so a hostile
-    # file cannot starve searches; a document over one of these budgets is quarantined. The
-    # expanded size bounds Office archives' inflated members and a PDF's page content streams.
+    # Parsing and chunking run in parse_processes separate processes, at a lower CPU priority, so
+    # a hostile file cannot starve searches; a document over one of these budgets (its parsing
+    # and chunking together) is quarantined. The expanded size bounds Office archives' inflated
+    # members and a PDF's page content streams.
     parse_processes: int = Field(default=2, ge=1, validation_alias="RAG_PARSE_PROCESSES")
     parse_timeout_seconds: float = Field(
         default=60.0, gt=0, validation_alias="RAG_PARSE_TIMEOUT_SECONDS"
@@ -221,8 +222,11 @@ class IngestSettings(Section):
     parse_max_expanded_bytes: int = Field(
         default=200_000_000, validation_alias="RAG_PARSE_MAX_EXPANDED_BYTES"
     )
-    parse_memory_mb: int | None = Field(  # address space of one parser process; None: unbounded
-        default=2048, validation_alias="RAG_PARSE_MEMORY_MB"
+    parse_memory_mb: int | None = Field(
+        default=2048,
+        validation_alias="RAG_PARSE_MEMORY_MB",
+        description="Address space of one parser process; None: unbounded. Its libraries and "
+        "the chunker's (llama-index, NLTK and the scipy it loads) take about 800 MB of it.",
     )
     # Added to the parser processes' nice value. Mild on purpose: at 10 a parser on a saturated
     # machine gets a tenth of a normal process's share and the documents queue behind it.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
@@ -26,8 +25,9 @@ from core.types import (
     is_tenant_id,
 )
 from ingest.bucket import ObjectInfo, sha256
-from ingest.chunking import Chunk, Chunker
-from ingest.parsers import ParsedDocument, ParseError, parse_document
+from ingest.chunking import Chunk, ChunkedDocument, Chunker
+from ingest.isolation import ParseBudget, ParserPool, shared_pool
+from ingest.parsers import ParseError, parse_document
 
 log = logging.getLogger(__name__)
 # Sidecar keys that would let a file claim another tenant or overwrite system fields.
@@ -174,21 +174,20 @@ class DocumentBuilder:
         chunker: Chunker,
         default_tenant: str,
         meta_limits: MetaLimits,
-        parse: Callable[[str, bytes], ParsedDocument] = parse_document,
+        isolated: ParserPool | None = None,
     ) -> None:
-        """`parse` turns a key and its bytes into text, raising ParseError: in production the
-        isolated parser pool of `ingest.isolation`, which enforces the parsing budgets."""
+        """`isolated`: the pool of `ingest.isolation` that parses and chunks each document within
+        its budgets, in production; without one, both run in this process."""
         self._chunker = chunker
         self._default_tenant = default_tenant
-        self._parse = parse
+        self._isolated = isolated
         self.meta_limits = meta_limits
 
     @classmethod
     def served(cls, settings: Settings, embedder: Embedder) -> DocumentBuilder:
         """How ingestion and rebuilds alike turn documents into chunks of `embedder`'s tokens:
-        the configured chunking and metadata limits, parsing in the budgeted process pool."""
-        from ingest.isolation import ParseBudget, shared_pool
-
+        the configured chunking and metadata limits, parsing and chunking in the budgeted
+        process pool."""
         s = settings
         budget = ParseBudget(
             s.ingest.parse_timeout_seconds,
@@ -200,7 +199,7 @@ class DocumentBuilder:
             Chunker.for_embedder(embedder, s.ingest.chunk_size, s.ingest.chunk_overlap),
             s.default_tenant,
             MetaLimits.from_settings(s.ingest),
-            shared_pool(s.ingest.parse_processes, budget).parse,
+            shared_pool(s.ingest.parse_processes, budget),
         )
 
     def build(
@@ -220,21 +219,21 @@ class DocumentBuilder:
             detail = f"{type(exc).__name__}: {str(exc)[:200]}"
             raise DocumentError(f"could not read the document ({detail})") from None
 
+    def _read(self, key: str, data: bytes) -> ChunkedDocument:
+        if self._isolated is None:
+            return self._chunker.chunk_document(parse_document(key, data))
+        return self._isolated.read(key, data, self._chunker)
+
     def _build(
         self, obj: ObjectInfo, uri: str, data: bytes, content_hash: str, sidecar: bytes | None
     ) -> PreparedDocument:
         scope = tenant_of(obj.key, self._default_tenant)
         meta = parse_sidecar(sidecar, self.meta_limits.max_sidecar_bytes)
         try:
-            parsed = self._parse(obj.key, data)
+            parsed = self._read(obj.key, data)
         except ParseError as exc:
             raise DocumentError(exc.reason) from None
-        # Text with no letter or digit (blank, zero-width spaces, punctuation) has nothing to find.
-        has_content = any(ch.isalnum() for ch in parsed.text)
-        chunks: list[Chunk] = []
-        if has_content:
-            pages = parsed.pages
-            chunks = self._chunker.split_pages(pages) if pages else self._chunker.split(parsed.text)
+        chunks = parsed.chunks
         if not chunks:
             raise DocumentError("no extractable text")
         suffix = PurePosixPath(obj.key).suffix.lower().lstrip(".")

@@ -1,12 +1,14 @@
-"""Parse documents in separate processes, each document within a time and memory budget.
+"""Parse and chunk documents in separate processes, each document within a time and memory budget.
 
 A hostile file can make a parser spin for minutes (a PDF whose pages share one huge content
-stream) or allocate gigabytes. In the process that serves searches, pure-Python parsing would also
-hold the GIL all that time and starve every tenant's requests. So parsing runs in a bounded pool of
+stream) or allocate gigabytes, and a large text can take the chunker long (a 7.6 MB CSV held a
+worker for minutes). In the process that serves searches, pure-Python work would also hold the GIL
+all that time and starve every tenant's requests. So parsing and chunking run in a bounded pool of
 long-lived child processes: a document that overruns its time budget gets its process killed (and
 replaced) and is quarantined with the reason; one that overruns the memory limit fails inside its
 process with a `MemoryError`. The children run at a lower CPU priority (`RAG_PARSE_NICENESS`) than
-the API and workers.
+the API and workers. A child chunks with the tokenizer it was sent (never the model's weights),
+kept for the documents after.
 """
 
 from __future__ import annotations
@@ -27,17 +29,24 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from ingest.parsers import ParsedDocument, ParseError, parse_document
+
+if TYPE_CHECKING:  # a process that only parses never imports the chunker's libraries
+    from ingest.chunking import ChunkedDocument, Chunker, ChunkerConfig
 
 log = logging.getLogger(__name__)
 _WATCHDOG_SECONDS = 1.0
 _START_TIMEOUT_SECONDS = 120  # importing the parser libraries, on a loaded machine
+# A process keeps every chunker it was sent (the served generation's, a rebuild's); one that would
+# hold more is replaced, so a long life of configuration changes does not add up.
+_CHUNKERS_PER_PROCESS = 4
 
 
 @dataclass(frozen=True)
 class ParseBudget:
-    """What parsing one document may cost."""
+    """What parsing and chunking one document may cost, together."""
 
     timeout_seconds: float
     max_expanded_bytes: int  # decompressed Office archive members and PDF page content
@@ -59,7 +68,9 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def serve(requests_fd: int, replies_fd: int, parent: int, budget_json: str) -> None:
-    """A parser process: answers `(key, data)` requests until its request pipe closes."""
+    """A parser process: answers requests until its request pipe closes. `("chunker", config)`
+    installs a chunker; `(key, data, digest)` parses a document and, unless `digest` is None,
+    chunks it with that chunker."""
     budget = ParseBudget(**json.loads(budget_json))
     requests = Connection(requests_fd, writable=False)
     replies = Connection(replies_fd, readable=False)
@@ -72,23 +83,64 @@ def serve(requests_fd: int, replies_fd: int, parent: int, budget_json: str) -> N
     if budget.memory_mb is not None:
         limit = budget.memory_mb * 2**20
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    chunkers: dict[str, Chunker] = {}
     replies.send(("ready", None))  # the time budget starts once the parsers are imported
     while True:
         try:
-            key, data = requests.recv()
+            request = requests.recv()
         except (EOFError, OSError):
             return
-        try:
-            reply: tuple[str, object] = (
-                "ok",
-                parse_document(key, data, max_expanded_bytes=budget.max_expanded_bytes),
-            )
-        except ParseError as exc:
-            reply = ("error", exc.reason)
-        except MemoryError:
-            reply = ("error", f"parsing needed more than the {budget.memory_mb} MB memory budget")
+        if request[0] == "chunker":
+            replies.send(_install(request[1], chunkers, budget))
+            continue
+        key, data, digest = request
+        del request
+        reply = _read(key, data, None if digest is None else chunkers[digest], budget, replies)
         del data
         replies.send(reply)
+
+
+def _install(
+    config: ChunkerConfig, chunkers: dict[str, Chunker], budget: ParseBudget
+) -> tuple[str, object]:
+    """Build the chunker and load what a long paragraph needs (llama-index loads NLTK, and scipy
+    with it, on first use: seconds and 170 MB), so no document's budget pays for it."""
+    from ingest.chunking import Chunker
+
+    try:
+        chunker = Chunker.from_config(config)
+        chunker.warm_up()
+    except MemoryError:
+        return "error", (
+            f"the chunker's libraries need more than the {budget.memory_mb} MB a parser process "
+            "may use (RAG_PARSE_MEMORY_MB)"
+        )
+    chunkers[config.digest] = chunker
+    return "ready", None
+
+
+def _read(
+    key: str, data: bytes, chunker: Chunker | None, budget: ParseBudget, replies: Connection
+) -> tuple[str, object]:
+    """The reply to one document: ("ok", the parsed or chunked document) or ("error", reason)."""
+    phase = "parsing"
+    try:
+        parsed = parse_document(key, data, max_expanded_bytes=budget.max_expanded_bytes)
+        if chunker is None:
+            return "ok", parsed
+        phase = "chunking"
+        replies.send(("chunking", None))  # so that a timeout names the phase it cut short
+        return "ok", chunker.chunk_document(parsed)
+    except ParseError as exc:
+        return "error", exc.reason
+    except MemoryError:
+        return "error", (
+            f"{phase} needed more than the {budget.memory_mb} MB memory budget "
+            "(RAG_PARSE_MEMORY_MB)"
+        )
+    except Exception as exc:  # the parsers turn theirs into ParseError; this is the chunker's
+        log.warning("unexpected error chunking %r", key, exc_info=True)
+        return "error", f"could not chunk the document ({type(exc).__name__}: {str(exc)[:200]})"
 
 
 _CHILD_CODE = (
@@ -129,15 +181,39 @@ class _ParserProcess:
         self.requests = Connection(self._requests_fd, readable=False)
         self.replies = Connection(self._replies_fd, writable=False)
         self.timed_out = False
-        try:
-            ready = self.replies.recv() if self.replies.poll(_START_TIMEOUT_SECONDS) else None
-        except (EOFError, OSError):
-            ready = None
-        if ready != ("ready", None):
+        self.phase = "parsing"  # of the document it is reading, for the failure's reason
+        self.chunkers: set[str] = set()  # digests of the chunkers it was sent
+        if self._reply() != ("ready", None):
             self.stop()
             raise RuntimeError(
                 f"a parser process did not start (exit code {self.process.returncode})"
             )
+
+    def install(self, chunker: Chunker) -> None:
+        """Send `chunker` unless the process has it: the tokenizer's JSON is half a megabyte.
+        Building it there is setup, like importing the parsers, outside any document's budget."""
+        config = chunker.config
+        if config.digest in self.chunkers:
+            return
+        with contextlib.suppress(OSError):  # a process that died says nothing: reply is None
+            self.requests.send(("chunker", config))
+        reply = self._reply()
+        if reply != ("ready", None):
+            reason = reply[1] if reply else f"exit code {self.process.poll()}"
+            raise RuntimeError(f"a parser process could not take the chunker: {reason}")
+        self.chunkers.add(config.digest)
+
+    def has_room_for(self, chunker: Chunker | None) -> bool:
+        """False when taking `chunker` would make it hold more chunkers than a process may."""
+        if chunker is None or chunker.config.digest in self.chunkers:
+            return True
+        return len(self.chunkers) < _CHUNKERS_PER_PROCESS
+
+    def _reply(self) -> tuple[str, object] | None:
+        try:
+            return self.replies.recv() if self.replies.poll(_START_TIMEOUT_SECONDS) else None
+        except (EOFError, OSError):
+            return None
 
     def is_alive(self) -> bool:
         return self.process.poll() is None
@@ -173,11 +249,22 @@ class ParserPool:
 
     def parse(self, key: str, data: bytes) -> ParsedDocument:
         """The parsed document, or ParseError with why it was refused or could not be read."""
+        parsed = self._request(key, data, None)
+        assert isinstance(parsed, ParsedDocument)
+        return parsed
+
+    def read(self, key: str, data: bytes, chunker: Chunker) -> ChunkedDocument:
+        """The document parsed and chunked within one budget, or ParseError with why not."""
+        return cast("ChunkedDocument", self._request(key, data, chunker))
+
+    def _request(self, key: str, data: bytes, chunker: Chunker | None) -> object:
         worker = self._idle.get()
         try:
-            if worker is None or not worker.is_alive():
+            if worker is None or not worker.is_alive() or not worker.has_room_for(chunker):
                 worker = self._start(worker)
-            outcome = self._ask(worker, key, data)
+            if chunker is not None:
+                worker.install(chunker)
+            outcome = self._ask(worker, key, data, chunker)
         except BaseException:
             self._retire(worker)
             self._idle.put(None)
@@ -190,28 +277,40 @@ class ParserPool:
         status, value = outcome
         if status == "error":
             raise ParseError(str(value))
-        assert isinstance(value, ParsedDocument)
         return value
 
-    def _ask(self, worker: _ParserProcess, key: str, data: bytes) -> tuple[str, object] | None:
+    def _ask(
+        self, worker: _ParserProcess, key: str, data: bytes, chunker: Chunker | None
+    ) -> tuple[str, object] | None:
+        """The process's reply, or None if it died or overran the time budget (then killed).
+        One deadline covers parsing and chunking; the process says when it starts chunking."""
+        worker.phase = "parsing"
+        digest = None if chunker is None else chunker.config.digest
         try:
-            worker.requests.send((key, data))
-            if not worker.replies.poll(self.budget.timeout_seconds):
-                worker.timed_out = True
-                worker.kill()
-                return None
-            return worker.replies.recv()
+            worker.requests.send((key, data, digest))
+            deadline = time.monotonic() + self.budget.timeout_seconds
+            while True:
+                if not worker.replies.poll(max(0.0, deadline - time.monotonic())):
+                    worker.timed_out = True
+                    worker.kill()
+                    return None
+                status, value = worker.replies.recv()
+                if status != "chunking":
+                    return status, value
+                worker.phase = "chunking"
         except (EOFError, OSError):
             return None
 
     def _failure(self, worker: _ParserProcess) -> str:
         if worker.timed_out:
             return (
-                f"parsing took longer than the {self.budget.timeout_seconds:g} s budget per "
-                "document"
+                f"{worker.phase} took longer than the {self.budget.timeout_seconds:g} s budget "
+                "per document (RAG_PARSE_TIMEOUT_SECONDS)"
             )
         worker.kill()
-        return f"the parser process died (exit code {worker.process.returncode})"
+        return (
+            f"the parser process died while {worker.phase} (exit code {worker.process.returncode})"
+        )
 
     def _start(self, old: _ParserProcess | None) -> _ParserProcess:
         self._retire(old)

@@ -105,7 +105,7 @@ def test_editing_one_paragraph_reembeds_only_changed_chunks(
     edited = list(PARAGRAPHS)
     edited[6] = "Paragraph 6 now talks about something else entirely: zebras and giraffes."
     doc.write_text("\n\n".join(edited))
-    chunker = Chunker(rt.embedder.tokenizer, 64, 8)
+    chunker = Chunker(rt.embedder.tokenizer.backend_tokenizer, 64, 8)
     old_hashes = {c.hash for c in chunker.split("\n\n".join(PARAGRAPHS))}
     new_hashes = {c.hash for c in chunker.split("\n\n".join(edited))}
     changed = new_hashes - old_hashes

@@ -28,7 +28,7 @@ def _scifact_chunks(embedder: Embedder, count: int) -> list[str]:
     """Real chunks: SciFact abstracts cut to the model's window as ingestion cuts them."""
     from ingest.chunking import Chunker
 
-    chunker = Chunker(embedder.tokenizer, embedder.max_tokens, 64)
+    chunker = Chunker(embedder.tokenizer.backend_tokenizer, embedder.max_tokens, 64)
     chunks: list[str] = []
     with SCIFACT.open() as f:
         for line in f:

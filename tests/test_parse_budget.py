@@ -1,5 +1,8 @@
 """Parsing budgets (issue 13, finding 13): a small PDF that holds a parser for minutes is cut off at
 its time budget and quarantined, and while it parses, searches on the same `rag up` stay answered.
+
+Chunking runs in the parser processes, under the same budget (issue 23, finding 4): it ran in the
+worker, unbounded, and a 7.6 MB CSV held `rag up` for minutes at 5 GB while searches stalled.
 """
 
 from __future__ import annotations
@@ -17,15 +20,25 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.embedding import Embedder
 from core.manifest import DocStatus
+from core.runtime import Runtime
+from core.types import TenantScope
+from ingest.chunking import Chunker
 from ingest.isolation import ParseBudget, ParserPool
 from ingest.parsers import ParseError
+from ingest.service import Ingestion, open_bucket
 from tests.support.documents import make_markdown, make_pdf, shared_stream_pdf
+from tests.support.engine import engine_query
 from tests.support.services import redis_url
+from tests.support.settings import make_settings
 from tests.support.workers import deployment
 from workers.redis_server import free_port
 
 ADMIN_KEY = "parse-budget-admin-key"
+# Parsed in milliseconds, chunked in seconds (6 s on an idle core): 2.4 MB of tags, no sentence and
+# no paragraph, which the sentence splitter takes apart tag by tag.
+SLOW_TO_CHUNK = b"tern, " * 400_000
 
 
 def _children(pid: int) -> set[int]:
@@ -82,6 +95,100 @@ def test_a_parse_over_its_memory_budget_is_refused_and_the_pool_goes_on() -> Non
         pool.close()
 
 
+def test_chunking_over_the_time_budget_is_killed_and_the_pool_goes_on(embedder: Embedder) -> None:
+    """One deadline covers parsing and chunking; the reason says which one ran out of it. The
+    process chunks with the model's tokenizer and never loads the model."""
+    others = _children(os.getpid())
+    chunker = Chunker.for_embedder(embedder, None, 64)
+    pool = ParserPool(1, ParseBudget(timeout_seconds=1.0, max_expanded_bytes=10**8, memory_mb=None))
+    try:
+        assert [c.text for c in pool.read("a.txt", b"First.", chunker).chunks] == ["First."]
+        (first,) = _children(os.getpid()) - others
+        maps = Path(f"/proc/{first}/maps").read_text()
+        assert not any(lib in maps for lib in ("libtorch", "onnxruntime", "model.safetensors"))
+        reason = (
+            r"^chunking took longer than the 1 s budget per document \(RAG_PARSE_TIMEOUT_SECONDS\)$"
+        )
+        with pytest.raises(ParseError, match=reason):
+            pool.read("tags.txt", SLOW_TO_CHUNK, chunker)
+        assert not Path(f"/proc/{first}").exists()  # killed and reaped
+        second = pool.read("b.txt", b"Second.", chunker)  # a new process, given the chunker again
+        assert [c.text for c in second.chunks] == ["Second."]
+    finally:
+        pool.close()
+    assert not _children(os.getpid()) - others
+
+
+def test_chunking_over_the_memory_budget_is_refused_and_the_pool_goes_on(
+    embedder: Embedder,
+) -> None:
+    """The budget is the process's address space, and what it holds once the chunker is in (NLTK
+    and scipy with it) depends on the libraries: it is measured first, and the budget set 300 MB
+    above. 20 MB of `a,` parse in that, and the sentence splitter's ten million pieces do not."""
+    chunker = Chunker.for_embedder(embedder, None, 64)
+    probe = ParserPool(1, ParseBudget(timeout_seconds=60, max_expanded_bytes=10**8, memory_mb=None))
+    try:
+        probe.read("warm.txt", b"Warm.", chunker)
+        (process,) = probe._live
+        status = Path(f"/proc/{process.process.pid}/status").read_text()
+        held_mb = int(status.split("VmPeak:")[1].split()[0]) // 1024
+    finally:
+        probe.close()
+    budget = held_mb + 300
+    pool = ParserPool(
+        1, ParseBudget(timeout_seconds=60, max_expanded_bytes=10**8, memory_mb=budget)
+    )
+    try:
+        pool.read("warm.txt", b"Warm.", chunker)
+        reason = (
+            rf"^chunking needed more than the {budget} MB memory budget \(RAG_PARSE_MEMORY_MB\)$"
+        )
+        with pytest.raises(ParseError, match=reason):
+            pool.read("commas.txt", b"a," * 10_000_000, chunker)
+        assert [c.text for c in pool.read("after.txt", b"After.", chunker).chunks] == ["After."]
+    finally:
+        pool.close()
+
+
+def test_a_document_over_its_budget_while_chunking_is_quarantined_with_the_reason(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """Through ingestion, as `rag ingest` and the workers run it: the slow document is failed with
+    its reason, shown by `rag status --failed`; the document beside it is indexed."""
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    (bucket / "good.txt").write_text("Searchable text about gannets.")
+    (bucket / "tags.txt").write_bytes(SLOW_TO_CHUNK)
+    settings = make_settings(tmp_path, parse_timeout_seconds=1.0)
+    rt = Runtime(settings, embedder)
+    try:
+        summary = Ingestion(rt, open_bucket(str(bucket), settings.ingest)).run()
+        assert (summary.added, summary.failed) == (1, 1)
+        assert rt.manifest.get("good.txt").status == DocStatus.INDEXED  # type: ignore[union-attr]
+        hits = rt.index.search(engine_query(TenantScope("default"), limit=1, text="gannets"))
+        assert hits[0].payload["doc_id"] == "good.txt"
+    finally:
+        rt.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env |= {"RAG_DATA_DIR": str(settings.data_dir), "RAG_REDIS_URL": redis_url(12)}
+    shown = subprocess.run(
+        ["rag", "status", "--failed", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["failed"] == [
+        {
+            "doc_id": "tags.txt",
+            "attempts": 1,
+            "error": "chunking took longer than the 1 s budget per document "
+            "(RAG_PARSE_TIMEOUT_SECONDS)",
+        }
+    ]
+
+
 _ORPHANING_PARENT = """
 import os, signal, sys, threading
 signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the parent outlives the group's SIGTERM: only
@@ -122,7 +229,9 @@ def test_a_busy_parser_dies_with_its_killed_parent_and_ignores_group_sigterm() -
 
 
 @pytest.mark.slow
-def test_searches_stay_answered_while_rag_up_parses_a_slow_pdf(tmp_path: Path) -> None:
+def test_searches_stay_answered_while_rag_up_parses_and_chunks_slow_documents(
+    tmp_path: Path,
+) -> None:
     bucket = tmp_path / "bucket"
     bucket.mkdir()
     (bucket / "good.md").write_bytes(make_markdown("Good", ["Searchable text about gannets."]))
@@ -134,7 +243,8 @@ def test_searches_stay_answered_while_rag_up_parses_a_slow_pdf(tmp_path: Path) -
         RAG_SCAN_INTERVAL_SECONDS="600",
         RAG_API_PORT=str(port),
         RAG_ADMIN_API_KEY=ADMIN_KEY,
-        RAG_PARSE_TIMEOUT_SECONDS="3",  # the slow PDFs below take 8 s or more on an idle core
+        RAG_PARSE_TIMEOUT_SECONDS="3",  # the slow documents below take 8 s or more on an idle core
+        RAG_MAX_FILE_BYTES=str(len(SLOW_TO_CHUNK) * 2),
     )
     log_path = tmp_path / "up.log"
     log = log_path.open("wb")
@@ -160,13 +270,16 @@ def test_searches_stay_answered_while_rag_up_parses_a_slow_pdf(tmp_path: Path) -
             idle = [timed_search(client) for _ in range(20)]
             for n in range(3):  # three copies: both parser processes busy, one waiting
                 (bucket / f"slow{n}.pdf").write_bytes(shared_stream_pdf(text_ops=60_000))
+            (bucket / "tags.txt").write_bytes(SLOW_TO_CHUNK * 2)  # 12 s of chunking
             busy: list[float] = []
             parsers: set[int] = set()  # the parser processes seen at work
             slow = [f"slow{n}.pdf" for n in range(3)]
+            settled = (DocStatus.FAILED, DocStatus.INDEXED)
             while not all(
-                (r := manifest.get(k)) is not None and r.status == DocStatus.FAILED for k in slow
+                (r := manifest.get(k)) is not None and r.status in settled
+                for k in [*slow, "tags.txt"]
             ):
-                assert up.poll() is None and time.monotonic() < deadline + 240, "no quarantine"
+                assert up.poll() is None and time.monotonic() < deadline + 240, "never settled"
                 busy.append(timed_search(client))
                 parsers |= {p for p in _children(up.pid) if "ingest.isolation" in _cmdline(p)}
                 time.sleep(0.05)
@@ -178,12 +291,15 @@ def test_searches_stay_answered_while_rag_up_parses_a_slow_pdf(tmp_path: Path) -
     manifest = dep.manifest()
     try:
         for key in slow:
-            assert "longer than the 3 s budget" in manifest.get(key).error  # type: ignore[union-attr]
+            assert "parsing took longer than the 3 s budget" in manifest.get(key).error  # type: ignore[union-attr]
+        tags = manifest.get("tags.txt")
+        assert tags is not None and tags.status == DocStatus.FAILED, tags
+        assert "chunking took longer than the 3 s budget" in tags.error
     finally:
         manifest.close()
     p95 = lambda xs: statistics.quantiles(xs, n=20)[-1]  # noqa: E731
-    print(f"search p95 idle {p95(idle) * 1000:.0f} ms, while parsing {p95(busy) * 1000:.0f} ms")
-    assert len(busy) >= 20, "the searches did not overlap the parsing"
+    print(f"search p95 idle {p95(idle) * 1000:.0f} ms, while reading {p95(busy) * 1000:.0f} ms")
+    assert len(busy) >= 20, "the searches did not overlap the parsing and chunking"
     # Generous and relative to the same run's idle figure: the box is shared by other suites.
     assert p95(busy) < max(1.0, 5 * p95(idle))
     assert parsers and not any(Path(f"/proc/{p}").exists() for p in parsers)

@@ -253,6 +253,59 @@ def zip_bomb(base: bytes, member: str, expanded_bytes: int = 50_000_000) -> byte
     return buffer.getvalue()
 
 
+def _serialized_pdf(objects: list[bytes]) -> bytes:
+    """A PDF file of these objects (numbered from 1, the first the catalog), with its xref."""
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
+    return bytes(out)
+
+
+def raw_pdf(contents: list[bytes]) -> bytes:
+    """A PDF with one page per content stream (uncompressed), in Helvetica."""
+    pages = len(contents)
+    kids = " ".join(f"{3 + n} 0 R" for n in range(pages))
+    font = 3 + 2 * pages
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        f"<< /Type /Pages /Kids [{kids}] /Count {pages} >>".encode(),
+    ]
+    for n in range(pages):
+        objects.append(
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {3 + pages + n} 0 R "
+            f"/Resources << /Font << /F1 {font} 0 R >> >> >>".encode()
+        )
+    for content in contents:
+        objects.append(b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream")
+    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    return _serialized_pdf(objects)
+
+
+def text_pdf(pages: list[str]) -> bytes:
+    """A PDF of these pages' text, one line of text a line of the page: written directly (fpdf2
+    takes 70 ms a page to lay text out), for inputs of megabytes."""
+
+    def line(text: str) -> bytes:
+        escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+        return b"(" + escaped.encode("latin-1", "replace") + b") Tj T*\n"
+
+    return raw_pdf(
+        [
+            b"BT /F1 10 Tf 12 TL 40 760 Td\n" + b"".join(map(line, page.split("\n"))) + b"ET"
+            for page in pages
+        ]
+    )
+
+
 def shared_stream_pdf(pages: int = 3, text_ops: int = 20_000) -> bytes:
     """A small PDF whose pages all draw one large, highly compressible content stream of
     `text_ops` text-showing operators: cheap to store, slow to extract text from (the shape of
@@ -275,16 +328,4 @@ def shared_stream_pdf(pages: int = 3, text_ops: int = 20_000) -> bytes:
             f"/Resources << /Font << /F1 {font} 0 R >> >> >>".encode()
         )
     objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        xref,
-    )
-    return bytes(out)
+    return _serialized_pdf(objects)

@@ -347,6 +347,13 @@ def _billion_laughs() -> bytes:
     ).encode()
 
 
+def hostile_documents() -> dict[str, tuple[bytes, Expect]]:
+    """The corpus's documents (the good ones too) by key with their expectations, written
+    nowhere: for what only reads them, like the chunker's equality test."""
+    good = {key: (data, Expect("indexed")) for key, data in GOOD.items()}
+    return {**good, **_hostile_files()[0]}
+
+
 def write_hostile_corpus(bucket: Path, sparse_bytes: int = 1 << 30) -> dict[str, Expect]:
     """Writes the corpus and the good documents; returns the expectation for every document key
     (sidecars are not documents and have none). `sparse_bytes`: the size of the sparse files."""
