@@ -26,7 +26,7 @@ from core.types import (
 )
 from ingest.bucket import ObjectInfo, sha256
 from ingest.chunking import Chunk, ChunkedDocument, Chunker
-from ingest.isolation import ParseBudget, ParserPool, shared_pool
+from ingest.isolation import ParseBudget, ParserPool, ParserStartError, shared_pool
 from ingest.parsers import ParseError, parse_document
 
 log = logging.getLogger(__name__)
@@ -208,11 +208,13 @@ class DocumentBuilder:
         """The document ready to embed, or DocumentError with the reason it is unusable.
 
         Parsing hostile bytes can fail in ways no parser documents; whatever the bytes do, the
-        outcome is this document quarantined with a reason, never a failed batch or worker.
+        outcome is this document quarantined with a reason, never a failed batch or worker. A
+        parser process that could not start (ParserStartError) is no fault of the bytes: it is
+        raised for the caller to try again later.
         """
         try:
             return self._build(obj, uri, data, content_hash, sidecar)
-        except DocumentError:
+        except (DocumentError, ParserStartError):
             raise
         except Exception as exc:
             log.warning("unexpected error building %r", obj.key, exc_info=True)

@@ -143,6 +143,11 @@ def _read(
         return "error", f"could not chunk the document ({type(exc).__name__}: {str(exc)[:200]})"
 
 
+class ParserStartError(RuntimeError):
+    """A parser process that did not start: the machine's trouble (no memory, a signal), not the
+    document's, which is worth another try rather than a quarantine."""
+
+
 _CHILD_CODE = (
     "import sys; from ingest.isolation import serve; serve(*map(int, sys.argv[1:4]), sys.argv[4])"
 )
@@ -174,6 +179,10 @@ class _ParserProcess:
                 pass_fds=(child_requests, child_replies),
                 stdin=subprocess.DEVNULL,
                 env=env,
+                # A group of its own: a terminal's Ctrl-C and a service manager's SIGTERM reach the
+                # parent's group, and stopping is the parent's decision. `serve` ignores them too,
+                # but only once its imports are done: a parser starting then died of them.
+                process_group=0,
             )
         finally:
             os.close(child_requests)
@@ -185,7 +194,7 @@ class _ParserProcess:
         self.chunkers: set[str] = set()  # digests of the chunkers it was sent
         if self._reply() != ("ready", None):
             self.stop()
-            raise RuntimeError(
+            raise ParserStartError(
                 f"a parser process did not start (exit code {self.process.returncode})"
             )
 

@@ -25,7 +25,7 @@ from core.manifest import DocStatus
 from core.runtime import Runtime
 from core.types import TenantScope
 from ingest.chunking import Chunker
-from ingest.isolation import ParseBudget, ParserPool
+from ingest.isolation import ParseBudget, ParserPool, ParserStartError
 from ingest.parsers import ParseError
 from ingest.service import Ingestion, open_bucket
 from tests.support.documents import make_markdown, make_pdf, shared_stream_pdf
@@ -193,7 +193,7 @@ _ORPHANING_PARENT = """
 import os, signal, sys, threading
 signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the parent outlives the group's SIGTERM: only
 # the parser's own handling decides whether it does too (its watchdog would stop it otherwise)
-from ingest.isolation import ParseBudget, ParserPool
+from ingest.isolation import ParseBudget, ParserPool, ParserStartError
 from tests.support.documents import make_pdf, shared_stream_pdf
 pool = ParserPool(1, ParseBudget(600, 10**8, None))
 pool.parse("warm.pdf", make_pdf(["Warm."]))
@@ -226,6 +226,52 @@ def test_a_busy_parser_dies_with_its_killed_parent_and_ignores_group_sigterm() -
         with contextlib.suppress(ProcessLookupError):
             os.killpg(parent.pid, signal.SIGKILL)
         parent.wait(10)
+
+
+_PARENT_UNDER_GROUP_SIGNALS = """
+import signal
+signal.signal(signal.SIGTERM, lambda *_: None)  # a handler, not SIG_IGN, which exec would pass on
+from ingest.isolation import ParseBudget, ParserPool, ParserStartError
+from tests.support.documents import make_pdf
+print("go", flush=True)
+pool = ParserPool(1, ParseBudget(600, 10**8, None))
+try:
+    print(pool.parse("a.pdf", make_pdf(["Puffins nest in burrows."])).text.strip(), flush=True)
+except Exception as exc:
+    print(type(exc).__name__, exc, flush=True)
+pool.close()
+"""
+
+
+def test_a_parser_starting_while_its_group_is_signalled_starts_all_the_same() -> None:
+    """A service manager's or a terminal's SIGTERM and SIGINT reach the whole process group. A
+    parser process still importing its parsers died of them (its own handling starts after the
+    imports), and the document it was started for was quarantined for good as "a parser process
+    did not start (exit code -15)". Parsers now run in a process group of their own: stopping
+    is their parent's decision."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT_UNDER_GROUP_SIGNALS],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        assert parent.stdout is not None and parent.stdout.readline().strip() == b"go"
+        while parent.poll() is None:  # SIGTERM to the group all the while the parser starts
+            os.killpg(parent.pid, signal.SIGTERM)
+            time.sleep(0.02)
+        assert parent.stdout.read().decode().strip() == "Puffins nest in burrows."
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(parent.pid, signal.SIGKILL)
+        parent.wait(10)
+
+
+def test_a_parser_that_cannot_start_is_the_machines_trouble_not_the_documents() -> None:
+    """Its document is retried like one a Redis outage held up, never quarantined for it."""
+    from workers.tasks.ingestion import is_transient
+
+    assert is_transient(ParserStartError("a parser process did not start (exit code -15)"))
 
 
 @pytest.mark.slow

@@ -32,6 +32,7 @@ from redis.exceptions import RedisError
 from core.manifest import DocStatus, PendingWork, RunSummary
 from ingest.bucket import SIDECAR_SUFFIX, BucketUnavailableError, ObjectInfo
 from ingest.documents import tenant_id_of
+from ingest.isolation import ParserStartError
 from ingest.scan import held_deletes
 from ingest.sync import SyncOutcome
 from workers.app import app
@@ -53,7 +54,8 @@ def is_transient(exc: BaseException) -> bool:
         | RedisError
         | ResponseHandlingException
         | sqlite3.OperationalError
-        | BucketUnavailableError,
+        | BucketUnavailableError
+        | ParserStartError,
     )
 
 
