@@ -31,7 +31,6 @@ SHUTDOWN_TIMEOUT = 3
 MARGIN = 20
 # About 700 KB of distinct sentences, some 1,100 chunks: half a minute to minutes of embedding.
 LARGE = essay("glaciers", words=120_000)
-SMALL = "A short note about penguins."
 # The line a stop past its bound leaves, naming the task it ends.
 ABANDONED = re.compile(
     r"exiting without its \d+ running task\(s\).*rag\.sync_documents?\(.*large\.txt"
@@ -39,25 +38,20 @@ ABANDONED = re.compile(
 SETTINGS = {
     "RAG_WORKERS_SHUTDOWN_TIMEOUT_SECONDS": str(SHUTDOWN_TIMEOUT),
     "RAG_MAX_FILE_BYTES": str(2 * len(LARGE)),
-    # One parser process, so once the small document is indexed the large one's parser has
-    # started: a parser still importing its libraries dies of the group's SIGTERM, and its
-    # document is quarantined (a defect of its own, in ingest/isolation.py).
-    "RAG_PARSE_PROCESSES": "1",
 }
 
 
 def _write_bucket(bucket: Path) -> None:
     bucket.mkdir(parents=True, exist_ok=True)
     (bucket / "large.txt").write_text(LARGE)
-    (bucket / "small.txt").write_text(SMALL)
 
 
 def _syncing_large(manifest_path: Path) -> bool:
-    """The large document's task runs, past parsing (the small one, parsed too, is indexed)."""
-    return (
-        _status(manifest_path, "large.txt") == DocStatus.PROCESSING
-        and _status(manifest_path, "small.txt") == DocStatus.INDEXED
-    )
+    """The large document's task has started: parsing, chunking and embedding it take far longer
+    than the shutdown's bound. (Waiting for the small one to be indexed as well, as this once did,
+    could wait until the large one was nearly done, since the small one's embedding queued behind
+    it: on a quiet machine both finished within a second, and the stop found nothing to abandon.)"""
+    return _status(manifest_path, "large.txt") == DocStatus.PROCESSING
 
 
 def _status(manifest_path: Path, doc_id: str) -> DocStatus | None:
