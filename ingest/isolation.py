@@ -38,6 +38,8 @@ if TYPE_CHECKING:  # a process that only parses never imports the chunker's libr
 
 log = logging.getLogger(__name__)
 _WATCHDOG_SECONDS = 1.0
+# What a terminal's Ctrl-C and a service manager's stop send to a whole process group.
+_GROUP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 _START_TIMEOUT_SECONDS = 120  # importing the parser libraries, on a loaded machine
 # A process keeps every chunker it was sent (the served generation's, a rebuild's); one that would
 # hold more is replaced, so a long life of configuration changes does not add up.
@@ -79,6 +81,7 @@ def serve(requests_fd: int, replies_fd: int, parent: int, budget_json: str) -> N
     # warm shutdown lets the documents being parsed finish rather than fail.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _GROUP_SIGNALS)  # blocked since before the fork
     os.nice(budget.niceness)
     if budget.memory_mb is not None:
         limit = budget.memory_mb * 2**20
@@ -165,6 +168,10 @@ class _ParserProcess:
         root = str(Path(__file__).resolve().parent.parent)  # where `ingest` is importable from
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         budget_json = json.dumps(dataclasses.asdict(budget))
+        # Blocked from before the fork until `serve` ignores them: the child leaves its parent's
+        # process group only once forked, and a group's signal sent in between stays pending and
+        # would kill it (SIG_DFL) as soon as it was unblocked, before its imports were done.
+        parent_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _GROUP_SIGNALS)
         try:
             self.process = subprocess.Popen(
                 [
@@ -185,6 +192,7 @@ class _ParserProcess:
                 process_group=0,
             )
         finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, parent_mask)
             os.close(child_requests)
             os.close(child_replies)
         self.requests = Connection(self._requests_fd, readable=False)
