@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -124,12 +124,19 @@ def wait_converged(dep: Deployment, since: float, worker: WorkerProcess, timeout
         manifest.close()
 
 
-def run_until_converged(dep: Deployment, name: str):
-    """Start a worker, wait until it has converged on the bucket as it is now, stop it."""
+def run_until_converged(dep: Deployment, name: str, also: Callable[[str], bool] = lambda log: True):
+    """Start a worker, wait until it has converged on the bucket as it is now and `also` holds
+    of its log (say, a task delivered twice ran twice), stop it."""
     started = time.time()
     worker = dep.worker(name)
     try:
-        return wait_converged(dep, started, worker)
+        status = wait_converged(dep, started, worker)
+        deadline = time.monotonic() + 240
+        while not also(log := worker.log.read_text(errors="replace")):
+            if not worker.alive or time.monotonic() > deadline:
+                pytest.fail(f"the worker's log never showed what the test waits for\n{log[-4000:]}")
+            time.sleep(0.5)
+        return status
     finally:
         worker.stop()
 
