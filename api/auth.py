@@ -26,7 +26,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, get_args
 
 from fastapi import Depends, Query, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -34,10 +34,8 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from api.errors import ApiError
 from core.settings import Settings
 from core.sqlite import Migration, SqliteStore
-from core.types import InvalidTenantError, TenantScope, is_tenant_id
+from core.types import InvalidTenantError, Role, TenantScope, is_tenant_id
 
-Role = Literal["reader", "admin"]
-ROLES: tuple[Role, ...] = ("reader", "admin")
 BOOTSTRAP_KEY_ID = "bootstrap"
 
 _PREFIX = "rag"
@@ -169,8 +167,8 @@ class KeyStore(SqliteStore):
 
     def create(self, tenant: TenantScope, role: Role, label: str = "") -> tuple[str, KeyInfo]:
         """A new key; the returned string is the only time its secret exists outside a hash."""
-        if role not in ROLES:
-            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        if role not in get_args(Role):
+            raise ValueError(f"role must be one of {', '.join(get_args(Role))}")
         check_label(label)
         key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
         info = KeyInfo(key_id, tenant.tenant_id, role, label, time.time(), None)

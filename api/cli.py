@@ -12,10 +12,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from api.auth import InvalidLabelError, KeyStore, Role, check_label, create_key
 from cli.terminal import CliError, cell, console, local_time, print_json, tenant_id
 from core.settings import get_settings
-from core.types import InvalidTenantError, TenantScope
+from core.types import InvalidTenantError, Role, TenantScope
 
 keys_app = typer.Typer(help="API keys: each maps to one tenant and a role.", no_args_is_help=True)
 
@@ -40,6 +39,10 @@ def keys_create(
     ),
 ) -> None:
     """Mint a key and print it once; only its hash is stored."""
+    # The key store lives beside the API's auth dependencies: imported by the commands that use
+    # it, so that `rag --help` does not load FastAPI.
+    from api.auth import InvalidLabelError, check_label, create_key
+
     try:
         scope = TenantScope(tenant)
         check_label(label)
@@ -59,6 +62,8 @@ def keys_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print the keys as JSON")] = False,
 ) -> None:
     """Keys with their tenant, role and state; never their secrets."""
+    from api.auth import KeyStore
+
     scope = TenantScope(tenant) if tenant is not None else None
     store = KeyStore.open(get_settings())
     try:
@@ -98,6 +103,8 @@ def keys_list(
 @keys_app.command("revoke")
 def keys_revoke(key_id: str) -> None:
     """Revoke a key at once; requests with it get 401 from the next one on."""
+    from api.auth import KeyStore
+
     store = KeyStore.open(get_settings())
     try:
         revoked = store.revoke(key_id)

@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.auth import Role
 from core.index.schema import META_PREFIX
 from core.settings import FLAT_NAMES, SECTIONS
+from core.types import Role
 from retrieval.search import SearchMode
 
 Scalar = str | bool | int | float

@@ -2,7 +2,7 @@
 
 Compares, on the same files and machine:
   * `rag ingest` in one process (`Ingestion.run`: batches of `ingest_batch_docs` per model call);
-  * real worker processes (`celery -A workers worker --pool=threads`, beat every second), timed
+  * real worker processes (`celery -A workers.app worker --pool=threads`, beat every second), timed
     from the moment the files land in the watched folder until a scan that started after that
     finds the index complete (what a user waits for), with 1 and 2 threads;
   * 2 worker processes, only in distributed mode: it needs a Qdrant server (`--qdrant-url`),

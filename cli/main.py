@@ -83,11 +83,11 @@ def ingest(
     ] = None,
 ) -> None:
     """Sync a folder into the index: new and changed documents in, deleted ones out."""
-    from ingest.service import open_bucket
-
     settings = get_settings()
     url = str(path) if path else settings.ingest.bucket_url
-    require_folder(url)
+    require_folder(url)  # before any import of ingestion's libraries: a usage error is at once
+    from ingest.service import open_bucket
+
     bucket = open_bucket(url, settings.ingest)
     next(iter(bucket.list()), None)  # no folder, credentials or permission: say so before loading
     with _platform() as platform:

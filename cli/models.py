@@ -8,7 +8,6 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from core.onnx_models import ExportError, ensure_export
 from core.settings import get_settings
 
 models_app = typer.Typer(help="The models' ONNX exports.")
@@ -23,6 +22,8 @@ def export() -> None:
     Exits 1 when the embedding model cannot be exported; a reranker that is not installed
     locally is reported and skipped, as the API would skip it.
     """
+    from core.onnx_models import ExportError, ensure_export
+
     settings = get_settings()
     quantize = settings.models.inference_quantize
     targets = [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -18,7 +18,9 @@ from rich.progress import (
 
 from core.model_digest import model_label
 from core.settings import get_settings
-from ingest.status import StatusReport
+
+if TYPE_CHECKING:
+    from ingest.status import StatusReport
 
 console = Console()
 

@@ -20,6 +20,7 @@ from core.datadir import secure_data_dir
 from core.embedding import CachedEmbedder, Embedder, EmbeddingCache
 from core.generation import GENERATIONS_DIR, read_record, served_shard
 from core.index import ChunkIndex, open_index
+from core.index.lock import ShardLock
 from core.manifest import Manifest
 from core.onnx_models import InferenceOptions
 from core.serving import Generation, ServedEmbedder, ServedIndex, Serving
@@ -93,6 +94,8 @@ class Runtime:
     def serving(self) -> Serving:
         s = self.settings
         if s.index.mode == "edge":
+            # Before the model loads (seconds): a shard another process holds is said at once.
+            ShardLock.check_free(self.served_shard())
             record = read_record(self.served_shard())
             model = self.configured_model() if record is None else self._model_of(record)
             return Serving(Generation(open_index(s, model.dim, self.served_shard()), model))

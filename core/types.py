@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 # Names that become folder names, payload keys and filter fields: matched as whole strings
 # (`fullmatch`), since `$` also matches before a final newline and would let "acme\n" through.
@@ -16,6 +17,11 @@ TENANT_ID_RULE = "letters, digits, '-' and '_', 1-64 characters, starting with a
 _META_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 META_KEY_RULE = "letters, digits and '_', 1-64 characters, not starting with a digit"
 _POINT_NAMESPACE = uuid.UUID("6f1c2a3e-4b5d-4e6f-8a9b-0c1d2e3f4a5b")
+
+
+# What an API key may do within its tenant (api.auth); here so that `rag keys` can name the roles
+# without importing the API.
+Role = Literal["reader", "admin"]
 
 
 class InvalidTenantError(ValueError):

@@ -25,7 +25,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from llama_index.core.node_parser import SentenceSplitter
 from tokenizers import Tokenizer
 
 from core.embedding import Embedder
@@ -127,6 +126,10 @@ class Chunker:
         self._overlap = chunk_overlap
         self._min_size = chunk_size // 4
         self._max_chars = chunk_size * _CHARS_PER_TOKEN
+        # Imported here, where chunking starts: llama-index takes about a second to import, and
+        # what only reads this module's types (the status, every `rag` command) need not wait.
+        from llama_index.core.node_parser import SentenceSplitter
+
         # It only takes the len() of what its tokenizer returns.
         self._splitter = SentenceSplitter(
             chunk_size=chunk_size,

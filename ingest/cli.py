@@ -10,7 +10,7 @@ from rich.console import Console
 from cli.terminal import tenant_id
 from core.manifest import Manifest
 from core.settings import get_settings
-from ingest.scan import confirm_held_deletes, held_deletes
+from ingest.held_deletes import confirm_held_deletes, held_deletes
 
 deletes_app = typer.Typer(help="Deletes held back by the scan's guard.", no_args_is_help=True)
 console = Console()

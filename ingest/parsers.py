@@ -24,22 +24,20 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-
-import docx
-from bs4 import BeautifulSoup, NavigableString, Tag
-from bs4.element import PageElement, PreformattedString
-from docx.document import Document as DocxDocument
-from docx.oxml.ns import qn
-from docx.table import Table
-from docx.text.paragraph import Paragraph
-from openpyxl import load_workbook
-from pptx import Presentation
-from pptx.shapes.base import BaseShape
-from pptx.shapes.group import GroupShape
-from pypdf import PdfReader
-from pypdf.errors import DependencyError, FileNotDecryptedError
+from typing import TYPE_CHECKING
 
 from core.settings import IngestSettings
+
+# Each format's library is imported by the function that reads the format (together they take a
+# third of a second to import): a parser process loads what its documents need, and what only
+# reads this module's types (chunking, the status, every `rag` command) loads none of them.
+if TYPE_CHECKING:
+    from bs4 import BeautifulSoup
+    from bs4.element import PageElement, Tag
+    from docx.document import Document as DocxDocument
+    from docx.table import Table
+    from pptx.shapes.base import BaseShape
+    from pypdf import PdfReader
 
 Scalar = str | int | float | bool
 Metadata = dict[str, Scalar]
@@ -245,6 +243,9 @@ class _HtmlTextCollector:
 
 def _html_text(soup: BeautifulSoup) -> str:
     """Iterative walk: recursion over the tree would overflow on hostile nesting depth."""
+    from bs4 import NavigableString, Tag
+    from bs4.element import PreformattedString
+
     collector = _HtmlTextCollector()
     stack: list[tuple[Tag | None, Iterator[PageElement]]] = [(None, iter(soup.contents))]
     while stack:
@@ -267,6 +268,8 @@ def _html_text(soup: BeautifulSoup) -> str:
 
 
 def _parse_html(data: bytes, _limit: int) -> _Extracted:
+    from bs4 import BeautifulSoup
+
     markup, encoding = _decode_text(data, "HTML")
     try:
         soup = BeautifulSoup(markup, "lxml")
@@ -309,6 +312,9 @@ def _check_pdf_content(reader: PdfReader, max_expanded_bytes: int) -> None:
 
 
 def _parse_pdf(data: bytes, max_expanded_bytes: int) -> _Extracted:
+    from pypdf import PdfReader
+    from pypdf.errors import DependencyError, FileNotDecryptedError
+
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
@@ -360,6 +366,10 @@ def _check_zip_archive(data: bytes, max_expanded_bytes: int, fmt: str) -> None:
 
 def _docx_blocks(document: DocxDocument) -> list[str]:
     """Body paragraphs and tables in reading order, including content controls (w:sdt)."""
+    from docx.oxml.ns import qn
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
     body = document.element.body
     blocks: list[str] = []
     pending = [iter(body.iterchildren())]
@@ -384,6 +394,9 @@ def _docx_blocks(document: DocxDocument) -> list[str]:
 
 def _docx_table_text(table: Table) -> str:
     """One line per row, cells joined by ` | `; merged cells are emitted once."""
+    from docx.oxml.ns import qn
+    from docx.text.paragraph import Paragraph
+
     seen: set[object] = set()  # lxml elements, not ids: proxies die and their ids get reused
     lines: list[str] = []
     for row in table.rows:
@@ -414,6 +427,8 @@ def _docx_heading(document: DocxDocument) -> str | None:
 
 
 def _parse_docx(data: bytes, max_expanded_bytes: int) -> _Extracted:
+    import docx
+
     _check_zip_archive(data, max_expanded_bytes, "DOCX")
     try:
         document = docx.Document(io.BytesIO(data))
@@ -436,6 +451,8 @@ def _parse_docx(data: bytes, max_expanded_bytes: int) -> _Extracted:
 
 def _pptx_shape_texts(shapes: Iterable[BaseShape]) -> list[str]:
     """Text frames and tables of a slide's shapes, group shapes flattened, in z-order."""
+    from pptx.shapes.group import GroupShape
+
     texts: list[str] = []
     pending = [iter(shapes)]
     while pending:
@@ -461,6 +478,8 @@ def _pptx_shape_texts(shapes: Iterable[BaseShape]) -> list[str]:
 
 def _parse_pptx(data: bytes, max_expanded_bytes: int) -> _Extracted:
     """One page per slide: its shapes' text, then its speaker notes."""
+    from pptx import Presentation
+
     _check_zip_archive(data, max_expanded_bytes, "PPTX")
     try:
         presentation = Presentation(io.BytesIO(data))
@@ -497,6 +516,8 @@ def _parse_xlsx(data: bytes, max_expanded_bytes: int) -> _Extracted:
 
     Cached values are read (what a user sees), not formulas; read-only mode streams the rows.
     """
+    from openpyxl import load_workbook
+
     _check_zip_archive(data, max_expanded_bytes, "XLSX")
     try:
         workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
@@ -565,6 +586,8 @@ def _parse_csv(data: bytes, _limit: int) -> _Extracted:
 
 def _parse_eml(data: bytes, _limit: int) -> _Extracted:
     """The subject is the title; the plain-text body is preferred over the HTML one."""
+    from bs4 import BeautifulSoup
+
     if b"\x00" in data:
         raise ParseError("binary content in e-mail file (NUL bytes)")
     try:

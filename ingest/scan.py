@@ -30,10 +30,8 @@ from core.index import ChunkIndex
 from core.manifest import NO_TENANT, DocStatus, Manifest, RunSummary
 from ingest.bucket import Bucket, ObjectInfo, is_sidecar, sidecar_for
 from ingest.documents import tenant_id_of
+from ingest.held_deletes import CONFIRMED_DELETES, HELD_DELETES
 from ingest.sync import DocumentSyncer, SyncOutcome
-
-HELD_DELETES = "held_deletes"  # manifest meta: {tenant: {"doc_ids", "documents", "since"}}
-CONFIRMED_DELETES = "confirmed_deletes"  # manifest meta: {tenant: [doc_id, ...]}
 
 
 @dataclass
@@ -165,30 +163,6 @@ class BucketScanner:
 
         self._manifest.update_meta(HELD_DELETES, record)
         return sorted(carry_out), held
-
-
-def confirm_held_deletes(manifest: Manifest, tenant: str) -> int:
-    """An operator's yes to the deletes held for `tenant`: the next scan carries them out.
-
-    Returns how many were confirmed. Only the deletes held now are confirmed; any document that
-    leaves the bucket later is judged afresh.
-    """
-    held = (manifest.get_meta(HELD_DELETES) or {}).get(tenant, {}).get("doc_ids", [])
-
-    def add(confirmed: dict | None) -> dict:
-        confirmed = dict(confirmed or {})
-        confirmed[tenant] = sorted({*confirmed.get(tenant, ()), *held})
-        return confirmed
-
-    if held:
-        manifest.update_meta(CONFIRMED_DELETES, add)
-    return len(held)
-
-
-def held_deletes(manifest: Manifest, tenant: str | None = None) -> dict[str, int]:
-    """Deletes the last scan held back, per tenant (only `tenant`'s when given)."""
-    held = manifest.get_meta(HELD_DELETES) or {}
-    return {t: len(h["doc_ids"]) for t, h in held.items() if tenant is None or t == tenant}
 
 
 Progress = Callable[[int], None]

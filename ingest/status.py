@@ -19,7 +19,7 @@ from typing import Any
 from core.generation import GENERATION_META, REBUILD_META, VECTOR_INDEX_META
 from core.manifest import DocStatus, DocumentRecord, Manifest, RunSummary
 from core.model_digest import model_label
-from ingest.scan import held_deletes
+from ingest.held_deletes import held_deletes
 
 SCAN_FAILED = "the last scan could not list the bucket, so it changed and deleted nothing"
 RUN_OUTCOMES = ("added", "modified", "deleted", "unchanged", "failed")

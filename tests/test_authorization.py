@@ -27,7 +27,7 @@ from core.embedding import Embedder
 from core.types import TenantScope
 from eval.golden_store import GoldenStore
 from eval.history import tenant_dir
-from ingest.scan import CONFIRMED_DELETES, HELD_DELETES
+from ingest.held_deletes import CONFIRMED_DELETES, HELD_DELETES
 from serving.evaluation import evaluate_tenant
 from tests.support.api_env import ADMIN_KEY, ApiEnv, doc_ids, prepare_runtime, running_app
 

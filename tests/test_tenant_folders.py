@@ -25,7 +25,7 @@ from core.manifest import NO_TENANT, DocStatus
 from core.runtime import Runtime
 from core.settings import get_settings
 from core.types import TENANT_ID_RULE
-from ingest.scan import held_deletes
+from ingest.held_deletes import held_deletes
 from ingest.status import read_status
 from serving.platform import Platform
 from tests.support.essays import DEFAULT, fill

@@ -37,7 +37,7 @@ def worker(
         Literal["threads", "prefork", "solo"], typer.Option(help="Celery's worker pool")
     ] = "threads",
 ) -> None:
-    """Distributed mode: a Celery worker (`celery -A workers worker` with the right queues).
+    """Distributed mode: a Celery worker (`celery -A workers.app worker` with the right queues).
 
     Any number may run against a Qdrant server (RAG_INDEX_MODE=server, RAG_QDRANT_URL); with the
     embedded index only one process may open it, so use `rag up` instead.

@@ -27,7 +27,7 @@ from api.schemas import DeletesConfirmed, DocumentOut, DocumentPage
 from api.state import ApiState, api_state
 from core.manifest import DocStatus, DocumentRecord
 from core.types import TenantScope
-from ingest.scan import confirm_held_deletes
+from ingest.held_deletes import confirm_held_deletes
 from workers.deployment import Deployment
 from workers.locks import Locks
 

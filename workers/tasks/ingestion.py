@@ -32,8 +32,8 @@ from redis.exceptions import RedisError
 from core.manifest import DocStatus, PendingWork, RunSummary
 from ingest.bucket import SIDECAR_SUFFIX, BucketUnavailableError, ObjectInfo
 from ingest.documents import tenant_id_of
+from ingest.held_deletes import held_deletes
 from ingest.isolation import ParserStartError
-from ingest.scan import held_deletes
 from ingest.sync import SyncOutcome
 from workers.app import app
 from workers.context import WorkerContext, context
