@@ -322,12 +322,7 @@ def _add_exit_codes_to_help(typer_app: typer.Typer) -> None:
             _add_exit_codes_to_help(group.typer_instance)
 
 
-try:
-    _register_subcommands()
-except Exception as exc:  # e.g. a malformed RAG_ setting, read when the workers' app is built
-    if "--debug" in sys.argv:
-        raise
-    sys.exit(report(exc))
+_register_subcommands()
 
 
 def main() -> None:
