@@ -1,5 +1,5 @@
 """`rag eval` (a tenant's run on the served index, or a BEIR benchmark), `rag eval baseline
-accept RUN`, `rag eval make-golden`, and `rag golden` (a tenant's golden set).
+accept RUN`, and `rag golden` (a tenant's golden set).
 
 Exit codes: 0 no regression, 1 a metric regressed against the baseline (the previous run, for a
 benchmark), 2 unusable input. `rag eval --tenant T` prints the report folder as its last line.
@@ -18,7 +18,7 @@ from rich.table import Table
 
 from cli.terminal import EXIT_USAGE, CliError, cell, print_json
 from core.settings import get_settings
-from eval.golden import GoldenSetError, save_golden
+from eval.golden import GoldenSetError
 from eval.links import ReportLinks
 
 # Plain errors, as `rag` itself prints them (cli/main.py), also when these apps run on their own.
@@ -158,23 +158,6 @@ def run(
         )
     if outcome.regression:
         raise typer.Exit(1)
-
-
-@eval_app.command("make-golden")
-def make_golden_cmd(
-    out: Annotated[Path, typer.Option(help="Where to write the candidate golden set (JSONL)")],
-    dataset: DatasetOption = None,
-    n: Annotated[int | None, typer.Option(min=1, help="Items to write; default all/50")] = None,
-) -> None:
-    """Write candidate golden items: LLM-written questions on sampled chunks when an LLM is
-    configured (for review), else the retrieval-only set from the BEIR qrels."""
-    from eval.pipeline import make_golden
-    from serving.platform import Platform
-
-    items = make_golden(get_settings(), _dataset(dataset), n, platform=Platform)
-    save_golden(items, out)
-    kinds = {i.tags.get("source", "") for i in items}
-    console.print(f"wrote {len(items)} golden items ({', '.join(sorted(kinds))}) to {out}")
 
 
 def _run_tenant(
