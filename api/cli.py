@@ -24,7 +24,10 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Default RAG_API_HOST")] = None,
     port: Annotated[int | None, typer.Option(help="Default RAG_API_PORT")] = None,
 ) -> None:
-    """Serve the REST API (OpenAPI docs at /docs); this process owns the index while it runs."""
+    """Serve the REST API (OpenAPI docs at /docs).
+
+    This process owns the index while it runs.
+    """
     from api.server import serve as run
 
     run(get_settings(), host, port)
@@ -97,7 +100,7 @@ def keys_list(
 
 @keys_app.command("revoke")
 def keys_revoke(key_id: str) -> None:
-    """Revoke a key at once; requests with it get 401 from the next one on."""
+    """Revoke a key at once: its next request gets 401."""
     store = KeyStore.open(get_settings())
     try:
         revoked = store.revoke(key_id)

@@ -82,7 +82,10 @@ def ingest(
         Path | None, typer.Argument(help="Folder to sync; default RAG_BUCKET_URL")
     ] = None,
 ) -> None:
-    """Sync a folder into the index: new and changed documents in, deleted ones out."""
+    """Sync a folder into the index.
+
+    New and changed documents go in, deleted ones out.
+    """
     from ingest.service import open_bucket
 
     settings = get_settings()
@@ -159,7 +162,10 @@ def search(
         bool, typer.Option("--json", help="Print the body POST /v1/search returns")
     ] = False,
 ) -> None:
-    """Search one tenant's chunks through the served SearchService, exactly as /v1/search does."""
+    """Search one tenant's chunks, as POST /v1/search does.
+
+    Through the served SearchService, exactly as /v1/search: the same hits, scores and errors.
+    """
     import json
 
     from pydantic import ValidationError
@@ -223,9 +229,11 @@ def status(
     failed: Annotated[bool, typer.Option("--failed", help="List failed documents and why")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON")] = False,
 ) -> None:
-    """Documents per state, chunks, the last run and scan, and failures with their reasons.
+    """Documents per state, the last run and scan, failures.
 
-    The numbers and names of /v1/status (`ingest.status.status_json`), as the operator sees it.
+    Also chunks, the index generation and the vector index's share built, and with --failed
+    every failed document with its reason: the numbers and names of /v1/status
+    (`ingest.status.status_json`), as the operator sees it.
     """
     from datetime import datetime
 

@@ -47,11 +47,12 @@ def reindex(
     ] = None,
     batch: Annotated[int, typer.Option(min=1, help="Documents per durable step")] = 256,
 ) -> None:
-    """Rebuild the index with the current configuration beside the served one, then switch.
+    """Rebuild the index for the current configuration.
 
-    Nothing happens when the served generation already matches the configuration. `rag up`
-    starts a rebuild on its own when it sees a mismatch; this runs one without it (the embedded
-    shard admits one process). Interrupted, it resumes where it stopped.
+    The rebuild runs beside the served index, which it replaces once complete. Nothing happens
+    when the served generation already matches the configuration. `rag up` starts a rebuild on
+    its own when it sees a mismatch; this runs one without it (the embedded shard admits one
+    process). Interrupted, it resumes where it stopped.
     """
     from ingest.reindex import needs_rebuild
     from ingest.service import open_bucket

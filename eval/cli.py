@@ -24,8 +24,9 @@ from eval.links import ReportLinks
 # Plain errors, as `rag` itself prints them (cli/main.py), also when these apps run on their own.
 _PLAIN = {"rich_markup_mode": None, "pretty_exceptions_enable": False}
 eval_app = typer.Typer(
-    help="A tenant's golden set on the served index (--tenant), or a BEIR benchmark (--dataset), "
-    "with RAGAS, retrieval metrics and a regression gate.",
+    help="Evaluate a tenant's golden set or a BEIR dataset.\n\nA tenant's golden set on the "
+    "served index (--tenant), or a BEIR benchmark (--dataset), with RAGAS, retrieval metrics and "
+    "a regression gate.",
     **_PLAIN,
 )
 golden_app = typer.Typer(help="A tenant's golden set: import, export, generate, review.", **_PLAIN)
@@ -341,7 +342,10 @@ def _print_tenant_report(
 
 @baseline_app.command("accept")
 def accept(run_id: str, tenant: TenantOption) -> None:
-    """Accept a finished run as a baseline; runs compare with the best accepted one."""
+    """Accept a finished run as a baseline.
+
+    Runs compare with the best accepted one.
+    """
     from eval.history import EvalRunError, accept_baseline
 
     try:
@@ -368,7 +372,10 @@ def _tenant(tenant: str) -> str:
 
 @golden_app.command("import")
 def golden_import(file: Path, tenant: TenantOption) -> None:
-    """Add or replace items from a JSONL file (one item a line); a bad line writes nothing."""
+    """Add or replace items from a JSONL file.
+
+    One item a line; a bad line writes nothing.
+    """
     from eval.golden import load_golden
 
     name = _tenant(tenant)
@@ -403,6 +410,7 @@ def golden_list(
     tenant: TenantOption,
     review: Annotated[str | None, typer.Option(help="Only pending or approved items")] = None,
 ) -> None:
+    """List the items with their review state."""
     store = _golden_store()
     try:
         items = store.items(_tenant(tenant), review)  # type: ignore[arg-type]
@@ -418,6 +426,7 @@ def golden_list(
 
 @golden_app.command("approve")
 def golden_approve(ids: list[str], tenant: TenantOption) -> None:
+    """Approve pending items: runs use approved ones."""
     _golden_change(tenant, ids, {"review": "approved"})
 
 
@@ -429,6 +438,7 @@ def golden_edit(
     reference: Annotated[str | None, typer.Option()] = None,
     relevant: Annotated[list[str] | None, typer.Option(help="Relevant doc id (repeatable)")] = None,
 ) -> None:
+    """Change an item's question, reference or documents."""
     changes = {"question": question, "reference": reference, "relevant_doc_ids": relevant}
     _golden_change(tenant, [item_id], {k: v for k, v in changes.items() if v is not None})
 
@@ -451,6 +461,7 @@ def _golden_change(tenant: str, ids: list[str], changes: dict[str, object]) -> N
 
 @golden_app.command("delete")
 def golden_delete(ids: list[str], tenant: TenantOption) -> None:
+    """Delete items by id; exit 1 if one was not found."""
     store = _golden_store()
     try:
         deleted = store.delete(_tenant(tenant), ids)
@@ -466,7 +477,11 @@ def golden_generate(
     tenant: TenantOption,
     n: Annotated[int, typer.Option("-n", min=1, help="Candidates to write")] = 20,
 ) -> None:
-    """Candidates from the tenant's indexed chunks by the configured LLM, stored as pending."""
+    """Have the LLM write candidates from indexed chunks.
+
+    Questions and reference answers on a sample of the tenant's chunks by the configured LLM,
+    stored as pending for review.
+    """
     from eval.golden_store import generate_candidates
     from eval.llm import chat_question_writer
     from serving.platform import Platform
