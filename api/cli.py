@@ -14,15 +14,19 @@ from rich.table import Table
 
 from api.auth import InvalidLabelError, KeyStore, Role, check_label, create_key
 from cli.terminal import CliError, cell, console, local_time, print_json, tenant_id
-from core.settings import get_settings
+from core.settings import default_help, get_settings
 from core.types import InvalidTenantError, TenantScope
 
 keys_app = typer.Typer(help="API keys: each maps to one tenant and a role.", no_args_is_help=True)
 
 
 def serve(
-    host: Annotated[str | None, typer.Option(help="Default RAG_API_HOST")] = None,
-    port: Annotated[int | None, typer.Option(help="Default RAG_API_PORT")] = None,
+    host: Annotated[
+        str | None, typer.Option(help=f"Address to listen on ({default_help('RAG_API_HOST')})")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help=f"Port to listen on ({default_help('RAG_API_PORT')})")
+    ] = None,
 ) -> None:
     """Serve the REST API (OpenAPI docs at /docs).
 

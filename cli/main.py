@@ -31,7 +31,7 @@ from cli.terminal import (
     safe,
     tenant_id,
 )
-from core.settings import get_settings
+from core.settings import default_help, get_settings
 from core.types import TenantScope
 
 if TYPE_CHECKING:
@@ -79,7 +79,8 @@ def _root(
 @app.command()
 def ingest(
     path: Annotated[
-        Path | None, typer.Argument(help="Folder to sync; default RAG_BUCKET_URL")
+        Path | None,
+        typer.Argument(help=f"Folder to sync ({default_help('RAG_BUCKET_URL')})"),
     ] = None,
 ) -> None:
     """Sync a folder into the index.
@@ -141,10 +142,13 @@ def search(
     query: str,
     tenant: Annotated[
         str | None,
-        typer.Option(parser=tenant_id, help="Tenant id; default RAG_DEFAULT_TENANT"),
+        typer.Option(parser=tenant_id, help=f"Tenant id ({default_help('RAG_DEFAULT_TENANT')})"),
     ] = None,
     top_k: Annotated[
-        int | None, typer.Option("--top-k", "-k", min=1, help="default RAG_SEARCH_TOP_K")
+        int | None,
+        typer.Option(
+            "--top-k", "-k", min=1, help=f"Hits to return ({default_help('RAG_SEARCH_TOP_K')})"
+        ),
     ] = None,
     mode: Annotated[
         SearchModeChoice, typer.Option(help="Which legs rank")

@@ -17,7 +17,7 @@ from rich.progress import (
 )
 
 from core.model_digest import model_label
-from core.settings import get_settings
+from core.settings import default_help, get_settings
 from ingest.status import StatusReport
 
 console = Console()
@@ -43,7 +43,8 @@ def generation_lines(report: StatusReport) -> list[str]:
 
 def reindex(
     path: Annotated[
-        Path | None, typer.Argument(help="Folder to index; default RAG_BUCKET_URL")
+        Path | None,
+        typer.Argument(help=f"Folder to index ({default_help('RAG_BUCKET_URL')})"),
     ] = None,
     batch: Annotated[int, typer.Option(min=1, help="Documents per durable step")] = 256,
 ) -> None:

@@ -988,6 +988,26 @@ class Settings(BaseSettings):
         return self.data_dir / "embeddings.sqlite"
 
 
+def default_help(variable: str, unset: str = "none") -> str:
+    """`default 10, RAG_SEARCH_TOP_K`: for the help of a command-line option that falls back to
+    the setting read from `variable`, its shipped default (`unset` when that is None) and the
+    variable. Read from the classes, never the environment: help texts are built at import."""
+    flat = variable.removeprefix("RAG_").lower()
+    owner: type[BaseSettings] = Settings
+    name = flat
+    if flat in FLAT_NAMES:
+        section, name = FLAT_NAMES[flat]
+        owner = SECTIONS[section]
+    value = owner.model_fields[name].default
+    if value is None:
+        shown = unset
+    elif isinstance(value, str | Path):
+        shown = f"'{value}'"
+    else:
+        shown = str(value)
+    return f"default {shown}, {variable}"
+
+
 def variable_of(model: str, loc: tuple[str | int, ...]) -> str:
     """The environment variable behind a validation error of `model` (`Settings` or a section's
     class name) at `loc`, for an error message the user can act on."""

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.terminal import EXIT_USAGE, CliError, cell, print_json
-from core.settings import get_settings
+from core.settings import default_help, get_settings
 from eval.golden import GoldenSetError
 from eval.links import ReportLinks
 
@@ -38,7 +38,8 @@ MODES = ("hybrid", "dense", "bm25", "graph")
 TenantOption = Annotated[str, typer.Option("--tenant", help="Tenant id")]
 
 DatasetOption = Annotated[
-    Path | None, typer.Option("--dataset", help="BEIR-format folder; default RAG_EVAL_DATASET")
+    Path | None,
+    typer.Option("--dataset", help=f"BEIR-format folder ({default_help('RAG_EVAL_DATASET')})"),
 ]
 
 
@@ -62,17 +63,27 @@ def run(
     ctx: typer.Context,
     dataset: DatasetOption = None,
     sample: Annotated[
-        int | None, typer.Option(min=1, help="Retrieval queries; default RAG_EVAL_SAMPLE (all)")
+        int | None,
+        typer.Option(
+            min=1, help=f"Retrieval queries ({default_help('RAG_EVAL_SAMPLE', unset='all')})"
+        ),
     ] = None,
     ragas_sample: Annotated[
         int | None,
-        typer.Option(min=0, help="Golden items for RAGAS; default RAG_EVAL_RAGAS_SAMPLE"),
+        typer.Option(
+            min=0, help=f"Golden items for RAGAS ({default_help('RAG_EVAL_RAGAS_SAMPLE')})"
+        ),
     ] = None,
     golden: Annotated[
-        Path | None, typer.Option(help="Golden set JSONL; default from the qrels")
+        Path | None,
+        typer.Option(
+            help="Golden set JSONL "
+            f"({default_help('RAG_EVAL_GOLDEN', unset='none: from the qrels')})"
+        ),
     ] = None,
     reports_dir: Annotated[
-        Path | None, typer.Option(help="Where reports go; default RAG_EVAL_REPORTS_DIR")
+        Path | None,
+        typer.Option(help=f"Where reports go ({default_help('RAG_EVAL_REPORTS_DIR')})"),
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the latest unfinished run")

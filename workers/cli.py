@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from core.settings import get_settings
+from core.settings import default_help, get_settings
 from workers.process import worker_argv
 
 
@@ -31,7 +31,12 @@ def up(
 def worker(
     concurrency: Annotated[
         int | None,
-        typer.Option("--concurrency", "-c", min=1, help="default RAG_WORKER_CONCURRENCY"),
+        typer.Option(
+            "--concurrency",
+            "-c",
+            min=1,
+            help=f"Tasks run at once ({default_help('RAG_WORKER_CONCURRENCY')})",
+        ),
     ] = None,
     beat: Annotated[bool, typer.Option(help="Also run the scheduler (one per deployment)")] = False,
     pool: Annotated[
