@@ -45,19 +45,45 @@ def keys_create(
     as_json: Annotated[bool, typer.Option("--json", help="Print the key and its id as JSON")] = (
         False
     ),
+    force: Annotated[
+        bool, typer.Option("--force", help="Create it even if the tenant has no documents yet")
+    ] = False,
 ) -> None:
-    """Mint a key and print it once; only its hash is stored."""
+    """Mint a key and print it once; only its hash is stored.
+
+    A tenant without documents is refused unless --force is given: the likeliest reason is a
+    mistyped tenant, whose key would search nothing and answer every search with no hits.
+    """
+    from api.auth import no_documents_reason
+    from cli.terminal import EXIT_USAGE
+
     try:
         scope = TenantScope(tenant)
         check_label(label)
     except (InvalidTenantError, InvalidLabelError) as exc:
         raise typer.BadParameter(str(exc)) from None
+    if not force and (reason := no_documents_reason(scope.tenant_id, _tenants_with_documents())):
+        raise CliError(reason, "pass --force to create a key for it anyway", EXIT_USAGE)
     key = create_key(get_settings(), scope.tenant_id, role, label)
     if as_json:
         key_id = key.split("_")[1]
         print_json({"key": key, "key_id": key_id, "tenant": scope.tenant_id, "role": role})
     else:
         print(key)
+
+
+def _tenants_with_documents() -> list[str]:
+    """As the manifest lists them; none before a sync has made it (and asking does not make it)."""
+    from core.manifest import Manifest
+
+    path = get_settings().manifest_path
+    if not path.exists():
+        return []
+    manifest = Manifest(path)
+    try:
+        return manifest.tenants()
+    finally:
+        manifest.close()
 
 
 @keys_app.command("list")

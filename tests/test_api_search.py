@@ -358,6 +358,29 @@ def test_admin_creates_lists_and_revokes_keys(env: ApiEnv) -> None:
     assert error(env.client.delete(f"/v1/keys/{new['key_id']}", headers=admin), 404)
 
 
+def test_the_operator_is_warned_of_a_key_for_a_tenant_without_documents(env: ApiEnv) -> None:
+    """A mistyped tenant gets its key (keys may come before documents), with a warning naming
+    the tenants that have documents: for the operator key only, since a tenant admin's key names
+    its own tenant and must learn nothing of the others."""
+    operator = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    known = env.runtime.manifest.tenants()
+    assert {"acme", "globex"} <= set(known)
+    typo = env.client.post("/v1/keys", json={"tenant": "globx", "role": "admin"}, headers=operator)
+    assert typo.status_code == 201, typo.text
+    assert typo.json()["warning"] == (
+        f"no documents for tenant 'globx' (known tenants: {', '.join(known)})"
+    )
+    known_tenant = env.client.post("/v1/keys", json={"tenant": "globex"}, headers=operator)
+    assert known_tenant.status_code == 201 and known_tenant.json()["warning"] is None
+    tenant_admin = {"X-API-Key": typo.json()["key"]}
+    own = env.client.post("/v1/keys", json={}, headers=tenant_admin)
+    assert own.status_code == 201 and own.json()["tenant"] == "globx"
+    assert own.json()["warning"] is None
+    for created in (typo, known_tenant, own):
+        key_id = created.json()["key_id"]
+        assert env.client.delete(f"/v1/keys/{key_id}", headers=operator).status_code == 204
+
+
 def test_key_creation_rejects_bad_tenants_and_roles(env: ApiEnv) -> None:
     admin = env.auth("acme", "admin")
     operator = {"Authorization": f"Bearer {ADMIN_KEY}"}
