@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from fastapi.routing import iter_route_contexts
 from sentence_transformers import CrossEncoder
 
 from core.embedding import Embedder
@@ -244,6 +245,35 @@ def test_malformed_json_is_a_machine_readable_422(env: ApiEnv) -> None:
         headers={**env.auth("acme"), "content-type": "application/json"},
     )
     assert error(r, 422)["code"] == "invalid_json"
+
+
+def test_a_body_not_sent_as_json_is_a_415_naming_the_content_types(env: ApiEnv) -> None:
+    """`curl -d '{"query": "fox"}' URL` sends application/x-www-form-urlencoded, which got a 422
+    saying a dictionary was expected, as did a body without a Content-Type. Every route with a
+    JSON body now answers 415 naming the type expected and the one received; application/json
+    (with a charset too) works as before."""
+    operator = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    routes = [
+        (method, route.path_format.replace("{", "").replace("}", ""))  # any parameter will do
+        for route in iter_route_contexts(env.client.app.routes)  # type: ignore[attr-defined]
+        if getattr(route.original_route, "body_field", None) is not None
+        for method in route.methods
+    ]
+    assert ("POST", "/v1/search") in routes and ("POST", "/v1/keys") in routes
+    form = "application/x-www-form-urlencoded"
+    for method, path in routes:
+        for content_type in (form, None):
+            headers = {**operator, **({"Content-Type": content_type} if content_type else {})}
+            r = env.client.request(method, path, content=b'{"query": "fox"}', headers=headers)
+            err = error(r, 415)
+            assert err["code"] == "unsupported_media_type", (method, path)
+            received = f"Content-Type '{content_type}'" if content_type else "no Content-Type"
+            assert "Content-Type: application/json" in err["reason"], err
+            assert received in err["reason"], err
+    for content_type in ("application/json", "application/json; charset=utf-8"):
+        headers = {**env.auth("acme"), "Content-Type": content_type}
+        r = env.client.post("/v1/search", content=b'{"query": "fox", "top_k": 1}', headers=headers)
+        assert r.status_code == 200 and len(r.json()["results"]) == 1, (content_type, r.text)
 
 
 def test_oversized_bodies_are_413_declared_or_streamed(env: ApiEnv) -> None:
