@@ -773,7 +773,8 @@ class GraphSettings(Section):
         default=2,
         ge=0,
         le=3,
-        description="Relations the graph leg follows from the entities a query names",
+        description="Hops (relations in a row) the graph leg follows from the entities a query "
+        "names",
     )
     max_chunks: int = Field(default=20, description="Chunks the graph leg hands to the fusion")
     # Whether `hybrid` fuses the graph leg in when the query names known entities (`graph` mode
