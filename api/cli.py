@@ -40,7 +40,9 @@ def serve(
 @keys_app.command("create")
 def keys_create(
     tenant: Annotated[str, typer.Argument(help="The tenant the key reads")],
-    role: Annotated[Role, typer.Option(help="admin: an operator key")] = "reader",
+    role: Annotated[
+        Role, typer.Option(help="admin: also manages the tenant's keys, golden set and deletes")
+    ] = "reader",
     label: Annotated[str, typer.Option(help="A one-line note for whoever lists keys")] = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print the key and its id as JSON")] = (
         False
