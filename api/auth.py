@@ -236,6 +236,16 @@ def create_key(settings: Settings, tenant: str, role: Role = "reader", label: st
     return key
 
 
+def no_documents_reason(tenant_id: str, tenants_with_documents: list[str]) -> str | None:
+    """Why a new key for `tenant_id` likely names the wrong tenant (a typo mints a key whose
+    searches all answer 200 with nothing): it has no documents; the reason lists the tenants
+    that have. None when it has documents."""
+    if tenant_id in tenants_with_documents:
+        return None
+    known = ", ".join(tenants_with_documents) or "none"
+    return f"no documents for tenant {tenant_id!r} (known tenants: {known})"
+
+
 # --------------------------------------------------------------------------- FastAPI dependencies
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")

@@ -12,18 +12,25 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli.terminal import CliError, cell, console, local_time, print_json, tenant_id
-from core.settings import get_settings
+from cli.terminal import EXIT_USAGE, CliError, cell, console, local_time, print_json, tenant_id
+from core.settings import default_help, get_settings
 from core.types import InvalidTenantError, Role, TenantScope
 
 keys_app = typer.Typer(help="API keys: each maps to one tenant and a role.", no_args_is_help=True)
 
 
 def serve(
-    host: Annotated[str | None, typer.Option(help="Default RAG_API_HOST")] = None,
-    port: Annotated[int | None, typer.Option(help="Default RAG_API_PORT")] = None,
+    host: Annotated[
+        str | None, typer.Option(help=f"Address to listen on ({default_help('RAG_API_HOST')})")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help=f"Port to listen on ({default_help('RAG_API_PORT')})")
+    ] = None,
 ) -> None:
-    """Serve the REST API (OpenAPI docs at /docs); this process owns the index while it runs."""
+    """Serve the REST API (OpenAPI docs at /docs).
+
+    This process owns the index while it runs.
+    """
     from api.server import serve as run
 
     run(get_settings(), host, port)
@@ -32,28 +39,53 @@ def serve(
 @keys_app.command("create")
 def keys_create(
     tenant: Annotated[str, typer.Argument(help="The tenant the key reads")],
-    role: Annotated[Role, typer.Option(help="admin: an operator key")] = "reader",
+    role: Annotated[
+        Role, typer.Option(help="admin: also manages the tenant's keys, golden set and deletes")
+    ] = "reader",
     label: Annotated[str, typer.Option(help="A one-line note for whoever lists keys")] = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print the key and its id as JSON")] = (
         False
     ),
+    force: Annotated[
+        bool, typer.Option("--force", help="Create it even if the tenant has no documents yet")
+    ] = False,
 ) -> None:
-    """Mint a key and print it once; only its hash is stored."""
+    """Mint a key and print it once; only its hash is stored.
+
+    A tenant without documents is refused unless --force is given: the likeliest reason is a
+    mistyped tenant, whose key would search nothing and answer every search with no hits.
+    """
     # The key store lives beside the API's auth dependencies: imported by the commands that use
     # it, so that `rag --help` does not load FastAPI.
-    from api.auth import InvalidLabelError, check_label, create_key
+    from api.auth import InvalidLabelError, check_label, create_key, no_documents_reason
 
     try:
         scope = TenantScope(tenant)
         check_label(label)
     except (InvalidTenantError, InvalidLabelError) as exc:
         raise typer.BadParameter(str(exc)) from None
+    if not force and (reason := no_documents_reason(scope.tenant_id, _tenants_with_documents())):
+        raise CliError(reason, "pass --force to create a key for it anyway", EXIT_USAGE)
     key = create_key(get_settings(), scope.tenant_id, role, label)
     if as_json:
         key_id = key.split("_")[1]
         print_json({"key": key, "key_id": key_id, "tenant": scope.tenant_id, "role": role})
     else:
         print(key)
+
+
+def _tenants_with_documents() -> list[str]:
+    """As the manifest lists them; none before a sync has made it (and asking does not make it)."""
+    from core.manifest import Manifest
+
+    path = get_settings().manifest_path
+    if not path.exists():
+        return []
+    manifest = Manifest(path)
+    try:
+        return manifest.tenants()
+    finally:
+        manifest.close()
 
 
 @keys_app.command("list")
@@ -102,7 +134,7 @@ def keys_list(
 
 @keys_app.command("revoke")
 def keys_revoke(key_id: str) -> None:
-    """Revoke a key at once; requests with it get 401 from the next one on."""
+    """Revoke a key at once: its next request gets 401."""
     from api.auth import KeyStore
 
     store = KeyStore.open(get_settings())

@@ -95,8 +95,37 @@ async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     return exc.response()
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+def _is_json(content_type: str) -> bool:
+    """application/json or application/<anything>+json, parameters aside: what FastAPI reads."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def _not_sent_as_json(request: Request, errors: Sequence[Any]) -> ApiError | None:
+    """A body refused because it was not sent as JSON. FastAPI reads a body without a JSON
+    Content-Type (curl's `-d` sends application/x-www-form-urlencoded, some clients none) as
+    bytes and answers that a dictionary was expected, which does not tell the client what to
+    change: 415 names the type expected and the one received."""
+    content_type = request.headers.get("content-type")
+    if content_type is not None and _is_json(content_type):
+        return None
+    if not any(e.get("loc") == ("body",) for e in errors):
+        return None
+    received = f"Content-Type {content_type!r}" if content_type is not None else "no Content-Type"
+    return ApiError(
+        415,
+        "unsupported_media_type",
+        f"the body must be JSON sent with Content-Type: application/json; this request has "
+        f"{received} (curl: -H 'Content-Type: application/json')",
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    if (unsupported := _not_sent_as_json(request, exc.errors())) is not None:
+        return unsupported.response()
     first = exc.errors()[0]
     if first.get("type") == "json_invalid":
         return ApiError(422, "invalid_json", "the request body is not valid JSON").response()

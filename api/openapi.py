@@ -35,6 +35,7 @@ _REASONS = {
     404: "no such resource in the caller's tenant",
     408: "the request body did not arrive within RAG_API_BODY_TIMEOUT_SECONDS",
     413: "the request body is larger than RAG_MAX_BODY_BYTES",
+    415: "the body is not sent as JSON (Content-Type: application/json)",
     422: "the request is invalid; `field` names the parameter or body field",
     503: "the server is at RAG_API_MAX_INFLIGHT requests, or the key's tenant at "
     "RAG_API_MAX_INFLIGHT_PER_TENANT; retry after `Retry-After` seconds",
@@ -92,8 +93,10 @@ def error_statuses(route: Any) -> set[int]:
     calls = {d.call for d in dependants}
     paths = any(d.path_params for d in dependants)
     queries = any(d.query_params for d in dependants)
-    # A body the route reads itself is declared in its `openapi_extra`.
-    body = any(d.body_params for d in dependants) or "requestBody" in (route.openapi_extra or {})
+    # FastAPI reads a JSON body for the route (415 when it is not sent as JSON); a body the route
+    # reads itself is declared in its `openapi_extra`.
+    json_body = any(d.body_params for d in dependants)
+    body = json_body or "requestBody" in (route.openapi_extra or {})
     statuses = {int(s) for s in route.responses if str(s).isdigit() and int(s) >= 400}
     if current_principal in calls:
         statuses.add(401)
@@ -103,6 +106,8 @@ def error_statuses(route: Any) -> set[int]:
         statuses.add(404)
     if body:
         statuses |= {408, 413}
+    if json_body:
+        statuses.add(415)
     if body or queries or paths:
         statuses.add(422)
     if route.path not in LoadShedMiddleware._EXEMPT:

@@ -220,6 +220,11 @@ class KeyOut(BaseModel):
 
 class KeyCreated(KeyOut):
     key: str = Field(description="the API key; shown only now, store it safely")
+    warning: str | None = Field(
+        None,
+        description="to the operator key only: why the tenant may be mistyped (it has no "
+        "documents), naming the tenants that have; the key is created all the same",
+    )
 
 
 class RerankerOut(BaseModel):

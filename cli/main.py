@@ -31,7 +31,7 @@ from cli.terminal import (
     safe,
     tenant_id,
 )
-from core.settings import get_settings
+from core.settings import default_help, get_settings
 from core.types import TenantScope
 
 if TYPE_CHECKING:
@@ -79,10 +79,14 @@ def _root(
 @app.command()
 def ingest(
     path: Annotated[
-        Path | None, typer.Argument(help="Folder to sync; default RAG_BUCKET_URL")
+        Path | None,
+        typer.Argument(help=f"Folder to sync ({default_help('RAG_BUCKET_URL')})"),
     ] = None,
 ) -> None:
-    """Sync a folder into the index: new and changed documents in, deleted ones out."""
+    """Sync a folder into the index.
+
+    New and changed documents go in, deleted ones out.
+    """
     settings = get_settings()
     url = str(path) if path else settings.ingest.bucket_url
     require_folder(url)  # before any import of ingestion's libraries: a usage error is at once
@@ -138,10 +142,13 @@ def search(
     query: str,
     tenant: Annotated[
         str | None,
-        typer.Option(parser=tenant_id, help="Tenant id; default RAG_DEFAULT_TENANT"),
+        typer.Option(parser=tenant_id, help=f"Tenant id ({default_help('RAG_DEFAULT_TENANT')})"),
     ] = None,
     top_k: Annotated[
-        int | None, typer.Option("--top-k", "-k", min=1, help="default RAG_SEARCH_TOP_K")
+        int | None,
+        typer.Option(
+            "--top-k", "-k", min=1, help=f"Hits to return ({default_help('RAG_SEARCH_TOP_K')})"
+        ),
     ] = None,
     mode: Annotated[
         SearchModeChoice, typer.Option(help="Which legs rank")
@@ -159,7 +166,10 @@ def search(
         bool, typer.Option("--json", help="Print the body POST /v1/search returns")
     ] = False,
 ) -> None:
-    """Search one tenant's chunks through the served SearchService, exactly as /v1/search does."""
+    """Search one tenant's chunks, as POST /v1/search does.
+
+    Through the served SearchService, exactly as /v1/search: the same hits, scores and errors.
+    """
     import json
 
     from pydantic import ValidationError
@@ -223,9 +233,11 @@ def status(
     failed: Annotated[bool, typer.Option("--failed", help="List failed documents and why")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON")] = False,
 ) -> None:
-    """Documents per state, chunks, the last run and scan, and failures with their reasons.
+    """Documents per state, the last run and scan, failures.
 
-    The numbers and names of /v1/status (`ingest.status.status_json`), as the operator sees it.
+    Also chunks, the index generation and the vector index's share built, and with --failed
+    every failed document with its reason: the numbers and names of /v1/status
+    (`ingest.status.status_json`), as the operator sees it.
     """
     from datetime import datetime
 

@@ -16,8 +16,10 @@ console = Console()
 
 @models_app.command("export")
 def export() -> None:
-    """Export the embedding model and the reranker to RAG_ONNX_EXPORT_DIR (kept ones are reused;
-    by default the user's cache folder, which every data dir on the machine shares).
+    """Export the models to ONNX ahead of first use.
+
+    The embedding model and the reranker, to RAG_ONNX_EXPORT_DIR (kept ones are reused; by
+    default the user's cache folder, which every data dir on the machine shares).
 
     Exits 1 when the embedding model cannot be exported; a reranker that is not installed
     locally is reported and skipped, as the API would skip it.

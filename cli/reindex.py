@@ -17,7 +17,7 @@ from rich.progress import (
 )
 
 from core.model_digest import model_label
-from core.settings import get_settings
+from core.settings import default_help, get_settings
 
 if TYPE_CHECKING:
     from ingest.status import StatusReport
@@ -45,15 +45,17 @@ def generation_lines(report: StatusReport) -> list[str]:
 
 def reindex(
     path: Annotated[
-        Path | None, typer.Argument(help="Folder to index; default RAG_BUCKET_URL")
+        Path | None,
+        typer.Argument(help=f"Folder to index ({default_help('RAG_BUCKET_URL')})"),
     ] = None,
     batch: Annotated[int, typer.Option(min=1, help="Documents per durable step")] = 256,
 ) -> None:
-    """Rebuild the index with the current configuration beside the served one, then switch.
+    """Rebuild the index for the current configuration.
 
-    Nothing happens when the served generation already matches the configuration. `rag up`
-    starts a rebuild on its own when it sees a mismatch; this runs one without it (the embedded
-    shard admits one process). Interrupted, it resumes where it stopped.
+    The rebuild runs beside the served index, which it replaces once complete. Nothing happens
+    when the served generation already matches the configuration. `rag up` starts a rebuild on
+    its own when it sees a mismatch; this runs one without it (the embedded shard admits one
+    process). Interrupted, it resumes where it stopped.
     """
     from ingest.reindex import needs_rebuild
     from ingest.service import open_bucket

@@ -202,6 +202,16 @@ class Manifest(SqliteStore):
             rows = self._conn.execute(sql, args).fetchall()
         return {r.doc_id: r for r in map(_record, rows)}
 
+    def tenants(self) -> list[str]:
+        """The tenants with a document that is not deleted (settled or in flight), sorted."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT tenant_id FROM documents WHERE status != ? "
+                "UNION SELECT tenant_id FROM pending ORDER BY tenant_id",
+                (DocStatus.DELETED.value,),
+            ).fetchall()
+        return [tenant for (tenant,) in rows if is_tenant_id(tenant)]
+
     def chunk_count(self, tenant_id: str | None = None) -> int:
         """Chunks the documents' records list (one tenant's, or every tenant's): what the index
         holds once the syncs in flight finish, since each writes its points, then its record (and

@@ -5,10 +5,10 @@ default and description, so the reference cannot drift from the code.
     python -m core.settings_doc --check    # exit 1 if it is stale (tests/test_settings_doc.py)
 
 A page section per settings section (the root's own fields first, as "General"), titled by the
-class docstring's words before its colon. Descriptions come from a field's
-`Field(description=...)`, else the comment on its line; the comment lines right above a group of
-fields introduce the group. Types are written as the source spells them; defaults as the
-environment would.
+class docstring's words before its colon. A setting's description is its
+`Field(description=...)`, which every setting must have (tests/test_settings_doc.py); the comment
+lines right above a group of fields introduce the group. Types are written as the source spells
+them; defaults as the environment would.
 """
 
 from __future__ import annotations
@@ -119,13 +119,9 @@ def _add_field(
     blank_before = any(not lines[n - 1].strip() for n in range(previous_end + 1, node.lineno))
     if above or blank_before or not section.groups:
         section.groups.append(_Group(" ".join(above)))
-    end = node.end_lineno or node.lineno
-    own = comments.get(node.lineno) or comments.get(end, "")  # on its first or last line
-    info = owner.model_fields[name]
-    section.groups[-1].fields.append(
-        _Field(owner, name, ast.unparse(node.annotation), info.description or own)
-    )
-    return end
+    description = owner.model_fields[name].description or ""
+    section.groups[-1].fields.append(_Field(owner, name, ast.unparse(node.annotation), description))
+    return node.end_lineno or node.lineno
 
 
 def _variables(f: _Field) -> str:

@@ -1,5 +1,5 @@
 """`rag eval` (a tenant's run on the served index, or a BEIR benchmark), `rag eval baseline
-accept RUN`, `rag eval make-golden`, and `rag golden` (a tenant's golden set).
+accept RUN`, and `rag golden` (a tenant's golden set).
 
 Exit codes: 0 no regression, 1 a metric regressed against the baseline (the previous run, for a
 benchmark), 2 unusable input. `rag eval --tenant T` prints the report folder as its last line.
@@ -17,15 +17,16 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.terminal import EXIT_USAGE, CliError, cell, print_json
-from core.settings import get_settings
-from eval.golden import GoldenSetError, save_golden
+from core.settings import default_help, get_settings
+from eval.golden import GoldenSetError
 from eval.links import ReportLinks
 
 # Plain errors, as `rag` itself prints them (cli/main.py), also when these apps run on their own.
 _PLAIN = {"rich_markup_mode": None, "pretty_exceptions_enable": False}
 eval_app = typer.Typer(
-    help="A tenant's golden set on the served index (--tenant), or a BEIR benchmark (--dataset), "
-    "with RAGAS, retrieval metrics and a regression gate.",
+    help="Evaluate a tenant's golden set or a BEIR dataset.\n\nA tenant's golden set on the "
+    "served index (--tenant), or a BEIR benchmark (--dataset), with RAGAS, retrieval metrics and "
+    "a regression gate.",
     **_PLAIN,
 )
 golden_app = typer.Typer(help="A tenant's golden set: import, export, generate, review.", **_PLAIN)
@@ -37,7 +38,8 @@ MODES = ("hybrid", "dense", "bm25", "graph")
 TenantOption = Annotated[str, typer.Option("--tenant", help="Tenant id")]
 
 DatasetOption = Annotated[
-    Path | None, typer.Option("--dataset", help="BEIR-format folder; default RAG_EVAL_DATASET")
+    Path | None,
+    typer.Option("--dataset", help=f"BEIR-format folder ({default_help('RAG_EVAL_DATASET')})"),
 ]
 
 
@@ -61,17 +63,27 @@ def run(
     ctx: typer.Context,
     dataset: DatasetOption = None,
     sample: Annotated[
-        int | None, typer.Option(min=1, help="Retrieval queries; default RAG_EVAL_SAMPLE (all)")
+        int | None,
+        typer.Option(
+            min=1, help=f"Retrieval queries ({default_help('RAG_EVAL_SAMPLE', unset='all')})"
+        ),
     ] = None,
     ragas_sample: Annotated[
         int | None,
-        typer.Option(min=0, help="Golden items for RAGAS; default RAG_EVAL_RAGAS_SAMPLE"),
+        typer.Option(
+            min=0, help=f"Golden items for RAGAS ({default_help('RAG_EVAL_RAGAS_SAMPLE')})"
+        ),
     ] = None,
     golden: Annotated[
-        Path | None, typer.Option(help="Golden set JSONL; default from the qrels")
+        Path | None,
+        typer.Option(
+            help="Golden set JSONL "
+            f"({default_help('RAG_EVAL_GOLDEN', unset='none: from the qrels')})"
+        ),
     ] = None,
     reports_dir: Annotated[
-        Path | None, typer.Option(help="Where reports go; default RAG_EVAL_REPORTS_DIR")
+        Path | None,
+        typer.Option(help=f"Where reports go ({default_help('RAG_EVAL_REPORTS_DIR')})"),
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the latest unfinished run")
@@ -158,23 +170,6 @@ def run(
         )
     if outcome.regression:
         raise typer.Exit(1)
-
-
-@eval_app.command("make-golden")
-def make_golden_cmd(
-    out: Annotated[Path, typer.Option(help="Where to write the candidate golden set (JSONL)")],
-    dataset: DatasetOption = None,
-    n: Annotated[int | None, typer.Option(min=1, help="Items to write; default all/50")] = None,
-) -> None:
-    """Write candidate golden items: LLM-written questions on sampled chunks when an LLM is
-    configured (for review), else the retrieval-only set from the BEIR qrels."""
-    from eval.pipeline import make_golden
-    from serving.platform import Platform
-
-    items = make_golden(get_settings(), _dataset(dataset), n, platform=Platform)
-    save_golden(items, out)
-    kinds = {i.tags.get("source", "") for i in items}
-    console.print(f"wrote {len(items)} golden items ({', '.join(sorted(kinds))}) to {out}")
 
 
 def _run_tenant(
@@ -358,7 +353,10 @@ def _print_tenant_report(
 
 @baseline_app.command("accept")
 def accept(run_id: str, tenant: TenantOption) -> None:
-    """Accept a finished run as a baseline; runs compare with the best accepted one."""
+    """Accept a finished run as a baseline.
+
+    Runs compare with the best accepted one.
+    """
     from eval.history import EvalRunError, accept_baseline
 
     try:
@@ -385,7 +383,10 @@ def _tenant(tenant: str) -> str:
 
 @golden_app.command("import")
 def golden_import(file: Path, tenant: TenantOption) -> None:
-    """Add or replace items from a JSONL file (one item a line); a bad line writes nothing."""
+    """Add or replace items from a JSONL file.
+
+    One item a line; a bad line writes nothing.
+    """
     from eval.golden import load_golden
 
     name = _tenant(tenant)
@@ -420,6 +421,7 @@ def golden_list(
     tenant: TenantOption,
     review: Annotated[str | None, typer.Option(help="Only pending or approved items")] = None,
 ) -> None:
+    """List the items with their review state."""
     store = _golden_store()
     try:
         items = store.items(_tenant(tenant), review)  # type: ignore[arg-type]
@@ -435,6 +437,7 @@ def golden_list(
 
 @golden_app.command("approve")
 def golden_approve(ids: list[str], tenant: TenantOption) -> None:
+    """Approve pending items: runs use approved ones."""
     _golden_change(tenant, ids, {"review": "approved"})
 
 
@@ -446,6 +449,7 @@ def golden_edit(
     reference: Annotated[str | None, typer.Option()] = None,
     relevant: Annotated[list[str] | None, typer.Option(help="Relevant doc id (repeatable)")] = None,
 ) -> None:
+    """Change an item's question, reference or documents."""
     changes = {"question": question, "reference": reference, "relevant_doc_ids": relevant}
     _golden_change(tenant, [item_id], {k: v for k, v in changes.items() if v is not None})
 
@@ -468,6 +472,7 @@ def _golden_change(tenant: str, ids: list[str], changes: dict[str, object]) -> N
 
 @golden_app.command("delete")
 def golden_delete(ids: list[str], tenant: TenantOption) -> None:
+    """Delete items by id; exit 1 if one was not found."""
     store = _golden_store()
     try:
         deleted = store.delete(_tenant(tenant), ids)
@@ -483,7 +488,11 @@ def golden_generate(
     tenant: TenantOption,
     n: Annotated[int, typer.Option("-n", min=1, help="Candidates to write")] = 20,
 ) -> None:
-    """Candidates from the tenant's indexed chunks by the configured LLM, stored as pending."""
+    """Have the LLM write candidates from indexed chunks.
+
+    Questions and reference answers on a sample of the tenant's chunks by the configured LLM,
+    stored as pending for review.
+    """
     from eval.golden_store import generate_candidates
     from eval.llm import chat_question_writer
     from serving.platform import Platform

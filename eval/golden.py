@@ -74,11 +74,6 @@ def to_jsonl(items: Iterable[GoldenItem]) -> str:
     return "".join(json.dumps(i.model_dump(), ensure_ascii=False) + "\n" for i in items)
 
 
-def save_golden(items: Sequence[GoldenItem], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(to_jsonl(items), encoding="utf-8")
-
-
 def golden_from_qrels(dataset: BeirDataset) -> list[GoldenItem]:
     """A retrieval-only golden set: each judged query with its relevant documents."""
     return [

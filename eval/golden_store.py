@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -106,25 +106,13 @@ def generate_candidates(
     concurrency: int,
     timeout_s: float,
 ) -> list[GoldenItem]:
-    """`n` of the tenant's chunks (seeded sample) turned into pending question/answer items."""
-    chunks = sorted(index.scroll(TenantScope(tenant), ["doc_id", "text", "doc_type"]))
-    return candidates_from_chunks(chunks, n, writer, concurrency, timeout_s)
-
-
-def candidates_from_chunks(
-    chunks: Sequence[tuple[str, dict[str, Any]]],
-    n: int,
-    writer: QuestionWriter,
-    concurrency: int,
-    timeout_s: float,
-    doc_id: Callable[[str], str] = str,
-) -> list[GoldenItem]:
-    """A seeded sample of `n` chunks, each turned by the LLM into a question and reference answer
-    about its document (named by `doc_id` of the chunk's doc id), tagged for review.
+    """A seeded sample of `n` of the tenant's chunks, each turned by the LLM into a question and
+    reference answer about its document, tagged pending for review.
 
     A chunk the LLM fails on is logged and left out; the rest are still returned.
     """
-    picked = sample(list(chunks), n)
+    chunks = sorted(index.scroll(TenantScope(tenant), ["doc_id", "text", "doc_type"]))
+    picked = sample(chunks, n)
     replies = asyncio.run(
         bounded_map(writer, [str(p.get("text", "")) for _, p in picked], concurrency, timeout_s)
     )
@@ -139,7 +127,7 @@ def candidates_from_chunks(
                 id=f"gen-{point_id[:12]}",
                 question=question,
                 reference=answer,
-                relevant_doc_ids=[doc_id(str(payload.get("doc_id", "")))],
+                relevant_doc_ids=[str(payload.get("doc_id", ""))],
                 tags={
                     "source": "llm",
                     "doc_type": str(payload.get("doc_type", "")),

@@ -1,6 +1,6 @@
 """`rag eval` end to end: ingest the dataset, score retrieval and RAGAS, write the report, gate.
 
-Also the golden-set builder and `run_nightly`, the body of the nightly Celery beat task.
+Also `run_nightly`, the body of the nightly Celery beat task.
 """
 
 from __future__ import annotations
@@ -24,13 +24,7 @@ from core.settings import Settings
 from eval.beir import BeirDataset, load_beir
 from eval.compare import compare, past_reports
 from eval.golden import GoldenItem, golden_from_qrels, load_golden, sample
-from eval.golden_store import candidates_from_chunks
-from eval.llm import (
-    Answerer,
-    QuestionWriter,
-    chat_answerer,
-    chat_question_writer,
-)
+from eval.llm import Answerer, chat_answerer
 from eval.report import write_report
 from eval.runner import (
     MODES,
@@ -360,40 +354,3 @@ def run_nightly(settings: Settings, platform: PlatformFactory) -> Path:
     if outcome.regression:
         log.warning("evaluation regression, see %s", outcome.run_dir / "report.html")
     return outcome.run_dir
-
-
-def make_golden(
-    settings: Settings,
-    dataset_path: Path,
-    n: int | None,
-    writer: QuestionWriter | None = None,
-    embedder: Embedder | None = None,
-    *,
-    platform: PlatformFactory,
-) -> list[GoldenItem]:
-    """Candidate golden items for review.
-
-    With a question writer (the configured LLM unless one is passed), `n` chunks are sampled from
-    the evaluation index and the LLM writes a question and reference answer for each, tagged
-    `review: pending`; items it failed on are left out. Without one, the golden set is the
-    retrieval-only one from the qrels. The workspace is ingested through `platform`'s ingestion,
-    as `run_eval` does, so its graph keeps up with its index.
-    """
-    dataset = load_beir(dataset_path, settings.eval.split)
-    endpoint = llm_endpoint(settings.llm)
-    writer = writer or (chat_question_writer(ChatClient(endpoint)) if endpoint else None)
-    if writer is None:
-        return sample(golden_from_qrels(dataset), n)
-    workspace = EvalWorkspace.for_dataset(settings, dataset.name)
-    with workspace.open_runtime(embedder) as runtime, closing(platform(runtime)) as served:
-        workspace.write_corpus(dataset.corpus)
-        workspace.ingest(served.ingestion_of(workspace.bucket))
-        chunks = sorted(runtime.index.scroll(workspace.scope, ["doc_id", "text", "doc_type"]))
-    return candidates_from_chunks(
-        chunks,
-        n or 50,
-        writer,
-        settings.eval.concurrency,
-        settings.eval.timeout_s,
-        lambda d: workspace.doc_id(d) or d,
-    )

@@ -18,7 +18,10 @@ console = Console()
 
 @deletes_app.command("held")
 def held() -> None:
-    """Deletes held per tenant, until confirmed or their objects return."""
+    """List the deletes held per tenant.
+
+    They stay held until confirmed or their objects return.
+    """
     manifest = Manifest(get_settings().manifest_path)
     try:
         counts = held_deletes(manifest)
@@ -36,7 +39,7 @@ def confirm(
         str, typer.Option(parser=tenant_id, help="The tenant whose held deletes to carry out")
     ],
 ) -> None:
-    """Let the next scan delete the tenant's held documents from the index."""
+    """Let the next scan carry out a tenant's held deletes."""
     manifest = Manifest(get_settings().manifest_path)
     try:
         count = confirm_held_deletes(manifest, tenant)

@@ -113,6 +113,16 @@ def test_real_error_responses_match_the_spec(env: ApiEnv, spec: dict[str, Any]) 
             "invalid_json",
         ),
         (
+            "/v1/search",
+            "post",
+            c.post(
+                "/v1/search",
+                content=b'{"query": "fox"}',
+                headers={**reader, "Content-Type": "application/x-www-form-urlencoded"},
+            ),
+            "unsupported_media_type",
+        ),
+        (
             "/v1/documents",
             "get",
             c.get("/v1/documents", params={"limit": 0}, headers=reader),

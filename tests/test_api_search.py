@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from fastapi.routing import iter_route_contexts
 from sentence_transformers import CrossEncoder
 
 from core.embedding import Embedder
@@ -246,6 +247,35 @@ def test_malformed_json_is_a_machine_readable_422(env: ApiEnv) -> None:
     assert error(r, 422)["code"] == "invalid_json"
 
 
+def test_a_body_not_sent_as_json_is_a_415_naming_the_content_types(env: ApiEnv) -> None:
+    """`curl -d '{"query": "fox"}' URL` sends application/x-www-form-urlencoded, which got a 422
+    saying a dictionary was expected, as did a body without a Content-Type. Every route with a
+    JSON body now answers 415 naming the type expected and the one received; application/json
+    (with a charset too) works as before."""
+    operator = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    routes = [
+        (method, route.path_format.replace("{", "").replace("}", ""))  # any parameter will do
+        for route in iter_route_contexts(env.client.app.routes)  # type: ignore[attr-defined]
+        if getattr(route.original_route, "body_field", None) is not None
+        for method in route.methods
+    ]
+    assert ("POST", "/v1/search") in routes and ("POST", "/v1/keys") in routes
+    form = "application/x-www-form-urlencoded"
+    for method, path in routes:
+        for content_type in (form, None):
+            headers = {**operator, **({"Content-Type": content_type} if content_type else {})}
+            r = env.client.request(method, path, content=b'{"query": "fox"}', headers=headers)
+            err = error(r, 415)
+            assert err["code"] == "unsupported_media_type", (method, path)
+            received = f"Content-Type '{content_type}'" if content_type else "no Content-Type"
+            assert "Content-Type: application/json" in err["reason"], err
+            assert received in err["reason"], err
+    for content_type in ("application/json", "application/json; charset=utf-8"):
+        headers = {**env.auth("acme"), "Content-Type": content_type}
+        r = env.client.post("/v1/search", content=b'{"query": "fox", "top_k": 1}', headers=headers)
+        assert r.status_code == 200 and len(r.json()["results"]) == 1, (content_type, r.text)
+
+
 def test_oversized_bodies_are_413_declared_or_streamed(env: ApiEnv) -> None:
     big = json.dumps({"query": "fox " * 2000}).encode()
     r = env.client.post(
@@ -356,6 +386,29 @@ def test_admin_creates_lists_and_revokes_keys(env: ApiEnv) -> None:
     r = env.client.get("/v1/status", headers={"X-API-Key": new["key"]})
     assert error(r, 401)["code"] == "unauthorized"
     assert error(env.client.delete(f"/v1/keys/{new['key_id']}", headers=admin), 404)
+
+
+def test_the_operator_is_warned_of_a_key_for_a_tenant_without_documents(env: ApiEnv) -> None:
+    """A mistyped tenant gets its key (keys may come before documents), with a warning naming
+    the tenants that have documents: for the operator key only, since a tenant admin's key names
+    its own tenant and must learn nothing of the others."""
+    operator = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    known = env.runtime.manifest.tenants()
+    assert {"acme", "globex"} <= set(known)
+    typo = env.client.post("/v1/keys", json={"tenant": "globx", "role": "admin"}, headers=operator)
+    assert typo.status_code == 201, typo.text
+    assert typo.json()["warning"] == (
+        f"no documents for tenant 'globx' (known tenants: {', '.join(known)})"
+    )
+    known_tenant = env.client.post("/v1/keys", json={"tenant": "globex"}, headers=operator)
+    assert known_tenant.status_code == 201 and known_tenant.json()["warning"] is None
+    tenant_admin = {"X-API-Key": typo.json()["key"]}
+    own = env.client.post("/v1/keys", json={}, headers=tenant_admin)
+    assert own.status_code == 201 and own.json()["tenant"] == "globx"
+    assert own.json()["warning"] is None
+    for created in (typo, known_tenant, own):
+        key_id = created.json()["key_id"]
+        assert env.client.delete(f"/v1/keys/{key_id}", headers=operator).status_code == 204
 
 
 def test_key_creation_rejects_bad_tenants_and_roles(env: ApiEnv) -> None:

@@ -109,6 +109,8 @@ def test_a_missing_folder_is_one_line_and_status_2(tmp_path: Path) -> None:
 def test_usage_and_setting_errors_are_status_2(tmp_path: Path) -> None:
     one_line_error(rag(tmp_path, "status", "--bogus"), 2, "--bogus", "rag status --help")
     one_line_error(rag(tmp_path, "keys", "create", "acme", "--role", "root"), 2, "root")
+    no_documents = rag(tmp_path, "keys", "create", "defualt")
+    one_line_error(no_documents, 2, "no documents for tenant 'defualt'", "--force")
     one_line_error(rag(tmp_path, "status", RAG_API_PORT="eighty"), 2, "RAG_API_PORT")
 
 
@@ -183,7 +185,7 @@ def test_keys_list_prints_labels_escaped_and_as_json(tmp_path: Path) -> None:
     store = KeyStore(tmp_path / "data" / "api_keys.sqlite")
     store.create(TenantScope("acme"), "reader", "[/] ops [bold]")
     store.close()
-    created = rag(tmp_path, "keys", "create", "acme", "--label", "ci", "--json")
+    created = rag(tmp_path, "keys", "create", "acme", "--label", "ci", "--json", "--force")
     assert created.returncode == 0, created.stderr
     key = json.loads(created.stdout)
     assert key["key"].startswith(f"rag_{key['key_id']}_") and key["tenant"] == "acme"

@@ -25,11 +25,12 @@ from core.runtime import Runtime
 from core.settings import Settings, get_settings
 from core.types import Hit, TenantScope
 from eval.cli import eval_app
-from eval.golden import GoldenItem, load_golden, save_golden
-from eval.pipeline import EvalLLMs, EvalOutcome, make_golden, run_eval, run_nightly
+from eval.golden import GoldenItem
+from eval.pipeline import EvalLLMs, EvalOutcome, run_eval, run_nightly
 from eval.runner import Retrieved, to_documents
 from eval.workspace import EvalWorkspace
 from serving.platform import Platform
+from tests.support.golden import save_golden
 from tests.support.ragas import StubAnswerer, StubJudge
 
 DOCS = {
@@ -226,27 +227,6 @@ def test_golden_set_with_stub_llms(
     assert "LLM judge" in (outcome.run_dir / "report.html").read_text()
 
 
-def test_make_golden_from_qrels_and_with_a_writer(
-    settings: Settings, tiny: Path, embedder: Embedder
-) -> None:
-    items = make_golden(settings, tiny, None, platform=Platform)
-    assert [i.id for i in items] == list(QUERIES)
-    assert items[4].relevant_doc_ids == ["d12", "d9"] and items[4].reference is None
-
-    async def writer(passage: str) -> tuple[str, str]:
-        """STUB question writer (stands in for the LLM): refuses one passage."""
-        if "Sicilian" in passage:
-            raise ValueError("no question for chess")
-        return f"What is said about {passage.split()[0]}?", passage
-
-    written = make_golden(settings, tiny, 20, writer=writer, embedder=embedder, platform=Platform)
-    assert len(written) == len(DOCS) - 1  # one chunk per document, chess refused
-    for item in written:
-        [doc_id] = item.relevant_doc_ids
-        assert item.reference.startswith(DOCS[doc_id][0])  # the chunk's document, as a BEIR id
-        assert item.tags["review"] == "pending"
-
-
 @pytest.fixture
 def cli_env(
     settings: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
@@ -279,9 +259,6 @@ def test_cli_exit_codes(cli_env: None, first: EvalOutcome, tiny: Path, tmp_path:
     assert "regression: retrieval/" in regressed.output
     same = runner.invoke(eval_app, args)  # against the run just made: equal, exit 0
     assert same.exit_code == 0, same.output
-    out = tmp_path / "g.jsonl"
-    written = runner.invoke(eval_app, ["make-golden", "--dataset", str(tiny), "--out", str(out)])
-    assert written.exit_code == 0 and len(load_golden(out)) == len(QUERIES)
 
 
 def test_cli_modes_progress_and_failed_documents(

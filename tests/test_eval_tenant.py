@@ -30,7 +30,7 @@ from api.app import create_app
 from cli.main import app as cli_app
 from core.embedding import Embedder
 from core.settings import get_settings
-from eval.golden import GoldenItem, save_golden
+from eval.golden import GoldenItem
 from eval.golden_store import generate_candidates
 from eval.screenshot import find_chromium, screenshot
 from eval.tenant import RunConfig
@@ -38,6 +38,7 @@ from ingest.bucket import LocalBucket
 from serving.evaluation import evaluate_every_tenant, evaluate_tenant
 from serving.platform import Platform
 from tests.support.api_env import ADMIN_KEY, ApiEnv, prepare_runtime
+from tests.support.golden import save_golden
 from tests.support.ragas import FakeOpenAI
 from workers.beat import beat_schedule
 

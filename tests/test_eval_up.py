@@ -20,7 +20,8 @@ import redis
 from api.auth import create_key
 from core.index.lock import ShardLock
 from core.settings import Settings
-from eval.golden import GoldenItem, save_golden
+from eval.golden import GoldenItem
+from tests.support.golden import save_golden
 from tests.support.services import redis_url
 from tests.support.workers import OwnRedis
 from workers.redis_server import free_port

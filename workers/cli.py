@@ -7,16 +7,17 @@ from typing import Annotated, Literal
 
 import typer
 
-from core.settings import get_settings
+from core.settings import default_help, get_settings
 from workers.process import worker_argv
 
 
 def up(
     api: Annotated[bool, typer.Option(help="Serve the API in this process too")] = True,
 ) -> None:
-    """The embedded default: one process with the index, the API, a worker pool and beat.
+    """Run everything in one process: index, API, workers.
 
-    Uses the Redis at RAG_REDIS_URL, or starts a local one if none answers.
+    The embedded default: the index, the API, a worker pool and beat in one process. Uses the
+    Redis at RAG_REDIS_URL, or starts a local one if none answers.
     """
     from cli.terminal import require_folder
 
@@ -30,17 +31,23 @@ def up(
 def worker(
     concurrency: Annotated[
         int | None,
-        typer.Option("--concurrency", "-c", min=1, help="default RAG_WORKER_CONCURRENCY"),
+        typer.Option(
+            "--concurrency",
+            "-c",
+            min=1,
+            help=f"Tasks run at once ({default_help('RAG_WORKER_CONCURRENCY')})",
+        ),
     ] = None,
     beat: Annotated[bool, typer.Option(help="Also run the scheduler (one per deployment)")] = False,
     pool: Annotated[
         Literal["threads", "prefork", "solo"], typer.Option(help="Celery's worker pool")
     ] = "threads",
 ) -> None:
-    """Distributed mode: a Celery worker (`celery -A workers.app worker` with the right queues).
+    """Run a Celery worker (distributed mode).
 
-    Any number may run against a Qdrant server (RAG_INDEX_MODE=server, RAG_QDRANT_URL); with the
-    embedded index only one process may open it, so use `rag up` instead.
+    `celery -A workers.app worker` with the right queues. Any number may run against a Qdrant
+    server (RAG_INDEX_MODE=server, RAG_QDRANT_URL); with the embedded index only one process may
+    open it, so use `rag up` instead.
     """
     settings = get_settings()
     threads = concurrency or settings.workers.worker_concurrency

@@ -11,7 +11,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from api.auth import InvalidLabelError, KeyInfo, Principal, check_label, require_admin
+from api.auth import (
+    InvalidLabelError,
+    KeyInfo,
+    Principal,
+    check_label,
+    no_documents_reason,
+    require_admin,
+)
 from api.errors import ApiError
 from api.schemas import KeyCreate, KeyCreated, KeyOut
 from api.state import ApiState, api_state
@@ -34,14 +41,22 @@ def _out(info: KeyInfo) -> dict[str, object]:
 
 @router.post("", response_model=KeyCreated, status_code=201)
 def create_key(body: KeyCreate, state: State, admin: Admin) -> KeyCreated:
-    """A new key for a tenant (default: the admin key's own); the key is shown only here."""
+    """A new key for a tenant (default: the admin key's own); the key is shown only here.
+
+    A tenant without documents gets its key, since keys may be provisioned before documents
+    arrive; the operator key, the one that may name any tenant and so mistype one, is warned.
+    A tenant admin can name only its own tenant, and is told nothing of the others.
+    """
     scope = admin.tenant_scope(body.tenant)
     try:
         check_label(body.label)
     except InvalidLabelError as exc:
         raise ApiError(422, "invalid_label", str(exc), "label") from None
     key, info = state.keys.create(scope, body.role, body.label)
-    return KeyCreated(key=key, **_out(info))
+    warning = None
+    if admin.is_operator:
+        warning = no_documents_reason(scope.tenant_id, state.runtime.manifest.tenants())
+    return KeyCreated(key=key, warning=warning, **_out(info))
 
 
 @router.get("", response_model=list[KeyOut])
