@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from core.inference import InferenceThread
+from core.model_digest import model_digest
 from core.onnx_models import (
     InferenceOptions,
     OnnxModel,
@@ -59,9 +60,11 @@ class Embedder:
         inference: InferenceOptions | None = None,
     ) -> None:
         self.model_name = model
-        # What the embedding cache files vectors under: ONNX and torch vectors agree to cosine
-        # 0.9999 and share it; int8 vectors do not.
-        self.vectors_key = model
+        # What the embedding cache files vectors under: the model's name and the digest of its
+        # files, since new weights at the same path (a fine-tuned or upgraded model) make other
+        # vectors; ONNX and torch vectors agree to cosine 0.9999 and share it; int8 ones do not.
+        digest = model_digest(model)
+        self.vectors_key = f"{model}@{digest}" if digest else model
         self.quantize: str | None = None  # the weights' quantization, when it applies (ONNX)
         self._batch_size = batch_size
         self.query_prefix = query_prefix
@@ -71,7 +74,7 @@ class Embedder:
             if inference is not None and inference.quantize:
                 # Other vectors than the float model's: cached apart from them.
                 self.quantize = inference.quantize
-                self.vectors_key = f"{model}#{inference.quantize}"
+                self.vectors_key = f"{self.vectors_key}#{inference.quantize}"
             self.dim = int(self._onnx.meta["dim"])
             self.tokenizer = self._onnx.tokenizer
             max_seq_length = self._onnx.max_length
@@ -128,7 +131,8 @@ class Embedder:
 
 
 class EmbeddingCache(SqliteStore):
-    """Vectors by (model, chunk hash).
+    """Vectors by (model, chunk hash); the model as `Embedder.vectors_key` names it: its name,
+    the digest of its files and the quantization of its weights.
 
     Only a cache: whatever happens to the file costs re-embedding, never a failed document. A file
     that fails SQLite's integrity check when opened is set aside (renamed `*.corrupt-<time>`, kept

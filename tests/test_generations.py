@@ -27,6 +27,7 @@ from core.generation import SERVING_FILE, Fingerprint
 from core.index.schema import TextIndexConfig
 from core.index.server import ServerIndex, move_alias
 from core.runtime import Runtime
+from core.settings import Settings
 from core.types import IndexedChunk
 from graph.leg import GraphLeg
 from ingest.chunking import Chunker
@@ -40,7 +41,7 @@ from ingest.status import read_status
 from retrieval.hybrid import HybridRetriever, Mode, RetrievalConfig
 from serving.platform import Platform
 from tests.support.essays import DEFAULT, TOPICS, essay, fill
-from tests.support.models import cls_pooling_copy
+from tests.support.models import build_tiny_sentence_model, cls_pooling_copy
 from tests.support.services import redis_url
 from tests.support.settings import make_settings
 
@@ -218,6 +219,33 @@ def test_rebuild_to_another_model_never_compares_two_spaces(
     assert searcher.errors == [] and len(searcher.results) > 5
     for query, hits in searcher.results:
         assert hits[0].payload["text"] == query and hits[0].score >= 0.95
+
+
+def test_new_weights_at_the_same_path_are_embedded_again_not_taken_from_the_cache(
+    tmp_path: Path, bucket_dir: Path
+) -> None:
+    """The embedding cache was keyed by the model's name: new weights written over the model's
+    folder (a fine-tuned or upgraded model) rightly started a rebuild (the fingerprint has the
+    weights' digest), and the rebuild took every vector from the cache, made by the old weights."""
+    shipped = Settings().models.embedding_model
+    model = build_tiny_sentence_model(shipped, tmp_path / "model", seed=0)
+    fill(bucket_dir, n=2)
+    settings = make_settings(tmp_path, chunk_size=48, chunk_overlap=8, embedding_model=str(model))
+    with Runtime(settings) as rt:
+        Ingestion(rt, open_bucket(settings.ingest.bucket_url, settings.ingest)).run()
+    build_tiny_sentence_model(shipped, model, seed=1)  # other weights, the same folder
+    with Runtime(settings) as rt:
+        assert needs_rebuild(rt)
+        rebuild = Rebuild(rt, open_bucket(settings.ingest.bucket_url, settings.ingest))
+        progress = rebuild.run(max_docs=1)
+        rebuild.close()
+        assert progress.switched and progress.reused == 0
+        assert progress.embedded == rt.index.count() > 0
+        retriever = HybridRetriever(
+            rt.index, rt.embedder, RetrievalConfig.from_settings(rt.settings.retrieval)
+        )
+        for _, payload in rt.index.scroll(DEFAULT, ["text"]):  # each point is the new weights'
+            assert retriever.retrieve(DEFAULT, payload["text"], 1, "dense")[0].score >= 0.99
 
 
 def _indexed_in(manifest: Path) -> int:

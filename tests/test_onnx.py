@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from core.embedding import Embedder
+from core.model_digest import model_digest
 from core.onnx_models import InferenceOptions, ensure_export
 from core.settings import Settings
 from retrieval.rerank import CrossEncoderReranker
@@ -173,8 +174,9 @@ def test_a_model_that_is_not_there_is_an_error_on_either_backend(tmp_path: Path)
 def test_int8_vectors_are_cached_apart_from_float_ones(tiny_model: Path, tmp_path: Path) -> None:
     int8 = Embedder(str(tiny_model), 4, inference=InferenceOptions("onnx", 2, "int8", tmp_path))
     assert int8.backend == "onnx", int8.fallback_reason
-    assert int8.vectors_key == f"{tiny_model}#int8"
-    assert Embedder(str(tiny_model), 4).vectors_key == str(tiny_model)
+    float_key = Embedder(str(tiny_model), 4).vectors_key
+    assert float_key == f"{tiny_model}@{model_digest(str(tiny_model))}"
+    assert int8.vectors_key == f"{float_key}#int8"
     graph = ensure_export("embedder", str(tiny_model), tmp_path, "int8").graph
     assert graph != ensure_export("embedder", str(tiny_model), tmp_path).graph
     # Two deployments on one machine, one with int8, share the cache without undoing each other.
