@@ -47,8 +47,29 @@ class DeletedBy(StrEnum):
     API = "api"  # an admin deleted it through the API: a tombstone while the object stays
 
 
+class _ObjectFacts:
+    """What a record says of the object it was written from; `DocumentRecord` and `ObjectState`
+    both have these fields."""
+
+    status: DocStatus
+    size: int
+    mtime: float
+    etag: str
+    sidecar: str
+    deleted_by: str
+
+    @property
+    def tombstone(self) -> bool:
+        """Deleted through the API while the object stayed in the bucket."""
+        return self.status == DocStatus.DELETED and self.deleted_by == DeletedBy.API
+
+    def same_object(self, size: int, mtime: float, etag: str, sidecar: str) -> bool:
+        """True when the bucket listing shows nothing changed since this record was written."""
+        return (self.size, self.mtime, self.etag, self.sidecar) == (size, mtime, etag, sidecar)
+
+
 @dataclass
-class DocumentRecord:
+class DocumentRecord(_ObjectFacts):
     doc_id: str
     tenant_id: str
     source: str
@@ -76,14 +97,22 @@ class DocumentRecord:
         a rebuild or a switch."""
         return TenantScope(self.tenant_id) if is_tenant_id(self.tenant_id) else None
 
-    @property
-    def tombstone(self) -> bool:
-        """Deleted through the API while the object stayed in the bucket."""
-        return self.status == DocStatus.DELETED and self.deleted_by == DeletedBy.API
 
-    def same_object(self, size: int, mtime: float, etag: str, sidecar: str) -> bool:
-        """True when the bucket listing shows nothing changed since this record was written."""
-        return (self.size, self.mtime, self.etag, self.sidecar) == (size, mtime, etag, sidecar)
+@dataclass(frozen=True)
+class ObjectState(_ObjectFacts):
+    """A document's record as a scan compares it with the bucket's listing: without its chunk
+    ids and metadata, which a scan never needs (a scan every 30 s of 100k documents of 10 chunks
+    read some 38 MB of chunk ids), only how many chunks it has."""
+
+    doc_id: str
+    source: str
+    status: DocStatus
+    size: int
+    mtime: float
+    etag: str
+    sidecar: str
+    deleted_by: str
+    chunk_count: int
 
 
 @dataclass
@@ -120,6 +149,7 @@ class PendingWork:
 
 _COLUMNS = [f.name for f in fields(DocumentRecord)]
 _JSON_COLUMNS = ("chunk_ids", "meta")
+_STATE_COLUMNS = [f.name for f in fields(ObjectState)]
 _PENDING_COLUMNS = [f.name for f in fields(PendingWork)]
 
 # The manifest's schema, one step per release that changed it. Version 1 is the schema of the
@@ -155,6 +185,14 @@ ALTER TABLE documents ADD COLUMN deleted_by TEXT NOT NULL DEFAULT '';
 UPDATE documents SET deleted_by = 'bucket' WHERE status = 'deleted';
 """,
     ),
+    Migration(
+        4,
+        "each document's chunk count beside its chunk ids, for scans that read no chunk ids",
+        """
+ALTER TABLE documents ADD COLUMN chunk_count INTEGER NOT NULL DEFAULT 0;
+UPDATE documents SET chunk_count = json_array_length(chunk_ids);
+""",
+    ),
 ]
 
 
@@ -163,6 +201,7 @@ def _row(record: DocumentRecord) -> dict:
     for column in _JSON_COLUMNS:
         values[column] = json.dumps(values[column])
     values["status"] = str(record.status)
+    values["chunk_count"] = len(record.chunk_ids)
     return values
 
 
@@ -175,8 +214,8 @@ def _record(row: tuple) -> DocumentRecord:
 
 
 _INSERT_DOCUMENT = (
-    f"INSERT OR REPLACE INTO documents ({', '.join(_COLUMNS)}) "
-    f"VALUES ({', '.join(':' + c for c in _COLUMNS)})"
+    f"INSERT OR REPLACE INTO documents ({', '.join(_COLUMNS)}, chunk_count) "
+    f"VALUES ({', '.join(':' + c for c in _COLUMNS)}, :chunk_count)"
 )
 
 
@@ -202,6 +241,20 @@ class Manifest(SqliteStore):
             rows = self._conn.execute(sql, args).fetchall()
         return {r.doc_id: r for r in map(_record, rows)}
 
+    def object_states(self) -> dict[str, ObjectState]:
+        """Every document's `ObjectState`: what a scan reads, in memory and time independent of
+        how many chunks the documents have."""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {','.join(_STATE_COLUMNS)} FROM documents"
+            ).fetchall()
+        states = {}
+        for row in rows:
+            values = dict(zip(_STATE_COLUMNS, row, strict=True))
+            values["status"] = DocStatus(values["status"])
+            states[values["doc_id"]] = ObjectState(**values)
+        return states
+
     def tenants(self) -> list[str]:
         """The tenants with a document that is not deleted (settled or in flight), sorted."""
         with self._lock:
@@ -216,7 +269,7 @@ class Manifest(SqliteStore):
         """Chunks the documents' records list (one tenant's, or every tenant's): what the index
         holds once the syncs in flight finish, since each writes its points, then its record (and
         a scan repairs any difference). Counted here, so status needs no lock on the index."""
-        sql = "SELECT COALESCE(SUM(json_array_length(chunk_ids)), 0) FROM documents"
+        sql = "SELECT COALESCE(SUM(chunk_count), 0) FROM documents"
         args: tuple = ()
         if tenant_id is not None:
             sql, args = sql + " WHERE tenant_id = ?", (tenant_id,)

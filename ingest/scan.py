@@ -86,7 +86,7 @@ class BucketScanner:
                 plan.sidecars[obj.key] = obj
             else:
                 documents.append(obj)
-        records = self._manifest.all()
+        records = self._manifest.object_states()
         indexed = self._index.document_ids()
         for obj in documents:
             record = records.get(obj.key)
@@ -101,7 +101,7 @@ class BucketScanner:
                     or (record.tombstone and obj.key not in indexed)
                     or (
                         record.status == DocStatus.INDEXED
-                        and indexed.get(obj.key, 0) == len(record.chunk_ids)
+                        and indexed.get(obj.key, 0) == record.chunk_count
                         and record.source == self._bucket.uri(obj.key)
                     )
                 )

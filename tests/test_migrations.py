@@ -54,6 +54,9 @@ def test_manifest_of_the_previous_release_upgrades_in_place(tmp_path: Path) -> N
         )
         assert indexed.meta == {}  # the column migration 2 added, with its default
         assert indexed.deleted_by == ""  # migration 3's, empty for a document not deleted
+        # Migration 4's chunk count, from the chunk ids: what scans compare with the index.
+        assert manifest.object_states()["notes/a.md"].chunk_count == 2
+        assert manifest.chunk_count() == 2
         failed = manifest.all("acme")["tenants/acme/bad.pdf"]
         assert (failed.status, failed.attempts) == (DocStatus.FAILED, 3)
         assert failed.error == "corrupt PDF: EOF marker not found"
@@ -87,7 +90,7 @@ def test_fresh_and_upgraded_manifests_hold_the_same_columns(tmp_path: Path) -> N
             conn.close()
 
     assert columns(upgraded) == columns(tmp_path / "new.sqlite")
-    assert {"meta", "deleted_by"} <= set(columns(upgraded))
+    assert {"meta", "deleted_by", "chunk_count"} <= set(columns(upgraded))
 
 
 def test_documents_deleted_before_tombstones_read_as_deleted_by_the_bucket(

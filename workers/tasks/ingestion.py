@@ -29,7 +29,7 @@ from celery import Task
 from qdrant_client.http.exceptions import ResponseHandlingException
 from redis.exceptions import RedisError
 
-from core.manifest import DocStatus, PendingWork, RunSummary
+from core.manifest import DocStatus, ObjectState, PendingWork, RunSummary
 from ingest.bucket import SIDECAR_SUFFIX, BucketUnavailableError, ObjectInfo
 from ingest.documents import tenant_id_of
 from ingest.held_deletes import held_deletes
@@ -122,7 +122,7 @@ def scan_keys(keys: list[str]) -> dict[str, Any]:
     """
     ctx = context()
     docs = sorted({k.removesuffix(SIDECAR_SUFFIX) for k in keys})
-    records = ctx.runtime.manifest.all()
+    records = ctx.runtime.manifest.object_states()
     to_sync, gone = [], []
     for key in docs:
         obj, _ = current(ctx.bucket, key)
@@ -136,7 +136,9 @@ def scan_keys(keys: list[str]) -> dict[str, Any]:
     return _enqueue(ctx, to_sync, to_delete, unchanged=0)
 
 
-def _unguarded_deletes(ctx: WorkerContext, gone: list[str], records: dict) -> list[str]:
+def _unguarded_deletes(
+    ctx: WorkerContext, gone: list[str], records: dict[str, ObjectState]
+) -> list[str]:
     """The hinted deletes a full scan would not hold back."""
     guard = ctx.ingestion.scanner.guard
     held = held_deletes(ctx.runtime.manifest)
