@@ -1,0 +1,145 @@
+"""What the platform's shared state costs (issue 25): a scan's read of the manifest, a key lookup
+per request, and the embedding cache's lookup and write per batch of 160 chunks.
+
+    python bench/state.py [--documents 100000] [--chunks 10]
+
+On the embedded backend (SQLite files in a temporary data dir). The manifest holds `--documents`
+records of `--chunks` chunk ids each; a scan's read is timed both ways in the same run: every
+record whole (`Manifest.all()`, what a scan read before issue 25) against the narrow projection a
+scan reads now (`Manifest.object_states()`). Bytes read are the process's `rchar` (bytes returned
+by read(2), page cache included: what SQLite asked of the file), peak memory is tracemalloc's.
+Each figure is the median of `--repeats` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from api.auth import KeyStore  # noqa: E402
+from core.embedding import EmbeddingCache  # noqa: E402
+from core.manifest import DocStatus, DocumentRecord, Manifest  # noqa: E402
+from core.types import TenantScope  # noqa: E402
+
+BATCH = 160  # chunks a sync embeds per call
+DIM = 384
+
+
+def _rchar() -> int:
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise KeyError("rchar")
+
+
+def measure(work: Callable[[], object], repeats: int) -> tuple[float, int, int]:
+    """Median seconds, bytes read and peak bytes of Python objects over `repeats` runs."""
+    seconds, read, peaks = [], [], []
+    for _ in range(repeats):
+        tracemalloc.start()
+        before, started = _rchar(), time.perf_counter()
+        work()
+        seconds.append(time.perf_counter() - started)
+        read.append(_rchar() - before)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    return statistics.median(seconds), int(statistics.median(read)), int(statistics.median(peaks))
+
+
+def fill_manifest(manifest: Manifest, documents: int, chunks: int) -> None:
+    for start in range(0, documents, 5_000):
+        manifest.put(
+            *(
+                DocumentRecord(
+                    f"tenants/t{n % 10}/doc-{n}.txt",
+                    f"t{n % 10}",
+                    f"file:///bucket/tenants/t{n % 10}/doc-{n}.txt",
+                    DocStatus.INDEXED,
+                    size=1000 + n,
+                    mtime=1.7e9 + n,
+                    content_hash=uuid.uuid4().hex * 2,
+                    chunk_ids=[str(uuid.uuid4()) for _ in range(chunks)],
+                )
+                for n in range(start, min(start + 5_000, documents))
+            )
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--documents", type=int, default=100_000)
+    parser.add_argument("--chunks", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp)
+        manifest = Manifest(data / "manifest.sqlite")
+        started = time.perf_counter()
+        fill_manifest(manifest, args.documents, args.chunks)
+        print(
+            f"manifest: {args.documents:,} documents of {args.chunks} chunks written in "
+            f"{time.perf_counter() - started:.1f} s, "
+            f"{(data / 'manifest.sqlite').stat().st_size / 2**20:.1f} MB"
+        )
+        rows = [
+            ("scan read, every record whole (before)", manifest.all),
+            ("scan read, states only (now)", manifest.object_states),
+        ]
+        results = {name: measure(work, args.repeats) for name, work in rows}
+        print(f"{'':42}{'seconds':>9}{'MB read':>10}{'MB peak':>10}")
+        for name, (seconds, read, peak) in results.items():
+            print(f"{name:42}{seconds:>9.3f}{read / 2**20:>10.1f}{peak / 2**20:>10.1f}")
+        (b_s, b_read, b_peak), (a_s, a_read, a_peak) = results.values()
+        print(
+            f"before / now: {b_s / a_s:.1f}x the time, {b_read / max(a_read, 1):.1f}x the bytes "
+            f"read, {b_peak / a_peak:.1f}x the memory"
+        )
+        manifest.close()
+
+        keys = KeyStore(data / "keys.sqlite", None)
+        tokens = [keys.create(TenantScope(f"t{n % 10}"), "reader")[0] for n in range(100)]
+        lookups = 5_000
+        started = time.perf_counter()
+        for n in range(lookups):
+            assert keys.verify(tokens[n % len(tokens)]) is not None
+        per_lookup = (time.perf_counter() - started) / lookups
+        print(f"key lookup per request: {per_lookup * 1e6:.0f} us ({len(tokens)} keys)")
+        keys.close()
+
+        cache = EmbeddingCache(data / "embeddings.sqlite")
+        rng = np.random.default_rng(0)
+        batches = 50
+        hashes = [[uuid.uuid4().hex for _ in range(BATCH)] for _ in range(batches)]
+        vectors = rng.standard_normal((batches, BATCH, DIM)).astype(np.float32)
+        started = time.perf_counter()
+        for batch, block in zip(hashes, vectors, strict=True):
+            cache.put_many("model@digest", dict(zip(batch, block, strict=True)))
+        write = (time.perf_counter() - started) / batches
+        started = time.perf_counter()
+        for batch in hashes:
+            assert len(cache.get_many("model@digest", batch)) == BATCH
+        lookup = (time.perf_counter() - started) / batches
+        print(
+            f"embedding cache per batch of {BATCH}: write {write * 1e3:.1f} ms, "
+            f"lookup {lookup * 1e3:.1f} ms ({batches} batches)"
+        )
+        cache.close()
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
