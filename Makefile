@@ -14,7 +14,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install redis-server browser run test lint bench-deps bench-ingest bench-quality bench-latency clean
+.PHONY: install redis-server postgres-server browser run test lint bench-deps bench-ingest bench-quality bench-latency clean
 
 # torch first, from its CPU wheel: a bare `torch` requirement would pull CUDA builds.
 $(STAMP): pyproject.toml
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test,s3,eval]'
+	$(BIN)/pip install -q -e '.[test,s3,eval,postgres]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -31,6 +31,11 @@ install: $(STAMP)
 # a Redis they did not start: install Debian's binary if it is missing.
 redis-server:
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
+
+# The tests start a private PostgreSQL cluster of their own (tests/support/services.py: initdb into
+# a temporary folder) and never touch a server they did not start: Debian's server binaries.
+postgres-server:
+	@command -v pg_config >/dev/null || { apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; }
 
 # Headless Chromium for the screenshot tests (the API's /docs rendered offline, the eval report).
 browser:
@@ -46,7 +51,7 @@ run: $(STAMP)
 	@echo "a key for the API: $(BIN)/rag keys create default"
 	$(BIN)/rag up
 
-test: $(STAMP) redis-server browser
+test: $(STAMP) redis-server postgres-server browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
