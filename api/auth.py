@@ -25,41 +25,38 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, get_args
 
 from fastapi import Depends, Query, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Column, Double, Engine, MetaData, Table, Text, select, update
 
 from api.errors import ApiError
 from core.settings import Settings
-from core.sqlite import Migration, SqliteStore
+from core.state.database import StoreSchema, dispose_engine, store_engine
 from core.types import InvalidTenantError, Role, TenantScope, is_tenant_id
 
 BOOTSTRAP_KEY_ID = "bootstrap"
 
 _PREFIX = "rag"
-# The key store's schema, one step per release that changed it (see core.sqlite).
-MIGRATIONS = [
-    Migration(
-        1,
-        "hashed keys by id, with tenant, role, label and revocation time",
-        """
-CREATE TABLE IF NOT EXISTS api_keys (
-    key_id TEXT PRIMARY KEY,
-    tenant_id TEXT NOT NULL,
-    role TEXT NOT NULL,
-    secret_hash TEXT NOT NULL,
-    label TEXT NOT NULL DEFAULT '',
-    created_at REAL NOT NULL,
-    revoked_at REAL
-);
-CREATE INDEX IF NOT EXISTS api_keys_tenant ON api_keys (tenant_id);
-""",
-    )
-]
+# The key store's tables (core/state/migrations/keys/ makes and upgrades them).
+KEYS = StoreSchema("keys", "api_keys.sqlite")
+API_KEYS = Table(
+    "api_keys",
+    MetaData(),
+    Column("key_id", Text, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("secret_hash", Text, nullable=False),
+    Column("label", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("revoked_at", Double),
+)
 _DUMMY_HASH = hashlib.sha256(b"no such key").hexdigest()
-_COLUMNS = "key_id, tenant_id, role, label, created_at, revoked_at"
+_LISTED = [API_KEYS.c[name] for name in ("key_id", "tenant_id", "role", "label")] + [
+    API_KEYS.c.created_at,
+    API_KEYS.c.revoked_at,
+]
 
 
 def _split_token(token: str) -> tuple[str, str]:
@@ -145,15 +142,13 @@ def check_label(label: str) -> str:
     return label
 
 
-def keys_path(settings: Settings) -> Path:
-    return settings.data_dir / "api_keys.sqlite"
+class KeyStore:
+    """Hashed API keys in the state database (a SQLite file beside the manifest by default, or
+    PostgreSQL, where a key minted or revoked on one host holds on every other at its next
+    request)."""
 
-
-class KeyStore(SqliteStore):
-    """Hashed API keys in SQLite beside the manifest."""
-
-    def __init__(self, path: Path, bootstrap: tuple[str, TenantScope] | None = None) -> None:
-        super().__init__(path, MIGRATIONS)
+    def __init__(self, engine: Engine, bootstrap: tuple[str, TenantScope] | None = None) -> None:
+        self._engine = engine
         self._bootstrap_hash = _digest(bootstrap[0]) if bootstrap else _DUMMY_HASH
         self._bootstrap_scope = bootstrap[1] if bootstrap else None
 
@@ -163,7 +158,7 @@ class KeyStore(SqliteStore):
         bootstrap = (
             (admin.get_secret_value(), TenantScope(settings.default_tenant)) if admin else None
         )
-        return cls(keys_path(settings), bootstrap)
+        return cls(store_engine(settings, KEYS), bootstrap)
 
     def create(self, tenant: TenantScope, role: Role, label: str = "") -> tuple[str, KeyInfo]:
         """A new key; the returned string is the only time its secret exists outside a hash."""
@@ -172,11 +167,16 @@ class KeyStore(SqliteStore):
         check_label(label)
         key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
         info = KeyInfo(key_id, tenant.tenant_id, role, label, time.time(), None)
-        with self._lock:
-            self._conn.execute(
-                "INSERT INTO api_keys (key_id, tenant_id, role, secret_hash, label, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (key_id, tenant.tenant_id, role, _digest(secret), label, info.created_at),
+        with self._engine.begin() as conn:
+            conn.execute(
+                API_KEYS.insert().values(
+                    key_id=key_id,
+                    tenant_id=tenant.tenant_id,
+                    role=role,
+                    secret_hash=_digest(secret),
+                    label=label,
+                    created_at=info.created_at,
+                )
             )
         return f"{_PREFIX}_{key_id}_{secret}", info
 
@@ -184,11 +184,13 @@ class KeyStore(SqliteStore):
         """The key's principal, or None; the same work whether or not the key exists."""
         bootstrap_ok = hmac.compare_digest(_digest(token), self._bootstrap_hash)
         key_id, secret = _split_token(token)
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT tenant_id, role, secret_hash, revoked_at FROM api_keys WHERE key_id = ?",
-                (key_id,),
-            ).fetchone()
+        keys = API_KEYS.c
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(keys.tenant_id, keys.role, keys.secret_hash, keys.revoked_at).where(
+                    keys.key_id == key_id
+                )
+            ).first()
         stored = row[2] if row else _DUMMY_HASH
         key_ok = hmac.compare_digest(_digest(secret), stored) and row is not None
         # A key an older release minted for a name that is not a tenant id ("acme\n") is refused
@@ -200,30 +202,35 @@ class KeyStore(SqliteStore):
         return None
 
     def list(self, tenant: TenantScope | None = None) -> list[KeyInfo]:
-        sql, args = f"SELECT {_COLUMNS} FROM api_keys", ()
+        query = select(*_LISTED).order_by(API_KEYS.c.created_at)
         if tenant is not None:
-            sql, args = sql + " WHERE tenant_id = ?", (tenant.tenant_id,)
-        with self._lock:
-            rows = self._conn.execute(sql + " ORDER BY created_at", args).fetchall()
-        return [KeyInfo(*r) for r in rows]
+            query = query.where(API_KEYS.c.tenant_id == tenant.tenant_id)
+        with self._engine.connect() as conn:
+            return [KeyInfo(*row) for row in conn.execute(query)]
 
     def revoke(self, key_id: str, tenant: TenantScope | None = None) -> bool:
         """Revoke a live key (only if it is `tenant`'s, when given); False if there is none."""
-        sql = "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL"
-        args: tuple = (time.time(), key_id)
+        keys = API_KEYS.c
+        query = (
+            update(API_KEYS)
+            .where(keys.key_id == key_id, keys.revoked_at.is_(None))
+            .values(revoked_at=time.time())
+        )
         if tenant is not None:
-            sql, args = sql + " AND tenant_id = ?", (*args, tenant.tenant_id)
-        with self._lock:
-            cur = self._conn.execute(sql, args)
-        return cur.rowcount > 0
+            query = query.where(keys.tenant_id == tenant.tenant_id)
+        with self._engine.begin() as conn:
+            return conn.execute(query).rowcount > 0
 
     def tenants(self) -> set[str]:
         """Tenants with a live key: the ones that can reach the API."""
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT DISTINCT tenant_id FROM api_keys WHERE revoked_at IS NULL"
-            ).fetchall()
-        return {r[0] for r in rows if is_tenant_id(r[0])}
+        keys = API_KEYS.c
+        query = select(keys.tenant_id).where(keys.revoked_at.is_(None)).distinct()
+        with self._engine.connect() as conn:
+            return {tenant for (tenant,) in conn.execute(query) if is_tenant_id(tenant)}
+
+    def close(self) -> None:
+        """Hand the connections back: the engine is the process's, shared by its stores."""
+        dispose_engine(self._engine)
 
 
 def create_key(settings: Settings, tenant: str, role: Role = "reader", label: str = "") -> str:

@@ -29,9 +29,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from api.auth import KeyStore  # noqa: E402
+from api.auth import KEYS, KeyStore  # noqa: E402
 from core.embedding import EmbeddingCache  # noqa: E402
 from core.manifest import DocStatus, DocumentRecord, Manifest  # noqa: E402
+from core.settings import StateSettings  # noqa: E402
+from core.state.database import engine_for, sqlite_url  # noqa: E402
 from core.types import TenantScope  # noqa: E402
 
 BATCH = 160  # chunks a sync embeds per call
@@ -110,7 +112,7 @@ def main() -> None:
         )
         manifest.close()
 
-        keys = KeyStore(data / "keys.sqlite", None)
+        keys = KeyStore(engine_for(sqlite_url(data / "keys.sqlite"), KEYS, StateSettings()))
         tokens = [keys.create(TenantScope(f"t{n % 10}"), "reader")[0] for n in range(100)]
         lookups = 5_000
         started = time.perf_counter()

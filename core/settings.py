@@ -738,6 +738,27 @@ class LlmSettings(Section):
     )
 
 
+class StateSettings(Section):
+    """State: where the records every process must agree on live (core/state/)."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_STATE_")
+
+    url: SecretStr | None = Field(
+        default=None,
+        description="Database of the shared state, e.g. postgresql+psycopg://user:pw@host/rag; "
+        "unset: SQLite files in the data dir (one host)",
+    )
+    pool_size: int = Field(
+        default=8, ge=1, description="Connections a process keeps open to the state database"
+    )
+    lock_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Longest wait of a statement for a row lock (PostgreSQL)"
+    )
+    statement_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="Longest run of one statement (PostgreSQL)"
+    )
+
+
 class GraphSettings(Section):
     """Knowledge graph: entity extraction, its store and the graph leg."""
 
@@ -884,6 +905,7 @@ SECTIONS: dict[str, type[Section]] = {
     "llm": LlmSettings,
     "graph": GraphSettings,
     "eval": EvalSettings,
+    "state": StateSettings,
 }
 
 
@@ -942,6 +964,7 @@ class Settings(BaseSettings):
     llm: LlmSettings = Field(default_factory=LlmSettings)
     graph: GraphSettings = Field(default_factory=GraphSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
 
     @model_validator(mode="before")
     @classmethod

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from api.auth import KeyStore
 from core.index.lock import ShardLock
 from core.manifest import DocStatus, DocumentRecord, Manifest, RunSummary
 from core.types import TenantScope
 from tests.support.services import redis_url
+from tests.support.stores import key_store
 from workers.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -175,14 +175,14 @@ def test_status_prints_hostile_names_and_reasons_escaped(tmp_path: Path) -> None
 @pytest.mark.parametrize("label", ["two\nlines", "bell\x07", "esc\x1b[2J"])
 def test_key_labels_with_control_characters_are_refused(tmp_path: Path, label: str) -> None:
     one_line_error(rag(tmp_path, "keys", "create", "acme", "--label", label), 2, "label")
-    store = KeyStore(tmp_path / "data" / "api_keys.sqlite")
+    store = key_store(tmp_path / "data" / "api_keys.sqlite")
     assert store.list() == []
     store.close()
 
 
 def test_keys_list_prints_labels_escaped_and_as_json(tmp_path: Path) -> None:
     """Finding 16 of issue 13: a label holding markup crashed `rag keys list`."""
-    store = KeyStore(tmp_path / "data" / "api_keys.sqlite")
+    store = key_store(tmp_path / "data" / "api_keys.sqlite")
     store.create(TenantScope("acme"), "reader", "[/] ops [bold]")
     store.close()
     created = rag(tmp_path, "keys", "create", "acme", "--label", "ci", "--json", "--force")

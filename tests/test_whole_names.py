@@ -10,18 +10,20 @@ name, which it takes, and the same name with a newline after it, which it refuse
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
 from typer._click.exceptions import BadParameter
 
-from api.auth import InvalidLabelError, KeyStore, check_label
+from api.auth import InvalidLabelError, check_label
 from cli.terminal import tenant_id
 from core.manifest import NO_TENANT
 from core.types import InvalidTenantError, TenantScope, is_meta_key, is_tenant_id
 from eval.history import read_report
 from ingest.documents import DocumentError, parse_sidecar, tenant_id_of, tenant_of
 from retrieval.filters import FilterError, to_field_filter
+from tests.support.stores import key_store
 
 NEWLINES = ["\n", "\r\n"]
 
@@ -72,7 +74,7 @@ def test_a_filter_field_is_matched_whole(end: str, field: str) -> None:
 
 @pytest.mark.parametrize("end", NEWLINES)
 def test_key_ids_labels_and_run_ids_are_matched_whole(tmp_path: Path, end: str) -> None:
-    store = KeyStore(tmp_path / "api_keys.sqlite")
+    store = key_store(tmp_path / "api_keys.sqlite")
     key, _ = store.create(TenantScope("acme"), "reader", check_label("ops"))
     prefix, key_id, secret = key.split("_", 2)
     assert store.verify(key) is not None
@@ -98,10 +100,10 @@ def test_a_key_an_older_release_minted_for_a_tenant_with_a_newline_is_refused(
     """Before names were matched whole, `rag keys create "acme\\n"` stored such a key; verifying it
     now raised while building its scope (a 500 for every request that sent it), and the index-size
     gauge of /metrics raised on it too."""
-    store = KeyStore(tmp_path / "api_keys.sqlite")
+    store = key_store(tmp_path / "api_keys.sqlite")
     key, info = store.create(TenantScope("acme"), "reader")
-    with store._lock:
-        store._conn.execute(
+    with sqlite3.connect(tmp_path / "api_keys.sqlite") as conn:
+        conn.execute(
             "UPDATE api_keys SET tenant_id = ? WHERE key_id = ?", ("acme" + end, info.key_id)
         )
     assert store.verify(key) is None

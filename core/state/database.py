@@ -1,0 +1,120 @@
+"""One SQLAlchemy engine per database and process, and each store's schema brought up to date the
+first time the process opens it.
+
+SQLite (no `RAG_STATE_URL`): each store keeps its file in the data dir, as releases before
+SQLAlchemy wrote them (`api_keys.sqlite`, ...), in WAL mode, readable by its owner only; a file of
+such a release (its schema version in SQLite's `user_version`) is adopted at that version and
+upgraded in place. PostgreSQL: every store's tables in the one database, each with its own Alembic
+version table; statements that wait on a lock or run away fail after `lock_timeout` and
+`statement_timeout` instead of holding a worker or a request for good.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from core.datadir import private_dir, private_file
+from core.settings import Settings, StateSettings
+from core.state.migrate import upgrade
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+@dataclass(frozen=True)
+class StoreSchema:
+    """A store's tables: its Alembic history and, on SQLite, its file in the data dir."""
+
+    name: str
+    sqlite_file: str
+
+    @property
+    def migrations(self) -> Path:
+        return MIGRATIONS / self.name
+
+    @property
+    def version_table(self) -> str:
+        return f"alembic_version_{self.name}"
+
+
+def store_engine(settings: Settings, store: StoreSchema) -> Engine:
+    """The engine of `store`'s database: RAG_STATE_URL's, else its SQLite file in the data dir."""
+    state = settings.state
+    url = (
+        state.url.get_secret_value()
+        if state.url
+        else sqlite_url(settings.data_dir / store.sqlite_file)
+    )
+    return engine_for(url, store, state)
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+_engines: dict[str, Engine] = {}
+_upgraded: set[tuple[str, str]] = set()
+_guard = threading.Lock()
+
+
+def engine_for(url: str, store: StoreSchema, state: StateSettings) -> Engine:
+    """The process's engine for `url`, with `store`'s schema up to date in it."""
+    with _guard:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = _engines[url] = _create(make_url(url), state)
+        if (url, store.name) not in _upgraded:
+            upgrade(engine, store.migrations, store.version_table, store.name)
+            _upgraded.add((url, store.name))
+    return engine
+
+
+def dispose_engine(engine: Engine) -> None:
+    """Close the engine's idle connections (a store's `close`); the next use opens new ones."""
+    engine.dispose()
+
+
+def _create(url: URL, state: StateSettings) -> Engine:
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url)
+    timeouts = (
+        f"-c lock_timeout={state.lock_timeout_seconds * 1000:.0f} "
+        f"-c statement_timeout={state.statement_timeout_seconds * 1000:.0f}"
+    )
+    return create_engine(
+        url,
+        pool_size=state.pool_size,
+        max_overflow=state.pool_size,
+        pool_pre_ping=True,
+        connect_args={"options": timeouts},
+    )
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    path = Path(url.database or "")
+    private_dir(path.parent)
+    private_file(path)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_conn: sqlite3.Connection, _: ConnectionPoolEntry) -> None:
+        # The driver's own transaction handling would begin late and never take the write lock
+        # first; transactions are begun below, as SQLAlchemy asks.
+        dbapi_conn.isolation_level = None
+        dbapi_conn.execute("PRAGMA journal_mode=WAL")
+        dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        # IMMEDIATE when asked (a migration): the write lock from the start, so two processes
+        # opening one file never both decide to apply the same step.
+        mode = "IMMEDIATE" if conn.get_execution_options().get("sqlite_immediate") else "DEFERRED"
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
