@@ -33,7 +33,7 @@ from sqlalchemy import Column, Double, Engine, MetaData, Table, Text, select, up
 
 from api.errors import ApiError
 from core.settings import Settings
-from core.state.database import StoreSchema, dispose_engine, store_engine
+from core.state.database import StoreSchema, release, store_engine
 from core.types import InvalidTenantError, Role, TenantScope, is_tenant_id
 
 BOOTSTRAP_KEY_ID = "bootstrap"
@@ -229,8 +229,7 @@ class KeyStore:
             return {tenant for (tenant,) in conn.execute(query) if is_tenant_id(tenant)}
 
     def close(self) -> None:
-        """Hand the connections back: the engine is the process's, shared by its stores."""
-        dispose_engine(self._engine)
+        release(self._engine)
 
 
 def create_key(settings: Settings, tenant: str, role: Role = "reader", label: str = "") -> str:

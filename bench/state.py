@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from api.auth import KEYS, KeyStore  # noqa: E402
 from core.embedding import EmbeddingCache  # noqa: E402
 from core.manifest import DocStatus, DocumentRecord, Manifest  # noqa: E402
-from core.settings import StateSettings  # noqa: E402
+from core.settings import Settings, StateSettings  # noqa: E402
 from core.state.database import engine_for, sqlite_url  # noqa: E402
 from core.types import TenantScope  # noqa: E402
 
@@ -122,7 +122,7 @@ def main() -> None:
         print(f"key lookup per request: {per_lookup * 1e6:.0f} us ({len(tokens)} keys)")
         keys.close()
 
-        cache = EmbeddingCache(data / "embeddings.sqlite")
+        cache = EmbeddingCache.open(Settings(data_dir=data))
         rng = np.random.default_rng(0)
         batches = 50
         hashes = [[uuid.uuid4().hex for _ in range(BATCH)] for _ in range(batches)]

@@ -7,13 +7,14 @@ re-syncs and restarts: a chunk that moved, or survived an edit, is looked up, no
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import Column, Engine, LargeBinary, MetaData, Table, Text, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from core.inference import InferenceThread
 from core.model_digest import model_digest
@@ -23,25 +24,17 @@ from core.onnx_models import (
     length_order,
     onnx_or_none,
 )
-from core.sqlite import Migration, SchemaError, SqliteStore
+from core.settings import Settings
+from core.state.database import (
+    StoreSchema,
+    engine_for,
+    insert_new,
+    release,
+    store_url,
+)
+from core.state.migrate import SchemaError
 
 log = logging.getLogger(__name__)
-
-_MIGRATIONS = [
-    Migration(
-        1,
-        "vectors by model and chunk hash",
-        """
-CREATE TABLE IF NOT EXISTS embeddings (
-    model TEXT NOT NULL,
-    chunk_hash TEXT NOT NULL,
-    vector BLOB NOT NULL,
-    PRIMARY KEY (model, chunk_hash)
-) WITHOUT ROWID;
-""",
-    )
-]
-_SQL_VARS = 500
 
 
 class Embedder:
@@ -130,66 +123,96 @@ class Embedder:
         return out / np.maximum(norms, 1e-12)
 
 
-class EmbeddingCache(SqliteStore):
-    """Vectors by (model, chunk hash); the model as `Embedder.vectors_key` names it: its name,
-    the digest of its files and the quantization of its weights.
+EMBEDDINGS = StoreSchema("embeddings", "embeddings.sqlite")
+_VECTORS = Table(
+    "embeddings",
+    MetaData(),
+    Column("model", Text, primary_key=True),
+    Column("chunk_hash", Text, primary_key=True),
+    Column("vector", LargeBinary, nullable=False),
+)
+_BINDS = 500  # chunk hashes per lookup statement
 
-    Only a cache: whatever happens to the file costs re-embedding, never a failed document. A file
-    that fails SQLite's integrity check when opened is set aside (renamed `*.corrupt-<time>`, kept
-    for inspection) and a fresh one started; a read or write error later counts as a miss or a
-    skipped write.
+
+class EmbeddingCache:
+    """Vectors by (model, chunk hash); the model as `Embedder.vectors_key` names it: its name,
+    the digest of its files and the quantization of its weights. In the state database, so every
+    host reuses what any host embedded.
+
+    Only a cache: whatever happens to it costs re-embedding, never a failed document. A SQLite
+    file that fails the integrity check when opened is set aside (renamed `*.corrupt-<time>`,
+    kept for inspection) and a fresh one started; a read or write error later (a damaged page, a
+    lost connection) counts as a miss or a skipped write.
     """
 
-    def __init__(self, path: Path) -> None:
-        try:
-            super().__init__(path, _MIGRATIONS)
-            healthy = self._conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
-        except (sqlite3.DatabaseError, SchemaError):
-            healthy = False
-        if not healthy:
-            self._set_aside(path)
-            super().__init__(path, _MIGRATIONS)
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
 
-    def _set_aside(self, path: Path) -> None:
-        if getattr(self, "_conn", None) is not None:
-            self._conn.close()
-        stamp = time.strftime("%Y%m%dT%H%M%S")
-        log.warning("embedding cache %s is corrupt; set aside, starting an empty one", path)
-        for suffix in ("", "-wal", "-shm"):
-            part = Path(f"{path}{suffix}")
-            if part.exists():
-                part.rename(f"{part}.corrupt-{stamp}")
+    @classmethod
+    def open(cls, settings: Settings) -> EmbeddingCache:
+        url = store_url(settings, EMBEDDINGS)
+        if url.startswith("sqlite:"):
+            try:
+                engine = engine_for(url, EMBEDDINGS, settings.state)
+            except (SQLAlchemyError, SchemaError):
+                engine = None
+            if engine is not None and _quick_check(engine):
+                return cls(engine)
+            if engine is not None:
+                release(engine)
+            _set_aside(settings.data_dir / EMBEDDINGS.sqlite_file)
+        return cls(engine_for(url, EMBEDDINGS, settings.state))
 
     def get_many(self, model: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
         try:
             return self._get_many(model, hashes)
-        except sqlite3.DatabaseError as exc:
+        except SQLAlchemyError as exc:
             log.warning("embedding cache read failed, embedding instead: %s", exc)
             return {}
 
     def _get_many(self, model: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
         found: dict[str, np.ndarray] = {}
         unique = list(dict.fromkeys(hashes))
-        with self._lock:
-            for start in range(0, len(unique), _SQL_VARS):
-                part = unique[start : start + _SQL_VARS]
-                marks = ",".join("?" * len(part))
-                rows = self._conn.execute(
-                    f"SELECT chunk_hash, vector FROM embeddings "
-                    f"WHERE model = ? AND chunk_hash IN ({marks})",
-                    [model, *part],
+        columns = _VECTORS.c
+        with self._engine.connect() as conn:
+            for start in range(0, len(unique), _BINDS):
+                query = select(columns.chunk_hash, columns.vector).where(
+                    columns.model == model, columns.chunk_hash.in_(unique[start : start + _BINDS])
                 )
-                for chunk_hash, blob in rows:
+                for chunk_hash, blob in conn.execute(query):
                     found[chunk_hash] = np.frombuffer(blob, dtype=np.float32)
         return found
 
     def put_many(self, model: str, vectors: dict[str, np.ndarray]) -> None:
-        rows = [(model, h, v.astype(np.float32).tobytes()) for h, v in vectors.items()]
+        rows = [
+            {"model": model, "chunk_hash": h, "vector": v.astype(np.float32).tobytes()}
+            for h, v in vectors.items()
+        ]
         try:
-            with self.transaction() as conn:
-                conn.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)", rows)
-        except sqlite3.DatabaseError as exc:
+            with self._engine.begin() as conn:
+                insert_new(conn, _VECTORS, rows)
+        except SQLAlchemyError as exc:
             log.warning("embedding cache write skipped: %s", exc)
+
+    def close(self) -> None:
+        release(self._engine)
+
+
+def _quick_check(engine: Engine) -> bool:
+    try:
+        with engine.connect() as conn:
+            return conn.exec_driver_sql("PRAGMA quick_check").scalar() == "ok"
+    except SQLAlchemyError:
+        return False
+
+
+def _set_aside(path: Path) -> None:
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    log.warning("embedding cache %s is corrupt; set aside, starting an empty one", path)
+    for suffix in ("", "-wal", "-shm"):
+        part = Path(f"{path}{suffix}")
+        if part.exists():
+            part.rename(f"{part}.corrupt-{stamp}")
 
 
 class CachedEmbedder:

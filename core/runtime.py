@@ -135,7 +135,7 @@ class Runtime:
 
     @cached_property
     def embedding_cache(self) -> EmbeddingCache:
-        return EmbeddingCache(self.settings.embedding_cache_path)
+        return EmbeddingCache.open(self.settings)
 
     @cached_property
     def index(self) -> ChunkIndex:

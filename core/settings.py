@@ -1007,10 +1007,6 @@ class Settings(BaseSettings):
     def audit_log_path(self) -> Path | None:
         return self.data_dir / "audit.log" if self.api.audit_log else None
 
-    @property
-    def embedding_cache_path(self) -> Path:
-        return self.data_dir / "embeddings.sqlite"
-
 
 def default_help(variable: str, unset: str = "none") -> str:
     """`default 10, RAG_SEARCH_TOP_K`: for the help of a command-line option that falls back to

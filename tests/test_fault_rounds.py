@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.embedding import Embedder
+from core.embedding import EMBEDDINGS, Embedder
 from core.manifest import DocStatus
 from core.runtime import Runtime
 from graph.factory import open_graph_store
@@ -229,7 +229,7 @@ def test_ten_rounds_of_faults_converge_exactly(
         if round_no > 1:
             _mutate(bucket_dir, rnd, live, next_id)
         if round_no in (4, 8):
-            _corrupt(dep.settings.embedding_cache_path, rnd)
+            _corrupt(dep.settings.data_dir / EMBEDDINGS.sqlite_file, rnd)
         if round_no in (5, 10):
             what = _kill_rag_up_during_searches(dep, tmp_path, rnd)
         else:

@@ -15,8 +15,10 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -43,46 +45,59 @@ class StoreSchema:
         return f"alembic_version_{self.name}"
 
 
+def store_url(settings: Settings, store: StoreSchema) -> str:
+    """The database of `store`: RAG_STATE_URL's, else its SQLite file in the data dir."""
+    if settings.state.url is not None:
+        return settings.state.url.get_secret_value()
+    return sqlite_url(settings.data_dir / store.sqlite_file)
+
+
 def store_engine(settings: Settings, store: StoreSchema) -> Engine:
-    """The engine of `store`'s database: RAG_STATE_URL's, else its SQLite file in the data dir."""
-    state = settings.state
-    url = (
-        state.url.get_secret_value()
-        if state.url
-        else sqlite_url(settings.data_dir / store.sqlite_file)
-    )
-    return engine_for(url, store, state)
+    return engine_for(store_url(settings, store), store, settings.state)
 
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
-_engines: dict[str, Engine] = {}
+_shared: dict[str, Engine] = {}
 _upgraded: set[tuple[str, str]] = set()
 _guard = threading.Lock()
 
 
 def engine_for(url: str, store: StoreSchema, state: StateSettings) -> Engine:
-    """The process's engine for `url`, with `store`'s schema up to date in it."""
+    """An engine for `url` with `store`'s schema up to date in it.
+
+    A server's engine is the process's, shared by every store and kept for the process's life
+    (its pool is the process's connections to the database). A SQLite file's belongs to the
+    store that opened it and is closed with it (`release`), as a connection to a file was
+    before: a data dir removed and made again is then never written through a stale handle.
+    """
+    if make_url(url).get_backend_name() == "sqlite":
+        engine = _sqlite_engine(make_url(url))
+        try:
+            upgrade(engine, store.migrations, store.version_table, store.name)
+        except BaseException:
+            engine.dispose()
+            raise
+        return engine
     with _guard:
-        engine = _engines.get(url)
+        engine = _shared.get(url)
         if engine is None:
-            engine = _engines[url] = _create(make_url(url), state)
+            engine = _shared[url] = _server_engine(make_url(url), state)
         if (url, store.name) not in _upgraded:
             upgrade(engine, store.migrations, store.version_table, store.name)
             _upgraded.add((url, store.name))
     return engine
 
 
-def dispose_engine(engine: Engine) -> None:
-    """Close the engine's idle connections (a store's `close`); the next use opens new ones."""
-    engine.dispose()
+def release(engine: Engine) -> None:
+    """A store is closing: its SQLite file's connections are closed; a server's engine stays."""
+    if engine.dialect.name == "sqlite":
+        engine.dispose()
 
 
-def _create(url: URL, state: StateSettings) -> Engine:
-    if url.get_backend_name() == "sqlite":
-        return _sqlite_engine(url)
+def _server_engine(url: URL, state: StateSettings) -> Engine:
     timeouts = (
         f"-c lock_timeout={state.lock_timeout_seconds * 1000:.0f} "
         f"-c statement_timeout={state.statement_timeout_seconds * 1000:.0f}"
@@ -118,3 +133,11 @@ def _sqlite_engine(url: URL) -> Engine:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+def insert_new(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert the rows whose primary key is not there yet; the others are left as they are."""
+    if not rows:
+        return
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    conn.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
