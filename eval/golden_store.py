@@ -1,4 +1,4 @@
-"""Each tenant's golden set, kept by the platform beside the manifest (`data_dir/golden.sqlite`).
+"""Each tenant's golden set, in the state database (by default `data_dir/golden.sqlite`).
 
 Items are imported (JSONL), generated from the tenant's own indexed chunks by the configured LLM
 (as `pending` candidates), reviewed (approved, edited, deleted) and exported again; a tenant's
@@ -12,66 +12,73 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any, Literal
+
+from sqlalchemy import Column, Double, Engine, MetaData, Table, Text, delete, select
 
 from core.index import ChunkIndex
 from core.settings import Settings
-from core.sqlite import Migration, SqliteStore
+from core.state.database import StoreSchema, release, store_engine, upsert
 from core.types import TenantScope
 from eval.golden import GoldenItem, sample
 from eval.llm import QuestionWriter, bounded_map
 
 log = logging.getLogger(__name__)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS golden (
-    tenant TEXT NOT NULL,
-    id TEXT NOT NULL,
-    item TEXT NOT NULL,
-    review TEXT NOT NULL,
-    updated_at REAL NOT NULL,
-    PRIMARY KEY (tenant, id)
-);
-"""
-_MIGRATIONS = [Migration(1, "golden items per tenant", _SCHEMA)]
+GOLDEN = StoreSchema("golden", "golden.sqlite")
+_GOLDEN = Table(
+    "golden",
+    MetaData(),
+    Column("tenant", Text, primary_key=True),
+    Column("id", Text, primary_key=True),
+    Column("item", Text, nullable=False),
+    Column("review", Text, nullable=False),
+    Column("updated_at", Double, nullable=False),
+)
 Review = Literal["pending", "approved"]
 
 
-def golden_path(settings: Settings) -> Path:
-    return settings.data_dir / "golden.sqlite"
+class GoldenStore:
+    """In the state database: imported on one host, evaluated by a worker on another."""
 
-
-class GoldenStore(SqliteStore):
-    def __init__(self, path: Path) -> None:
-        super().__init__(path, _MIGRATIONS)
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
 
     @classmethod
     def open(cls, settings: Settings) -> GoldenStore:
-        return cls(golden_path(settings))
+        return cls(store_engine(settings, GOLDEN))
 
     def put(self, tenant: str, items: Iterable[GoldenItem]) -> int:
         """Insert or replace items by id; returns how many were written."""
         now = time.time()
-        rows = [(tenant, i.id, i.model_dump_json(), i.review, now) for i in items]
-        with self.transaction() as conn:
-            conn.executemany("INSERT OR REPLACE INTO golden VALUES (?, ?, ?, ?, ?)", rows)
+        rows = [
+            {
+                "tenant": tenant,
+                "id": i.id,
+                "item": i.model_dump_json(),
+                "review": i.review,
+                "updated_at": now,
+            }
+            for i in items
+        ]
+        with self._engine.begin() as conn:
+            upsert(conn, _GOLDEN, rows)
         return len(rows)
 
     def items(self, tenant: str, review: Review | None = None) -> list[GoldenItem]:
-        sql, args = "SELECT item FROM golden WHERE tenant = ?", [tenant]
+        golden = _GOLDEN.c
+        query = select(golden.item).where(golden.tenant == tenant).order_by(golden.id)
         if review is not None:
-            sql, args = sql + " AND review = ?", [*args, review]
-        with self._lock:
-            rows = self._conn.execute(sql + " ORDER BY id", args).fetchall()
-        return [GoldenItem.model_validate_json(r[0]) for r in rows]
+            query = query.where(golden.review == review)
+        with self._engine.connect() as conn:
+            return [GoldenItem.model_validate_json(item) for (item,) in conn.execute(query)]
 
     def get(self, tenant: str, item_id: str) -> GoldenItem | None:
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT item FROM golden WHERE tenant = ? AND id = ?", (tenant, item_id)
-            ).fetchone()
-        return GoldenItem.model_validate_json(row[0]) if row else None
+        golden = _GOLDEN.c
+        query = select(golden.item).where(golden.tenant == tenant, golden.id == item_id)
+        with self._engine.connect() as conn:
+            item = conn.execute(query).scalar()
+        return GoldenItem.model_validate_json(item) if item is not None else None
 
     def update(self, tenant: str, item_id: str, changes: dict[str, Any]) -> GoldenItem | None:
         """The item with `changes` applied and validated, or None when there is no such item."""
@@ -83,19 +90,22 @@ class GoldenStore(SqliteStore):
         return updated
 
     def delete(self, tenant: str, item_ids: Sequence[str]) -> int:
-        with self._lock:
-            cur = self._conn.executemany(
-                "DELETE FROM golden WHERE tenant = ? AND id = ?", [(tenant, i) for i in item_ids]
-            )
-        return cur.rowcount
+        golden = _GOLDEN.c
+        query = delete(_GOLDEN).where(golden.tenant == tenant, golden.id.in_(list(item_ids)))
+        with self._engine.begin() as conn:
+            return conn.execute(query).rowcount
 
     def tenants(self) -> list[str]:
         """Tenants with at least one approved item: those the nightly run evaluates."""
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT DISTINCT tenant FROM golden WHERE review = 'approved' ORDER BY tenant"
-            ).fetchall()
-        return [r[0] for r in rows]
+        golden = _GOLDEN.c
+        query = (
+            select(golden.tenant).where(golden.review == "approved").distinct().order_by("tenant")
+        )
+        with self._engine.connect() as conn:
+            return [tenant for (tenant,) in conn.execute(query)]
+
+    def close(self) -> None:
+        release(self._engine)
 
 
 def generate_candidates(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,11 +21,12 @@ from core.runtime import Runtime
 from core.settings import Settings
 from ingest.isolation import close_shared_pools
 from tests.support import processes
-from tests.support.services import redis_url, stop_services
+from tests.support.services import postgres_url, redis_url, stop_services
 from tests.support.settings import make_settings
 from tests.support.workers import own_redis, redis_db
 
 BACKENDS = ["edge", "server"]
+STATE_BACKENDS = ["sqlite", "postgresql"]
 __all__ = ["own_redis", "redis_db"]  # fixtures of tests.support, shared with every test file
 _LEFT_BEHIND: dict[int, str] = {}
 
@@ -63,6 +65,17 @@ def embedder() -> Embedder:
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return request.param
+
+
+@pytest.fixture(params=STATE_BACKENDS)
+def state_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Settings whose state lives on each backend in turn: SQLite files in the data dir, and a
+    fresh database of the suite's own PostgreSQL."""
+    data_dir = tmp_path / "data"
+    if request.param == "sqlite":
+        return Settings(data_dir=data_dir)
+    database = postgres_url(f"state_{uuid.uuid4().hex[:12]}")
+    return Settings(data_dir=data_dir, state={"url": database})
 
 
 @pytest.fixture

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
-import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, text
 
 from api.auth import KeyStore
 from core.settings import Settings
-from core.state.database import MIGRATIONS, sqlite_url
+from core.state.database import MIGRATIONS
 from core.types import TenantScope
 from tests.support.services import postgres_url
 from tests.support.stores import key_store
@@ -28,15 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 ACME, GLOBEX = TenantScope("acme"), TenantScope("globex")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return sqlite_url(tmp_path / "api_keys.sqlite")
-    return postgres_url(f"keys_{uuid.uuid4().hex[:12]}")
-
-
-def test_keys_are_minted_verified_listed_and_revoked(state_url: str) -> None:
-    store = key_store(state_url)
+def test_keys_are_minted_verified_listed_and_revoked(state_settings: Settings) -> None:
+    store = KeyStore.open(state_settings)
     try:
         reader, info = store.create(ACME, "reader", "ci")
         admin, _ = store.create(GLOBEX, "admin")

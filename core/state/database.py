@@ -137,7 +137,20 @@ def _sqlite_engine(url: URL) -> Engine:
 
 def insert_new(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     """Insert the rows whose primary key is not there yet; the others are left as they are."""
+    if rows:
+        conn.execute(_insert(conn, table).on_conflict_do_nothing(), rows)
+
+
+def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert the rows, replacing the columns of those whose primary key is there already."""
     if not rows:
         return
-    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-    conn.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
+    insert = _insert(conn, table)
+    keys = [column.name for column in table.primary_key]
+    others = {c.name: insert.excluded[c.name] for c in table.columns if c.name not in keys}
+    conn.execute(insert.on_conflict_do_update(index_elements=keys, set_=others), rows)
+
+
+def _insert(conn: Connection, table: Table) -> Any:
+    """The dialect's INSERT, which has ON CONFLICT (both SQLite's and PostgreSQL's)."""
+    return (sqlite if conn.dialect.name == "sqlite" else postgresql).insert(table)
