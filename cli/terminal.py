@@ -161,6 +161,7 @@ def _known_error(exc: BaseException) -> CliError | None:
         or _raised(exc, "core.types", "InvalidTenantError")
         or _raised(exc, "core.extras", "MissingExtraError")
         or _raised(exc, "eval.links", "LinkSecretError")
+        or _raised(exc, "core.embedding", "ModelUnavailableError")
     ):
         return CliError(str(exc), exit_code=EXIT_USAGE)
     botocore = "botocore.exceptions"

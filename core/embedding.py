@@ -17,7 +17,7 @@ from sqlalchemy import Column, Engine, LargeBinary, MetaData, Table, Text, selec
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.inference import InferenceThread
-from core.model_digest import model_digest
+from core.model_digest import model_folder, weights_digest
 from core.onnx_models import (
     InferenceOptions,
     OnnxModel,
@@ -35,6 +35,10 @@ from core.state.database import (
 from core.state.migrate import SchemaError
 
 log = logging.getLogger(__name__)
+
+
+class ModelUnavailableError(OSError):
+    """The configured model is nowhere on this machine: a configuration error, said at once."""
 
 
 class Embedder:
@@ -56,8 +60,14 @@ class Embedder:
         # What the embedding cache files vectors under: the model's name and the digest of its
         # files, since new weights at the same path (a fine-tuned or upgraded model) make other
         # vectors; ONNX and torch vectors agree to cosine 0.9999 and share it; int8 ones do not.
-        digest = model_digest(model)
-        self.vectors_key = f"{model}@{digest}" if digest else model
+        folder = model_folder(model)
+        if folder is None:
+            raise ModelUnavailableError(
+                f"the embedding model {model!r} is neither a folder nor in the local Hugging "
+                "Face cache (models are never downloaded at run time); set RAG_EMBEDDING_MODEL "
+                "to a sentence-transformers model folder"
+            )
+        self.vectors_key = f"{model}@{weights_digest(folder)}"
         self.quantize: str | None = None  # the weights' quantization, when it applies (ONNX)
         self._batch_size = batch_size
         self.query_prefix = query_prefix

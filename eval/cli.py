@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.terminal import EXIT_USAGE, CliError, cell, print_json
-from core.settings import default_help, get_settings
+from core.settings import Settings, default_help, get_settings
 from eval.golden import GoldenSetError
 from eval.links import ReportLinks
 
@@ -202,6 +202,7 @@ def _run_tenant(
         links = ReportLinks.open(settings)  # a short link secret (a ValueError) is refused now
     except (InvalidTenantError, ValueError, TypeError, AttributeError, FilterError) as exc:
         raise CliError(f"{getattr(exc, 'reason', exc)}", exit_code=EXIT_USAGE) from None
+    _require_approved_items(settings, tenant)  # before any model loads or hand-off
     try:
         if settings.index.mode == "edge":  # held elsewhere: handed off before any model loads
             ShardLock.check_free(settings.shard_path)
@@ -224,6 +225,24 @@ def _run_tenant(
         print_json({"run_dir": str(run_dir), "report": report})
         raise typer.Exit(1 if report["regression"] else 0)
     _print_tenant_report(settings, links, tenant, run_dir, report)
+
+
+def _require_approved_items(settings: Settings, tenant: str) -> None:
+    """A usage error at once, not after the platform loaded: nothing to evaluate."""
+    from eval.golden_store import GoldenStore
+
+    store = GoldenStore.open(settings)
+    try:
+        approved = store.items(tenant, "approved")
+    finally:
+        store.close()
+    if not approved:
+        raise CliError(
+            f"tenant {tenant!r} has no approved golden items",
+            f"`rag golden import FILE --tenant {tenant}` or "
+            f"`rag golden generate --tenant {tenant}` adds some",
+            EXIT_USAGE,
+        )
 
 
 def _progress(line: str) -> None:

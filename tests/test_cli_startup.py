@@ -69,3 +69,16 @@ def test_a_held_shard_is_said_before_the_model_loads(tmp_path: Path) -> None:
     finally:
         lock.release()
     one_line_error(result, 2, "is in use by", "only one process")
+
+
+def test_a_tenant_without_golden_items_is_said_before_the_model_loads(tmp_path: Path) -> None:
+    """`rag eval --tenant T` with nothing to evaluate: at once, with what adds items (it took
+    7 s, the platform's load, before)."""
+    result = rag(tmp_path, "eval", "--tenant", "acme", RAG_EMBEDDING_MODEL=str(tmp_path / "none"))
+    one_line_error(result, 2, "no approved golden items", "rag golden import")
+
+
+def test_a_model_that_is_not_on_the_machine_is_a_configuration_error(tmp_path: Path) -> None:
+    """It was "an unexpected error" (FileNotFoundError, status 1) naming no setting."""
+    result = rag(tmp_path, "search", "penguins", RAG_EMBEDDING_MODEL=str(tmp_path / "none"))
+    one_line_error(result, 2, "RAG_EMBEDDING_MODEL", "neither a folder nor")
