@@ -11,6 +11,7 @@ release: it is refused, untouched.
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -18,6 +19,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
+
+log = logging.getLogger(__name__)
 
 
 class SchemaError(RuntimeError):
@@ -41,11 +44,18 @@ def upgrade(engine: Engine, migrations: Path, version_table: str, name: str) -> 
                 f"({script.get_current_head()}): it was written by a newer release; upgrade this "
                 "one or use another database"
             )
+        head = script.get_current_head()
+        if current == head:
+            return
         config.attributes.update(connection=conn, version_table=version_table)
+        # Alembic's own lines ("Context impl SQLiteImpl.") on every start tell an operator
+        # nothing; one line says what changed.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
         try:
             command.upgrade(config, "head")
         except Exception as exc:
             raise SchemaError(f"upgrading the {name} store failed: {exc}") from exc
+        log.info("the %s store's schema: %s -> %s", name, current or "new", head)
         if conn.dialect.name == "sqlite":
             # What a release before Alembic reads: it refuses a file of a newer schema than its.
             steps = len(list(script.walk_revisions()))
