@@ -1,31 +1,29 @@
 """Short-lived signed links to a tenant's HTML report, for a browser that sends no API key.
 
 A link names the tenant, the run and an expiry, signed with HMAC-SHA256 under
-`RAG_EVAL_LINK_SECRET`, or, when that is unset, under a random key kept in `data_dir/eval-link.key`
-(created on first use, readable by the owner only), which the CLI and the API of one data dir
-share. The key file is written whole before it appears under its name, and the first writer
-wins, so concurrent first uses all sign with one complete secret; a secret shorter than
-`MIN_SECRET_BYTES` (an empty file, a short setting) is refused, since links signed under it could
-be forged.
+`RAG_EVAL_LINK_SECRET`, or, when that is unset, under a random key the platform keeps in its
+state database (`core.state.secrets`), made by the first process that needs one: every process
+and host sharing the state signs and checks with the same key, so a link made on one host opens
+on another. A data dir of a release that kept the key in `data_dir/eval-link.key` has it adopted
+from there. A secret shorter than `MIN_SECRET_BYTES` (an empty key file, a short setting) is
+refused, since links signed under it could be forged.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
-import os
 import re
 import secrets
-import tempfile
 import time
-from pathlib import Path
 from urllib.parse import urlencode
 
 from core.settings import Settings
+from core.state.secrets import stored_secret
 
 MIN_SECRET_BYTES = 32
-KEY_FILE = "eval-link.key"
+KEY_FILE = "eval-link.key"  # where releases before the state database kept the key
+SECRET_NAME = "eval-link"
 _SIGNATURE = re.compile(r"[0-9a-f]{64}")  # a SHA-256 HMAC in hex, as `_signature` writes it
 
 
@@ -33,38 +31,23 @@ class LinkSecretError(ValueError):
     """The link secret is missing or too short to sign with; the message says where it is."""
 
 
-def _create_key_file(path: Path) -> None:
-    """A new random key at `path`, unless another process made one first (theirs stays).
-
-    The key is written to a private temporary file, flushed to disk, then hard-linked to its
-    name: a reader never sees a partial file, and `os.link` fails on an existing name, so the
-    first writer wins and every process reads the same key.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # 0600
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
-            f.flush()
-            os.fsync(f.fileno())
-        with contextlib.suppress(FileExistsError):  # another writer's key came first: keep it
-            os.link(tmp, path)
-    finally:
-        os.unlink(tmp)
-
-
 def link_secret(settings: Settings) -> bytes:
-    """`RAG_EVAL_LINK_SECRET`, else the data dir's key file (made on first use); LinkSecretError
-    when it is shorter than `MIN_SECRET_BYTES`."""
+    """`RAG_EVAL_LINK_SECRET`, else the state's link key (made on first use, or adopted from the
+    data dir's key file); LinkSecretError when it is shorter than `MIN_SECRET_BYTES`."""
     if settings.eval.link_secret is not None:
-        secret = settings.eval.link_secret.get_secret_value().encode()
-        where = "RAG_EVAL_LINK_SECRET"
+        return _long_enough(
+            settings.eval.link_secret.get_secret_value().encode(), "RAG_EVAL_LINK_SECRET"
+        )
+    key_file = settings.data_dir / KEY_FILE
+    if key_file.exists():  # a data dir of an earlier release: its key, if it is one, is adopted
+        candidate = _long_enough(key_file.read_bytes().strip(), f"the link key file {key_file}")
     else:
-        path = settings.data_dir / KEY_FILE
-        if not path.exists():
-            _create_key_file(path)
-        secret = path.read_bytes().strip()
-        where = f"the link key file {path}"
+        candidate = secrets.token_hex(32).encode()
+    stored = stored_secret(settings, SECRET_NAME, candidate.decode()).encode()
+    return _long_enough(stored, f"the link key stored as {SECRET_NAME!r}")
+
+
+def _long_enough(secret: bytes, where: str) -> bytes:
     if len(secret) < MIN_SECRET_BYTES:
         raise LinkSecretError(
             f"{where} holds {len(secret)} bytes; report links need a secret of at least "

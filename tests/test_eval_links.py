@@ -1,5 +1,6 @@
 """The secret that signs report links: made once, whole, by the first of many concurrent users,
-and never short, on the real file system and in real processes.
+and never short, in real processes; kept in the state database, so a link made on one host opens
+on another.
 
 A key file created and then written let a concurrent reader sign with `b""` (so anyone could
 forge a link) and a second writer raise; an empty key file was then accepted for good.
@@ -24,9 +25,18 @@ from cli.main import app as cli_app
 from cli.terminal import error_line
 from core.embedding import Embedder
 from core.settings import Settings, get_settings
-from eval.links import KEY_FILE, MIN_SECRET_BYTES, LinkSecretError, ReportLinks, link_secret
+from core.state.secrets import stored_secret
+from eval.links import (
+    KEY_FILE,
+    MIN_SECRET_BYTES,
+    SECRET_NAME,
+    LinkSecretError,
+    ReportLinks,
+    link_secret,
+)
 from serving.platform import Platform
 from tests.support.api_env import prepare_runtime
+from tests.support.services import postgres_url
 
 PROCESSES, THREADS, ROUNDS = 4, 4, 40
 # One process of users: THREADS threads that, once the start file appears, each use the secret
@@ -87,8 +97,8 @@ def test_concurrent_first_uses_all_sign_with_one_complete_secret(tmp_path: Path)
         assert len(used) == 1, (n, used)  # one secret per data dir, and no error
         (secret,) = used
         assert len(bytes.fromhex(secret)) >= MIN_SECRET_BYTES, (n, secret)
-        on_disk = (tmp_path / f"round-{n}" / KEY_FILE).read_bytes().strip()
-        assert on_disk.hex() == secret
+        stored = stored_secret(Settings(data_dir=tmp_path / f"round-{n}"), SECRET_NAME, "unused")
+        assert stored.encode().hex() == secret
     leftovers = [p.name for p in tmp_path.rglob(".*")]
     assert leftovers == []  # no temporary key file is left behind
 
@@ -144,3 +154,23 @@ def test_the_api_rag_up_and_rag_eval_refuse_to_start_with_an_empty_key_file(
     finally:
         get_settings.cache_clear()
     assert result.exit_code == 2 and f"{key_file} holds 0 bytes" in result.output
+
+
+def test_a_link_made_on_one_host_opens_on_another(tmp_path: Path) -> None:
+    """Each host had its own key file: a link one host signed, another refused."""
+    url = postgres_url("links_two_hosts")
+    a, b = (Settings(data_dir=tmp_path / h, state={"url": url}) for h in ("a", "b"))
+    link = ReportLinks.open(a).link("acme", "run-1")
+    expires = int(link.split("expires=")[1].split("&")[0])
+    assert ReportLinks.open(b).is_valid("acme", "run-1", expires, link.split("sig=")[1])
+    assert not (tmp_path / "a" / KEY_FILE).exists() and not (tmp_path / "b").exists()
+
+
+def test_the_key_file_of_an_earlier_release_is_adopted(tmp_path: Path) -> None:
+    """Links signed before the upgrade keep opening after it."""
+    key = "k" * 64
+    (tmp_path / KEY_FILE).write_text(key + "\n")
+    settings = Settings(data_dir=tmp_path)
+    assert link_secret(settings) == key.encode()
+    (tmp_path / KEY_FILE).unlink()  # adopted: the state database holds it now
+    assert link_secret(settings) == key.encode()
