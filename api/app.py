@@ -89,7 +89,7 @@ def create_app(platform: Platform, extra_routers: Sequence[APIRouter] = ()) -> F
         redoc_url=None,
     )
     app.state.runtime = platform.runtime
-    install_error_handlers(app)
+    install_error_handlers(app, s.api.retry_after_seconds)
     routers = [search.router, documents.router, keys.router, ops.router, evaluation.router]
     if s.graph.enabled:
         routers.append(graph.router)

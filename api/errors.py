@@ -8,13 +8,14 @@ same shape, so no 4xx carries a different body.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.text import printable
@@ -139,13 +140,30 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return ApiError(exc.status_code, code, str(exc.detail), headers=exc.headers).response()
 
 
+def _state_unavailable(retry_after_seconds: int) -> Callable[[Request, Exception], Any]:
+    """The state database unreachable, timed out or locked: the client may retry, nothing of
+    its request was wrong (never a 500)."""
+
+    async def handler(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("the state database failed a request: %s", exc)
+        return ApiError(
+            503,
+            "state_unavailable",
+            "the platform's state database did not answer; retry shortly",
+            headers={"Retry-After": str(retry_after_seconds)},
+        ).response()
+
+    return handler
+
+
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
     return ApiError(500, "internal_error", "internal error; see the server log").response()
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, retry_after_seconds: int) -> None:
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(OperationalError, _state_unavailable(retry_after_seconds))
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -38,7 +38,8 @@ _REASONS = {
     415: "the body is not sent as JSON (Content-Type: application/json)",
     422: "the request is invalid; `field` names the parameter or body field",
     503: "the server is at RAG_API_MAX_INFLIGHT requests, or the key's tenant at "
-    "RAG_API_MAX_INFLIGHT_PER_TENANT; retry after `Retry-After` seconds",
+    "RAG_API_MAX_INFLIGHT_PER_TENANT, or the state database did not answer; retry after "
+    "`Retry-After` seconds",
 }
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
 # Who may call an operation, by the strongest key check among its dependencies (`x-required-role`).

@@ -757,6 +757,9 @@ class StateSettings(Section):
     statement_timeout_seconds: float = Field(
         default=60.0, gt=0, description="Longest run of one statement (PostgreSQL)"
     )
+    connect_timeout_seconds: int = Field(
+        default=5, ge=1, description="Longest wait for a new connection to the state database"
+    )
 
 
 class GraphSettings(Section):

@@ -285,7 +285,7 @@ def test_cli_modes_progress_and_failed_documents(
 
 def test_api_serves_the_latest_report(first: EvalOutcome, tmp_path: Path) -> None:
     app = FastAPI()
-    install_error_handlers(app)
+    install_error_handlers(app, retry_after_seconds=1)
     app.include_router(evaluation.router)
     app.dependency_overrides[require_operator] = lambda: None
     app.state.runtime = SimpleNamespace(settings=Settings(eval_reports_dir=first.run_dir.parent))

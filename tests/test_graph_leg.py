@@ -83,7 +83,7 @@ def test_tenants_only_see_their_own_graph(store: FileGraphStore) -> None:
 def client_for(store: FileGraphStore, scope: TenantScope) -> TestClient:
     """The graph routes alone, on `store`, as a caller of `scope` (keys are tested elsewhere)."""
     app = FastAPI()
-    install_error_handlers(app)
+    install_error_handlers(app, retry_after_seconds=1)
     app.include_router(graph.router)
     app.dependency_overrides[graph.graph_store] = lambda: store
     app.dependency_overrides[current_scope] = lambda: scope

@@ -107,7 +107,7 @@ def _server_engine(url: URL, state: StateSettings) -> Engine:
         pool_size=state.pool_size,
         max_overflow=state.pool_size,
         pool_pre_ping=True,
-        connect_args={"options": timeouts},
+        connect_args={"options": timeouts, "connect_timeout": state.connect_timeout_seconds},
     )
 
 

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import sqlalchemy.exc
 from celery import Task
 from qdrant_client.http.exceptions import ResponseHandlingException
 from redis.exceptions import RedisError
@@ -46,7 +47,8 @@ _S3_TRANSIENT = {"SlowDown", "Throttling", "RequestTimeout", "InternalError", "S
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Errors worth another try later: the network, Redis, a locked database, a busy store."""
+    """Errors worth another try later: the network, Redis, a locked or unreachable database (the
+    manifest's SQLite file, the state database), a busy store."""
     return _s3_transient(exc) or isinstance(
         exc,
         ConnectionError
@@ -54,6 +56,7 @@ def is_transient(exc: BaseException) -> bool:
         | RedisError
         | ResponseHandlingException
         | sqlite3.OperationalError
+        | sqlalchemy.exc.OperationalError
         | BucketUnavailableError
         | ParserStartError,
     )
