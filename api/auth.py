@@ -43,7 +43,7 @@ from sqlalchemy import (
 
 from api.errors import ApiError
 from core.settings import Settings
-from core.state.database import StoreSchema, release, store_engine
+from core.state.database import StoreSchema, reading, release, store_engine
 from core.types import InvalidTenantError, Role, TenantScope, is_tenant_id
 
 BOOTSTRAP_KEY_ID = "bootstrap"
@@ -198,7 +198,7 @@ class KeyStore:
         """The key's principal, or None; the same work whether or not the key exists."""
         bootstrap_ok = hmac.compare_digest(_digest(token), self._bootstrap_hash)
         key_id, secret = _split_token(token)
-        with self._engine.connect() as conn:
+        with reading(self._engine) as conn:
             row = conn.execute(_VERIFY, {"key_id": key_id}).first()
         stored = row[2] if row else _DUMMY_HASH
         key_ok = hmac.compare_digest(_digest(secret), stored) and row is not None
@@ -214,7 +214,7 @@ class KeyStore:
         query = select(*_LISTED).order_by(API_KEYS.c.created_at)
         if tenant is not None:
             query = query.where(API_KEYS.c.tenant_id == tenant.tenant_id)
-        with self._engine.connect() as conn:
+        with reading(self._engine) as conn:
             return [KeyInfo(*row) for row in conn.execute(query)]
 
     def revoke(self, key_id: str, tenant: TenantScope | None = None) -> bool:
@@ -234,7 +234,7 @@ class KeyStore:
         """Tenants with a live key: the ones that can reach the API."""
         keys = API_KEYS.c
         query = select(keys.tenant_id).where(keys.revoked_at.is_(None)).distinct()
-        with self._engine.connect() as conn:
+        with reading(self._engine) as conn:
             return {tenant for (tenant,) in conn.execute(query) if is_tenant_id(tenant)}
 
     def close(self) -> None:

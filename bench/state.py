@@ -1,13 +1,15 @@
 """What the platform's shared state costs (issue 25): a scan's read of the manifest, a key lookup
 per request, and the embedding cache's lookup and write per batch of 160 chunks.
 
-    python bench/state.py [--documents 100000] [--chunks 10]
+    python bench/state.py [--documents 100000] [--chunks 10] [--postgres URL]
 
-On the embedded backend (SQLite files in a temporary data dir). The manifest holds `--documents`
-records of `--chunks` chunk ids each; a scan's read is timed both ways in the same run: every
-record whole (`Manifest.all()`, what a scan read before issue 25) against the narrow projection a
-scan reads now (`Manifest.object_states()`). Bytes read are the process's `rchar` (bytes returned
-by read(2), page cache included: what SQLite asked of the file), peak memory is tracemalloc's.
+The manifest on the embedded backend (SQLite in a temporary data dir); the key store and the
+embedding cache there and, with `--postgres`, in that PostgreSQL database too, in the same run.
+The manifest holds `--documents` records of `--chunks` chunk ids each; a scan's read is timed both
+ways in the same run: every record whole (`Manifest.all()`, what a scan read before issue 25)
+against the narrow projection a scan reads now (`Manifest.object_states()`). Bytes read are the
+process's `rchar` (bytes returned by read(2), page cache included: what SQLite asked of the
+file), peak memory is tracemalloc's.
 Each figure is the median of `--repeats` runs.
 """
 
@@ -29,11 +31,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from api.auth import KEYS, KeyStore  # noqa: E402
+from api.auth import KeyStore  # noqa: E402
 from core.embedding import EmbeddingCache  # noqa: E402
 from core.manifest import DocStatus, DocumentRecord, Manifest  # noqa: E402
-from core.settings import Settings, StateSettings  # noqa: E402
-from core.state.database import engine_for, sqlite_url  # noqa: E402
+from core.settings import Settings  # noqa: E402
 from core.types import TenantScope  # noqa: E402
 
 BATCH = 160  # chunks a sync embeds per call
@@ -80,11 +81,42 @@ def fill_manifest(manifest: Manifest, documents: int, chunks: int) -> None:
         )
 
 
+def measure_stores(settings: Settings) -> tuple[float, float, float]:
+    """Seconds per key lookup (among 100 keys), and per write and lookup of a batch of vectors."""
+    keys = KeyStore.open(settings)
+    tokens = [keys.create(TenantScope(f"t{n % 10}"), "reader")[0] for n in range(100)]
+    lookups = 5_000
+    started = time.perf_counter()
+    for n in range(lookups):
+        assert keys.verify(tokens[n % len(tokens)]) is not None
+    key_lookup = (time.perf_counter() - started) / lookups
+    keys.close()
+
+    cache = EmbeddingCache.open(settings)
+    rng = np.random.default_rng(0)
+    batches = 50
+    hashes = [[uuid.uuid4().hex for _ in range(BATCH)] for _ in range(batches)]
+    vectors = rng.standard_normal((batches, BATCH, DIM)).astype(np.float32)
+    started = time.perf_counter()
+    for batch, block in zip(hashes, vectors, strict=True):
+        cache.put_many("model@digest", dict(zip(batch, block, strict=True)))
+    write = (time.perf_counter() - started) / batches
+    started = time.perf_counter()
+    for batch in hashes:
+        assert len(cache.get_many("model@digest", batch)) == BATCH
+    lookup = (time.perf_counter() - started) / batches
+    cache.close()
+    return key_lookup, write, lookup
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--documents", type=int, default=100_000)
     parser.add_argument("--chunks", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--postgres", help="also measure the stores on this database (postgresql+psycopg://...)"
+    )
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,34 +144,16 @@ def main() -> None:
         )
         manifest.close()
 
-        keys = KeyStore(engine_for(sqlite_url(data / "keys.sqlite"), KEYS, StateSettings()))
-        tokens = [keys.create(TenantScope(f"t{n % 10}"), "reader")[0] for n in range(100)]
-        lookups = 5_000
-        started = time.perf_counter()
-        for n in range(lookups):
-            assert keys.verify(tokens[n % len(tokens)]) is not None
-        per_lookup = (time.perf_counter() - started) / lookups
-        print(f"key lookup per request: {per_lookup * 1e6:.0f} us ({len(tokens)} keys)")
-        keys.close()
-
-        cache = EmbeddingCache.open(Settings(data_dir=data))
-        rng = np.random.default_rng(0)
-        batches = 50
-        hashes = [[uuid.uuid4().hex for _ in range(BATCH)] for _ in range(batches)]
-        vectors = rng.standard_normal((batches, BATCH, DIM)).astype(np.float32)
-        started = time.perf_counter()
-        for batch, block in zip(hashes, vectors, strict=True):
-            cache.put_many("model@digest", dict(zip(batch, block, strict=True)))
-        write = (time.perf_counter() - started) / batches
-        started = time.perf_counter()
-        for batch in hashes:
-            assert len(cache.get_many("model@digest", batch)) == BATCH
-        lookup = (time.perf_counter() - started) / batches
-        print(
-            f"embedding cache per batch of {BATCH}: write {write * 1e3:.1f} ms, "
-            f"lookup {lookup * 1e3:.1f} ms ({batches} batches)"
-        )
-        cache.close()
+        backends = {"sqlite": Settings(data_dir=data / "sqlite")}
+        if args.postgres:
+            backends["postgresql"] = Settings(data_dir=data / "pg", state={"url": args.postgres})
+        for backend, settings in backends.items():
+            key_lookup, cache_write, cache_lookup = measure_stores(settings)
+            print(
+                f"{backend}: key lookup per request {key_lookup * 1e6:.0f} us; embedding cache "
+                f"per batch of {BATCH}: write {cache_write * 1e3:.1f} ms, "
+                f"lookup {cache_lookup * 1e3:.1f} ms"
+            )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

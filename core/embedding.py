@@ -29,6 +29,7 @@ from core.state.database import (
     StoreSchema,
     engine_for,
     insert_new,
+    reading,
     release,
     store_url,
 )
@@ -184,7 +185,7 @@ class EmbeddingCache:
         found: dict[str, np.ndarray] = {}
         unique = list(dict.fromkeys(hashes))
         columns = _VECTORS.c
-        with self._engine.connect() as conn:
+        with reading(self._engine) as conn:
             for start in range(0, len(unique), _BINDS):
                 query = select(columns.chunk_hash, columns.vector).where(
                     columns.model == model, columns.chunk_hash.in_(unique[start : start + _BINDS])

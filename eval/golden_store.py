@@ -18,7 +18,7 @@ from sqlalchemy import Column, Double, Engine, MetaData, Table, Text, delete, se
 
 from core.index import ChunkIndex
 from core.settings import Settings
-from core.state.database import StoreSchema, release, store_engine, upsert
+from core.state.database import StoreSchema, reading, release, store_engine, upsert
 from core.types import TenantScope
 from eval.golden import GoldenItem, sample
 from eval.llm import QuestionWriter, bounded_map
@@ -70,13 +70,13 @@ class GoldenStore:
         query = select(golden.item).where(golden.tenant == tenant).order_by(golden.id)
         if review is not None:
             query = query.where(golden.review == review)
-        with self._engine.connect() as conn:
+        with reading(self._engine) as conn:
             return [GoldenItem.model_validate_json(item) for (item,) in conn.execute(query)]
 
     def get(self, tenant: str, item_id: str) -> GoldenItem | None:
         golden = _GOLDEN.c
         query = select(golden.item).where(golden.tenant == tenant, golden.id == item_id)
-        with self._engine.connect() as conn:
+        with reading(self._engine) as conn:
             item = conn.execute(query).scalar()
         return GoldenItem.model_validate_json(item) if item is not None else None
 
@@ -101,7 +101,7 @@ class GoldenStore:
         query = (
             select(golden.tenant).where(golden.review == "approved").distinct().order_by("tenant")
         )
-        with self._engine.connect() as conn:
+        with reading(self._engine) as conn:
             return [tenant for (tenant,) in conn.execute(query)]
 
     def close(self) -> None:

@@ -91,6 +91,13 @@ def engine_for(url: str, store: StoreSchema, state: StateSettings) -> Engine:
     return engine
 
 
+def reading(engine: Engine) -> Connection:
+    """A connection for reads that need no transaction (one statement, or reads that may see
+    writes between them): each statement is its own, so no BEGIN and ROLLBACK round trips go to
+    a server around it. Use as a context manager."""
+    return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
 def release(engine: Engine) -> None:
     """A store is closing: its SQLite file's connections are closed; a server's engine stays."""
     if engine.dialect.name == "sqlite":
@@ -129,7 +136,10 @@ def _sqlite_engine(url: URL) -> Engine:
     def _begin(conn: Connection) -> None:
         # IMMEDIATE when asked (a migration): the write lock from the start, so two processes
         # opening one file never both decide to apply the same step.
-        mode = "IMMEDIATE" if conn.get_execution_options().get("sqlite_immediate") else "DEFERRED"
+        options = conn.get_execution_options()
+        if options.get("isolation_level") == "AUTOCOMMIT":  # `reading`: no transaction
+            return
+        mode = "IMMEDIATE" if options.get("sqlite_immediate") else "DEFERRED"
         conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
