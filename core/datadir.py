@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 _PRIVATE_UMASK = 0o077
@@ -23,8 +24,22 @@ def private_dir(path: Path) -> None:
 
 
 def private_file(path: Path) -> None:
-    """Create `path` empty 0600 if it does not exist; tighten it when it does."""
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    """Create `path` empty 0600 if it does not exist; tighten it when it does.
+
+    The file at `path` is never opened here: closing any descriptor of a file drops every POSIX
+    lock the process holds on it, SQLite's included, so a connection of another thread to a
+    database at `path` would go on writing unlocked beside other processes (a malformed file).
+    A new file is made under a temporary name and linked into place, unless one got there first.
+    """
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # 0600
+        os.close(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:  # another thread or process made it first: theirs stays
+            pass
+        finally:
+            os.unlink(tmp)
     _tighten(path)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,24 @@ def _server_engine(url: URL, state: StateSettings) -> Engine:
     )
 
 
+def _enable_wal(conn: sqlite3.Connection, wait_seconds: float = 30.0) -> None:
+    """Switch a new file to WAL, once for all its users (the mode is kept in the file). The
+    switch needs the file to itself and SQLite does not wait for that, so processes opening a new
+    file together retry until the first one has done it; meanwhile SQLite may answer "database
+    is locked" or, while another connection sets the file up, "disk I/O error"."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            transient = "locked" in str(exc) or "disk I/O error" in str(exc)
+            if not transient or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _sqlite_engine(url: URL) -> Engine:
     path = Path(url.database or "")
     private_dir(path.parent)
@@ -129,7 +148,7 @@ def _sqlite_engine(url: URL) -> Engine:
         # The driver's own transaction handling would begin late and never take the write lock
         # first; transactions are begun below, as SQLAlchemy asks.
         dbapi_conn.isolation_level = None
-        dbapi_conn.execute("PRAGMA journal_mode=WAL")
+        _enable_wal(dbapi_conn)
         dbapi_conn.execute("PRAGMA synchronous=NORMAL")
 
     @event.listens_for(engine, "begin")
