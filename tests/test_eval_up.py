@@ -21,6 +21,7 @@ from api.auth import create_key
 from core.index.lock import ShardLock
 from core.settings import Settings
 from eval.golden import GoldenItem
+from eval.golden_store import GoldenStore
 from tests.support.golden import save_golden
 from tests.support.services import redis_url
 from tests.support.workers import OwnRedis
@@ -173,6 +174,9 @@ def test_rag_eval_without_a_worker_fails_within_its_bound_saying_what_to_start(
     RAG_EVAL_WORKER_START_TIMEOUT_SECONDS have passed, not after the run's own limit (6,600 s by
     default). With no Redis at RAG_REDIS_URL at all, it says that at once."""
     settings = Settings(data_dir=tmp_path / "data")
+    golden = GoldenStore.open(settings)  # something to evaluate, or it is refused at once
+    golden.put("acme", [GoldenItem(id="q1", question="what orbits?")])
+    golden.close()
     holder = ShardLock(settings.shard_path)
     holder.acquire()
     env = {
