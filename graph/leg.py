@@ -18,7 +18,7 @@ from graph.traverse import layers
 
 
 class GraphLeg:
-    """Ranks chunk point ids for a query; fused with dense and BM25 by `retrieval.fusion.rrf`."""
+    """Ranks chunk point ids for a query; fused with dense and BM25 by `core.index.ranking.rrf`."""
 
     name = "graph"
 
