@@ -157,10 +157,10 @@ def run(
         console.print(f"ragas {metric}: {value:.3f}")
     for note in report["ragas"]["notes"]:
         console.print(f"[yellow]{note}")
-    failed = report["ingest"]["failed_documents"]
-    if failed:
-        console.print(f"[yellow]{len(failed)} document(s) failed to ingest:")
-        for doc_id, reason in sorted(failed.items()):
+    ingest = report["ingest"]
+    if ingest["failed"]:
+        console.print(f"[yellow]{ingest['failed']} document(s) failed to ingest:")
+        for doc_id, reason in sorted(ingest["failed_documents"].items()):
             console.print(cell(f"  {doc_id}: {reason}"), style="yellow")
     console.print(f"report: {outcome.run_dir / 'report.html'} ({report['timings']['total']:.0f}s)")
     for d in report["comparison"]["regressions"]:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from core.embedding import Embedder
 from core.llm import ChatClient, judge_endpoint, llm_endpoint
+from core.manifest import RunSummary
 from core.model_digest import model_label
 from core.onnx_models import InferenceOptions
 from core.runtime import Runtime
@@ -216,6 +217,19 @@ def _history_point(report: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _ingest(summary: RunSummary, failed_documents: dict[str, str]) -> dict[str, Any]:
+    """This run's ingestion, with failures counted from the manifest, as the summary printed
+    lists them: a document that failed on an earlier run and has not changed since is settled,
+    and the scan counts it unchanged, but it is no more indexed than it was then."""
+    settled = len(failed_documents) - summary.failed
+    return {
+        **asdict(summary),
+        "unchanged": summary.unchanged - settled,
+        "failed": len(failed_documents),
+        "failed_documents": failed_documents,
+    }
+
+
 def _config(settings: Settings, llms: EvalLLMs) -> dict[str, Any]:
     return {
         "embedding_model": model_label(settings.models.embedding_model),
@@ -299,7 +313,7 @@ def run_eval(
             "queries_evaluated": len(queries),
         },
         "config": _config(settings, llms),
-        "ingest": {**asdict(ingest), "failed_documents": failed_documents},
+        "ingest": _ingest(ingest, failed_documents),
         "timings": timings,
         "retrieval": {
             name: {"means": run.means, "per_query": run.per_query, "seconds": run.seconds}

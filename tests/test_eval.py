@@ -189,6 +189,27 @@ def test_gate_flags_a_worse_run_and_not_an_equal_one(
     assert "REGRESSION" in html and "retrieval/reversed" in html
 
 
+def test_a_document_that_failed_once_counts_as_failed_in_every_report(
+    cli_env: None, tmp_path: Path
+) -> None:
+    """Two empty documents fail on the first run and are settled (not read again) on the next:
+    report.json counts them failed on both, as the printed summary lists them."""
+    data = write_tiny_beir(tmp_path / "tiny-empties")
+    with (data / "corpus.jsonl").open("a") as f:
+        for doc_id in ("empty1", "empty2"):
+            f.write(json.dumps({"_id": doc_id, "title": "", "text": ""}) + "\n")
+    args = ["--dataset", str(data), "--reports-dir", str(tmp_path / "r"), "--ragas-sample", "0"]
+    for run in range(2):
+        result = CliRunner().invoke(eval_app, [*args, "--modes", "bm25"])
+        assert result.exit_code == 0, result.output
+        assert "2 document(s) failed to ingest" in result.output
+        assert "empty1: " in result.output and "empty2: " in result.output
+        reports = sorted((tmp_path / "r").glob("*/report.json"))
+        ingest = json.loads(reports[-1].read_text())["ingest"]
+        assert ingest["failed"] == len(ingest["failed_documents"]) == 2
+        assert ingest["added" if run == 0 else "unchanged"] == len(DOCS)
+
+
 PLANTS_REF = "Plants convert sunlight, water and carbon dioxide into glucose."
 JAZZ_REF = "Jazz music originated in New Orleans."
 
