@@ -153,9 +153,10 @@ def run(
     for name, r in report["retrieval"].items():
         table.add_row(name, *(f"{r['means'][m]:.3f}" for m in metrics))
     console.print(table)
-    for metric, value in report["ragas"]["means"].items():
-        console.print(f"ragas {metric}: {value:.3f}")
-    for note in report["ragas"]["notes"]:
+    ragas = report["ragas"]
+    for metric, value in ragas["means"].items():
+        console.print(f"ragas ({ragas['mode']} contexts) {metric}: {value:.3f}")
+    for note in ragas["notes"]:
         console.print(f"[yellow]{note}")
     ingest = report["ingest"]
     if ingest["failed"]:

@@ -123,17 +123,17 @@ def _ragas(
     settings: Settings,
     runtime: Runtime,
     service: SearchService,
+    mode: str,
     workspace: EvalWorkspace,
     dataset: BeirDataset,
     items: list[GoldenItem],
     llms: EvalLLMs,
     cache_dir: Path,
 ) -> RagasResult:
+    """RAGAS of the golden items, each answered from the contexts `mode`'s search gives it."""
     from eval.ragas_scoring import LocalRagasEmbeddings, RagasCase
 
-    retrieve = service_systems(service, workspace.scope, ["hybrid"], settings.eval.context_k)[
-        "hybrid"
-    ]
+    retrieve = service_systems(service, workspace.scope, [mode], settings.eval.context_k)[mode]
     cases = []
     for item in items:
         hits = retrieve(item.question)
@@ -210,10 +210,15 @@ def _worst(dataset: BeirDataset, run: SystemRun) -> dict[str, Any]:
 
 
 def _history_point(report: Mapping[str, Any]) -> dict[str, Any]:
+    """One run on the trend chart; RAGAS metrics are named with the mode they scored, so runs of
+    different modes draw different lines (reports from before the mode was recorded: hybrid's,
+    unnamed)."""
+    ragas = report["ragas"]
+    of_mode = f" ({ragas['mode']})" if "mode" in ragas else ""
     return {
         "run_id": report["run_id"],
         "retrieval": {s: r["means"] for s, r in report["retrieval"].items()},
-        "ragas": report["ragas"]["means"],
+        "ragas": {metric + of_mode: value for metric, value in ragas["means"].items()},
     }
 
 
@@ -262,7 +267,8 @@ def run_eval(
 
     `platform` builds the served parts on the dataset's workspace runtime (the entry point passes
     `serving.platform.Platform`): the workspace is ingested through its ingestion and each of
-    `modes` runs through its SearchService, as /v1/search.
+    `modes` runs through its SearchService, as /v1/search; RAGAS answers from the contexts of
+    the first of them.
     `sample_size` and `ragas_sample` default to the settings; `llms` to the configured endpoints.
     `progress` receives a line per step (documents ingested, queries run).
     """
@@ -290,8 +296,17 @@ def run_eval(
         )
         timings["retrieval"] = time.perf_counter() - t
         t = time.perf_counter()
+        ragas_mode = modes[0]
         ragas = _ragas(
-            settings, runtime, service, workspace, dataset, items, llms, run_dir / "ragas-items"
+            settings,
+            runtime,
+            service,
+            ragas_mode,
+            workspace,
+            dataset,
+            items,
+            llms,
+            run_dir / "ragas-items",
         )
         timings["ragas"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
@@ -320,6 +335,7 @@ def run_eval(
             for name, run in runs.items()
         },
         "ragas": {
+            "mode": ragas_mode,
             "llm_metrics": ragas.llm_metrics,
             "notes": ragas.notes,
             "means": ragas.means,
