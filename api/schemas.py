@@ -84,8 +84,7 @@ class SearchBody(BaseModel):
     )
     explain: bool = Field(
         False,
-        description="in hybrid mode, also report each hit's rank in every leg (leg_ranks); the "
-        "legs then run a second time on their own, which costs about 2 ms at 100k chunks",
+        description="in hybrid mode, also report each hit's rank in every leg (leg_ranks)",
     )
 
 
@@ -112,7 +111,7 @@ class ChunkResult(BaseModel):
     score: float = Field(description="fused RRF score; the leg's own score in dense/bm25 mode")
     leg_ranks: dict[str, int] = Field(
         description="1-based rank of this chunk in each leg that found it: always for single-leg "
-        "modes and Python-fused legs (graph), for engine-fused hybrid only with `explain`"
+        "modes and Python-fused legs (graph), for dense and BM25 fused alone only with `explain`"
     )
     rerank_score: float | None = None
 

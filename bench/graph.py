@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 import networkx as nx  # noqa: E402
 import redis  # noqa: E402
 
+from core.index.ranking import rrf  # noqa: E402
 from core.runtime import Runtime  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from eval.beir import BeirDataset, load_beir  # noqa: E402
@@ -48,7 +49,6 @@ from ingest.bucket import LocalBucket, sha256  # noqa: E402
 from ingest.chunking import Chunker, chunk_hash  # noqa: E402
 from ingest.documents import DocumentBuilder, MetaLimits, PreparedDocument  # noqa: E402
 from ingest.service import Ingestion  # noqa: E402
-from retrieval.fusion import rrf  # noqa: E402
 from retrieval.hybrid import HybridRetriever, RetrievalConfig  # noqa: E402
 
 WORK = ROOT / "bench" / ".work" / "graph"
@@ -219,7 +219,7 @@ def measure_quality(
     leg_s = 0.0
     for qid, query in data.judged_queries.items():
         rank = {
-            mode: [h.id for h in retriever.retrieve(ws.scope, query, depth, mode=mode)]
+            mode: retriever.retrieve(ws.scope, query, depth, mode=mode)
             for mode in ("dense", "bm25")
         }
         runs["engine hybrid"][qid] = docs(
@@ -230,10 +230,12 @@ def measure_quality(
         leg_s += time.perf_counter() - start
         if graph_ids:
             fired.add(qid)
+        found = {h.id: h for h in rt.index.retrieve(ws.scope, graph_ids)}
+        graph_hits = [found[i] for i in graph_ids if i in found]
         for name, legs, weights in (
             ("rrf dense+bm25", rank, None),
-            ("rrf +graph", {**rank, "graph": graph_ids}, None),
-            ("rrf +graph x0.5", {**rank, "graph": graph_ids}, {"graph": 0.5}),
+            ("rrf +graph", {**rank, "graph": graph_hits}, None),
+            ("rrf +graph x0.5", {**rank, "graph": graph_hits}, {"graph": 0.5}),
         ):
             fused = rrf(legs, k=ws.settings.retrieval.rrf_k, weights=weights, limit=depth)
             runs[name][qid] = docs([f.id for f in fused])

@@ -9,10 +9,10 @@ Two corpora, each served by the real app (uvicorn in a thread on 127.0.0.1, an h
     random unit vectors and text drawn from SciFact's vocabulary, written straight to a fresh
     embedded shard (nothing embedded).
 Each corpus's vector index is built first (`optimize`, as `rag ingest` and the workers do). For
-each: hybrid search without a filter, with per-leg ranks (`explain`, which runs each leg again),
-with a metadata filter (size below the median, about half the chunks), and with the fused top 20
-reranked by a MiniLM-L6 cross-encoder built locally from the shipped weights (an untrained head:
-the cost of a real MiniLM reranker, not its quality).
+each: hybrid search without a filter, with per-leg ranks (`explain`), with a metadata filter
+(size below the median, about half the chunks), and with the fused top 20 reranked by a MiniLM-L6
+cross-encoder built locally from the shipped weights (an untrained head: the cost of a real
+MiniLM reranker, not its quality).
 Every query carries the tenant filter inside the engine query; there is no unscoped query to
 compare against. Stages are the server's own timings (query embedding, engine, rerank, server
 total); "http" is what the client waited.

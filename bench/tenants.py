@@ -179,6 +179,7 @@ def measure(layout: str, workdir: Path, dataset: Path, tenants: int, queries: in
                 text=text,
                 candidates=_settings().retrieval.candidates_per_leg,
                 rrf_k=_settings().retrieval.rrf_k,
+                tie_fetch_limit=_settings().retrieval.tie_fetch_limit,
             )
             t0 = time.perf_counter()
             indexes[tenant].search(query)

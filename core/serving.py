@@ -215,17 +215,16 @@ class ServedIndex(ChunkIndex):
     def document_ids(self) -> dict[str, int]:
         return self._index.document_ids()
 
-    def _fused_request(self, query: EngineQuery) -> Any:
-        return self._index._fused_request(query)
-
-    def _leg_request(self, query: EngineQuery, leg: LegName) -> Any:
-        return self._index._leg_request(query, leg)
+    def _leg_request(self, query: EngineQuery, leg: LegName, limit: int) -> Any:
+        return self._index._leg_request(query, leg, limit)
 
     def _run(self, requests: list[Any]) -> list[list[Hit]]:
         return self._index._run(requests)
 
-    def retrieve(self, scope: TenantScope, ids: Sequence[str]) -> list[Hit]:
-        return self._index.retrieve(scope, ids)
+    def retrieve(
+        self, scope: TenantScope, ids: Sequence[str], fields: Sequence[str] | None = None
+    ) -> list[Hit]:
+        return self._index.retrieve(scope, ids, fields)
 
     def scroll(
         self, scope: TenantScope | None, fields: Sequence[str], doc_id: str | None = None

@@ -665,6 +665,15 @@ class RetrievalSettings(Section):
         validation_alias="RAG_CANDIDATES_PER_LEG",
         description="Hits each leg (dense, BM25, graph) hands to the fusion",
     )
+    # Equal scores are ordered by document and chunk, not by the engine's internal order (which a
+    # rebuild changes), so a leg fetches the group of equal scores at its cut whole: 10 hits past
+    # the cut, then twice as many while the group goes on, up to this many.
+    tie_fetch_limit: int = Field(
+        default=1_000,
+        ge=1,
+        description="Most hits a leg fetches to take a tie at its cut whole; a longer tie is cut "
+        "in the engine's order, which can change when the index is rebuilt",
+    )
     # Chunks a search returns, and an answer is given, when the request does not say.
     search_top_k: int = Field(
         default=10,

@@ -153,14 +153,15 @@ def run(
     for name, r in report["retrieval"].items():
         table.add_row(name, *(f"{r['means'][m]:.3f}" for m in metrics))
     console.print(table)
-    for metric, value in report["ragas"]["means"].items():
-        console.print(f"ragas {metric}: {value:.3f}")
-    for note in report["ragas"]["notes"]:
+    ragas = report["ragas"]
+    for metric, value in ragas["means"].items():
+        console.print(f"ragas ({ragas['mode']} contexts) {metric}: {value:.3f}")
+    for note in ragas["notes"]:
         console.print(f"[yellow]{note}")
-    failed = report["ingest"]["failed_documents"]
-    if failed:
-        console.print(f"[yellow]{len(failed)} document(s) failed to ingest:")
-        for doc_id, reason in sorted(failed.items()):
+    ingest = report["ingest"]
+    if ingest["failed"]:
+        console.print(f"[yellow]{ingest['failed']} document(s) failed to ingest:")
+        for doc_id, reason in sorted(ingest["failed_documents"].items()):
             console.print(cell(f"  {doc_id}: {reason}"), style="yellow")
     console.print(f"report: {outcome.run_dir / 'report.html'} ({report['timings']['total']:.0f}s)")
     for d in report["comparison"]["regressions"]:

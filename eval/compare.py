@@ -26,8 +26,12 @@ def sections(report: Report) -> dict[str, dict[str, dict[str, float]]]:
         f"retrieval/{system}": run["per_query"]
         for system, run in report.get("retrieval", {}).items()
     }
-    if report.get("ragas", {}).get("per_item"):
-        found["ragas"] = report["ragas"]["per_item"]
+    ragas = report.get("ragas", {})
+    if ragas.get("per_item"):
+        # A benchmark's RAGAS answers from one mode's contexts: like its retrieval systems, it
+        # compares only with the same mode's. A tenant's run records none: its runs compare
+        # whatever their search (`eval.history`).
+        found[f"ragas/{ragas['mode']}" if "mode" in ragas else "ragas"] = ragas["per_item"]
     return found
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from core.embedding import Embedder
 from core.llm import ChatClient, judge_endpoint, llm_endpoint
+from core.manifest import RunSummary
 from core.model_digest import model_label
 from core.onnx_models import InferenceOptions
 from core.runtime import Runtime
@@ -122,17 +123,17 @@ def _ragas(
     settings: Settings,
     runtime: Runtime,
     service: SearchService,
+    mode: str,
     workspace: EvalWorkspace,
     dataset: BeirDataset,
     items: list[GoldenItem],
     llms: EvalLLMs,
     cache_dir: Path,
 ) -> RagasResult:
+    """RAGAS of the golden items, each answered from the contexts `mode`'s search gives it."""
     from eval.ragas_scoring import LocalRagasEmbeddings, RagasCase
 
-    retrieve = service_systems(service, workspace.scope, ["hybrid"], settings.eval.context_k)[
-        "hybrid"
-    ]
+    retrieve = service_systems(service, workspace.scope, [mode], settings.eval.context_k)[mode]
     cases = []
     for item in items:
         hits = retrieve(item.question)
@@ -209,10 +210,28 @@ def _worst(dataset: BeirDataset, run: SystemRun) -> dict[str, Any]:
 
 
 def _history_point(report: Mapping[str, Any]) -> dict[str, Any]:
+    """One run on the trend chart; RAGAS metrics are named with the mode they scored, so runs of
+    different modes draw different lines (reports from before the mode was recorded: hybrid's,
+    unnamed)."""
+    ragas = report["ragas"]
+    of_mode = f" ({ragas['mode']})" if "mode" in ragas else ""
     return {
         "run_id": report["run_id"],
         "retrieval": {s: r["means"] for s, r in report["retrieval"].items()},
-        "ragas": report["ragas"]["means"],
+        "ragas": {metric + of_mode: value for metric, value in ragas["means"].items()},
+    }
+
+
+def _ingest(summary: RunSummary, failed_documents: dict[str, str]) -> dict[str, Any]:
+    """This run's ingestion, with failures counted from the manifest, as the summary printed
+    lists them: a document that failed on an earlier run and has not changed since is settled,
+    and the scan counts it unchanged, but it is no more indexed than it was then."""
+    settled = len(failed_documents) - summary.failed
+    return {
+        **asdict(summary),
+        "unchanged": summary.unchanged - settled,
+        "failed": len(failed_documents),
+        "failed_documents": failed_documents,
     }
 
 
@@ -248,7 +267,8 @@ def run_eval(
 
     `platform` builds the served parts on the dataset's workspace runtime (the entry point passes
     `serving.platform.Platform`): the workspace is ingested through its ingestion and each of
-    `modes` runs through its SearchService, as /v1/search.
+    `modes` runs through its SearchService, as /v1/search; RAGAS answers from the contexts of
+    the first of them.
     `sample_size` and `ragas_sample` default to the settings; `llms` to the configured endpoints.
     `progress` receives a line per step (documents ingested, queries run).
     """
@@ -276,8 +296,17 @@ def run_eval(
         )
         timings["retrieval"] = time.perf_counter() - t
         t = time.perf_counter()
+        ragas_mode = modes[0]
         ragas = _ragas(
-            settings, runtime, service, workspace, dataset, items, llms, run_dir / "ragas-items"
+            settings,
+            runtime,
+            service,
+            ragas_mode,
+            workspace,
+            dataset,
+            items,
+            llms,
+            run_dir / "ragas-items",
         )
         timings["ragas"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
@@ -299,13 +328,14 @@ def run_eval(
             "queries_evaluated": len(queries),
         },
         "config": _config(settings, llms),
-        "ingest": {**asdict(ingest), "failed_documents": failed_documents},
+        "ingest": _ingest(ingest, failed_documents),
         "timings": timings,
         "retrieval": {
             name: {"means": run.means, "per_query": run.per_query, "seconds": run.seconds}
             for name, run in runs.items()
         },
         "ragas": {
+            "mode": ragas_mode,
             "llm_metrics": ragas.llm_metrics,
             "notes": ragas.notes,
             "means": ragas.means,

@@ -121,12 +121,14 @@ def _ragas(r: Mapping[str, Any]) -> str:
         notes += (
             f"<p class=note>{g['errors']} item(s) failed (timeout or LLM error); see below.</p>"
         )
+    # A benchmark's RAGAS answers from one of its modes; a tenant's run from its one search.
+    title = f"RAGAS of the {escape(g['mode'])} search's contexts" if "mode" in g else "RAGAS"
     if not g["means"]:
-        return f"<h2>RAGAS</h2>{notes}<p>No RAGAS metric could be computed.</p>"
+        return f"<h2>{title}</h2>{notes}<p>No RAGAS metric could be computed.</p>"
     rows = [[escape(m), _num(v), str(len(g["per_item"].get(m, {})))] for m, v in g["means"].items()]
     failed = [[escape(i["id"]), escape(i["error"])] for i in g["items"] if i["error"]]
     return (
-        f"<h2>RAGAS ({'LLM judge' if g['llm_metrics'] else 'non-LLM metrics only'})</h2>{notes}"
+        f"<h2>{title} ({'LLM judge' if g['llm_metrics'] else 'non-LLM metrics only'})</h2>{notes}"
         + _img(grouped_bars({"ragas": g["means"]}, "RAGAS metrics"), "ragas bars")
         + _table(["metric", "mean", "items"], rows)
         + (_table(["failed item", "error"], failed, left=2) if failed else "")

@@ -18,7 +18,7 @@ from graph.traverse import layers
 
 
 class GraphLeg:
-    """Ranks chunk point ids for a query; fused with dense and BM25 by `retrieval.fusion.rrf`."""
+    """Ranks chunk point ids for a query; fused with dense and BM25 by `core.index.ranking.rrf`."""
 
     name = "graph"
 
@@ -47,7 +47,10 @@ def rank_chunks(
     placed: set[str] = set()
     for layer in layers(graph, seeds, max_hops):
         scores: Counter[str] = Counter()
-        for key, activation in layer.items():
+        # Summed in key order, as `layers` sums: floating-point sums taken in the graph's order
+        # (that of ingestion) differ in their last bits from one build to another, which
+        # decides both the order and whether two chunks tie.
+        for key, activation in sorted(layer.items()):
             for cid in graph.g.nodes[key]["chunks"]:
                 if cid not in placed:
                     scores[cid] += activation

@@ -27,7 +27,9 @@ def layers(
         if hop == max_hops:
             return
         nxt: Counter[str] = Counter()
-        for node, activation in current.items():
+        # In key order, not the graph's (which follows the order documents were added): each
+        # activation is then a sum taken in one order, the same in every build of the graph.
+        for node, activation in sorted(current.items()):
             neighbours = graph.neighbour_weights(node)
             total = sum(neighbours.values())
             for other, weight in neighbours.items():

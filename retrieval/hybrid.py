@@ -1,9 +1,7 @@
-"""Hybrid retrieval: the dense and BM25 legs, fused with Reciprocal Rank Fusion in the engine.
+"""Hybrid retrieval: the dense and BM25 legs, fused with Reciprocal Rank Fusion.
 
-RRF ties exactly and often (a chunk at rank 3 of one leg only scores the same as another at
-rank 3 of the other leg only), and the engine orders tied hits arbitrarily, so the same query
-could come back in a different order. Fused hits are therefore ordered by (score, point id), and
-the engine is asked for enough hits that the tie group at the cut is complete before cutting.
+The index orders each leg and the fusion by `core.index.ranking.ranking_key`, so the same query
+on the same corpus returns the same order, whichever build of the index answers it.
 """
 
 from __future__ import annotations
@@ -17,24 +15,24 @@ from core.settings import RetrievalSettings
 from core.types import Hit, TenantScope
 
 Mode = Literal["hybrid", "dense", "bm25"]
-_TIE_MARGIN = 10  # hits past the cut fetched to see whether the last score continues
 
 
 @dataclass(frozen=True)
 class RetrievalConfig:
-    """The settings' candidates_per_leg and rrf_k."""
+    """The settings' candidates_per_leg, rrf_k and tie_fetch_limit."""
 
     candidates_per_leg: int
     rrf_k: int
+    tie_fetch_limit: int
     weights: tuple[float, float] | None = None  # (dense, bm25); None weighs legs equally
 
     @classmethod
     def from_settings(cls, retrieval: RetrievalSettings) -> RetrievalConfig:
-        return cls(retrieval.candidates_per_leg, retrieval.rrf_k)
+        return cls(retrieval.candidates_per_leg, retrieval.rrf_k, retrieval.tie_fetch_limit)
 
 
 class HybridRetriever:
-    """Embeds the query only when the dense leg runs, then lets the engine do the rest."""
+    """Embeds the query only when the dense leg runs, then lets the index do the rest."""
 
     def __init__(self, index: ChunkIndex, embedder: Embedder, config: RetrievalConfig) -> None:
         self._index = index
@@ -52,35 +50,17 @@ class HybridRetriever:
     ) -> list[Hit]:
         c = self._config
         dense = self._embedder.embed_query(query) if mode in ("hybrid", "dense") else None
-        candidates = max(c.candidates_per_leg, top_k)
-
-        def fetch(limit: int) -> list[Hit]:
-            return self._index.search(
-                EngineQuery(
-                    scope=scope,
-                    limit=limit,
-                    dense=dense,
-                    text=query if mode in ("hybrid", "bm25") else None,
-                    filters=filters,
-                    candidates=candidates,
-                    rrf_k=c.rrf_k,
-                    weights=c.weights if mode == "hybrid" else None,
-                    with_leg_ranks=with_leg_ranks,
-                )
+        return self._index.search(
+            EngineQuery(
+                scope=scope,
+                limit=top_k,
+                dense=dense,
+                text=query if mode in ("hybrid", "bm25") else None,
+                filters=filters,
+                candidates=max(c.candidates_per_leg, top_k),
+                rrf_k=c.rrf_k,
+                tie_fetch_limit=c.tie_fetch_limit,
+                weights=c.weights if mode == "hybrid" else None,
+                with_leg_ranks=with_leg_ranks,
             )
-
-        if mode != "hybrid":
-            return fetch(top_k)
-        # Two legs fuse into at most 2 * candidates hits; past that the list is complete.
-        limit, most = top_k + _TIE_MARGIN, 2 * candidates
-        while True:
-            hits = sorted(fetch(min(limit, most)), key=stable_order)
-            complete = len(hits) < min(limit, most) or limit >= most
-            if complete or hits[-1].score < hits[top_k - 1].score:
-                return hits[:top_k]
-            limit *= 2
-
-
-def stable_order(hit: Hit) -> tuple[float, str]:
-    """Best score first, exact ties by point id: the order every fusion path uses."""
-    return (-hit.score, hit.id)
+        )

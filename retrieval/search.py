@@ -1,10 +1,11 @@
 """One search, end to end: the legs, their fusion, optional reranking, and where the time went.
 
-When only engine legs run (dense, BM25) the engine fuses them with RRF in one batch. A leg that
-lives outside the engine (the graph) ranks chunk ids on its own; when it finds any, the dense and
-BM25 legs run one by one and all legs are fused in Python with the same RRF formula. Every id an
-outside leg returns is fetched through the tenant scope and checked against the request's filters,
-so an outside leg can widen recall but never a tenant's or a filter's reach.
+When only engine legs run (dense, BM25) the index runs them in one engine batch and fuses them
+with RRF (`ChunkIndex.search`). A leg that lives outside the engine (the graph) ranks chunk ids on
+its own; when it finds any, the dense and BM25 legs run one by one and all legs are fused here
+with the same function (`core.index.ranking.rrf`). Every id an outside leg returns is fetched
+through the tenant scope and checked against the request's filters, so an outside leg can widen
+recall but never a tenant's or a filter's reach.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import numpy as np
 
 from core.embedding import Embedder
 from core.index import ChunkIndex, FieldFilter
+from core.index.ranking import rrf
 from core.types import Hit, TenantScope
 from retrieval.filters import matches
-from retrieval.fusion import rrf
 from retrieval.hybrid import HybridRetriever, RetrievalConfig
 from retrieval.rerank import Reranker
 
@@ -55,7 +56,7 @@ class SearchRequest:
     filters: tuple[FieldFilter, ...] = ()
     rerank: bool = False
     rerank_top_n: int | None = None  # fused hits the reranker re-scores; required with rerank
-    explain: bool = False  # per-leg ranks for engine-fused hybrid hits (runs each leg again)
+    explain: bool = False  # per-leg ranks for hybrid hits of dense and BM25 alone
 
     def __post_init__(self) -> None:
         if self.rerank and self.rerank_top_n is None:
@@ -169,13 +170,12 @@ class SearchService:
                 _TimedEmbedder(self._embedder, watch),  # type: ignore[arg-type]
                 self._config,
             )
-            outside: dict[str, list[str]] = {}
-            payloads: dict[str, dict[str, Any]] = {}
+            outside: dict[str, list[Hit]] = {}
             outside_modes = ("hybrid", "graph") if self._legs_in_hybrid else ("graph",)
             if req.mode in outside_modes and self._legs:
-                outside, payloads = self._outside_rankings(scope, req, watch)
+                outside = self._outside_rankings(scope, req, watch)
             if req.mode == "graph" or any(outside.values()):
-                chunks = self._fuse(scope, req, retriever, outside, payloads, depth, watch)
+                chunks = self._fuse(scope, req, retriever, outside, depth, watch)
             else:
                 chunks = self._engine(scope, req, retriever, depth, watch)
         return SearchResult(chunks, watch.ms)
@@ -202,8 +202,8 @@ class SearchService:
 
     def _outside_rankings(
         self, scope: TenantScope, req: SearchRequest, watch: _Stopwatch
-    ) -> tuple[dict[str, list[str]], dict[str, dict[str, Any]]]:
-        """Each outside leg's ids, kept only if they are in scope and pass the filters."""
+    ) -> dict[str, list[Hit]]:
+        """Each outside leg's hits, kept only if they are in scope and pass the filters."""
         limit = max(self._config.candidates_per_leg, req.depth)
         rankings: dict[str, list[str]] = {}
         for leg in self._legs:
@@ -211,22 +211,19 @@ class SearchService:
                 rankings[leg.name] = list(leg.rank(scope, req.query, limit))[:limit]
         ids = list(dict.fromkeys(i for ranked in rankings.values() for i in ranked))
         if not ids:
-            return rankings, {}
+            return {leg: [] for leg in rankings}
         with watch.stage("fetch"):
-            payloads = {
-                h.id: h.payload
-                for h in self._index.retrieve(scope, ids)
-                if matches(h.payload, req.filters)
+            found = {
+                h.id: h for h in self._index.retrieve(scope, ids) if matches(h.payload, req.filters)
             }
-        return {leg: [i for i in r if i in payloads] for leg, r in rankings.items()}, payloads
+        return {leg: [found[i] for i in r if i in found] for leg, r in rankings.items()}
 
     def _fuse(
         self,
         scope: TenantScope,
         req: SearchRequest,
         retriever: HybridRetriever,
-        rankings: dict[str, list[str]],
-        payloads: dict[str, dict[str, Any]],
+        rankings: dict[str, list[Hit]],
         depth: int,
         watch: _Stopwatch,
     ) -> list[RankedChunk]:
@@ -236,13 +233,11 @@ class SearchService:
         if req.mode == "hybrid":
             deep = max(c.candidates_per_leg, depth)
             for leg in ("dense", "bm25"):
-                hits = _retrieve(watch, retriever, scope, req, deep, leg)
-                rankings[leg] = [h.id for h in hits]
-                payloads.update((h.id, h.payload) for h in hits)
+                rankings[leg] = _retrieve(watch, retriever, scope, req, deep, leg)
         weights = dict(zip(("dense", "bm25"), c.weights, strict=True)) if c.weights else None
         with watch.stage("fuse"):
             fused = rrf(rankings, k=c.rrf_k, weights=weights, limit=depth)
-        return [RankedChunk(f.id, payloads[f.id], f.score, f.leg_ranks) for f in fused]
+        return [RankedChunk(h.id, h.payload, h.score, h.leg_ranks) for h in fused]
 
     def _rerank(self, query: str, chunks: list[RankedChunk]) -> list[RankedChunk]:
         assert self.reranker is not None

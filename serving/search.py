@@ -91,7 +91,7 @@ def build_search(
     service = SearchService(
         runtime.index,
         runtime.embedder,
-        RetrievalConfig(s.retrieval.candidates_per_leg, s.retrieval.rrf_k),
+        RetrievalConfig.from_settings(s.retrieval),
         legs,
         reranker,
         legs_in_hybrid=s.graph.in_hybrid,

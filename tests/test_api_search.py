@@ -100,7 +100,7 @@ def test_hybrid_results_carry_everything_a_client_needs(env: ApiEnv) -> None:
     assert top["rerank_score"] is None
     scores = [h["score"] for h in results]
     assert scores == sorted(scores, reverse=True)
-    # The engine's RRF: 1/(60 + rank) per leg.
+    # RRF: 1/(60 + rank) per leg.
     expected = sum(1 / (60 + r) for r in top["leg_ranks"].values())
     assert top["score"] == pytest.approx(expected, rel=1e-4)
     assert {"embed", "engine", "total"} <= set(out["timings_ms"])

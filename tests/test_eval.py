@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -25,9 +26,10 @@ from core.runtime import Runtime
 from core.settings import Settings, get_settings
 from core.types import Hit, TenantScope
 from eval.cli import eval_app
+from eval.compare import sections
 from eval.golden import GoldenItem
 from eval.pipeline import EvalLLMs, EvalOutcome, run_eval, run_nightly
-from eval.runner import Retrieved, to_documents
+from eval.runner import Retrieved, service_systems, to_documents
 from eval.workspace import EvalWorkspace
 from serving.platform import Platform
 from tests.support.golden import save_golden
@@ -187,6 +189,63 @@ def test_gate_flags_a_worse_run_and_not_an_equal_one(
     assert ndcg["previous"] == pytest.approx(1.0) and ndcg["worse"][0]["current"] < 1.0
     html = (worse.run_dir / "report.html").read_text()
     assert "REGRESSION" in html and "retrieval/reversed" in html
+
+
+def test_ragas_answers_from_the_first_mode_asked_and_says_so(
+    settings: Settings, tiny: Path, embedder: Embedder, tmp_path: Path
+) -> None:
+    """With `graph,bm25`, RAGAS answers each golden item from the graph search's contexts, not
+    hybrid's, and the report names the mode: in report.json, its page, its comparisons and its
+    trend."""
+    outcome = run_eval(
+        settings,
+        tiny,
+        platform=Platform,
+        reports_dir=tmp_path,
+        llms=EvalLLMs(),
+        embedder=embedder,
+        modes=["graph", "bm25"],
+    )
+    g = outcome.report["ragas"]
+    ws = EvalWorkspace.for_dataset(settings, "tiny")
+    with ws.open_runtime(embedder) as runtime, closing(Platform(runtime)) as platform:
+        searches = service_systems(
+            platform.search, ws.scope, ["graph", "hybrid"], settings.eval.context_k
+        )
+        expected = {
+            mode: {i["id"]: [c.id for c in search(i["question"])] for i in g["items"]}
+            for mode, search in searches.items()
+        }
+    assert expected["graph"] != expected["hybrid"]  # so the test tells the two apart
+    assert {i["id"]: [c["chunk_id"] for c in i["contexts"]] for i in g["items"]} == expected[
+        "graph"
+    ]
+    assert g["mode"] == "graph" and list(outcome.report["retrieval"]) == ["graph", "bm25"]
+    assert "RAGAS of the graph search's contexts" in (outcome.run_dir / "report.html").read_text()
+    assert set(sections(outcome.report)) == {"retrieval/graph", "retrieval/bm25", "ragas/graph"}
+    trend = outcome.report["history"][-1]["ragas"]
+    assert trend and all(metric.endswith(" (graph)") for metric in trend)
+
+
+def test_a_document_that_failed_once_counts_as_failed_in_every_report(
+    cli_env: None, tmp_path: Path
+) -> None:
+    """Two empty documents fail on the first run and are settled (not read again) on the next:
+    report.json counts them failed on both, as the printed summary lists them."""
+    data = write_tiny_beir(tmp_path / "tiny-empties")
+    with (data / "corpus.jsonl").open("a") as f:
+        for doc_id in ("empty1", "empty2"):
+            f.write(json.dumps({"_id": doc_id, "title": "", "text": ""}) + "\n")
+    args = ["--dataset", str(data), "--reports-dir", str(tmp_path / "r"), "--ragas-sample", "0"]
+    for run in range(2):
+        result = CliRunner().invoke(eval_app, [*args, "--modes", "bm25"])
+        assert result.exit_code == 0, result.output
+        assert "2 document(s) failed to ingest" in result.output
+        assert "empty1: " in result.output and "empty2: " in result.output
+        reports = sorted((tmp_path / "r").glob("*/report.json"))
+        ingest = json.loads(reports[-1].read_text())["ingest"]
+        assert ingest["failed"] == len(ingest["failed_documents"]) == 2
+        assert ingest["added" if run == 0 else "unchanged"] == len(DOCS)
 
 
 PLANTS_REF = "Plants convert sunlight, water and carbon dioxide into glucose."

@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from core.embedding import Embedder
+from core.index.ranking import rrf
 from core.runtime import Runtime
 from core.types import TenantScope
 from graph.extract import RuleExtractor
@@ -21,7 +22,6 @@ from graph.store import FileGraphStore, GraphStore, RedisGraphStore
 from graph.updater import GraphUpdater
 from ingest.bucket import LocalBucket
 from ingest.service import Ingestion
-from retrieval.fusion import rrf
 from retrieval.hybrid import HybridRetriever, RetrievalConfig
 from tests.support.documents import make_markdown, make_text
 from tests.support.engine import graph_leg
@@ -118,9 +118,11 @@ def test_two_hop_question_is_answered_by_the_graph_leg(
     [answer] = [i for i in graph_ids if "Quillon Harbour" in texts[i]]
     assert answer in graph_ids[:TOP_K]
 
-    deep_dense = [h.id for h in retriever.retrieve(ACME, QUESTION, 50, mode="dense")]
-    deep_bm25 = [h.id for h in retriever.retrieve(ACME, QUESTION, 50, mode="bm25")]
-    fused = rrf({"dense": deep_dense, "bm25": deep_bm25, "graph": graph_ids}, k=60, limit=TOP_K)
+    deep_dense = retriever.retrieve(ACME, QUESTION, 50, mode="dense")
+    deep_bm25 = retriever.retrieve(ACME, QUESTION, 50, mode="bm25")
+    graph_hits = {h.id: h for h in runtime.index.retrieve(ACME, graph_ids)}
+    graph = [graph_hits[i] for i in graph_ids]
+    fused = rrf({"dense": deep_dense, "bm25": deep_bm25, "graph": graph}, k=60, limit=TOP_K)
     assert answer in [f.id for f in fused]
     assert_exact(store, ACME)
 

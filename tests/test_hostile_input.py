@@ -85,7 +85,9 @@ def test_hostile_corpus_is_quarantined_without_losing_a_worker(
     assert must_fail >= 150 and failed >= must_fail
 
     with Runtime(dep.settings, embedder) as rt:
-        retriever = HybridRetriever(rt.index, embedder, RetrievalConfig(50, 60))
+        retriever = HybridRetriever(
+            rt.index, embedder, RetrievalConfig.from_settings(rt.settings.retrieval)
+        )
         for n, key in enumerate(GOOD):
             hits = retriever.retrieve(TenantScope("default"), f"gannet{n}", 1, "bm25")
             assert hits and hits[0].payload["doc_id"] == key

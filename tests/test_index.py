@@ -18,16 +18,17 @@ from rank_bm25 import BM25Okapi
 
 from core.embedding import Embedder
 from core.index import ChunkIndex, FieldFilter, Range, ShardLockedError
+from core.index.ranking import rrf
 from core.index.schema import PAYLOAD_INDEXES
 from core.index.server import ServerIndex
 from core.types import IndexedChunk, InvalidTenantError, TenantScope, chunk_point_id
-from retrieval.fusion import rrf
 from tests.support.engine import (
     PLAIN_WORDS,
     bm25_params,
     edge_index,
     engine_query,
     local_server_index,
+    open_backend,
 )
 
 A, B = TenantScope("a"), TenantScope("b")
@@ -42,13 +43,6 @@ CORPUS = [
     "salt and water balance is regulated by the kidneys",
     "kidneys filter blood and produce urine",
 ]
-
-
-def open_backend(kind: str, path: Path, dim: int) -> ChunkIndex:
-    """Both backends with the one tokenization local mode scores, so their BM25 agrees."""
-    if kind == "edge":
-        return edge_index(path / "shard", dim)
-    return local_server_index(path / "local", dim)
 
 
 @pytest.fixture
@@ -103,12 +97,12 @@ def test_every_mode_stays_inside_the_tenant(index: ChunkIndex, embedder: Embedde
     assert index.retrieve(A, [hits[0].id]) == []
 
 
-def test_engine_rrf_equals_python_rrf(index: ChunkIndex, embedder: Embedder) -> None:
+def test_hybrid_is_rrf_over_the_single_leg_rankings(index: ChunkIndex, embedder: Embedder) -> None:
     query = "blood pressure and salt"
     vector = embedder.embed_query(query)
     dense = index.search(engine_query(A, limit=8, dense=vector))
     bm25 = index.search(engine_query(A, limit=8, text=query))
-    expected = rrf({"dense": [h.id for h in dense], "bm25": [h.id for h in bm25]}, k=60)
+    expected = rrf({"dense": dense, "bm25": bm25}, k=60)
     fused = index.search(
         engine_query(A, limit=8, dense=vector, text=query, candidates=8, with_leg_ranks=True)
     )
@@ -250,12 +244,9 @@ def test_a_server_is_asked_for_tenant_bm25_statistics(tmp_path: Path) -> None:
     index.tenant_statistics = True  # what a remote client gets: the requests a server would see
     try:
         query = engine_query(A, limit=3, dense=np.ones(4), text="blood")
-        fused = index._fused_request(query)
-        dense, bm25 = fused.prefetch
-        assert dense.params is None
+        bm25 = index._leg_request(query, "bm25", 3)
         assert bm25.params.idf == qm.IdfCorpusParams(corpus=index._scope_filter(A))
-        assert index._leg_request(query, "bm25").params == bm25.params
-        assert index._leg_request(query, "dense").params is None
+        assert index._leg_request(query, "dense", 3).params is None
     finally:
         index.close()
 

@@ -78,7 +78,9 @@ def test_drop_replace_delete_with_real_workers(
     with Runtime(settings, embedder) as rt:
         assert_index_matches(rt, expected_points(bucket, good, builder))
         before = index_contents(rt)
-        retriever = HybridRetriever(rt.index, embedder, RetrievalConfig(50, 60))
+        retriever = HybridRetriever(
+            rt.index, embedder, RetrievalConfig.from_settings(rt.settings.retrieval)
+        )
         for n, key in enumerate(keys):
             hits = retriever.retrieve(TenantScope("default"), f"quokka{n}", 1, "bm25")
             assert hits[0].payload["doc_id"] == key

@@ -206,44 +206,13 @@ class EdgeIndex(ChunkIndex):
             return None
         return qe.SearchParams(idf=qe.IdfParams(corpus=self._scope_filter(query.scope)))
 
-    def _leg_request(self, query: EngineQuery, leg: LegName) -> qe.QueryRequest:
-        flt = self._filter(query)
+    def _leg_request(self, query: EngineQuery, leg: LegName, limit: int) -> qe.QueryRequest:
         return qe.QueryRequest(
-            limit=query.candidates,
+            limit=limit,
             query=self._leg_query(query, leg),
-            filter=flt,
+            filter=self._filter(query),
             with_payload=False,
             params=self._leg_params(query, leg),
-        )
-
-    def _fused_request(self, query: EngineQuery) -> qe.QueryRequest:
-        flt = self._filter(query)
-        if len(query.legs) == 1:
-            leg = query.legs[0]
-            return qe.QueryRequest(
-                limit=query.limit,
-                query=self._leg_query(query, leg),
-                filter=flt,
-                with_payload=True,
-                params=self._leg_params(query, leg),
-            )
-        prefetches = [
-            qe.Prefetch(
-                limit=query.candidates,
-                query=self._leg_query(query, leg),
-                filter=flt,
-                params=self._leg_params(query, leg),
-            )
-            for leg in query.legs
-        ]
-        weights = list(query.weights) if query.weights else None
-        return qe.QueryRequest(
-            limit=query.limit,
-            prefetches=prefetches,
-            # Qdrant ranks from 0: 1/(k' + rank0) equals the paper's 1/(k + rank1) at k' = k + 1.
-            query=qe.Fusion.Rrf(k=query.rrf_k + 1, weights=weights),
-            filter=flt,
-            with_payload=True,
         )
 
     def _run(self, requests: list[Any]) -> list[list[Hit]]:
@@ -251,9 +220,12 @@ class EdgeIndex(ChunkIndex):
             batches = self._shard.query_batch(qe.QueryBatchRequest(requests))
         return [[Hit(str(p.id), p.score, p.payload or {}) for p in batch] for batch in batches]
 
-    def retrieve(self, scope: TenantScope, ids: Sequence[str]) -> list[Hit]:
+    def retrieve(
+        self, scope: TenantScope, ids: Sequence[str], fields: Sequence[str] | None = None
+    ) -> list[Hit]:
+        payload = True if fields is None else qe.PayloadSelector.Include([*fields, "tenant_id"])
         with self._guard:
-            records = self._shard.retrieve(list(ids), with_payload=True, with_vector=False)
+            records = self._shard.retrieve(list(ids), with_payload=payload, with_vector=False)
         return [
             Hit(str(r.id), 0.0, r.payload)
             for r in records

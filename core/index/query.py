@@ -51,17 +51,20 @@ class FieldFilter:
 
 @dataclass(frozen=True)
 class EngineQuery:
-    """A scoped search: dense leg if `dense` is set, BM25 leg if `text` is set, RRF when both."""
+    """A scoped search: dense leg if `dense` is set, BM25 leg if `text` is set, RRF when both
+    (`ChunkIndex.search`)."""
 
     scope: TenantScope
     limit: int
     dense: np.ndarray | None = None
     text: str | None = None
     filters: tuple[FieldFilter, ...] = ()
-    # Hits each leg contributes to the fusion and RRF's k: the settings' candidates_per_leg and
-    # rrf_k, passed by the caller (required, so no second default lives here).
+    # Hits each leg contributes to the fusion, RRF's k and the most hits a leg fetches to order
+    # a tie at its cut: the settings' candidates_per_leg, rrf_k and tie_fetch_limit, passed by
+    # the caller (required, so no second default lives here).
     candidates: int = field(kw_only=True)
     rrf_k: int = field(kw_only=True)
+    tie_fetch_limit: int = field(kw_only=True)
     weights: tuple[float, float] | None = None  # (dense, bm25)
     with_leg_ranks: bool = False
 

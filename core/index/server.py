@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
@@ -287,50 +288,39 @@ class ServerIndex(ChunkIndex):
             counts[payload["doc_id"]] = counts.get(payload["doc_id"], 0) + 1
         return counts
 
-    def _leg_prefetch(self, query: EngineQuery, leg: LegName, limit: int) -> dict[str, Any]:
+    def _leg_request(self, query: EngineQuery, leg: LegName, limit: int) -> qm.QueryRequest:
         flt = self._filter(query)
         if leg == "dense":
-            return {
-                "query": query.dense.tolist(),
-                "using": DENSE_VECTOR,
-                "filter": flt,
-                "limit": limit,
-            }
+            dense = query.dense.tolist()
+            return qm.QueryRequest(query=dense, using=DENSE_VECTOR, filter=flt, limit=limit)
         text = qm.TextQuery(text=qm.TextQueryInput(query=query.text, scoring=self._bm25))
-        leg = {"query": text, "using": TEXT_FIELD, "filter": flt, "limit": limit}
+        params = None
         if self.tenant_statistics:
             corpus = qm.IdfCorpusParams(corpus=self._scope_filter(query.scope))
-            leg["params"] = qm.SearchParams(idf=corpus)
-        return leg
-
-    def _leg_request(self, query: EngineQuery, leg: LegName) -> qm.QueryRequest:
+            params = qm.SearchParams(idf=corpus)
         return qm.QueryRequest(
-            **self._leg_prefetch(query, leg, query.candidates), with_payload=False
-        )
-
-    def _fused_request(self, query: EngineQuery) -> qm.QueryRequest:
-        if len(query.legs) == 1:
-            leg = self._leg_prefetch(query, query.legs[0], query.limit)
-            return qm.QueryRequest(**leg, with_payload=True)
-        prefetch = [
-            qm.Prefetch(**self._leg_prefetch(query, leg, query.candidates)) for leg in query.legs
-        ]
-        weights = list(query.weights) if query.weights else None
-        return qm.QueryRequest(
-            prefetch=prefetch,
-            # Qdrant ranks from 0: 1/(k' + rank0) equals the paper's 1/(k + rank1) at k' = k + 1.
-            query=qm.RrfQuery(rrf=qm.Rrf(k=query.rrf_k + 1, weights=weights)),
-            filter=self._filter(query),
-            limit=query.limit,
-            with_payload=True,
+            query=text,
+            using=TEXT_FIELD,
+            filter=flt,
+            limit=limit,
+            params=params,
         )
 
     def _run(self, requests: list[Any]) -> list[list[Hit]]:
+        """Scores at the engine's precision, float32: local mode computes dense scores in
+        float64, whose last digits depend on the point's row in its matrix (identical chunks
+        scored 0.8064638823436986 and ...985), so ties would follow the order of writing."""
         responses = self._client.query_batch_points(self._collection, requests)
-        return [[Hit(str(p.id), p.score, p.payload or {}) for p in r.points] for r in responses]
+        return [
+            [Hit(str(p.id), float(np.float32(p.score)), p.payload or {}) for p in r.points]
+            for r in responses
+        ]
 
-    def retrieve(self, scope: TenantScope, ids: Sequence[str]) -> list[Hit]:
-        records = self._client.retrieve(self._collection, list(ids), with_payload=True)
+    def retrieve(
+        self, scope: TenantScope, ids: Sequence[str], fields: Sequence[str] | None = None
+    ) -> list[Hit]:
+        payload = True if fields is None else [*fields, "tenant_id"]
+        records = self._client.retrieve(self._collection, list(ids), with_payload=payload)
         return [
             Hit(str(r.id), 0.0, r.payload)
             for r in records

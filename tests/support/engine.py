@@ -7,7 +7,7 @@ from typing import Any
 
 from qdrant_client import QdrantClient
 
-from core.index import EngineQuery
+from core.index import ChunkIndex, EngineQuery
 from core.index.edge import EdgeIndex
 from core.index.schema import TextIndexConfig
 from core.index.server import ServerIndex
@@ -23,9 +23,11 @@ PLAIN_WORDS = TextIndexConfig(lowercase=True, ascii_folding=False, stemmer=None,
 
 
 def engine_query(scope: TenantScope, limit: int, *args: Any, **fields: Any) -> EngineQuery:
-    """An `EngineQuery` with the settings' candidates_per_leg and rrf_k unless given."""
+    """An `EngineQuery` with the settings' candidates_per_leg, rrf_k and tie_fetch_limit unless
+    given."""
     fields.setdefault("candidates", SHIPPED.retrieval.candidates_per_leg)
     fields.setdefault("rrf_k", SHIPPED.retrieval.rrf_k)
+    fields.setdefault("tie_fetch_limit", SHIPPED.retrieval.tie_fetch_limit)
     return EngineQuery(scope, limit, *args, **fields)
 
 
@@ -48,6 +50,13 @@ def local_server_index(
     """A collection in qdrant-client's local mode at `path`, with the shipped BM25 parameters."""
     kwargs.setdefault("bm25", bm25_params())
     return ServerIndex(QdrantClient(path=str(path)), "chunks", dim, text_index, **kwargs)
+
+
+def open_backend(kind: str, path: Path, dim: int) -> ChunkIndex:
+    """Both backends with the one tokenization local mode scores, so their BM25 agrees."""
+    if kind == "edge":
+        return edge_index(path / "shard", dim)
+    return local_server_index(path / "local", dim)
 
 
 def graph_leg(store: GraphStore, **overrides: int) -> GraphLeg:
