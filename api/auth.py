@@ -43,14 +43,14 @@ from sqlalchemy import (
 
 from api.errors import ApiError
 from core.settings import Settings
-from core.state.database import StoreSchema, reading, release, store_engine
+from core.state.database import reading, release, store_engine
+from core.state.stores import KEYS
 from core.types import InvalidTenantError, Role, TenantScope, is_tenant_id
 
 BOOTSTRAP_KEY_ID = "bootstrap"
 
 _PREFIX = "rag"
 # The key store's tables (core/state/migrations/keys/ makes and upgrades them).
-KEYS = StoreSchema("keys", "api_keys.sqlite")
 API_KEYS = Table(
     "api_keys",
     MetaData(),

@@ -308,6 +308,7 @@ def _register_subcommands() -> None:
     from api.cli import keys_app, serve
     from cli.models import models_app
     from cli.reindex import reindex
+    from cli.state import state_app
     from eval.cli import eval_app, golden_app
     from ingest.cli import deletes_app
     from workers.cli import up, worker
@@ -321,6 +322,7 @@ def _register_subcommands() -> None:
     app.add_typer(deletes_app, name="deletes")
     app.command()(reindex)
     app.add_typer(models_app, name="models")
+    app.add_typer(state_app, name="state")
     _add_exit_codes_to_help(app)
 
 

@@ -26,7 +26,6 @@ from core.onnx_models import (
 )
 from core.settings import Settings
 from core.state.database import (
-    StoreSchema,
     engine_for,
     insert_new,
     reading,
@@ -34,6 +33,7 @@ from core.state.database import (
     store_url,
 )
 from core.state.migrate import SchemaError
+from core.state.stores import EMBEDDINGS
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,6 @@ class Embedder:
         return out / np.maximum(norms, 1e-12)
 
 
-EMBEDDINGS = StoreSchema("embeddings", "embeddings.sqlite")
 _VECTORS = Table(
     "embeddings",
     MetaData(),

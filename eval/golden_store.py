@@ -18,14 +18,14 @@ from sqlalchemy import Column, Double, Engine, MetaData, Table, Text, delete, se
 
 from core.index import ChunkIndex
 from core.settings import Settings
-from core.state.database import StoreSchema, reading, release, store_engine, upsert
+from core.state.database import reading, release, store_engine, upsert
+from core.state.stores import GOLDEN
 from core.types import TenantScope
 from eval.golden import GoldenItem, sample
 from eval.llm import QuestionWriter, bounded_map
 
 log = logging.getLogger(__name__)
 
-GOLDEN = StoreSchema("golden", "golden.sqlite")
 _GOLDEN = Table(
     "golden",
     MetaData(),

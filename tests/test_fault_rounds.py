@@ -27,9 +27,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.embedding import EMBEDDINGS, Embedder
+from core.embedding import Embedder
 from core.manifest import DocStatus
 from core.runtime import Runtime
+from core.state.stores import EMBEDDINGS
 from graph.factory import open_graph_store
 from ingest.bucket import LocalBucket
 from ingest.documents import tenant_of

@@ -25,7 +25,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from core.datadir import private_dir, private_file
 from core.settings import Settings, StateSettings
-from core.state.migrate import upgrade
+from core.state.migrate import current_revision, head_of, upgrade
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -183,3 +183,17 @@ def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
 def _insert(conn: Connection, table: Table) -> Any:
     """The dialect's INSERT, which has ON CONFLICT (both SQLite's and PostgreSQL's)."""
     return (sqlite if conn.dialect.name == "sqlite" else postgresql).insert(table)
+
+
+def store_versions(settings: Settings, store: StoreSchema) -> tuple[str | None, str]:
+    """(`store`'s schema revision in its database, or None where it has none; the newest this
+    release knows): what `rag state current` shows. Nothing is created or upgraded."""
+    url = make_url(store_url(settings, store))
+    head = head_of(store.migrations)
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").exists():
+        return None, head
+    engine = create_engine(url)
+    try:
+        return current_revision(engine, store.version_table), head
+    finally:
+        engine.dispose()

@@ -101,3 +101,17 @@ def _adopt(conn: Connection, script: ScriptDirectory, context: MigrationContext)
     revision = revisions[version - 1].revision
     context.stamp(script, revision)
     return revision
+
+
+def head_of(migrations: Path) -> str:
+    """The newest revision of a store's history: what this release upgrades it to."""
+    config = Config()
+    config.set_main_option("script_location", str(migrations))
+    return ScriptDirectory.from_config(config).get_current_head() or ""
+
+
+def current_revision(engine: Engine, version_table: str) -> str | None:
+    """The revision a database's store is at (None: it has none yet), read without writing."""
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"version_table": version_table})
+        return context.get_current_revision()

@@ -10,9 +10,9 @@ from __future__ import annotations
 from sqlalchemy import Column, MetaData, Table, Text, select
 
 from core.settings import Settings
-from core.state.database import StoreSchema, insert_new, release, store_engine
+from core.state.database import insert_new, release, store_engine
+from core.state.stores import SECRETS
 
-SECRETS = StoreSchema("secrets", "secrets.sqlite")
 _SECRETS = Table(
     "secrets",
     MetaData(),

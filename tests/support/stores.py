@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from api.auth import KEYS, KeyStore
+from api.auth import KeyStore
 from core.settings import StateSettings
 from core.state.database import engine_for, sqlite_url
+from core.state.stores import KEYS
 
 
 def key_store(target: Path | str) -> KeyStore:
