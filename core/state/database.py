@@ -1,12 +1,14 @@
-"""One SQLAlchemy engine per database and process, and each store's schema brought up to date the
-first time the process opens it.
+"""The engines of the state database, and each store's schema brought up to date when a process
+first opens it.
 
-SQLite (no `RAG_STATE_URL`): each store keeps its file in the data dir, as releases before
-SQLAlchemy wrote them (`api_keys.sqlite`, ...), in WAL mode, readable by its owner only; a file of
-such a release (its schema version in SQLite's `user_version`) is adopted at that version and
-upgraded in place. PostgreSQL: every store's tables in the one database, each with its own Alembic
-version table; statements that wait on a lock or run away fail after `lock_timeout` and
-`statement_timeout` instead of holding a worker or a request for good.
+PostgreSQL (`RAG_STATE_URL`): every store's tables in the one database, each with its own Alembic
+version table, through one engine per process shared by every store; statements that wait on a
+lock or run away fail after `lock_timeout` and `statement_timeout`, and a new connection gives up
+after `connect_timeout`, instead of holding a worker or a request for good. SQLite (the default):
+each store keeps its file in the data dir, as releases before SQLAlchemy wrote them
+(`api_keys.sqlite`, ...), in WAL mode, readable by its owner only, with an engine of its own; a
+file of such a release (its schema version in SQLite's `user_version`) is adopted at that
+version and upgraded in place.
 """
 
 from __future__ import annotations
