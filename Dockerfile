@@ -20,7 +20,7 @@ COPY cli cli
 COPY serving serving
 # Every extra by default; a slimmer image leaves out what it does not run, e.g. an API or worker
 # image without evaluation or S3: `docker build --build-arg EXTRAS=deploy .` (see README).
-ARG EXTRAS=deploy,s3,eval
+ARG EXTRAS=deploy,s3,eval,postgres
 RUN pip install ".[${EXTRAS}]"
 
 # Models come from a mounted cache (HF_HOME) or a folder named by RAG_EMBEDDING_MODEL and

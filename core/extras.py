@@ -1,7 +1,8 @@
 """Optional parts of the platform and the extra that installs each (pyproject.toml).
 
 A server or worker image can leave out what it does not run: `s3` (boto3, for s3:// buckets and
-the SQS watcher) and `eval` (RAGAS and its LLM clients, matplotlib for the report's charts). Code
+the SQS watcher), `eval` (RAGAS and its LLM clients, matplotlib for the report's charts) and
+`postgres` (psycopg, for a state database in PostgreSQL). Code
 that needs one imports it where it is used, and a missing one is this error, naming the extra.
 """
 
@@ -12,6 +13,7 @@ PACKAGE = "ragplatform"
 _EXTRA_MODULES = {
     "s3": {"boto3", "botocore"},
     "eval": {"ragas", "langchain_community", "rapidfuzz", "openai", "instructor", "matplotlib"},
+    "postgres": {"psycopg"},
 }
 
 

@@ -1,5 +1,5 @@
-"""Dependencies by use (issue 17): the API, the workers and `rag up` run without the `s3` and
-`eval` extras, and a feature that needs one says which to install.
+"""Dependencies by use (issue 17): the API, the workers and `rag up` run without the `s3`, `eval`
+and `postgres` extras, and a feature that needs one says which to install.
 
 Each check runs in a child process that hides the extras' modules (`tests.support.without_extras`),
 as an image built without them would lack them.
@@ -73,3 +73,16 @@ for module in ("eval.ragas_scoring", "eval.plots", "serving.evaluation"):
     assert refused[:3] == [
         f"{m} refused" for m in ("eval.ragas_scoring", "eval.plots", "serving.evaluation")
     ]
+
+
+def test_a_state_database_in_postgres_without_the_extra_names_the_extra(tmp_path: Path) -> None:
+    done = _without_extras(
+        "import sys\nfrom cli.main import main\nsys.argv = ['rag', *sys.argv[1:]]\nmain()",
+        tmp_path,
+        "keys",
+        "list",
+        RAG_STATE_URL="postgresql+psycopg://rag@127.0.0.1:1/rag",
+    )
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "needs the 'postgres' extra" in done.stderr
+    assert "pip install 'ragplatform[postgres]'" in done.stderr

@@ -26,6 +26,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from core.datadir import private_dir, private_file
+from core.extras import missing_extra
 from core.settings import Settings, StateSettings
 from core.state.migrate import current_revision, head_of, upgrade
 
@@ -112,13 +113,16 @@ def _server_engine(url: URL, state: StateSettings) -> Engine:
         f"-c lock_timeout={state.lock_timeout_seconds * 1000:.0f} "
         f"-c statement_timeout={state.statement_timeout_seconds * 1000:.0f}"
     )
-    return create_engine(
-        url,
-        pool_size=state.pool_size,
-        max_overflow=state.pool_size,
-        pool_pre_ping=True,
-        connect_args={"options": timeouts, "connect_timeout": state.connect_timeout_seconds},
-    )
+    try:
+        return create_engine(
+            url,
+            pool_size=state.pool_size,
+            max_overflow=state.pool_size,
+            pool_pre_ping=True,
+            connect_args={"options": timeouts, "connect_timeout": state.connect_timeout_seconds},
+        )
+    except ModuleNotFoundError as exc:  # the driver, imported by SQLAlchemy here
+        raise missing_extra("postgres", "a state database in PostgreSQL", exc) from exc
 
 
 def _enable_wal(conn: sqlite3.Connection, wait_seconds: float = 30.0) -> None:
