@@ -25,6 +25,7 @@ from core.onnx_models import (
     onnx_or_none,
 )
 from core.settings import Settings
+from core.sqlite import SchemaError
 from core.state.database import (
     engine_for,
     insert_new,
@@ -32,7 +33,6 @@ from core.state.database import (
     release,
     store_url,
 )
-from core.state.migrate import SchemaError
 from core.state.stores import EMBEDDINGS
 
 log = logging.getLogger(__name__)

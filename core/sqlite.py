@@ -92,17 +92,21 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration], name: str
     return latest
 
 
-def _enable_wal(conn: sqlite3.Connection, wait_seconds: float = 30.0) -> None:
-    """Switch a database to WAL, once for all its users. The switch needs the file to itself and
-    SQLite does not wait for that (no busy handler), so processes opening a database together
-    (the API and a worker on an old data dir) retry until the first one has done it."""
+def enable_wal(conn: sqlite3.Connection, wait_seconds: float = 30.0) -> None:
+    """Switch a database to WAL, once for all its users (the mode is kept in the file). The
+    switch needs the file to itself and SQLite does not wait for that (no busy handler), so
+    processes opening a database together (the API and a worker on an old data dir, first uses
+    of a new file) retry until the first one has done it; meanwhile SQLite may answer "database
+    is locked" or, while another connection sets a new file up, "disk I/O error"."""
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
             return
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
+            transient = "locked" in str(exc) or "disk I/O error" in str(exc)
+            if not transient or time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
 
@@ -126,7 +130,7 @@ class SqliteStore:
         private_dir(path.parent)
         private_file(path)
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        _enable_wal(self._conn)
+        enable_wal(self._conn)
         self._conn.execute("PRAGMA synchronous=NORMAL")
         try:
             self.schema_version = migrate(self._conn, migrations, path.name)

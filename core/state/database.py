@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from core.datadir import private_dir, private_file
 from core.extras import missing_extra
 from core.settings import Settings, StateSettings
+from core.sqlite import enable_wal
 from core.state.migrate import current_revision, head_of, upgrade
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -125,24 +125,6 @@ def _server_engine(url: URL, state: StateSettings) -> Engine:
         raise missing_extra("postgres", "a state database in PostgreSQL", exc) from exc
 
 
-def _enable_wal(conn: sqlite3.Connection, wait_seconds: float = 30.0) -> None:
-    """Switch a new file to WAL, once for all its users (the mode is kept in the file). The
-    switch needs the file to itself and SQLite does not wait for that, so processes opening a new
-    file together retry until the first one has done it; meanwhile SQLite may answer "database
-    is locked" or, while another connection sets the file up, "disk I/O error"."""
-    deadline = time.monotonic() + wait_seconds
-    while True:
-        try:
-            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                conn.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            transient = "locked" in str(exc) or "disk I/O error" in str(exc)
-            if not transient or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
 def _sqlite_engine(url: URL) -> Engine:
     path = Path(url.database or "")
     private_dir(path.parent)
@@ -154,7 +136,7 @@ def _sqlite_engine(url: URL) -> Engine:
         # The driver's own transaction handling would begin late and never take the write lock
         # first; transactions are begun below, as SQLAlchemy asks.
         dbapi_conn.isolation_level = None
-        _enable_wal(dbapi_conn)
+        enable_wal(dbapi_conn)
         dbapi_conn.execute("PRAGMA synchronous=NORMAL")
 
     @event.listens_for(engine, "begin")

@@ -20,11 +20,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 
+from core.sqlite import SchemaError
+
 log = logging.getLogger(__name__)
-
-
-class SchemaError(RuntimeError):
-    """A database this release cannot use: written by a newer release, or a broken upgrade."""
 
 
 def upgrade(engine: Engine, migrations: Path, version_table: str, name: str) -> None:
