@@ -29,6 +29,9 @@ def upgrade(engine: Engine, migrations: Path, version_table: str, name: str) -> 
     config = Config()
     config.set_main_option("script_location", str(migrations))
     script = ScriptDirectory.from_config(config)
+    # Alembic's own lines ("Context impl SQLiteImpl.", from the first look at the version
+    # table on) tell an operator nothing; one line below says what changed.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     with engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
         _lock(conn, version_table)
         context = MigrationContext.configure(conn, opts={"version_table": version_table})
@@ -46,9 +49,6 @@ def upgrade(engine: Engine, migrations: Path, version_table: str, name: str) -> 
         if current == head:
             return
         config.attributes.update(connection=conn, version_table=version_table)
-        # Alembic's own lines ("Context impl SQLiteImpl.") on every start tell an operator
-        # nothing; one line says what changed.
-        logging.getLogger("alembic").setLevel(logging.WARNING)
         try:
             command.upgrade(config, "head")
         except Exception as exc:
