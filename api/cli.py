@@ -77,11 +77,12 @@ def keys_create(
 def _tenants_with_documents() -> list[str]:
     """As the manifest lists them; none before a sync has made it (and asking does not make it)."""
     from core.manifest import Manifest
+    from core.state.stores import MANIFEST
 
-    path = get_settings().manifest_path
-    if not path.exists():
+    settings = get_settings()
+    if settings.state.url is None and not (settings.data_dir / MANIFEST.sqlite_file).exists():
         return []
-    manifest = Manifest(path)
+    manifest = Manifest.open(settings)
     try:
         return manifest.tenants()
     finally:

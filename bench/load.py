@@ -253,7 +253,7 @@ def main() -> None:
         report(f"steady: {args.clients} clients, {args.seconds:.0f}s, 1 in 10 a bucket change",
                tally, samples, wall)  # fmt: skip
         deadline = time.monotonic() + 300
-        manifest = Manifest(data / "manifest.sqlite")
+        manifest = Manifest.at(data / "manifest.sqlite")
         while True:
             records = manifest.all()
             missing = [k for k in written if records.get(k) is None

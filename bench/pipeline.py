@@ -120,7 +120,7 @@ def bench_small_up(work: Path, n: int, redis_url: str, profile: Path | None) -> 
             if up.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"rag up did not start: see {log}")
             time.sleep(0.2)
-        manifest = Manifest(settings.manifest_path)
+        manifest = Manifest.at(settings.manifest_path)
         while manifest.get_meta("last_scan") is None:  # the first (empty) scan ran: it is up
             if up.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"rag up did not scan: see {log}")
@@ -220,7 +220,7 @@ def bench_workers(
         WorkerProcess(settings, env, root / f"worker{i}.log", concurrency=threads, beat=i == 0)
         for i in range(processes)
     ]
-    manifest = Manifest(settings.manifest_path)
+    manifest = Manifest.at(settings.manifest_path)
     try:
         ready = time.time()
         for w in workers:

@@ -3,13 +3,13 @@ per request, and the embedding cache's lookup and write per batch of 160 chunks.
 
     python bench/state.py [--documents 100000] [--chunks 10] [--postgres URL]
 
-The manifest on the embedded backend (SQLite in a temporary data dir); the key store and the
-embedding cache there and, with `--postgres`, in that PostgreSQL database too, in the same run.
+Every store on the embedded backend (SQLite in a temporary data dir) and, with `--postgres`, in
+that PostgreSQL database too, in the same run.
 The manifest holds `--documents` records of `--chunks` chunk ids each; a scan's read is timed both
 ways in the same run: every record whole (`Manifest.all()`, what a scan read before issue 25)
 against the narrow projection a scan reads now (`Manifest.object_states()`). Bytes read are the
-process's `rchar` (bytes returned by read(2), page cache included: what SQLite asked of the
-file), peak memory is tracemalloc's.
+process's `rchar` (bytes returned by read(2) and its kin, page cache and sockets included: what
+SQLite asked of the file, or what the server sent), peak memory is tracemalloc's.
 Each figure is the median of `--repeats` runs.
 """
 
@@ -109,6 +109,35 @@ def measure_stores(settings: Settings) -> tuple[float, float, float]:
     return key_lookup, write, lookup
 
 
+def measure_manifest(
+    backend: str, settings: Settings, documents: int, chunks: int, repeats: int
+) -> None:
+    """A scan's read of the manifest, every record whole against the states only."""
+    manifest = Manifest.open(settings)
+    try:
+        started = time.perf_counter()
+        fill_manifest(manifest, documents, chunks)
+        print(
+            f"{backend} manifest: {documents:,} documents of {chunks} chunks written in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+        rows = [
+            ("scan read, every record whole (before)", manifest.all),
+            ("scan read, states only (now)", manifest.object_states),
+        ]
+        results = {name: measure(work, repeats) for name, work in rows}
+        print(f"{'':42}{'seconds':>9}{'MB read':>10}{'MB peak':>10}")
+        for name, (seconds, read, peak) in results.items():
+            print(f"{name:42}{seconds:>9.3f}{read / 2**20:>10.1f}{peak / 2**20:>10.1f}")
+        (b_s, b_read, b_peak), (a_s, a_read, a_peak) = results.values()
+        print(
+            f"before / now: {b_s / a_s:.1f}x the time, {b_read / max(a_read, 1):.1f}x the bytes "
+            f"read, {b_peak / a_peak:.1f}x the memory"
+        )
+    finally:
+        manifest.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--documents", type=int, default=100_000)
@@ -121,33 +150,11 @@ def main() -> None:
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
-        manifest = Manifest(data / "manifest.sqlite")
-        started = time.perf_counter()
-        fill_manifest(manifest, args.documents, args.chunks)
-        print(
-            f"manifest: {args.documents:,} documents of {args.chunks} chunks written in "
-            f"{time.perf_counter() - started:.1f} s, "
-            f"{(data / 'manifest.sqlite').stat().st_size / 2**20:.1f} MB"
-        )
-        rows = [
-            ("scan read, every record whole (before)", manifest.all),
-            ("scan read, states only (now)", manifest.object_states),
-        ]
-        results = {name: measure(work, args.repeats) for name, work in rows}
-        print(f"{'':42}{'seconds':>9}{'MB read':>10}{'MB peak':>10}")
-        for name, (seconds, read, peak) in results.items():
-            print(f"{name:42}{seconds:>9.3f}{read / 2**20:>10.1f}{peak / 2**20:>10.1f}")
-        (b_s, b_read, b_peak), (a_s, a_read, a_peak) = results.values()
-        print(
-            f"before / now: {b_s / a_s:.1f}x the time, {b_read / max(a_read, 1):.1f}x the bytes "
-            f"read, {b_peak / a_peak:.1f}x the memory"
-        )
-        manifest.close()
-
         backends = {"sqlite": Settings(data_dir=data / "sqlite")}
         if args.postgres:
             backends["postgresql"] = Settings(data_dir=data / "pg", state={"url": args.postgres})
         for backend, settings in backends.items():
+            measure_manifest(backend, settings, args.documents, args.chunks, args.repeats)
             key_lookup, cache_write, cache_lookup = measure_stores(settings)
             print(
                 f"{backend}: key lookup per request {key_lookup * 1e6:.0f} us; embedding cache "

@@ -245,7 +245,7 @@ def status(
     from core.manifest import Manifest
     from ingest.status import RUN_OUTCOMES, read_status, status_json
 
-    manifest = Manifest(get_settings().manifest_path)
+    manifest = Manifest.open(get_settings())
     try:
         status_report = read_status(manifest, tenant)
     finally:

@@ -6,7 +6,8 @@ Registered in cli/main.py with `app.add_typer(state_app, name="state")`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -52,6 +53,37 @@ def upgrade() -> None:
         release(store_engine(settings, store))
         revision, _ = store_versions(settings, store)
         console.print(f"{store.name}: {revision}", markup=False)
+
+
+@state_app.command("import")
+def import_(
+    data_dir: Annotated[
+        Path, typer.Argument(help="The data dir whose SQLite stores to copy", show_default=False)
+    ],
+) -> None:
+    """Copy a single host's state (its data dir's stores) into RAG_STATE_URL's database.
+
+    Documents, pending work, runs, keys, cached vectors, golden sets and evaluations: nothing
+    is embedded again. Rows already there are kept, so it can run again, or resume after an
+    interruption. The index itself moves with Qdrant's snapshots.
+    """
+    from core.state.transfer import import_data_dir
+
+    settings = get_settings()
+    if settings.state.url is None:
+        raise typer.BadParameter("set RAG_STATE_URL to the database to import into")
+    if not data_dir.is_dir():
+        raise typer.BadParameter(f"{data_dir} is not a folder", param_hint="DATA_DIR")
+    console.print(f"importing {data_dir} into {_where(settings)}", markup=False)
+    found = False
+    for imported in import_data_dir(data_dir, settings):
+        found = True
+        console.print(
+            f"{imported.store}.{imported.table}: {imported.rows} rows, {imported.added} new",
+            markup=False,
+        )
+    if not found:
+        raise typer.BadParameter(f"{data_dir} holds no state store", param_hint="DATA_DIR")
 
 
 def _where(settings: Settings) -> str:

@@ -11,8 +11,13 @@ a lost manifest row costs a re-sync, never a duplicate.
 processing) lives in `pending` beside it, so a queued document keeps its settled record and the
 syncer's "same bytes, nothing to do" check still applies when its task runs. Status reads both.
 
-The schema is versioned (`MIGRATIONS`, applied by `core.sqlite`): a field added to a record is a
-new migration, and rows are written and read by column name, never by position.
+The manifest is a store of the state database (core/state): a SQLite file in the data dir by
+default, or tables of the one PostgreSQL database that every host shares. Its schema is an
+Alembic history (core/state/migrations/manifest): a field added to a record is a new revision,
+and rows are written and read by column name, never by position. Document records live in
+namespaces: "" holds the served index's, and a generation being built keeps its own in
+`generation:<fingerprint id>`, so any host can resume that rebuild, and its switch replaces the
+served records in one transaction.
 """
 
 from __future__ import annotations
@@ -23,8 +28,40 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
-from core.sqlite import Migration, SqliteStore
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Double,
+    Engine,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    case,
+    delete,
+    func,
+    insert,
+    select,
+    union,
+    update,
+)
+
+from core.settings import Settings, StateSettings
+from core.state.database import (
+    dialect_insert,
+    engine_for,
+    insert_new,
+    reading,
+    release,
+    sqlite_url,
+    store_engine,
+    upsert,
+    writing,
+)
+from core.state.stores import MANIFEST
 from core.types import TenantScope, is_tenant_id
 
 # The tenant recorded for a document whose key names no valid tenant (`tenants/ac.me/x.txt`):
@@ -148,68 +185,64 @@ class PendingWork:
     error: str = ""
 
 
+SERVED = ""  # the namespace of the served index's records
 _COLUMNS = [f.name for f in fields(DocumentRecord)]
 _JSON_COLUMNS = ("chunk_ids", "meta")
 _STATE_COLUMNS = [f.name for f in fields(ObjectState)]
 _PENDING_COLUMNS = [f.name for f in fields(PendingWork)]
+_RUN_FIELDS = [f.name for f in fields(RunSummary)]
+_COUNTERS = ("added", "modified", "deleted", "unchanged", "failed")
 
-# The manifest's schema, one step per release that changed it. Version 1 is the schema of the
-# releases before versioning, so their files are adopted as they are and then upgraded.
-MIGRATIONS = [
-    Migration(
-        1,
-        "documents, runs, pending work and scan facts",
-        """
-CREATE TABLE IF NOT EXISTS documents (
-    doc_id TEXT PRIMARY KEY, tenant_id, source, status, size, mtime, etag, sidecar,
-    content_hash, meta_hash, chunk_ids, error, attempts, updated_at
-);
-CREATE INDEX IF NOT EXISTS documents_tenant ON documents (tenant_id, status);
-CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY AUTOINCREMENT, summary TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS pending (
-    doc_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, status TEXT NOT NULL, task_id TEXT NOT NULL,
-    since REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-""",
-    ),
-    Migration(
-        2,
-        "document-level metadata, stored once per document",
-        "ALTER TABLE documents ADD COLUMN meta TEXT NOT NULL DEFAULT '{}';",
-    ),
-    Migration(
-        3,
-        "who deleted a document: the bucket, or an admin through the API (a tombstone)",
-        """
-ALTER TABLE documents ADD COLUMN deleted_by TEXT NOT NULL DEFAULT '';
-UPDATE documents SET deleted_by = 'bucket' WHERE status = 'deleted';
-""",
-    ),
-    Migration(
-        4,
-        "each document's chunk count beside its chunk ids, for scans that read no chunk ids",
-        """
-ALTER TABLE documents ADD COLUMN chunk_count INTEGER NOT NULL DEFAULT 0;
-UPDATE documents SET chunk_count = json_array_length(chunk_ids);
-CREATE INDEX documents_state ON documents (
-    doc_id, source, status, size, mtime, etag, sidecar, deleted_by, chunk_count
-);
-""",
-    ),
-]
+_metadata = MetaData()
+_DOCUMENTS = Table(
+    "documents",
+    _metadata,
+    Column("namespace", Text, primary_key=True),
+    Column("doc_id", Text, primary_key=True),
+    *(Column(n, Text) for n in ("tenant_id", "source", "status")),
+    Column("size", BigInteger),
+    Column("mtime", Double),
+    *(Column(n, Text) for n in ("etag", "sidecar", "content_hash", "meta_hash", "chunk_ids")),
+    Column("error", Text),
+    Column("attempts", Integer),
+    Column("updated_at", Double),
+    Column("meta", Text),
+    Column("deleted_by", Text),
+    Column("chunk_count", Integer),
+)
+_PENDING = Table(
+    "pending",
+    _metadata,
+    Column("doc_id", Text, primary_key=True),
+    *(Column(n, Text) for n in ("tenant_id", "status", "task_id")),
+    Column("since", Double),
+    Column("attempts", Integer),
+    Column("error", Text),
+)
+_RUNS = Table(
+    "runs",
+    _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    *(Column(n, Integer) for n in (*_COUNTERS, "chunks_embedded")),
+    Column("started_at", Double),
+    Column("finished_at", Double),
+    Column("planned", Integer),
+    Column("completed", Integer),
+)
+_META = Table("meta", _metadata, Column("key", Text, primary_key=True), Column("value", Text))
 
 
-def _row(record: DocumentRecord) -> dict:
+def _row(namespace: str, record: DocumentRecord) -> dict[str, Any]:
     values = asdict(record)
     for column in _JSON_COLUMNS:
         values[column] = json.dumps(values[column])
     values["status"] = str(record.status)
     values["chunk_count"] = len(record.chunk_ids)
+    values["namespace"] = namespace
     return values
 
 
-def _record(row: tuple) -> DocumentRecord:
+def _record(row: Any) -> DocumentRecord:
     values = dict(zip(_COLUMNS, row, strict=True))
     for column in _JSON_COLUMNS:
         values[column] = json.loads(values[column])
@@ -217,80 +250,101 @@ def _record(row: tuple) -> DocumentRecord:
     return DocumentRecord(**values)
 
 
-_INSERT_DOCUMENT = (
-    f"INSERT OR REPLACE INTO documents ({', '.join(_COLUMNS)}, chunk_count) "
-    f"VALUES ({', '.join(':' + c for c in _COLUMNS)}, :chunk_count)"
-)
+def generation_namespace(fingerprint_id: str) -> str:
+    """Where the records of the generation with this fingerprint are kept while it is built."""
+    return f"generation:{fingerprint_id}"
 
 
-class Manifest(SqliteStore):
-    """Document records and run summaries in one SQLite file."""
+class Manifest:
+    """Document records of one namespace, with the work in flight, runs and facts beside them."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path, MIGRATIONS)
+    def __init__(self, engine: Engine, namespace: str = SERVED) -> None:
+        self._engine = engine
+        self.namespace = namespace
+        self._documents = _DOCUMENTS.c.namespace == namespace
+
+    @classmethod
+    def open(cls, settings: Settings, namespace: str = SERVED) -> Manifest:
+        """The deployment's manifest: `data_dir/manifest.sqlite`, or RAG_STATE_URL's database."""
+        return cls(store_engine(settings, MANIFEST), namespace)
+
+    @classmethod
+    def at(cls, path: Path) -> Manifest:
+        """The manifest in a SQLite file (a data dir's, or one a release before namespaces kept
+        beside a generation's shard), upgraded to this release's schema first."""
+        return cls(engine_for(sqlite_url(path), MANIFEST, StateSettings()))
 
     def get(self, doc_id: str) -> DocumentRecord | None:
-        with self._lock:
-            row = self._conn.execute(
-                f"SELECT {','.join(_COLUMNS)} FROM documents WHERE doc_id = ?", (doc_id,)
-            ).fetchone()
+        query = self._select_documents().where(_DOCUMENTS.c.doc_id == doc_id)
+        with reading(self._engine) as conn:
+            row = conn.execute(query).first()
         return _record(row) if row else None
 
     def all(self, tenant_id: str | None = None) -> dict[str, DocumentRecord]:
-        sql = f"SELECT {','.join(_COLUMNS)} FROM documents"
-        args: tuple = ()
+        query = self._select_documents()
         if tenant_id is not None:
-            sql, args = sql + " WHERE tenant_id = ?", (tenant_id,)
-        with self._lock:
-            rows = self._conn.execute(sql, args).fetchall()
-        return {r.doc_id: r for r in map(_record, rows)}
+            query = query.where(_DOCUMENTS.c.tenant_id == tenant_id)
+        with reading(self._engine) as conn:
+            return {r.doc_id: r for r in map(_record, conn.execute(query))}
+
+    def _select_documents(self) -> Any:
+        return select(*(_DOCUMENTS.c[c] for c in _COLUMNS)).where(self._documents)
 
     def object_states(self) -> dict[str, ObjectState]:
         """Every document's `ObjectState`: what a scan reads, in memory and time independent of
         how many chunks the documents have."""
-        with self._lock:
-            rows = self._conn.execute(
-                f"SELECT {','.join(_STATE_COLUMNS)} FROM documents"
-            ).fetchall()
-        return {
-            doc_id: ObjectState(doc_id, source, DocStatus(status), *rest)
-            for doc_id, source, status, *rest in rows
-        }
+        query = select(*(_DOCUMENTS.c[c] for c in _STATE_COLUMNS)).where(self._documents)
+        with reading(self._engine) as conn:
+            return {
+                doc_id: ObjectState(doc_id, source, DocStatus(status), *rest)
+                for doc_id, source, status, *rest in conn.execute(query)
+            }
 
     def tenants(self) -> list[str]:
         """The tenants with a document that is not deleted (settled or in flight), sorted."""
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT tenant_id FROM documents WHERE status != ? "
-                "UNION SELECT tenant_id FROM pending ORDER BY tenant_id",
-                (DocStatus.DELETED.value,),
-            ).fetchall()
-        return [tenant for (tenant,) in rows if is_tenant_id(tenant)]
+        documents = _DOCUMENTS.c
+        settled = select(documents.tenant_id).where(
+            self._documents, documents.status != DocStatus.DELETED.value
+        )
+        query = union(settled, select(_PENDING.c.tenant_id)).order_by("tenant_id")
+        with reading(self._engine) as conn:
+            return [tenant for (tenant,) in conn.execute(query) if is_tenant_id(tenant)]
 
     def chunk_count(self, tenant_id: str | None = None) -> int:
         """Chunks the documents' records list (one tenant's, or every tenant's): what the index
         holds once the syncs in flight finish, since each writes its points, then its record (and
         a scan repairs any difference). Counted here, so status needs no lock on the index."""
-        sql = "SELECT COALESCE(SUM(chunk_count), 0) FROM documents"
-        args: tuple = ()
+        query = select(func.coalesce(func.sum(_DOCUMENTS.c.chunk_count), 0)).where(self._documents)
         if tenant_id is not None:
-            sql, args = sql + " WHERE tenant_id = ?", (tenant_id,)
-        with self._lock:
-            return int(self._conn.execute(sql, args).fetchone()[0])
+            query = query.where(_DOCUMENTS.c.tenant_id == tenant_id)
+        with reading(self._engine) as conn:
+            return int(conn.execute(query).scalar_one())
 
     def put(self, *records: DocumentRecord) -> None:
-        with self.transaction() as conn:
-            conn.executemany(_INSERT_DOCUMENT, [_row(r) for r in records])
+        with self._engine.begin() as conn:
+            upsert(conn, _DOCUMENTS, [_row(self.namespace, r) for r in records])
 
-    def replace_documents(self, records: dict[str, DocumentRecord], meta: dict[str, dict]) -> None:
-        """Every settled record at once, with meta facts about them: a rebuild's switch."""
-        with self.transaction() as conn:
-            conn.execute("DELETE FROM documents")
-            conn.executemany(_INSERT_DOCUMENT, [_row(r) for r in records.values()])
-            conn.executemany(
-                "INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                [(k, json.dumps(v)) for k, v in meta.items()],
+    def take_documents(self, built: Manifest, meta: dict[str, dict]) -> None:
+        """A rebuild's switch: the records `built` holds (a generation's namespace) become this
+        namespace's, replacing all of them, with meta facts about them, in one transaction."""
+        with writing(self._engine) as conn:
+            conn.execute(delete(_DOCUMENTS).where(self._documents))
+            conn.execute(
+                update(_DOCUMENTS).where(built._documents).values(namespace=self.namespace)
             )
+            _put_meta(conn, meta)
+
+    def drop_other_generations(self, keep: str) -> None:
+        """Forget the records of every generation's namespace but `keep`'s (half-built
+        generations of configurations no longer wanted)."""
+        namespace = _DOCUMENTS.c.namespace
+        with self._engine.begin() as conn:
+            conn.execute(delete(_DOCUMENTS).where(namespace != SERVED, namespace != keep))
+
+    def is_empty(self) -> bool:
+        query = select(_DOCUMENTS.c.doc_id).where(self._documents).limit(1)
+        with reading(self._engine) as conn:
+            return conn.execute(query).first() is None
 
     def mark_deleted(self, record: DocumentRecord, by: DeletedBy) -> DocumentRecord:
         """Keep the record, marked deleted and without chunks, so status can still show it.
@@ -323,13 +377,11 @@ class Manifest(SqliteStore):
     # --- work in flight, written by the scan and the workers
 
     def pending(self, tenant_id: str | None = None) -> dict[str, PendingWork]:
-        sql = f"SELECT {','.join(_PENDING_COLUMNS)} FROM pending"
-        args: tuple = ()
+        query = select(*(_PENDING.c[c] for c in _PENDING_COLUMNS))
         if tenant_id is not None:
-            sql, args = sql + " WHERE tenant_id = ?", (tenant_id,)
-        with self._lock:
-            rows = self._conn.execute(sql, args).fetchall()
-        works = [PendingWork(**dict(zip(_PENDING_COLUMNS, r, strict=True))) for r in rows]
+            query = query.where(_PENDING.c.tenant_id == tenant_id)
+        with reading(self._engine) as conn:
+            works = [PendingWork(*row) for row in conn.execute(query)]
         for work in works:
             work.status = DocStatus(work.status)
         return {w.doc_id: w for w in works}
@@ -337,107 +389,144 @@ class Manifest(SqliteStore):
     def mark_queued(self, tasks: dict[str, tuple[str, str]]) -> None:
         """Record `{doc_id: (tenant_id, task_id)}` as queued; attempts so far are kept."""
         now = time.time()
-        rows = [(d, t, DocStatus.QUEUED.value, task, now) for d, (t, task) in tasks.items()]
-        with self.transaction() as conn:
-            conn.executemany(
-                "INSERT INTO pending (doc_id, tenant_id, status, task_id, since) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (doc_id) DO UPDATE SET "
-                "status = excluded.status, task_id = excluded.task_id, since = excluded.since",
+        rows = [
+            {
+                "doc_id": doc_id,
+                "tenant_id": tenant,
+                "status": DocStatus.QUEUED.value,
+                "task_id": task,
+                "since": now,
+                "attempts": 0,
+                "error": "",
+            }
+            for doc_id, (tenant, task) in tasks.items()
+        ]
+        if not rows:
+            return
+        with self._engine.begin() as conn:
+            queued = dialect_insert(conn, _PENDING)
+            conn.execute(
+                queued.on_conflict_do_update(
+                    index_elements=["doc_id"],
+                    set_={c: queued.excluded[c] for c in ("status", "task_id", "since")},
+                ),
                 rows,
             )
 
     def mark_processing(self, doc_id: str, tenant_id: str, task_id: str) -> PendingWork:
         """A task starts on the document: one more attempt, returned with the last error."""
-        with self._lock:
-            attempts, error = self._conn.execute(
-                "INSERT INTO pending (doc_id, tenant_id, status, task_id, since, attempts) "
-                "VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (doc_id) DO UPDATE SET "
-                "status = excluded.status, task_id = excluded.task_id, since = excluded.since, "
-                "attempts = pending.attempts + 1 RETURNING attempts, error",
-                (doc_id, tenant_id, DocStatus.PROCESSING.value, task_id, time.time()),
-            ).fetchone()
-        return PendingWork(
-            doc_id, tenant_id, DocStatus.PROCESSING, task_id, time.time(), attempts, error
-        )
+        now = time.time()
+        with self._engine.begin() as conn:
+            started = dialect_insert(conn, _PENDING).values(
+                doc_id=doc_id,
+                tenant_id=tenant_id,
+                status=DocStatus.PROCESSING.value,
+                task_id=task_id,
+                since=now,
+                attempts=1,
+                error="",
+            )
+            attempts, error = conn.execute(
+                started.on_conflict_do_update(
+                    index_elements=["doc_id"],
+                    set_={
+                        **{c: started.excluded[c] for c in ("status", "task_id", "since")},
+                        "attempts": _PENDING.c.attempts + 1,
+                    },
+                ).returning(_PENDING.c.attempts, _PENDING.c.error)
+            ).one()
+        return PendingWork(doc_id, tenant_id, DocStatus.PROCESSING, task_id, now, attempts, error)
 
     def note_error(self, doc_id: str, error: str) -> None:
         """Keep a transient failure's reason for status while the document waits for a retry."""
-        with self._lock:
-            self._conn.execute("UPDATE pending SET error = ? WHERE doc_id = ?", (error, doc_id))
+        with self._engine.begin() as conn:
+            conn.execute(update(_PENDING).where(_PENDING.c.doc_id == doc_id).values(error=error))
 
     def drop_pending(self, doc_ids: list[str]) -> None:
         """Forget in-flight marks that no task will ever clear (their messages were lost)."""
-        with self.transaction() as conn:
-            conn.executemany("DELETE FROM pending WHERE doc_id = ?", [(d,) for d in doc_ids])
+        with self._engine.begin() as conn:
+            conn.execute(delete(_PENDING).where(_PENDING.c.doc_id.in_(doc_ids)))
 
     def finish(self, doc_id: str, task_id: str) -> None:
         """The task settled the document. A newer task queued meanwhile keeps its entry, but the
         attempts of the version just settled no longer count against it."""
-        with self.transaction() as conn:
+        pending = _PENDING.c
+        with self._engine.begin() as conn:
             gone = conn.execute(
-                "DELETE FROM pending WHERE doc_id = ? AND task_id = ?", (doc_id, task_id)
+                delete(_PENDING).where(pending.doc_id == doc_id, pending.task_id == task_id)
             ).rowcount
             if not gone:
                 conn.execute(
-                    "UPDATE pending SET attempts = 0, error = '' WHERE doc_id = ?", (doc_id,)
+                    update(_PENDING).where(pending.doc_id == doc_id).values(attempts=0, error="")
                 )
 
-    def record_run(self, summary: RunSummary) -> None:
-        with self._lock:
-            self._conn.execute(
-                "INSERT INTO runs (summary) VALUES (?)", (json.dumps(asdict(summary)),)
-            )
+    # --- runs: one per scan or ingest, counted as its tasks report back
+
+    def record_run(self, summary: RunSummary) -> int:
+        """A run, finished or with outcomes to come one task at a time (`add_outcome`); its id."""
+        with self._engine.begin() as conn:
+            return int(conn.execute(insert(_RUNS).values(asdict(summary))).inserted_primary_key[0])
 
     def last_run(self) -> RunSummary | None:
-        with self._lock:
-            row = self._conn.execute("SELECT summary FROM runs ORDER BY id DESC LIMIT 1").fetchone()
-        return RunSummary(**json.loads(row[0])) if row else None
-
-    def start_run(self, summary: RunSummary) -> int:
-        """A run whose outcomes arrive later, one task at a time; returns its id."""
-        with self._lock:
-            cursor = self._conn.execute(
-                "INSERT INTO runs (summary) VALUES (?)", (json.dumps(asdict(summary)),)
-            )
-        return int(cursor.lastrowid or 0)
+        query = select(*(_RUNS.c[c] for c in _RUN_FIELDS)).order_by(_RUNS.c.id.desc()).limit(1)
+        with reading(self._engine) as conn:
+            row = conn.execute(query).first()
+        return RunSummary(*row) if row else None
 
     def add_outcome(self, run_id: int, kind: str, chunks_embedded: int = 0) -> None:
-        """Count one task's outcome (a `RunSummary` counter name) into its run."""
-        with self.transaction() as conn:
-            row = conn.execute("SELECT summary FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if row is not None:
-                summary = RunSummary(**json.loads(row[0]))
-                setattr(summary, kind, getattr(summary, kind) + 1)
-                summary.chunks_embedded += chunks_embedded
-                summary.completed += 1
-                if summary.completed >= summary.planned:
-                    summary.finished_at = time.time()
-                conn.execute(
-                    "UPDATE runs SET summary = ? WHERE id = ?",
-                    (json.dumps(asdict(summary)), run_id),
+        """Count one task's outcome (a `RunSummary` counter name) into its run, in one statement,
+        so tasks reporting at once on several hosts never lose each other's counts."""
+        if kind not in _COUNTERS:
+            raise ValueError(f"not a run outcome: {kind!r}")
+        runs = _RUNS.c
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(_RUNS)
+                .where(runs.id == run_id)
+                .values(
+                    {
+                        runs[kind]: runs[kind] + 1,
+                        runs.chunks_embedded: runs.chunks_embedded + chunks_embedded,
+                        runs.completed: runs.completed + 1,
+                        runs.finished_at: case(
+                            (runs.completed + 1 >= runs.planned, time.time()),
+                            else_=runs.finished_at,
+                        ),
+                    }
                 )
+            )
+
+    # --- facts beside the documents
 
     def set_meta(self, key: str, value: dict) -> None:
         """Small JSON facts beside the documents, e.g. what the last scan found."""
-        with self._lock:
-            self._conn.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value))
-            )
+        with self._engine.begin() as conn:
+            _put_meta(conn, {key: value})
 
     def update_meta(self, key: str, change: Callable[[dict | None], dict]) -> dict:
-        """Read, change and write one fact in one transaction, so two writers never lose one."""
-        with self.transaction() as conn:
-            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-            value = change(json.loads(row[0]) if row else None)
-            conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+        """Read, change and write one fact under its row's lock, so two writers never lose one.
+        A fact not there yet is made first (as JSON null, which reads as absent): a lock taken on
+        no row would let two first writers both insert."""
+        query = select(_META.c.value).where(_META.c.key == key).with_for_update()
+        with writing(self._engine) as conn:
+            insert_new(conn, _META, [{"key": key, "value": "null"}])
+            value = change(json.loads(conn.execute(query).scalar_one()))
+            _put_meta(conn, {key: value})
         return value
 
     def delete_meta(self, key: str) -> None:
         """Forget a fact that no longer holds (a rebuild of a configuration since reverted)."""
-        with self._lock:
-            self._conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+        with self._engine.begin() as conn:
+            conn.execute(delete(_META).where(_META.c.key == key))
 
     def get_meta(self, key: str) -> dict | None:
-        with self._lock:
-            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else None
+        with reading(self._engine) as conn:
+            value = conn.execute(select(_META.c.value).where(_META.c.key == key)).scalar()
+        return json.loads(value) if value is not None else None
+
+    def close(self) -> None:
+        release(self._engine)
+
+
+def _put_meta(conn: Connection, facts: dict[str, dict]) -> None:
+    upsert(conn, _META, [{"key": k, "value": json.dumps(v)} for k, v in facts.items()])

@@ -143,7 +143,7 @@ class Runtime:
 
     @cached_property
     def manifest(self) -> Manifest:
-        return Manifest(self.settings.manifest_path)
+        return Manifest.open(self.settings)
 
     def close(self) -> None:
         self.__dict__.pop("index", None)

@@ -1012,10 +1012,6 @@ class Settings(BaseSettings):
         return self.data_dir / "shard"
 
     @property
-    def manifest_path(self) -> Path:
-        return self.data_dir / "manifest.sqlite"
-
-    @property
     def audit_log_path(self) -> Path | None:
         return self.data_dir / "audit.log" if self.api.audit_log else None
 

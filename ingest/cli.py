@@ -22,7 +22,7 @@ def held() -> None:
 
     They stay held until confirmed or their objects return.
     """
-    manifest = Manifest(get_settings().manifest_path)
+    manifest = Manifest.open(get_settings())
     try:
         counts = held_deletes(manifest)
     finally:
@@ -40,7 +40,7 @@ def confirm(
     ],
 ) -> None:
     """Let the next scan carry out a tenant's held deletes."""
-    manifest = Manifest(get_settings().manifest_path)
+    manifest = Manifest.open(get_settings())
     try:
         count = confirm_held_deletes(manifest, tenant)
     finally:

@@ -46,7 +46,7 @@ from core.index import ChunkIndex, open_index
 from core.index.schema import TextIndexConfig
 from core.index.server import ServerIndex, generation_collections, physical_collection
 from core.listeners import DocumentListener, GenerationBuild, GenerationCompanion
-from core.manifest import Manifest
+from core.manifest import Manifest, generation_namespace
 from core.model_digest import model_digest
 from core.runtime import Runtime
 from core.serving import Generation
@@ -59,7 +59,8 @@ from ingest.scan import BucketScanner, DeleteGuard, ScanPlan, execute
 from ingest.sync import DocumentSyncer
 
 log = logging.getLogger(__name__)
-GENERATION_MANIFEST = "manifest.sqlite"  # a generation's own, beside its shard, while it is built
+# Where a release before manifest namespaces kept a generation's records, beside its shard.
+GENERATION_MANIFEST = "manifest.sqlite"
 
 
 def configured_fingerprint(settings: Settings, embedder: Embedder) -> Fingerprint:
@@ -97,16 +98,37 @@ def served_fingerprint(runtime: Runtime) -> Fingerprint:
     manifest = runtime.manifest
     if (manifest.get_meta(GENERATION_META) or {}).get("id") != record["id"]:
         generation = runtime.served_generation()
-        built = runtime.settings.data_dir / GENERATIONS_DIR / str(generation) / GENERATION_MANIFEST
-        if generation is not None and built.exists():
-            generation_manifest = Manifest(built)
-            records = generation_manifest.all()
-            generation_manifest.close()
-            manifest.replace_documents(records, {GENERATION_META: record})
-            log.info("finished the interrupted switch to index generation %s", record["id"])
-        else:
-            manifest.set_meta(GENERATION_META, record)
+        built = None if generation is None else generation_manifest(runtime, generation)
+        try:
+            if built is not None and not built.is_empty():
+                manifest.take_documents(built, {GENERATION_META: record})
+                log.info("finished the interrupted switch to index generation %s", record["id"])
+            else:
+                manifest.set_meta(GENERATION_META, record)
+        finally:
+            if built is not None:
+                built.close()
     return Fingerprint.from_record(record)
+
+
+def generation_manifest(runtime: Runtime, fingerprint_id: str) -> Manifest:
+    """The records of the generation with this fingerprint, in its namespace of the manifest.
+
+    A generation that a release before namespaces was building kept them in a file beside its
+    shard: they move into the namespace the first time it is opened, and the file goes.
+    """
+    manifest = Manifest.open(runtime.settings, generation_namespace(fingerprint_id))
+    folder = runtime.settings.data_dir / GENERATIONS_DIR / fingerprint_id
+    legacy = folder / GENERATION_MANIFEST
+    if legacy.exists():
+        kept = Manifest.at(legacy)
+        try:
+            manifest.put(*kept.all().values())
+        finally:
+            kept.close()
+        for leftover in folder.glob(f"{GENERATION_MANIFEST}*"):
+            leftover.unlink()
+    return manifest
 
 
 @dataclass
@@ -187,6 +209,7 @@ class Rebuild:
         s = self._runtime.settings
         served = self._runtime.served_generation()
         keep = {self.shard.parent, s.data_dir / GENERATIONS_DIR / str(served)}
+        self._runtime.manifest.drop_other_generations(generation_namespace(self.fingerprint.id))
         if s.index.mode == "server":
             server = self._served_server_index()
             for name in generation_collections(server.client, s.index.collection):
@@ -199,10 +222,6 @@ class Rebuild:
                 for companion in self._companions:  # which may live elsewhere (Redis)
                     companion.drop(folder.name)
                 shutil.rmtree(folder, ignore_errors=True)
-
-    @property
-    def manifest_path(self) -> Path:
-        return self.shard.parent / GENERATION_MANIFEST
 
     @property
     def collection(self) -> str:
@@ -225,7 +244,7 @@ class Rebuild:
             self._index = self._open_index()
             if self._index.generation_record() is None:
                 self._index.set_generation_record(self.fingerprint.to_record())
-            self._manifest = Manifest(self.manifest_path)
+            self._manifest = generation_manifest(self._runtime, self.fingerprint.id)
             if not self._builds:
                 self._builds = [c.build(self.fingerprint.id) for c in self._companions]
                 self._listeners = [lst for b in self._builds for lst in b.listeners]
@@ -307,8 +326,6 @@ class Rebuild:
         self._carry_tombstones(index, manifest)
         index.optimize()
         records = manifest.all()
-        manifest.close()
-        self._manifest = None
         tenants = {r.scope.tenant_id for r in records.values() if r.scope is not None}
         for build in self._builds:
             build.prepare(tenants)
@@ -324,7 +341,9 @@ class Rebuild:
             GENERATION_META: self.fingerprint.to_record(),
             VECTOR_INDEX_META: index.vector_status(),
         }
-        rt.manifest.replace_documents(records, metas)
+        rt.manifest.take_documents(manifest, metas)
+        manifest.close()
+        self._manifest = None
 
         def retire() -> None:
             if isinstance(old_index, ServerIndex):

@@ -66,9 +66,9 @@ def test_a_key_for_a_tenant_without_documents_needs_force(settings: Settings) ->
     runner = CliRunner()
     empty = runner.invoke(app, ["keys", "create", "acme"])
     assert empty.exit_code == 2 and "(known tenants: none)" in empty.output, empty.output
-    assert not settings.manifest_path.exists()  # asking does not make one
+    assert not (settings.data_dir / "manifest.sqlite").exists()  # asking does not make one
 
-    manifest = Manifest(settings.manifest_path)
+    manifest = Manifest.open(settings)
     manifest.put(
         DocumentRecord("tenants/acme/a.txt", "acme", "a.txt", DocStatus.INDEXED),
         DocumentRecord("tenants/globex/b.txt", "globex", "b.txt", DocStatus.FAILED),

@@ -149,7 +149,7 @@ def test_an_s3_bucket_without_credentials(tmp_path: Path) -> None:
 def test_status_prints_hostile_names_and_reasons_escaped(tmp_path: Path) -> None:
     """Finding 5 of issue 13: rich markup in a reason crashed `rag status --failed`, and an OSC
     escape in a name retitled the operator's terminal."""
-    manifest = Manifest(tmp_path / "data" / "manifest.sqlite")
+    manifest = Manifest.at(tmp_path / "data" / "manifest.sqlite")
     manifest.put(
         DocumentRecord(HOSTILE_NAME, "acme", "file:///x", DocStatus.FAILED, error=HOSTILE_REASON),
         DocumentRecord("tenants/acme/[/]ok.txt", "acme", "file:///y", DocStatus.INDEXED),

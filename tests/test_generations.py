@@ -26,6 +26,7 @@ from core.embedding import Embedder
 from core.generation import SERVING_FILE, Fingerprint
 from core.index.schema import TextIndexConfig
 from core.index.server import ServerIndex, move_alias
+from core.manifest import Manifest, generation_namespace
 from core.runtime import Runtime
 from core.settings import Settings
 from core.types import IndexedChunk
@@ -248,12 +249,12 @@ def test_new_weights_at_the_same_path_are_embedded_again_not_taken_from_the_cach
             assert retriever.retrieve(DEFAULT, payload["text"], 1, "dense")[0].score >= 0.99
 
 
-def _indexed_in(manifest: Path) -> int:
+def _indexed_in_generation(manifest: Path, fingerprint_id: str) -> int:
+    """Documents the generation being built holds, in its namespace of the manifest."""
     try:
         with sqlite3.connect(manifest) as conn:
-            return conn.execute("SELECT count(*) FROM documents WHERE status='indexed'").fetchone()[
-                0
-            ]
+            query = "SELECT count(*) FROM documents WHERE namespace = ? AND status = 'indexed'"
+            return conn.execute(query, (generation_namespace(fingerprint_id),)).fetchone()[0]
     except sqlite3.Error:
         return 0
 
@@ -280,7 +281,8 @@ def test_a_rebuild_killed_mid_way_resumes_and_the_old_generation_serves_until_th
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         building = next((tmp_path / "data" / "generations").glob("*"), None)
-        if building is not None and _indexed_in(building / "manifest.sqlite") >= 3:
+        manifest = tmp_path / "data" / "manifest.sqlite"
+        if building is not None and _indexed_in_generation(manifest, building.name) >= 3:
             break
         time.sleep(0.2)
     assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
@@ -538,3 +540,36 @@ def test_a_rebuild_keeps_the_documents_deleted_through_the_api_out(
             Ingestion(rt, open_bucket(settings.ingest.bucket_url, settings.ingest)).run().added == 0
         )
         assert not rt.index.chunk_ids(DEFAULT, doc)
+
+
+def test_a_rebuild_a_release_before_namespaces_began_resumes_from_its_file(
+    tmp_path: Path, bucket_dir: Path, embedder: Embedder
+) -> None:
+    """Such a release kept the records of the generation it built in `manifest.sqlite` beside
+    the generation's shard: they move into the generation's namespace, and the rebuild goes on
+    from them instead of syncing those documents again."""
+    fill(bucket_dir)
+    with Runtime(make_settings(tmp_path), embedder) as rt:
+        Ingestion(rt, open_bucket(rt.settings.ingest.bucket_url, rt.settings.ingest)).run()
+    settings = make_settings(tmp_path, chunk_size=48, chunk_overlap=8)
+    with Runtime(settings, embedder) as rt:
+        rebuild = Rebuild(rt, open_bucket(settings.ingest.bucket_url, settings.ingest))
+        rebuild.step(max_docs=2)
+        rebuild.close()
+        target = rebuild.fingerprint.id
+        built = Manifest.open(settings, generation_namespace(target))
+        records = built.all()
+        built.close()
+        assert len(records) == 2
+        legacy = Manifest.at(tmp_path / "data" / "generations" / target / "manifest.sqlite")
+        legacy.put(*records.values())
+        legacy.close()
+        rt.manifest.drop_other_generations(keep="nothing")  # as that release left the manifest
+
+        resumed = Rebuild(rt, open_bucket(settings.ingest.bucket_url, settings.ingest))
+        first = resumed.step(max_docs=1)
+        assert first.done == 3  # the file's two, and one more
+        assert not list((tmp_path / "data" / "generations" / target).glob("manifest.sqlite*"))
+        assert resumed.run(max_docs=4).switched
+        resumed.close()
+        assert set(rt.manifest.all()) == {p.name for p in bucket_dir.iterdir()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -258,8 +259,8 @@ def test_scan_removes_orphans_left_by_a_crashed_run(runtime: Runtime, bucket_dir
     sync(runtime)
     # A crash after the index write but before the manifest write, then the file was removed:
     # the manifest forgets the document, the index still holds it.
-    with runtime.manifest._lock:
-        runtime.manifest._conn.execute("DELETE FROM documents WHERE doc_id = 'gone.txt'")
+    with sqlite3.connect(runtime.settings.data_dir / "manifest.sqlite") as conn:
+        conn.execute("DELETE FROM documents WHERE doc_id = 'gone.txt'")
     (bucket_dir / "gone.txt").unlink()
     # ...and a stale extra point of a document whose manifest row says it is indexed.
     stray = runtime.index.retrieve(DEFAULT, list(doc_chunks(runtime, "kept.txt")))[0]

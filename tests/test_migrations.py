@@ -14,13 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from core import manifest as manifest_module
-from core.manifest import DocStatus, DocumentRecord, Manifest
-from core.sqlite import Migration, SchemaError, SqliteStore
+from core.manifest import DocStatus, DocumentRecord, Manifest, RunSummary
+from core.sqlite import SchemaError
+from core.state.migrate import head_of
+from core.state.stores import MANIFEST
 from tests.support.stores import key_store
 
 DATA = Path(__file__).parent / "data"
 V0_KEY = "rag_81cf247b8e13_KEHBKjgb5shdBtTGarZHGUVPaU6eh-t2-8aXwIJVKbc"  # in api_keys_v0.sql
+MANIFEST_STEPS = 5  # the manifest history's revisions: a release before Alembic reads the count
 
 
 def restore(dump: str, path: Path) -> Path:
@@ -38,12 +40,19 @@ def user_version(path: Path) -> int:
         conn.close()
 
 
+def alembic_revision(path: Path, store: str) -> str:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(f"SELECT version_num FROM alembic_version_{store}").fetchone()[0]
+    finally:
+        conn.close()
+
+
 def test_manifest_of_the_previous_release_upgrades_in_place(tmp_path: Path) -> None:
     path = restore("manifest_v0.sql", tmp_path / "manifest.sqlite")
     assert user_version(path) == 0
-    manifest = Manifest(path)
+    manifest = Manifest.at(path)
     try:
-        assert manifest.schema_version == len(manifest_module.MIGRATIONS) >= 3
         indexed = manifest.get("notes/a.md")
         assert indexed is not None
         assert (indexed.status, indexed.chunk_ids, indexed.mtime) == (
@@ -61,15 +70,17 @@ def test_manifest_of_the_previous_release_upgrades_in_place(tmp_path: Path) -> N
         assert failed.error == "corrupt PDF: EOF marker not found"
         assert set(manifest.pending()) == {"notes/b.md"}
         last = manifest.last_run()
-        assert last is not None and (last.added, last.failed) == (1, 1)
+        # Migration 5's run counters, from each run's JSON summary.
+        assert last is not None and (last.added, last.failed, last.finished_at) == (1, 1, 1.7e9 + 4)
         assert manifest.get_meta("last_scan") == {"listed": 3}
         indexed.meta = {"team": "search"}
         manifest.put(indexed)
         assert manifest.get("notes/a.md").meta == {"team": "search"}  # type: ignore[union-attr]
     finally:
         manifest.close()
-    assert user_version(path) == len(manifest_module.MIGRATIONS)
-    reopened = Manifest(path)  # an upgraded file opens without migrating again
+    assert user_version(path) == MANIFEST_STEPS
+    assert alembic_revision(path, "manifest") == head_of(MANIFEST.migrations)
+    reopened = Manifest.at(path)  # an upgraded file opens without migrating again
     try:
         assert reopened.get("notes/a.md").meta == {"team": "search"}  # type: ignore[union-attr]
     finally:
@@ -78,8 +89,8 @@ def test_manifest_of_the_previous_release_upgrades_in_place(tmp_path: Path) -> N
 
 def test_fresh_and_upgraded_manifests_hold_the_same_columns(tmp_path: Path) -> None:
     upgraded = restore("manifest_v0.sql", tmp_path / "old.sqlite")
-    Manifest(upgraded).close()
-    Manifest(tmp_path / "new.sqlite").close()
+    Manifest.at(upgraded).close()
+    Manifest.at(tmp_path / "new.sqlite").close()
 
     def columns(path: Path) -> list[str]:
         conn = sqlite3.connect(path)
@@ -102,7 +113,7 @@ def test_documents_deleted_before_tombstones_read_as_deleted_by_the_bucket(
     conn.execute("UPDATE documents SET status = 'deleted' WHERE doc_id = 'notes/a.md'")
     conn.commit()
     conn.close()
-    manifest = Manifest(path)
+    manifest = Manifest.at(path)
     try:
         record = manifest.get("notes/a.md")
         assert record is not None and (record.status, record.deleted_by) == ("deleted", "bucket")
@@ -125,59 +136,21 @@ def test_key_store_of_the_previous_release_keeps_its_keys(tmp_path: Path) -> Non
     finally:
         store.close()
     assert user_version(path) == 1  # what a release before Alembic reads, and refuses above
-    conn = sqlite3.connect(path)
-    try:
-        assert conn.execute("SELECT * FROM alembic_version_keys").fetchall() == [("keys_0001",)]
-    finally:
-        conn.close()
+    assert alembic_revision(path, "keys") == "keys_0001"
 
 
 def test_a_store_written_by_a_newer_release_is_refused_untouched(tmp_path: Path) -> None:
     path = tmp_path / "manifest.sqlite"
-    written = Manifest(path)
+    written = Manifest.at(path)
     written.put(DocumentRecord("a.txt", "default", "a.txt", DocStatus.INDEXED))
     written.close()
     conn = sqlite3.connect(path)
-    conn.execute("PRAGMA user_version = 99")
+    conn.execute("UPDATE alembic_version_manifest SET version_num = 'manifest_0099'")
+    conn.commit()
     conn.close()
     with pytest.raises(SchemaError, match="newer than this release knows"):
-        Manifest(path)
-    assert user_version(path) == 99
-
-
-def _split_tags(conn: sqlite3.Connection) -> None:
-    rows = conn.execute("SELECT id, tags FROM notes").fetchall()
-    for note_id, tags in rows:
-        conn.executemany(
-            "INSERT INTO tags (note_id, tag) VALUES (?, ?)", [(note_id, t) for t in tags.split()]
-        )
-
-
-NOTES_V1 = Migration(1, "notes", "CREATE TABLE notes (id INTEGER PRIMARY KEY, tags TEXT);")
-NOTES_V2 = Migration(2, "tags table", "CREATE TABLE tags (note_id INTEGER, tag TEXT);")
-NOTES_V3 = Migration(3, "tags from notes", _split_tags)
-
-
-def test_migrations_run_in_order_and_a_failed_step_rolls_back(tmp_path: Path) -> None:
-    """Any store (the golden set's too) registers its steps as the manifest and key store do."""
-    path = tmp_path / "notes.sqlite"
-    store = SqliteStore(path, [NOTES_V1])
-    store._conn.execute("INSERT INTO notes (tags) VALUES ('a b')")
-    store.close()
-
-    broken = Migration(4, "a step that fails half-way", "CREATE TABLE x (y);\nSELECT * FROM nope;")
-    with pytest.raises(SchemaError, match=r"upgrading notes\.sqlite to schema 4"):
-        SqliteStore(path, [NOTES_V1, NOTES_V2, NOTES_V3, broken])
-    assert user_version(path) == 3  # steps 2 and 3 committed; step 4 left nothing behind
-    conn = sqlite3.connect(path)
-    try:
-        assert conn.execute("SELECT tag FROM tags ORDER BY tag").fetchall() == [("a",), ("b",)]
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        assert "x" not in tables
-    finally:
-        conn.close()
-    with pytest.raises(ValueError, match=r"numbered 1, 2, 3"):
-        SqliteStore(path, [NOTES_V1, NOTES_V3])
+        Manifest.at(path)
+    assert alembic_revision(path, "manifest") == "manifest_0099"
 
 
 _OPEN_WHEN_TOLD = """
@@ -187,7 +160,7 @@ from core.manifest import Manifest
 go = Path(sys.argv[2])
 while not go.exists():
     time.sleep(0.001)
-Manifest(Path(sys.argv[1])).close()
+Manifest.at(Path(sys.argv[1])).close()
 """
 
 
@@ -203,4 +176,39 @@ def test_processes_opening_an_old_manifest_at_once_upgrade_it_once(tmp_path: Pat
     time.sleep(2)  # all of them imported and waiting
     go.touch()
     assert [p.wait(60) for p in openers] == [0] * 6
-    assert user_version(path) == len(manifest_module.MIGRATIONS)
+    assert user_version(path) == MANIFEST_STEPS
+
+
+# What the release before Alembic applied to a v0 file as its migrations 2 to 4.
+_RELEASE_STEPS = """
+ALTER TABLE documents ADD COLUMN meta TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE documents ADD COLUMN deleted_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE documents ADD COLUMN chunk_count INTEGER NOT NULL DEFAULT 0;
+UPDATE documents SET chunk_count = json_array_length(chunk_ids);
+CREATE INDEX documents_state ON documents (
+    doc_id, source, status, size, mtime, etag, sidecar, deleted_by, chunk_count
+);
+PRAGMA user_version = 4;
+"""
+
+
+def test_a_manifest_of_the_release_before_alembic_is_adopted_at_its_version(
+    tmp_path: Path,
+) -> None:
+    """Its `user_version` 4 stands for revision manifest_0004: only the namespaces and run
+    counters are added, and every record lands in the served namespace."""
+    path = restore("manifest_v0.sql", tmp_path / "manifest.sqlite")
+    conn = sqlite3.connect(path)
+    conn.executescript(_RELEASE_STEPS)
+    conn.close()
+    manifest = Manifest.at(path)
+    try:
+        assert manifest.object_states()["notes/a.md"].chunk_count == 2
+        assert set(manifest.all()) == {"notes/a.md", "tenants/acme/bad.pdf"}
+        last = manifest.last_run()
+        assert last is not None and (last.added, last.failed) == (1, 1)
+        manifest.add_outcome(manifest.record_run(RunSummary(planned=1)), "added")
+        assert manifest.last_run().completed == 1  # type: ignore[union-attr]
+    finally:
+        manifest.close()
+    assert user_version(path) == MANIFEST_STEPS

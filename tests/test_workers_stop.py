@@ -56,7 +56,7 @@ def _syncing_large(manifest_path: Path) -> bool:
 
 def _status(manifest_path: Path, doc_id: str) -> DocStatus | None:
     """The document's status: its task's while one is queued or running, else its record's."""
-    manifest = Manifest(manifest_path)
+    manifest = Manifest.at(manifest_path)
     try:
         work = manifest.pending().get(doc_id)
         if work is not None:
@@ -80,7 +80,7 @@ def test_rag_up_stops_within_its_bound_while_a_large_document_syncs(tmp_path: Pa
     url = redis_url(15)
     _write_bucket(tmp_path / "bucket")
     up = RagUp(tmp_path, url, **SETTINGS).start()
-    manifest = up.settings.manifest_path
+    manifest = up.settings.data_dir / "manifest.sqlite"
     try:
         up.wait_for(lambda: _syncing_large(manifest), 300, "the large document was not picked up")
     finally:
@@ -111,7 +111,7 @@ def test_a_worker_stops_within_its_bound_while_a_large_document_syncs(
     bucket = tmp_path / "bucket"
     _write_bucket(bucket)
     dep = deployment(tmp_path, str(bucket), redis_url(WORKER_DB), **SETTINGS)
-    manifest = dep.settings.manifest_path
+    manifest = dep.settings.data_dir / "manifest.sqlite"
     worker = dep.worker("first")
     try:
         _wait(

@@ -112,7 +112,7 @@ def test_ensure_redis_uses_a_live_one_or_starts_its_own(tmp_path: Path) -> None:
 
 
 def test_pending_work_overlays_settled_state(tmp_path: Path) -> None:
-    manifest = Manifest(tmp_path / "m.sqlite")
+    manifest = Manifest.at(tmp_path / "m.sqlite")
     manifest.put(DocumentRecord("old.txt", "default", "old.txt", DocStatus.INDEXED))
     manifest.mark_queued({"new.txt": ("default", "t1"), "old.txt": ("default", "t2")})
     counts = read_status(manifest).counts
@@ -366,7 +366,7 @@ def test_a_group_task_settles_each_document_as_its_own_task_would(
     for n in range(ctx.settings.workers.max_attempts):
         manifest.mark_processing("poison.txt", "default", f"died-{n}")
     manifest.mark_queued({"poison.txt": ("default", "task-poison.txt")})
-    run_id = manifest.start_run(RunSummary(planned=len(docs)))
+    run_id = manifest.record_run(RunSummary(planned=len(docs)))
     embeds = _counting(monkeypatch, ctx.runtime.embedder, "embed_documents")
     upserts = _counting(monkeypatch, ctx.runtime.index, "upsert")
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,6 +104,16 @@ def reading(engine: Engine) -> Connection:
     return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
 
+@contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """A transaction for reads that decide writes: on SQLite it takes the file's write lock at
+    BEGIN, since a transaction that read first and then upgrades to writing fails at once
+    ("database is locked") when another connection wrote meanwhile, where a writer that waits
+    its turn only waits. PostgreSQL's row locks (`FOR UPDATE`) do the rest."""
+    with engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
+        yield conn
+
+
 def release(engine: Engine) -> None:
     """A store is closing: its SQLite file's connections are closed; a server's engine stays."""
     if engine.dialect.name == "sqlite":
@@ -141,8 +153,8 @@ def _sqlite_engine(url: URL) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        # IMMEDIATE when asked (a migration): the write lock from the start, so two processes
-        # opening one file never both decide to apply the same step.
+        # IMMEDIATE when asked (a migration, `writing`): the write lock from the start, so two
+        # processes opening one file never both decide to apply the same step.
         options = conn.get_execution_options()
         if options.get("isolation_level") == "AUTOCOMMIT":  # `reading`: no transaction
             return
@@ -155,20 +167,20 @@ def _sqlite_engine(url: URL) -> Engine:
 def insert_new(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     """Insert the rows whose primary key is not there yet; the others are left as they are."""
     if rows:
-        conn.execute(_insert(conn, table).on_conflict_do_nothing(), rows)
+        conn.execute(dialect_insert(conn, table).on_conflict_do_nothing(), rows)
 
 
 def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     """Insert the rows, replacing the columns of those whose primary key is there already."""
     if not rows:
         return
-    insert = _insert(conn, table)
+    insert = dialect_insert(conn, table)
     keys = [column.name for column in table.primary_key]
     others = {c.name: insert.excluded[c.name] for c in table.columns if c.name not in keys}
     conn.execute(insert.on_conflict_do_update(index_elements=keys, set_=others), rows)
 
 
-def _insert(conn: Connection, table: Table) -> Any:
+def dialect_insert(conn: Connection, table: Table) -> Any:
     """The dialect's INSERT, which has ON CONFLICT (both SQLite's and PostgreSQL's)."""
     return (sqlite if conn.dialect.name == "sqlite" else postgresql).insert(table)
 

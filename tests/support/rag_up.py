@@ -172,7 +172,7 @@ class RagUp:
         send_as(self.settings, self.redis_url, "rag.scan_bucket", (), queue)
 
     def manifest(self) -> Manifest:
-        return Manifest(self.settings.manifest_path)
+        return Manifest.open(self.settings)
 
     def records(self) -> dict:
         manifest = self.manifest()

@@ -53,7 +53,7 @@ class Deployment:
         return WorkerProcess(self.settings, self.env, self.tmp / f"{name}.log").start()
 
     def manifest(self) -> Manifest:
-        return Manifest(self.settings.manifest_path)
+        return Manifest.open(self.settings)
 
     def start_up(self, log: BinaryIO) -> subprocess.Popen[bytes]:
         """`run_up` (what `rag up` runs) in a child process on this deployment, logging to `log`."""

@@ -207,7 +207,7 @@ def _enqueue(
     task_ids = {doc_id: uuid.uuid4().hex for _, doc_id in work}
     # Marked before sending: a task that finishes first must find its mark to clear it.
     manifest.mark_queued({d: (_tenant(ctx, d), t) for d, t in task_ids.items()})
-    run_id = manifest.start_run(RunSummary(unchanged=unchanged, planned=len(work)))
+    run_id = manifest.record_run(RunSummary(unchanged=unchanged, planned=len(work)))
     syncs = [doc_id for task, doc_id in work if task is sync_document]
     for group in _groups(
         syncs, ctx.settings.workers.worker_batch_docs, ctx.settings.workers.worker_concurrency
