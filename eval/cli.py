@@ -264,7 +264,7 @@ def _require_approved_items(settings: Settings, tenant: str) -> None:
 
 def _progress(line: str) -> None:
     """A plain line, whole, so a log file or CI output shows it as a terminal does; on stderr, so
-    stdout holds only the results (the report folder last, or `--json`'s object)."""
+    stdout holds only the results (the run id or report folder last, or `--json`'s object)."""
     progress_console.print(line, style="dim", markup=False, highlight=False, soft_wrap=True)
 
 
