@@ -28,6 +28,7 @@ from api.openapi import install_docs
 from api.routes import documents, evaluation, graph, keys, ops, search
 from api.state import ApiState
 from core.types import TenantScope
+from eval.evaluation_store import EvaluationStore
 from eval.history import latest_gauges
 from eval.links import ReportLinks
 from serving.platform import Platform
@@ -43,6 +44,7 @@ def _start(platform: Platform, metrics: Metrics) -> ApiState:
     platform.llm  # noqa: B018
     platform.listeners  # noqa: B018 - told of an admin's delete
     keys = KeyStore.open(s)
+    EvaluationStore.open(s).close()  # an earlier release's report folders imported now, once
     state = ApiState(
         platform=platform,
         keys=keys,
@@ -61,7 +63,15 @@ def _start(platform: Platform, metrics: Metrics) -> ApiState:
         return {t: index.count(TenantScope(t)) for t in tenants}
 
     metrics.track_index_sizes(index_sizes)
-    metrics.track_evaluations(lambda: latest_gauges(s.eval.reports_dir))
+
+    def evaluation_gauges() -> list[tuple[str, str, float, bool]]:
+        store = EvaluationStore.open(s)
+        try:
+            return latest_gauges(store)
+        finally:
+            store.close()
+
+    metrics.track_evaluations(evaluation_gauges)
     return state
 
 

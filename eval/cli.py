@@ -2,7 +2,9 @@
 accept RUN`, and `rag golden` (a tenant's golden set).
 
 Exit codes: 0 no regression, 1 a metric regressed against the baseline (the previous run, for a
-benchmark), 2 unusable input. `rag eval --tenant T` prints the report folder as its last line.
+benchmark), 2 unusable input. `rag eval --tenant T` prints the run id as its last line (the run
+is in the state database: `rag eval show RUN --tenant T` prints its report or page), a benchmark
+its report folder.
 Registered in `cli/main.py` with `app.add_typer(eval_app, name="eval")` and
 `app.add_typer(golden_app, name="golden")`.
 """
@@ -83,7 +85,9 @@ def run(
     ] = None,
     reports_dir: Annotated[
         Path | None,
-        typer.Option(help=f"Where reports go ({default_help('RAG_EVAL_REPORTS_DIR')})"),
+        typer.Option(
+            help=f"With --dataset: where its reports go ({default_help('RAG_EVAL_REPORTS_DIR')})"
+        ),
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the latest unfinished run")
@@ -101,16 +105,21 @@ def run(
         str, typer.Option(help="With --dataset: comma-separated, of " + ", ".join(MODES))
     ] = "hybrid,dense,bm25",
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print the run folder and report.json as one JSON object")
+        bool,
+        typer.Option("--json", help="Print the run (folder or id) and its report as one object"),
     ] = False,
 ) -> None:
     """Evaluate a tenant (--tenant) or a dataset, write the report, exit 1 on regression."""
     if ctx.invoked_subcommand is not None:
         return
     if tenant is not None:
-        _run_tenant(
-            tenant, mode, rerank, filter_ or [], sample or ragas_sample, reports_dir, as_json
-        )
+        if reports_dir is not None:
+            raise CliError(
+                "--reports-dir is a benchmark's (--dataset): a tenant's runs are kept in the "
+                "state database",
+                exit_code=EXIT_USAGE,
+            )
+        _run_tenant(tenant, mode, rerank, filter_ or [], sample or ragas_sample, as_json)
         return
     from eval.pipeline import run_eval
     from serving.platform import Platform
@@ -179,7 +188,6 @@ def _run_tenant(
     rerank: bool,
     raw_filters: list[str],
     sample: int | None,
-    reports_dir: Path | None,
     as_json: bool = False,
 ) -> None:
     """In this process when it can open the index; else (another process, `rag up`, holds the
@@ -209,23 +217,31 @@ def _run_tenant(
             ShardLock.check_free(settings.shard_path)
         with Platform.open(settings) as platform:
             outcome = evaluate_tenant(
-                platform,
-                tenant,
-                config=config,
-                reports_dir=reports_dir,
-                sample_size=sample,
-                progress=_progress,
+                platform, tenant, config=config, sample_size=sample, progress=_progress
             )
-        run_dir, report = outcome.run_dir, outcome.report
+        run_id, report = outcome.run_id, outcome.report
     except ShardLockedError as exc:
-        run_dir = _run_in_workers(exc.holder, tenant, mode, rerank, conditions, sample)
-        report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
+        run_id = _run_in_workers(exc.holder, tenant, mode, rerank, conditions, sample)
+        report = _stored_report(settings, tenant, run_id)
     except EvalRunError as exc:
         raise CliError(f"{exc}", exit_code=EXIT_USAGE) from None
     if as_json:
-        print_json({"run_dir": str(run_dir), "report": report})
+        print_json({"tenant": tenant, "run_id": run_id, "report": report})
         raise typer.Exit(1 if report["regression"] else 0)
-    _print_tenant_report(settings, links, tenant, run_dir, report)
+    _print_tenant_report(settings, links, tenant, run_id, report)
+
+
+def _stored_report(settings: Settings, tenant: str, run_id: str) -> dict[str, Any]:
+    from eval.evaluation_store import EvaluationStore
+
+    store = EvaluationStore.open(settings)
+    try:
+        report = store.report(tenant, run_id)
+    finally:
+        store.close()
+    if report is None:
+        raise CliError(f"tenant {tenant!r} has no finished run {run_id!r}", exit_code=EXIT_USAGE)
+    return report
 
 
 def _require_approved_items(settings: Settings, tenant: str) -> None:
@@ -248,13 +264,13 @@ def _require_approved_items(settings: Settings, tenant: str) -> None:
 
 def _progress(line: str) -> None:
     """A plain line, whole, so a log file or CI output shows it as a terminal does; on stderr, so
-    stdout holds only the results (the report folder last, or `--json`'s object)."""
+    stdout holds only the results (the run id or report folder last, or `--json`'s object)."""
     progress_console.print(line, style="dim", markup=False, highlight=False, soft_wrap=True)
 
 
 def _run_in_workers(
     holder: str, tenant: str, mode: str, rerank: bool, conditions: list, sample: int | None
-) -> Path:
+) -> str:
     """Hand the run to the workers of the process that holds the shard (`rag up`) and show its
     progress until it answers. No worker may ever take it (the holder runs none, or they listen
     on another Redis): then fail once RAG_EVAL_WORKER_START_TIMEOUT_SECONDS have passed without
@@ -323,7 +339,7 @@ def _run_in_workers(
         ticket.close()
     if "error" in answer:
         raise CliError(f"{answer['error']}", exit_code=EXIT_USAGE)
-    return Path(str(answer["run_dir"]))
+    return str(answer["run_id"])
 
 
 def _not_started(
@@ -346,7 +362,7 @@ def _not_started(
 
 
 def _print_tenant_report(
-    settings: Any, links: ReportLinks, tenant: str, run_dir: Path, report: dict
+    settings: Any, links: ReportLinks, tenant: str, run_id: str, report: dict
 ) -> None:
     for metric, value in report["ragas"]["means"].items():
         console.print(f"ragas {metric}: {value:.3f}")
@@ -359,14 +375,14 @@ def _print_tenant_report(
         console.print(f"[yellow]{report['ragas']['errors']} item(s) failed; see the report")
     base_url = f"http://{settings.api.host}:{settings.api.port}"
     # print, not the console: rich would wrap the link at the terminal's width.
-    print(f"open in a browser: {links.link(tenant, run_dir.name, base_url)}")
+    print(f"open in a browser: {links.link(tenant, run_id, base_url)}")
     for d in report["comparison"]["regressions"]:
         console.print(
             f"[red]regression against {report['comparison']['previous_run']}: {d['section']} "
             f"{d['metric']} {d['previous']:.3f} -> {d['current']:.3f} "
             f"({d['change'] * 100:+.1f} points)"
         )
-    print(run_dir)
+    print(run_id)
     if report["regression"]:
         raise typer.Exit(1)
 
@@ -377,13 +393,52 @@ def accept(run_id: str, tenant: TenantOption) -> None:
 
     Runs compare with the best accepted one.
     """
+    from eval.evaluation_store import EvaluationStore
     from eval.history import EvalRunError, accept_baseline
 
+    name = _tenant(tenant)
+    store = EvaluationStore.open(get_settings())
     try:
-        accept_baseline(get_settings().eval.reports_dir, tenant, run_id)
-    except (EvalRunError, ValueError) as exc:
+        accept_baseline(store, name, run_id)
+    except EvalRunError as exc:
         raise CliError(f"{exc}", exit_code=EXIT_USAGE) from None
-    console.print(f"accepted {run_id} as a baseline of {tenant}")
+    finally:
+        store.close()
+    console.print(f"accepted {run_id} as a baseline of {name}")
+
+
+@eval_app.command("show")
+def show(
+    run_id: str,
+    tenant: TenantOption,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", help="Write the report's page to this file instead"),
+    ] = None,
+) -> None:
+    """Print a finished run's report (JSON), or write its HTML page.
+
+    What GET /v1/eval/runs/RUN serves, read from the state database, so from any host sharing
+    it; the page is written to a file (to open in a browser), never to the terminal.
+    """
+    from eval.evaluation_store import EvaluationStore
+
+    name = _tenant(tenant)
+    store = EvaluationStore.open(get_settings())
+    try:
+        shown = store.page(name, run_id) if html else store.report(name, run_id)
+    finally:
+        store.close()
+    if shown is None:
+        raise CliError(f"tenant {name!r} has no finished run {run_id!r}", exit_code=EXIT_USAGE)
+    if html is None:
+        print_json(shown)
+        return
+    try:
+        html.write_text(shown, encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot write {html}: {exc.strerror}", exit_code=EXIT_USAGE) from None
+    console.print(f"wrote the page of {run_id} to {html}", markup=False, highlight=False)
 
 
 def _golden_store():

@@ -1,6 +1,10 @@
 """`rag eval` end to end: ingest the dataset, score retrieval and RAGAS, write the report, gate.
 
 Also `run_nightly`, the body of the nightly Celery beat task.
+
+A benchmark's reports stay files, `reports_dir/<run id>/report.{json,html}` (items cached beside
+them): they are the operator's local reports on a dataset folder of this host, not state other
+hosts must share, unlike a tenant's runs (`eval.evaluation_store`).
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from retrieval.search import SearchService
 if TYPE_CHECKING:
     from ragas.llms.base import InstructorBaseRagasLLM
 
-    from eval.ragas_scoring import RagasResult, RagasScorer
+    from eval.ragas_scoring import ItemCache, RagasResult, RagasScorer
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +135,7 @@ def _ragas(
     cache_dir: Path,
 ) -> RagasResult:
     """RAGAS of the golden items, each answered from the contexts `mode`'s search gives it."""
-    from eval.ragas_scoring import LocalRagasEmbeddings, RagasCase
+    from eval.ragas_scoring import FolderItemCache, LocalRagasEmbeddings, RagasCase
 
     retrieve = service_systems(service, workspace.scope, [mode], settings.eval.context_k)[mode]
     cases = []
@@ -153,18 +157,18 @@ def _ragas(
             else runtime.embedder
         )
         embeddings = LocalRagasEmbeddings(embedder)
-    return ragas_scorer(settings, cache_dir, llms, embeddings).score(cases)
+    return ragas_scorer(settings, FolderItemCache(cache_dir), llms, embeddings).score(cases)
 
 
 def ragas_scorer(
-    settings: Settings, cache_dir: Path, llms: EvalLLMs, embeddings: Any
+    settings: Settings, cache: ItemCache, llms: EvalLLMs, embeddings: Any
 ) -> RagasScorer:
     """RAGAS with this run's answerer and judge, bounded by the evaluation settings; items are
-    cached in `cache_dir`, so a resumed run scores only what is left."""
+    cached in `cache`, so a resumed run scores only what is left."""
     from eval.ragas_scoring import RagasScorer
 
     return RagasScorer(
-        cache_dir,
+        cache,
         answerer=llms.answerer,
         judge=llms.judge,
         embeddings=embeddings,

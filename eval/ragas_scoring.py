@@ -7,8 +7,9 @@ string-similarity context precision/recall against the relevant documents, and a
 string similarity when there is an answer), and the result says the LLM metrics were skipped.
 
 Cost is bounded by the caller's sample size, `concurrency` items in flight, a per-item timeout,
-and a cache: each finished item is written to `cache_dir/<id>.json` with a fingerprint of its
-inputs, so an interrupted run resumes where it stopped and a finished item is never paid twice.
+and a cache (`ItemCache`: a run's rows in the state database for a tenant's run, a folder for a
+benchmark's): each finished item is written to it with a fingerprint of its inputs, so an
+interrupted run resumes where it stopped and a finished item is never paid twice.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from core.embedding import Embedder
 from core.extras import missing_extra
@@ -51,6 +52,35 @@ NON_LLM_METRICS = (
 )
 _VERSION = 1  # bump when scoring changes, so cached items are recomputed
 ItemsDone = Callable[[int, int], None]  # items settled so far, of all
+
+
+class ItemCache(Protocol):
+    """Scored items by item id, as the JSON text of their `ItemResult`."""
+
+    def get(self, item_id: str) -> str | None: ...
+
+    def put(self, item_id: str, result: str) -> None: ...
+
+
+class FolderItemCache:
+    """An `ItemCache` in a run's folder, `<folder>/<digest of the id>.json`: a benchmark's run,
+    whose report is a folder on the operator's host."""
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+
+    def _path(self, item_id: str) -> Path:
+        return self._folder / f"{hashlib.sha256(item_id.encode()).hexdigest()[:32]}.json"
+
+    def get(self, item_id: str) -> str | None:
+        try:
+            return self._path(item_id).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+
+    def put(self, item_id: str, result: str) -> None:
+        self._folder.mkdir(parents=True, exist_ok=True)
+        self._path(item_id).write_text(result, encoding="utf-8")
 
 
 class LocalRagasEmbeddings(BaseRagasEmbedding):
@@ -163,7 +193,7 @@ def _legacy(name: str) -> Any:
 class RagasScorer:
     def __init__(
         self,
-        cache_dir: Path,
+        cache: ItemCache,
         *,
         answerer: Answerer | None = None,
         judge: InstructorBaseRagasLLM | None = None,
@@ -184,7 +214,7 @@ class RagasScorer:
 
         if judge is not None and embeddings is None:
             raise ValueError("the judge's answer relevancy needs embeddings")
-        self._cache_dir = cache_dir
+        self._cache = cache
         self._answerer = answerer
         self._judge = judge
         self._identity = identity
@@ -222,7 +252,6 @@ class RagasScorer:
         self, cases: Sequence[RagasCase], on_done: ItemsDone | None = None
     ) -> RagasResult:
         """`on_done(done, total)` after the cache is read and after each item settles."""
-        self._cache_dir.mkdir(parents=True, exist_ok=True)
         results: dict[str, ItemResult] = {}
         todo: list[RagasCase] = []
         for case in cases:
@@ -252,7 +281,7 @@ class RagasScorer:
                 result.error = f"{type(outcome).__name__}: {outcome}".strip().rstrip(":")
             else:
                 result = outcome
-                self._cache_path(case).write_text(json.dumps(asdict(result)), encoding="utf-8")
+                self._cache.put(case.item.id, json.dumps(asdict(result)))
             results[case.item.id] = result
         ordered = [results[c.item.id] for c in cases]
         return RagasResult(ordered, self._judge is not None, self.notes(), from_cache)
@@ -269,16 +298,12 @@ class RagasScorer:
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
-    def _cache_path(self, case: RagasCase) -> Path:
-        name = hashlib.sha256(case.item.id.encode()).hexdigest()[:32]
-        return self._cache_dir / f"{name}.json"
-
     def _cached(self, case: RagasCase) -> ItemResult | None:
-        path = self._cache_path(case)
-        if not path.exists():
+        text = self._cache.get(case.item.id)
+        if text is None:
             return None
         try:
-            result = ItemResult(**json.loads(path.read_text(encoding="utf-8")))
+            result = ItemResult(**json.loads(text))
         except (ValueError, TypeError):
             return None
         return result if result.fingerprint == self._fingerprint(case) else None

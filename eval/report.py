@@ -1,4 +1,5 @@
-"""Write a run's `report.json` and the self-contained `report.html` rendered from it.
+"""Write a benchmark run's `report.json` and the self-contained `report.html` rendered from it,
+and render a tenant run's page (stored with its report, `eval.evaluation_store`).
 
 The HTML is derived from the JSON alone (plus the past reports it already embeds as history), so
 what a person reads and what the gate decided on can never disagree.
@@ -303,8 +304,3 @@ def render_tenant_html(report: Mapping[str, Any]) -> str:
         f"<!doctype html><html><head><meta charset=utf-8><title>{escape(title)}</title>"
         f"<style>{_CSS}</style></head><body>{body}</body></html>"
     )
-
-
-def write_tenant_report(run_dir: Path, report: Mapping[str, Any]) -> Path:
-    """As `write_report`, for a tenant's run on the served index."""
-    return _write(run_dir, report, render_tenant_html(report))

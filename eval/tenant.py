@@ -8,11 +8,12 @@ chunks), so recall@50 or precision@10 never count hits the run did not fetch.
 Each approved question goes through the `SearchService` the caller passes (the one the API
 serves, `serving.platform.Platform.search`) with the run's mode, rerank and filters, and is
 answered by the answer builder `/v1/answer` uses (`core.llm`). A run is bounded (sample size,
-concurrency, per-item timeout), resumable (finished items are cached in the run folder, so a run
-a crash interrupted continues where it stopped), and an LLM or judge failure marks its item, not
-the run. Reports live in `reports_dir/tenants/<tenant>/<run id>/` (`eval.history`); the gate
-compares with the tenant's baseline, an accepted run (`accept_baseline`), and keeps flagging
-until the metric recovers or another run is accepted.
+concurrency, per-item timeout), resumable (scored items are stored with the run, so a run a crash
+interrupted continues where it stopped, on any host), and an LLM or judge failure marks its item,
+not the run. Runs, their reports and pages live in the state database (`eval.evaluation_store`),
+so the API of any host serves what a worker of another made; the gate compares with the tenant's
+baseline, an accepted run (`eval.history.accept_baseline`), and keeps flagging until the metric
+recovers or another run is accepted.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from core.index import FieldFilter
@@ -34,17 +34,12 @@ from core.model_digest import model_label
 from core.settings import Settings
 from core.types import TenantScope
 from eval.compare import compare
+from eval.evaluation_store import EvaluationStore
 from eval.golden import GoldenItem, sample
-from eval.history import (
-    SECTION,
-    EvalRunError,
-    baseline_report,
-    finished_reports,
-    tenant_dir,
-)
+from eval.history import SECTION, EvalRunError, baseline_report
 from eval.metrics import MAX_CUTOFF, mean, score_run
-from eval.pipeline import EvalLLMs, EvalOutcome, open_run_dir, ragas_scorer
-from eval.report import write_tenant_report
+from eval.pipeline import EvalLLMs, ragas_scorer
+from eval.report import render_tenant_html
 from eval.runner import Progress, Retrieved
 from retrieval.filters import FilterLimits, to_field_filters
 from retrieval.search import RankedChunk, SearchMode, SearchRequest, SearchService
@@ -61,6 +56,19 @@ class RunConfig:
     rerank: bool = False
     filters: tuple[FieldFilter, ...] = ()
     filter_json: list[dict[str, Any]] = field(default_factory=list)  # as the API takes them
+
+
+@dataclass(frozen=True)
+class TenantOutcome:
+    """A finished run: its id (with the tenant, what the API and a link name it by) and report."""
+
+    tenant: str
+    run_id: str
+    report: dict[str, Any]
+
+    @property
+    def regression(self) -> bool:
+        return bool(self.report["regression"])
 
 
 def run_config(
@@ -124,25 +132,25 @@ def run_tenant_eval(
     tenant: str,
     items: Sequence[GoldenItem],
     llms: EvalLLMs,
+    store: EvaluationStore,
     *,
     config: RunConfig | None = None,
     embeddings: Any = None,
-    reports_dir: Path | None = None,
     sample_size: int | None = None,
     resume: bool = True,
     progress: Progress | None = None,
-) -> EvalOutcome:
-    """Evaluate `items` (the tenant's approved golden items) on the served index; `progress`
-    receives a line when the searches start and as the items are scored (about ten lines)."""
+) -> TenantOutcome:
+    """Evaluate `items` (the tenant's approved golden items) on the served index, the run kept
+    in `store`; `progress` receives a line when the searches start and as the items are scored
+    (about ten lines)."""
     from eval.ragas_scoring import RagasCase
 
     config = config or RunConfig()
     if not items:
         raise EvalRunError(f"tenant {tenant!r} has no approved golden items")
     started = time.perf_counter()
-    reports_dir = reports_dir or settings.eval.reports_dir
     items = sample(list(items), sample_size or settings.eval.ragas_sample)
-    run_dir = open_run_dir(tenant_dir(reports_dir, tenant), resume)
+    run_id = store.start_run(tenant, resume)
     scope = TenantScope(tenant)
     say = progress or (lambda line: None)
     say(f"searching {len(items)} golden items of {tenant} ({config.mode})")
@@ -176,7 +184,8 @@ def run_tenant_eval(
         if done == total or (done and done % step == 0):
             say(f"scored {done} of {total} golden items")
 
-    ragas = ragas_scorer(settings, run_dir / "items", llms, embeddings).score(cases, scored)
+    cache = store.items_of(tenant, run_id)
+    ragas = ragas_scorer(settings, cache, llms, embeddings).score(cases, scored)
     judged = {i.id: {d: 1 for d in i.relevant_doc_ids} for i in items if i.relevant_doc_ids}
     per_query = score_run(ranked, judged) if judged else {}
     rows = [
@@ -198,7 +207,7 @@ def run_tenant_eval(
         for r in ragas.items
     ]
     report: dict[str, Any] = {
-        "run_id": run_dir.name,
+        "run_id": run_id,
         "tenant": tenant,
         "created_at": datetime.now(UTC).isoformat(),
         "config": fingerprint(settings, service, config, llms),
@@ -227,25 +236,25 @@ def run_tenant_eval(
         "items": sorted(rows, key=_sort_key),
         "seconds": time.perf_counter() - started,
     }
-    base = baseline_report(reports_dir, tenant, before=run_dir.name)
+    past = [r for r in store.finished_reports(tenant) if r["run_id"] < run_id]
+    base = baseline_report(past, store.accepted_runs(tenant), before=run_id)
     comparison = compare(report, base, settings.eval.regression_threshold)
     report["comparison"] = comparison.to_json()
     report["regression"] = bool(comparison.regressions)
-    past = [r for r in finished_reports(reports_dir, tenant) if r["run_id"] < run_dir.name]
     report["history"] = [_history_point(p) for p in [*past[-(_HISTORY - 1) :], report]]
-    write_tenant_report(run_dir, report)
+    store.finish_run(tenant, run_id, report, render_tenant_html(report))
     for d in comparison.regressions:
         log.warning(
-            "evaluation regression for tenant %s: %s %s %.3f -> %.3f against baseline %s (%s)",
+            "evaluation regression for tenant %s: %s %s %.3f -> %.3f against baseline %s (run %s)",
             tenant,
             d.section,
             d.metric,
             d.previous,
             d.current,
             comparison.previous_run,
-            run_dir / "report.html",
+            run_id,
         )
-    return EvalOutcome(run_dir, report)
+    return TenantOutcome(tenant, run_id, report)
 
 
 def _history_point(report: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,13 +7,13 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
+from eval.evaluation_store import EvaluationStore
 from eval.golden_store import GoldenStore
 from eval.history import EvalRunError
-from eval.pipeline import EvalLLMs, EvalOutcome, llms_from_settings
+from eval.pipeline import EvalLLMs, llms_from_settings
 from eval.runner import Progress
-from eval.tenant import RunConfig, run_tenant_eval
+from eval.tenant import RunConfig, TenantOutcome, run_tenant_eval
 from serving.platform import Platform
 
 log = logging.getLogger(__name__)
@@ -24,14 +24,14 @@ def evaluate_tenant(
     tenant: str,
     *,
     config: RunConfig | None = None,
-    reports_dir: Path | None = None,
     sample_size: int | None = None,
     llms: EvalLLMs | None = None,
     resume: bool = True,
     progress: Progress | None = None,
-) -> EvalOutcome:
-    """One run over the tenant's approved golden items; `llms` defaults to the configured ones.
-    A run that reranks without a reranker is refused at once, with the reason none loaded."""
+) -> TenantOutcome:
+    """One run over the tenant's approved golden items, kept in the state database;
+    `llms` defaults to the configured ones. A run that reranks without a reranker is refused at
+    once, with the reason none loaded."""
     from eval.ragas_scoring import LocalRagasEmbeddings
 
     s = platform.settings
@@ -44,24 +44,28 @@ def evaluate_tenant(
     finally:
         store.close()
     llms = llms if llms is not None else llms_from_settings(s)
-    return run_tenant_eval(
-        s,
-        platform.search,
-        tenant,
-        items,
-        llms,
-        config=config,
-        embeddings=LocalRagasEmbeddings(platform.runtime.embedder) if llms.judge else None,
-        reports_dir=reports_dir,
-        sample_size=sample_size,
-        resume=resume,
-        progress=progress,
-    )
+    runs = EvaluationStore.open(s)
+    try:
+        return run_tenant_eval(
+            s,
+            platform.search,
+            tenant,
+            items,
+            llms,
+            runs,
+            config=config,
+            embeddings=LocalRagasEmbeddings(platform.runtime.embedder) if llms.judge else None,
+            sample_size=sample_size,
+            resume=resume,
+            progress=progress,
+        )
+    finally:
+        runs.close()
 
 
 def evaluate_every_tenant(platform: Platform) -> dict[str, str]:
     """The nightly run: every tenant with approved golden items, each resumed if a crash cut it
-    short; one tenant's failure is logged and the others still run. Tenant -> run folder or
+    short; one tenant's failure is logged and the others still run. Tenant -> run id or
     error."""
     store = GoldenStore.open(platform.settings)
     try:
@@ -71,7 +75,7 @@ def evaluate_every_tenant(platform: Platform) -> dict[str, str]:
     done: dict[str, str] = {}
     for tenant in tenants:
         try:
-            done[tenant] = str(evaluate_tenant(platform, tenant).run_dir)
+            done[tenant] = evaluate_tenant(platform, tenant).run_id
         except Exception as exc:
             log.exception("nightly evaluation of tenant %s failed", tenant)
             done[tenant] = f"failed: {type(exc).__name__}: {exc}"

@@ -25,8 +25,8 @@ import pytest
 
 from core.embedding import Embedder
 from core.types import TenantScope
+from eval.evaluation_store import EvaluationStore
 from eval.golden_store import GoldenStore
-from eval.history import tenant_dir
 from ingest.held_deletes import CONFIRMED_DELETES, HELD_DELETES
 from serving.evaluation import evaluate_tenant
 from tests.support.api_env import ADMIN_KEY, ApiEnv, doc_ids, prepare_runtime, running_app
@@ -153,10 +153,14 @@ def _call(env: ApiEnv, request: dict[str, Any], key: dict[str, str]) -> httpx.Re
 def _victim_values(env: ApiEnv) -> dict[str, str]:
     """globex's own resources, for the path parameters of the routes that name them."""
     settings = env.runtime.settings
-    run = sorted(tenant_dir(settings.eval.reports_dir, VICTIM).glob("*/report.json"))[-1].parent
+    runs = EvaluationStore.open(settings)
+    try:
+        run_id = runs.finished_reports(VICTIM)[-1]["run_id"]
+    finally:
+        runs.close()
     return {
         "tenant": VICTIM,
-        "run_id": run.name,
+        "run_id": run_id,
         "item_id": VICTIM_GOLDEN[0]["id"],
         "doc_id": doc_ids(VICTIM)[0],
         "key_id": env.keys[f"{VICTIM}:reader"].split("_")[1],
@@ -172,7 +176,12 @@ def _victim_state(env: ApiEnv) -> dict[str, Any]:
         golden = [item.model_dump() for item in store.items(VICTIM)]
     finally:
         store.close()
-    reports = tenant_dir(settings.eval.reports_dir, VICTIM)
+    runs = EvaluationStore.open(settings)
+    try:  # as text: a report's NaN is never equal to itself
+        reports = [json.dumps(r, sort_keys=True) for r in runs.finished_reports(VICTIM)]
+        evaluation = (reports, runs.accepted_runs(VICTIM))
+    finally:
+        runs.close()
     return {
         "golden": golden,
         "keys": env.client.app.state.api.keys.list(TenantScope(VICTIM)),
@@ -180,7 +189,7 @@ def _victim_state(env: ApiEnv) -> dict[str, Any]:
             d: (r.status, r.chunk_ids, r.deleted_by) for d, r in manifest.all(VICTIM).items()
         },
         "confirmed": (manifest.get_meta(CONFIRMED_DELETES) or {}).get(VICTIM),
-        "reports": sorted((str(p), p.stat().st_mtime_ns) for p in reports.rglob("*")),
+        "evaluation": evaluation,
         "chunks": env.chunk_ids(VICTIM),
     }
 

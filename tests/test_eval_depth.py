@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from core.embedding import Embedder
+from eval.evaluation_store import EvaluationStore
 from eval.golden import GoldenItem
 from eval.golden_store import GoldenStore
 from eval.metrics import METRICS
@@ -57,6 +58,10 @@ def test_precision_at_10_and_recall_at_50_rank_as_deep_as_their_cutoffs(
     (row,) = report["items"]
     assert len(row["hits"]) == runtime.settings.eval.context_k < len(docs)
     assert sorted(row["ranked_doc_ids"]) == sorted(docs)  # the whole tenant, in 12 chunks
-    html = Path(tmp_path / "reports" / "tenants" / "rivers" / report["run_id"]) / "report.html"
-    title = re.search(r'alt="(Retrieval metrics[^"]*)"', html.read_text())
+    runs = EvaluationStore.open(runtime.settings)
+    try:
+        page = runs.page("rivers", report["run_id"]) or ""
+    finally:
+        runs.close()
+    title = re.search(r'alt="(Retrieval metrics[^"]*)"', page)
     assert title and title.group(1) == "Retrieval metrics of the dense search, 50 deep"

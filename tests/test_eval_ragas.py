@@ -22,7 +22,13 @@ from core.llm import ANSWER_SYSTEM_PROMPT, LlmEndpoint, judge_endpoint, llm_endp
 from core.settings import Settings
 from eval.golden import GoldenItem
 from eval.pipeline import llms_from_settings
-from eval.ragas_scoring import LLM_METRICS, LocalRagasEmbeddings, RagasCase, RagasScorer
+from eval.ragas_scoring import (
+    LLM_METRICS,
+    FolderItemCache,
+    LocalRagasEmbeddings,
+    RagasCase,
+    RagasScorer,
+)
 from eval.runner import Retrieved
 from tests.support.ragas import FABRICATED, FakeOpenAI, StubAnswerer, StubJudge
 
@@ -61,7 +67,7 @@ def embeddings(embedder: Embedder) -> LocalRagasEmbeddings:
 
 def _scorer(tmp: Path, embeddings: LocalRagasEmbeddings, **kw: Any) -> RagasScorer:
     return RagasScorer(
-        tmp / "cache",
+        FolderItemCache(tmp / "cache"),
         judge=kw.pop("judge", None),
         answerer=kw.pop("answerer", None),
         embeddings=embeddings,

@@ -14,7 +14,6 @@ import hmac
 import io
 import json
 import logging
-import shutil
 import threading
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
@@ -30,6 +29,7 @@ from api.app import create_app
 from cli.main import app as cli_app
 from core.embedding import Embedder
 from core.settings import get_settings
+from eval.evaluation_store import EvaluationStore
 from eval.golden import GoldenItem
 from eval.golden_store import generate_candidates
 from eval.screenshot import find_chromium, screenshot
@@ -248,7 +248,7 @@ def test_ragas_with_the_judge_and_a_failed_item(hybrid_run: Any) -> None:
 
 
 def test_runs_are_served_per_tenant_with_the_error_shape(env: ApiEnv, hybrid_run: Any) -> None:
-    run_id = hybrid_run.run_dir.name
+    run_id = hybrid_run.run_id
     listed = _get(env, "/v1/eval/runs", "acme").json()
     assert [r["run_id"] for r in listed["runs"]] == [run_id]
     assert _get(env, "/v1/eval/runs", "globex").json()["runs"] == []
@@ -261,7 +261,7 @@ def test_runs_are_served_per_tenant_with_the_error_shape(env: ApiEnv, hybrid_run
 
 
 def test_a_signed_link_opens_the_page_without_a_key(env: ApiEnv, hybrid_run: Any) -> None:
-    run_id = hybrid_run.run_dir.name
+    run_id = hybrid_run.run_id
     made = env.client.post(f"/v1/eval/runs/{run_id}/link", headers=env.auth("acme"))
     assert made.status_code == 200
     url = urlsplit(made.json()["url"])
@@ -282,13 +282,13 @@ def test_bm25_only_is_flagged_until_a_new_baseline_is_accepted(
     with caplog.at_level(logging.WARNING, logger="eval.tenant"):
         worse = evaluate_tenant(env.platform, "acme", config=RunConfig("bm25"))
     assert worse.regression
-    assert worse.report["comparison"]["previous_run"] == hybrid_run.run_dir.name
+    assert worse.report["comparison"]["previous_run"] == hybrid_run.run_id
     assert "evaluation regression for tenant acme" in caplog.text
     metrics = env.client.get("/metrics", headers=OPERATOR).text
     assert 'rag_eval_regression{metric="retrieval/served/recall@5",tenant="acme"} 1.0' in metrics
     again = evaluate_tenant(env.platform, "acme", config=RunConfig("bm25"))
     assert again.regression  # still flagged: the baseline did not move
-    accept = ["eval", "baseline", "accept", again.run_dir.name, "--tenant", "acme"]
+    accept = ["eval", "baseline", "accept", again.run_id, "--tenant", "acme"]
     assert cli.invoke(cli_app, accept).exit_code == 0
     accepted = evaluate_tenant(env.platform, "acme", config=RunConfig("bm25"))
     assert not accepted.regression
@@ -314,32 +314,41 @@ def test_the_nightly_task_runs_every_tenant_with_a_golden_set(env: ApiEnv, tmp: 
     schedule = beat_schedule(env.runtime.settings)
     assert schedule["nightly-tenant-eval"]["task"] == "rag.eval.tenants"
     done = evaluate_every_tenant(env.platform)
-    assert list(done) == ["acme"] and (Path(done["acme"]) / "report.json").is_file()
+    assert list(done) == ["acme"]
+    assert _get(env, f"/v1/eval/runs/{done['acme']}", "acme").json()["run_id"] == done["acme"]
 
 
 @pytest.mark.skipif(find_chromium() is None, reason="needs Chromium")
 def test_report_page_with_its_history_renders_in_chromium(env: ApiEnv, tmp: Path) -> None:
     latest = _get(env, "/v1/eval/runs", "acme").json()["runs"][0]["run_id"]
-    html = tmp / "reports" / "tenants" / "acme" / latest / "report.html"
+    html = tmp / "report.html"
+    html.write_text(_get(env, f"/v1/eval/runs/{latest}", "acme", format="html").text)
     assert 'alt="ragas trend"' in html.read_text()
     png = screenshot(html, tmp / "report.png", height=1600)
     assert png.stat().st_size > 20_000
 
 
-def test_a_run_cut_short_resumes_without_paying_for_finished_items(env: ApiEnv, tmp: Path) -> None:
-    root = tmp / "reports" / "tenants" / "acme"
-    latest = sorted(p for p in root.iterdir() if (p / "report.json").is_file())[-1]
-    crashed = root / "20000101T000000Z"  # a run that died after scoring its items
-    shutil.copytree(latest / "items", crashed / "items")
-    (crashed / "run.json").write_text("{}")
+def test_a_run_cut_short_resumes_without_paying_for_finished_items(env: ApiEnv) -> None:
+    store = EvaluationStore.open(env.runtime.settings)
+    try:
+        latest = store.finished_reports("acme")[-1]["run_id"]
+        crashed = "20000101T000000Z"  # a run that died after scoring its items
+        run = {"status": "running", "started_at": 0.0, "finished_at": None}
+        store.adopt([{"tenant": "acme", "run_id": crashed, **run, "report": None, "page": None}])
+        for item_id, _, _ in GOLDEN:
+            scored = store.items_of("acme", latest).get(item_id)
+            if scored is not None:
+                store.items_of("acme", crashed).put(item_id, scored)
+    finally:
+        store.close()
     resumed = evaluate_tenant(env.platform, "acme")
-    assert resumed.run_dir == crashed
+    assert resumed.run_id == crashed
     ragas = resumed.report["ragas"]
     assert ragas["from_cache"] == len(GOLDEN) - 1  # all but the failed item, which is retried
     assert ragas["errors"] == 1
 
 
-def test_cli_eval_prints_the_report_folder_last(
+def test_cli_eval_prints_the_run_id_last_and_shows_its_report(
     tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runtime, _ = prepare_runtime(tmp_path, embedder)
@@ -360,16 +369,29 @@ def test_cli_eval_prints_the_report_folder_last(
         )
         result = runner.invoke(cli_app, ["eval", "--tenant", "acme", "--mode", "dense"])
         assert result.exit_code == 0, result.output
-        folder = Path(result.stdout.strip().splitlines()[-1])
-        assert (folder / "report.json").is_file() and (folder / "report.html").is_file()
-        report = json.loads((folder / "report.json").read_text())
+        run_id = result.stdout.strip().splitlines()[-1]
+        assert f"/v1/eval/shared/acme/{run_id}?" in result.stdout
+        shown = runner.invoke(cli_app, ["eval", "show", run_id, "--tenant", "acme"])
+        assert shown.exit_code == 0, shown.output
+        report = json.loads(shown.stdout)
+        assert report["run_id"] == run_id
         assert report["search"]["mode"] == "dense" and not report["ragas"]["llm_metrics"]
         assert any("No judge configured" in n for n in report["ragas"]["notes"])
-        assert "/v1/eval/shared/acme/" in result.stdout
+        page = tmp_path / "page.html"
+        saved = runner.invoke(cli_app, ["eval", "show", run_id, "--tenant", "acme", "--html", page])
+        assert saved.exit_code == 0 and f"Evaluation {run_id}" in page.read_text(), saved.output
+        for unknown in (["20000101T000000Z", "--tenant", "acme"], [run_id, "--tenant", "globex"]):
+            missing = runner.invoke(cli_app, ["eval", "show", *unknown])
+            assert missing.exit_code == 2 and "has no finished run" in missing.output
         as_json = runner.invoke(cli_app, ["eval", "--tenant", "acme", "--mode", "dense", "--json"])
         assert as_json.exit_code == 0, as_json.output
         out = json.loads(as_json.stdout)
-        assert Path(out["run_dir"]) != folder and out["report"]["search"]["mode"] == "dense"
+        assert out["run_id"] != run_id and out["report"]["run_id"] == out["run_id"]
+        assert out["tenant"] == "acme" and out["report"]["search"]["mode"] == "dense"
+        elsewhere = ["eval", "--tenant", "acme", "--reports-dir", str(tmp_path / "r")]
+        refused = runner.invoke(cli_app, elsewhere)
+        assert refused.exit_code == 2 and "state database" in refused.output
+        assert not (tmp_path / "reports").exists()  # a tenant's runs are no files
         none = runner.invoke(cli_app, ["eval", "--tenant", "globex"])
         assert none.exit_code == 2 and "no approved golden items" in none.output
     finally:

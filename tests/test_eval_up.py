@@ -5,7 +5,6 @@ Without a worker to take it, `rag eval` says so within its bound (issue 24, find
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -142,9 +141,11 @@ def test_report_hits_equal_the_served_search_under_rag_up(tmp_path: Path) -> Non
         ]
         at = [next((n for n, line in enumerate(shown) if p in line), -1) for p in progress]
         assert -1 not in at and at == sorted(at), run.stderr  # each shown, in this order
-        folder = Path(run.stdout.strip().splitlines()[-1])
-        report = json.loads((folder / "report.json").read_text())
-        assert len(report["items"]) == 20
+        run_id = run.stdout.strip().splitlines()[-1]
+        mine = api.get(f"/v1/eval/runs/{run_id}", headers={"X-API-Key": acme})
+        assert mine.status_code == 200, mine.text
+        report = mine.json()
+        assert report["run_id"] == run_id and len(report["items"]) == 20
         k = report["search"]["top_k"]
         for row in report["items"]:
             served = api.post(
@@ -155,10 +156,8 @@ def test_report_hits_equal_the_served_search_under_rag_up(tmp_path: Path) -> Non
             assert [h["id"] for h in row["hits"]] == [h["id"] for h in served["results"]]
             assert all(h["doc_id"].startswith("tenants/acme/") for h in row["hits"])
         assert report["retrieval"]["served"]["means"]["recall@5"] > 0.5
-        theirs = api.get(f"/v1/eval/runs/{folder.name}", headers={"X-API-Key": globex})
+        theirs = api.get(f"/v1/eval/runs/{run_id}", headers={"X-API-Key": globex})
         assert theirs.status_code == 404 and theirs.json()["error"]["code"] == "run_not_found"
-        mine = api.get(f"/v1/eval/runs/{folder.name}", headers={"X-API-Key": acme})
-        assert mine.status_code == 200 and mine.json()["run_id"] == folder.name
     finally:
         api.close()
         up.send_signal(signal.SIGTERM)

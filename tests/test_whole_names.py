@@ -19,8 +19,9 @@ from typer._click.exceptions import BadParameter
 from api.auth import InvalidLabelError, check_label
 from cli.terminal import tenant_id
 from core.manifest import NO_TENANT
+from core.settings import Settings
 from core.types import InvalidTenantError, TenantScope, is_meta_key, is_tenant_id
-from eval.history import read_report
+from eval.evaluation_store import EvaluationStore
 from ingest.documents import DocumentError, parse_sidecar, tenant_id_of, tenant_of
 from retrieval.filters import FilterError, to_field_filter
 from tests.support.stores import key_store
@@ -83,14 +84,14 @@ def test_key_ids_labels_and_run_ids_are_matched_whole(tmp_path: Path, end: str) 
     store.close()
     with pytest.raises(InvalidLabelError):
         check_label("ops" + end)
-    reports = tmp_path / "reports"
-    run = reports / "tenants" / "acme" / "20240101T000000Z"
-    run.mkdir(parents=True)
-    (run / "report.json").write_text("{}")
-    assert read_report(reports, "acme", run.name) == run
-    assert read_report(reports, "acme", run.name + end) is None
+    runs = EvaluationStore.open(Settings(data_dir=tmp_path, eval_reports_dir=tmp_path / "r"))
+    run_id = runs.start_run("acme", resume=False)
+    runs.finish_run("acme", run_id, {}, "")
+    assert runs.report("acme", run_id) == {}
+    assert runs.report("acme", run_id + end) is None
     with pytest.raises(InvalidTenantError):
-        read_report(reports, "acme" + end, run.name)
+        runs.report("acme" + end, run_id)
+    runs.close()
 
 
 @pytest.mark.parametrize("end", NEWLINES)

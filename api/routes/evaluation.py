@@ -3,14 +3,15 @@
 A key reaches only its own tenant's runs and golden set; only the operator key may name another
 tenant with `?tenant=` (`api.auth.Principal.tenant_scope`, the rule of every route). Reports are
 JSON or their HTML page; a signed link (`POST /v1/eval/runs/{id}/link`) opens the page in a
-browser, which sends no API key.
-`GET /v1/eval/latest` serves the newest BEIR benchmark report (the operator key only).
+browser, which sends no API key. Runs are read from the state database, so every API replica
+serves the runs any host's worker made.
+`GET /v1/eval/latest` serves the newest BEIR benchmark report (the operator key only): a file in
+this host's reports folder, as the benchmark writes it.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -21,9 +22,9 @@ from api.auth import admin_target_scope, require_operator, target_scope
 from api.errors import ApiError
 from core.settings import Settings
 from core.types import TenantScope
+from eval.evaluation_store import EvaluationStore
 from eval.golden import GoldenSetError, parse_golden
 from eval.golden_store import GoldenStore
-from eval.history import finished_reports, read_report
 from eval.links import ReportLinks
 
 router = APIRouter(prefix="/v1", tags=["evaluation"])
@@ -40,22 +41,37 @@ def _links(request: Request) -> ReportLinks:
     return request.app.state.api.links
 
 
-def _run_dir(settings: Settings, tenant: str, run_id: str) -> Path:
-    run = read_report(settings.eval.reports_dir, tenant, run_id)
-    if run is None:
+def _finished(found: Any, tenant: str, run_id: str) -> Any:
+    if found is None:
         raise ApiError(404, "run_not_found", f"tenant {tenant!r} has no finished run {run_id!r}")
-    return run
+    return found
 
 
-def _page(run: Path) -> HTMLResponse:
-    return HTMLResponse((run / "report.html").read_text(encoding="utf-8"))
+def _report(settings: Settings, tenant: str, run_id: str) -> dict[str, Any]:
+    store = EvaluationStore.open(settings)
+    try:
+        return _finished(store.report(tenant, run_id), tenant, run_id)
+    finally:
+        store.close()
+
+
+def _page(settings: Settings, tenant: str, run_id: str) -> HTMLResponse:
+    store = EvaluationStore.open(settings)
+    try:
+        return HTMLResponse(_finished(store.page(tenant, run_id), tenant, run_id))
+    finally:
+        store.close()
 
 
 @router.get("/eval/runs")
 def list_runs(request: Request, target: Target) -> dict[str, Any]:
     """The tenant's finished runs, newest first, with their means and regression flag."""
-    s = _settings(request)
     name = target.tenant_id
+    store = EvaluationStore.open(_settings(request))
+    try:
+        reports = store.finished_reports(name)
+    finally:
+        store.close()
     runs = [
         {
             "run_id": r["run_id"],
@@ -65,7 +81,7 @@ def list_runs(request: Request, target: Target) -> dict[str, Any]:
             "retrieval": {k: v["means"] for k, v in r["retrieval"].items()},
             "config_digest": r["config"]["digest"],
         }
-        for r in reversed(finished_reports(s.eval.reports_dir, name))
+        for r in reversed(reports)
     ]
     return {"tenant": name, "runs": runs}
 
@@ -77,10 +93,9 @@ def get_run(
     target: Target,
     format: Format = "json",
 ) -> dict[str, Any] | HTMLResponse:
-    run = _run_dir(_settings(request), target.tenant_id, run_id)
     if format == "html":
-        return _page(run)
-    return json.loads((run / "report.json").read_text(encoding="utf-8"))
+        return _page(_settings(request), target.tenant_id, run_id)
+    return _report(_settings(request), target.tenant_id, run_id)
 
 
 @router.post("/eval/runs/{run_id}/link")
@@ -88,7 +103,11 @@ def link(run_id: str, request: Request, target: Target) -> dict[str, Any]:
     """A short-lived URL that opens the report's page without a key."""
     s = _settings(request)
     name = target.tenant_id
-    _run_dir(s, name, run_id)
+    store = EvaluationStore.open(s)
+    try:
+        _finished(store.is_finished(name, run_id) or None, name, run_id)
+    finally:
+        store.close()
     url = _links(request).link(name, run_id, str(request.base_url).rstrip("/"))
     return {"url": url, "expires_in": s.eval.link_ttl_seconds}
 
@@ -102,10 +121,9 @@ def shared(
     tenant: str, run_id: str, request: Request, expires: int = 0, sig: str = ""
 ) -> HTMLResponse:
     """The report page behind a signed link; an expired or forged link is a 403."""
-    s = _settings(request)
     if not _links(request).is_valid(tenant, run_id, expires, sig):
         raise ApiError(403, "link_invalid", "the link has expired or its signature is wrong")
-    return _page(_run_dir(s, tenant, run_id))
+    return _page(_settings(request), tenant, run_id)
 
 
 @router.get(
@@ -122,7 +140,7 @@ def latest(request: Request, format: Format = "json") -> dict[str, Any] | HTMLRe
     if not runs:
         raise ApiError(404, "no_report", "no finished benchmark evaluation yet")
     if format == "html":
-        return _page(runs[-1])
+        return HTMLResponse((runs[-1] / "report.html").read_text(encoding="utf-8"))
     return json.loads((runs[-1] / "report.json").read_text(encoding="utf-8"))
 
 

@@ -32,9 +32,11 @@ def nightly_tenant_eval() -> dict[str, str]:
 
 class Ticket:
     """One run `rag eval --tenant` handed to the workers of `rag up`, as files the two processes
-    share under data_dir/eval-requests/ (the embedded shard is local, so is its data dir):
-    `<ticket>.progress`, a line per step, whose first line says a worker started the run, and
-    `<ticket>.json`, the answer."""
+    share under data_dir/eval-requests/: `<ticket>.progress`, a line per step, whose first line
+    says a worker started the run, and `<ticket>.json`, the answer (the run's id, or why it
+    failed). Host-local by design: a run is handed off only to the process holding this data
+    dir's embedded shard, on this host; the run itself, its report and page are in the state
+    database."""
 
     _ID = re.compile(r"[0-9a-f]{32}")
 
@@ -109,7 +111,7 @@ def tenant_eval(
     try:
         config = run_config(platform.settings, mode, rerank, filters or [])
         outcome = evaluate_tenant(platform, tenant, config=config, sample_size=sample, progress=say)
-        answer = {"run_dir": str(outcome.run_dir.resolve()), "regression": outcome.regression}
+        answer = {"run_id": outcome.run_id, "regression": outcome.regression}
     except Exception as exc:
         answer = {"error": f"{type(exc).__name__}: {exc}"}
     if handoff is not None:
