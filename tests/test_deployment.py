@@ -32,7 +32,7 @@ def test_compose_file_follows_the_compose_specification() -> None:
 
 
 def test_the_deployment_has_every_part() -> None:
-    assert {"qdrant", "redis", "api", "worker", "beat", "flower"} <= set(SERVICES)
+    assert {"qdrant", "redis", "postgres", "api", "worker", "beat", "flower"} <= set(SERVICES)
     assert SERVICES["beat"]["deploy"]["replicas"] == 1  # one scheduler, or scans double up
     assert SERVICES["api"]["deploy"]["replicas"] >= 2
     assert SERVICES["worker"]["deploy"]["replicas"] >= 2
@@ -55,6 +55,24 @@ def test_rag_variables_are_real_settings(service: str) -> None:
     # What makes several processes share one index, queue and graph.
     assert env["RAG_INDEX_MODE"] == "server" and env["RAG_QDRANT_URL"].startswith("http://qdrant")
     assert env["RAG_REDIS_URL"].startswith("redis://redis") and env["RAG_GRAPH_STORE"] == "redis"
+    assert (
+        env["RAG_STATE_URL"].startswith("postgresql+psycopg://")
+        and "@postgres:" in env["RAG_STATE_URL"]
+    )
+
+
+def test_no_two_containers_share_a_folder() -> None:
+    """Issue 25: what processes must agree on is in PostgreSQL, so API and worker containers may
+    run on different hosts; a named volume is a database's or engine's own."""
+    owners: dict[str, list[str]] = {}
+    for name, service in SERVICES.items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source in COMPOSE["volumes"]:
+                owners.setdefault(source, []).append(name)
+    assert all(
+        len(names) == 1 and names[0] in ("qdrant", "redis", "postgres") for names in owners.values()
+    ), owners
 
 
 @pytest.mark.parametrize("service", ["api", "worker"])
