@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.text import printable
@@ -156,6 +156,17 @@ def _state_unavailable(retry_after_seconds: int) -> Callable[[Request, Exception
     return handler
 
 
+async def _unstorable_text(request: Request, exc: DataError) -> JSONResponse:
+    """PostgreSQL stores no NUL character in text (SQLite does): an id or a text sent with one
+    is the client's error, wherever it was sent. Any other value the database refuses is this
+    platform's."""
+    if "NUL" not in str(exc.orig):
+        return await _unexpected(request, exc)
+    return ApiError(
+        422, "invalid_text", "the request holds text that cannot be stored (a NUL character?)"
+    ).response()
+
+
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
     return ApiError(500, "internal_error", "internal error; see the server log").response()
@@ -164,6 +175,7 @@ async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI, retry_after_seconds: int) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(OperationalError, _state_unavailable(retry_after_seconds))
+    app.add_exception_handler(DataError, _unstorable_text)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

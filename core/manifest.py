@@ -239,6 +239,8 @@ def _row(namespace: str, record: DocumentRecord) -> dict[str, Any]:
     values["status"] = str(record.status)
     values["chunk_count"] = len(record.chunk_ids)
     values["namespace"] = namespace
+    # A parser's message may quote the document's bytes; PostgreSQL stores no NUL in text.
+    values["error"] = record.error.replace("\x00", "\ufffd")
     return values
 
 
@@ -439,6 +441,7 @@ class Manifest:
 
     def note_error(self, doc_id: str, error: str) -> None:
         """Keep a transient failure's reason for status while the document waits for a retry."""
+        error = error.replace("\x00", "\ufffd")  # as a settled record's
         with self._engine.begin() as conn:
             conn.execute(update(_PENDING).where(_PENDING.c.doc_id == doc_id).values(error=error))
 

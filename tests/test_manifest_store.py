@@ -122,3 +122,14 @@ def test_store_files_are_private(tmp_path: Path) -> None:
         assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o700
     finally:
         manifest.close()
+
+
+def test_an_error_quoting_a_nul_is_stored_on_either_backend(manifest: Manifest) -> None:
+    """A parser's message may quote the document's bytes: PostgreSQL refuses a NUL in text, and
+    the failed document's record must still be written, or its task fails over and over."""
+    failed = DocumentRecord("bad.txt", "acme", "bad.txt", DocStatus.FAILED, error="bad \x00 byte")
+    manifest.put(failed)
+    assert manifest.get("bad.txt").error == "bad \ufffd byte"  # type: ignore[union-attr]
+    manifest.mark_queued({"bad.txt": ("acme", "task-1")})
+    manifest.note_error("bad.txt", "retrying after \x00")
+    assert manifest.pending()["bad.txt"].error == "retrying after \ufffd"
