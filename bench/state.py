@@ -8,8 +8,9 @@ that PostgreSQL database too, in the same run.
 The manifest holds `--documents` records of `--chunks` chunk ids each; a scan's read is timed both
 ways in the same run: every record whole (`Manifest.all()`, what a scan read before issue 25)
 against the narrow projection a scan reads now (`Manifest.object_states()`). Bytes read are the
-process's `rchar` (bytes returned by read(2) and its kin, page cache and sockets included: what
-SQLite asked of the file, or what the server sent), peak memory is tracemalloc's.
+process's `rchar` on SQLite (bytes returned by read(2), page cache included: what SQLite asked of
+the file) and, on PostgreSQL, the size of the rows the server sends (`pg_column_size`, summed);
+peak memory is tracemalloc's.
 Each figure is the median of `--repeats` runs.
 """
 
@@ -27,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -109,6 +111,24 @@ def measure_stores(settings: Settings) -> tuple[float, float, float]:
     return key_lookup, write, lookup
 
 
+def rows_sent(settings: Settings) -> tuple[int, int]:
+    """Bytes of the rows each scan read asks a PostgreSQL server for: every column, and the
+    state's columns only (`pg_column_size` of each row, summed)."""
+    states = "doc_id, source, status, size, mtime, etag, sidecar, deleted_by, chunk_count"
+    assert settings.state.url is not None
+    engine = create_engine(settings.state.url.get_secret_value())
+    try:
+        with engine.connect() as conn:
+            return tuple(
+                conn.execute(
+                    text(f"SELECT SUM(pg_column_size({row})) FROM documents d WHERE namespace = ''")
+                ).scalar_one()
+                for row in ("d.*", f"ROW({states})")
+            )  # type: ignore[return-value]
+    finally:
+        engine.dispose()
+
+
 def measure_manifest(
     backend: str, settings: Settings, documents: int, chunks: int, repeats: int
 ) -> None:
@@ -126,6 +146,11 @@ def measure_manifest(
             ("scan read, states only (now)", manifest.object_states),
         ]
         results = {name: measure(work, repeats) for name, work in rows}
+        if backend == "postgresql":  # rchar misses sockets (recv): the rows' size the server sent
+            sent = rows_sent(settings)
+            results = {
+                name: (s, sent[n], peak) for n, (name, (s, _, peak)) in enumerate(results.items())
+            }
         print(f"{'':42}{'seconds':>9}{'MB read':>10}{'MB peak':>10}")
         for name, (seconds, read, peak) in results.items():
             print(f"{name:42}{seconds:>9.3f}{read / 2**20:>10.1f}{peak / 2**20:>10.1f}")
