@@ -35,6 +35,7 @@ from tests.support.workers import (
     wait_converged,
 )
 from workers import deployment as deployments
+from workers.locks import Locks
 from workers.redis_server import free_port
 
 pytestmark = pytest.mark.slow
@@ -133,23 +134,19 @@ def test_two_deployments_on_one_redis_database_run_only_their_own_tasks(
         manifest_b = b.manifest()
         try:
 
-            def b_converged_and_took_its_tasks() -> bool:
-                """Its own scan may settle its bucket before it takes the tasks A handed on.
-
-                Taken, not necessarily run: one that waits on its document's lock (B's own
-                sync of it runs) is retried, and a retry of a task that came on B's own queue
-                is lost today (the next full scan settles the document): a defect of its own,
-                found here on 2026-12-07 and open."""
+            def b_converged_and_ran_its_tasks() -> bool:
+                """Its own scan may settle its bucket before it takes the tasks A handed on, and
+                one that waits on its document's lock (B's own sync of it runs) is retried."""
                 text = log_path.read_text(errors="replace")
                 assert up_b.poll() is None, text[-4000:]
-                took = all(f"[{task_id}] received" in text for task_id in foreign[:3])
-                return took and converged(manifest_b, since)
+                ran = all(f"[{task_id}] succeeded" in text for task_id in foreign[:3])
+                return ran and converged(manifest_b, since)
 
-            _wait(b_converged_and_took_its_tasks, 240, "B did not converge", log_path)
+            _wait(b_converged_and_ran_its_tasks, 240, "B did not converge", log_path)
         finally:
             manifest_b.close()
         wait_converged(a, since, worker_a)
-        text_b = log_path.read_text(errors="replace")
+        text_b = log_path.read_text(errors="replace")  # B ran its own tasks that A had received
         assert own_redis_db.llen(b_queue) == 0
         warning = re.search(r"another deployment uses this Redis database \(.*?\): (.*)", text_b)
         assert warning is not None, text_b[-4000:]
@@ -166,6 +163,88 @@ def test_two_deployments_on_one_redis_database_run_only_their_own_tasks(
 
     _only_its_own(a, bucket_a, embedder)
     _only_its_own(b, bucket_b, embedder)
+
+
+def _outcomes(log: Path, task_id: str) -> list[str]:
+    """What Celery logged of each run of the task `task_id`, in order."""
+    pattern = rf"\[{task_id}\] (succeeded|retry|ignored|reject|raised)"
+    return re.findall(pattern, log.read_text(errors="replace"))
+
+
+def test_rag_up_runs_its_own_tasks_as_its_app_retries_included(
+    tmp_path: Path, own_redis: OwnRedis
+) -> None:
+    """`rag up`'s pool threads ran the tasks of Celery's fallback app, as a bare WorkController
+    does (found on 2026-12-07): every retry went to that app's broker, amqp://localhost, and was
+    lost, and another deployment's task ran here unrefused. Now a task on its own queue (where
+    another deployment's worker hands it on), retried while its document's lock is held, runs
+    again once the lock is free; another deployment's task is handed on to that one's queue."""
+    bucket = _bucket(tmp_path / "bucket-b", "beta", 1)
+    # Retried as long as the lock is held: the test frees it at its own pace.
+    b = deployment(
+        tmp_path / "b",
+        str(bucket),
+        own_redis.url,
+        RAG_API_PORT=str(free_port()),
+        RAG_MAX_ATTEMPTS="1000",
+    )
+    other = deployment(
+        tmp_path / "a", str(_bucket(tmp_path / "bucket-a", "alpha", 1)), own_redis.url
+    )
+    redis = Redis.from_url(own_redis.url)
+    log_path = tmp_path / "up-b.log"
+    since = time.time()
+    with log_path.open("ab") as log:
+        up_b = b.start_up(log)
+    manifest = b.manifest()
+    try:
+
+        def alive() -> bool:
+            assert up_b.poll() is None, log_path.read_text(errors="replace")[-4000:]
+            return True
+
+        _wait(lambda: alive() and converged(manifest, since), 240, "B did not converge", log_path)
+
+        documents = b.settings.workers.celery_documents_queue
+        foreign = send_as(
+            other.settings, own_redis.url, "rag.sync_document", ("alpha-0.txt",), documents
+        )
+        _wait(
+            lambda: alive() and _outcomes(log_path, foreign),
+            120,
+            "B did not take A's task",
+            log_path,
+        )
+        assert _outcomes(log_path, foreign) == ["ignored"]
+        assert redis.llen(deployments.Deployment.of(other.settings).queue) == 1
+
+        lock = Locks(redis, _identity(b)).document("beta-0.txt", 60)
+        assert lock.acquire()
+        try:
+            own = deployments.Deployment.of(b.settings).queue
+            task_id = send_as(b.settings, own_redis.url, "rag.sync_document", ("beta-0.txt",), own)
+            _wait(
+                lambda: alive() and _outcomes(log_path, task_id),
+                120,
+                "B did not take its task",
+                log_path,
+            )
+        finally:
+            lock.release()
+        assert _outcomes(log_path, task_id)[0] == "retry"
+        _wait(
+            lambda: alive() and "succeeded" in _outcomes(log_path, task_id),
+            120,
+            "its retry was lost",
+            log_path,
+        )
+        *retries, last = _outcomes(log_path, task_id)
+        assert retries and set(retries) == {"retry"} and last == "succeeded"
+    finally:
+        manifest.close()
+        up_b.terminate()
+        up_b.wait(timeout=90)
+        redis.close()
 
 
 def test_a_deployment_is_its_bucket_and_data_dir_or_its_name(tmp_path: Path) -> None:

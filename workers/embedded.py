@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+from celery.app.trace import setup_worker_optimizations
 from celery.beat import EmbeddedService
 from fastapi import APIRouter, FastAPI
 
@@ -54,10 +55,17 @@ class EmbeddedPool:
         self._heartbeat = Heartbeat(s).start()  # warns now of another deployment's workers
         own_queue = app.deployment.queue  # its tasks that another deployment's worker received
         ctx = context.install(self.platform)
+        hostname = f"rag-up@{socket.gethostname()}"
+        # What `celery worker` does before it starts its WorkController, and a bare one does not:
+        # a pool thread finds its task through Celery's current app, which a new thread does not
+        # inherit, so without it the threads ran the fallback app's copy of each task (no broker
+        # configured: a retry went to amqp://localhost and was lost; and no DeploymentTask:
+        # another deployment's tasks ran here).
+        setup_worker_optimizations(app, hostname)
         self._worker = app.WorkController(
             pool_cls="threads",
             concurrency=s.workers.worker_concurrency,
-            hostname=f"rag-up@{socket.gethostname()}",
+            hostname=hostname,
             queues=[s.workers.celery_scan_queue, s.workers.celery_documents_queue, own_queue],
             without_gossip=True,
             without_mingle=True,
