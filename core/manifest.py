@@ -95,6 +95,7 @@ class _ObjectFacts:
     etag: str
     sidecar: str
     deleted_by: str
+    format_version: int
 
     @property
     def tombstone(self) -> bool:
@@ -126,6 +127,8 @@ class DocumentRecord(_ObjectFacts):
     # every chunk's payload, which carries only the keys small enough to filter on.
     meta: dict = field(default_factory=dict)
     deleted_by: str = ""  # a `DeletedBy` when the status is deleted, else ""
+    # The version of its format's parser that read it (`ingest.formats`); 0: no parser did.
+    format_version: int = 0
 
     @property
     def scope(self) -> TenantScope | None:
@@ -151,6 +154,7 @@ class ObjectState(_ObjectFacts):
     sidecar: str
     deleted_by: str
     chunk_count: int
+    format_version: int
 
 
 @dataclass
@@ -209,6 +213,7 @@ _DOCUMENTS = Table(
     Column("meta", Text),
     Column("deleted_by", Text),
     Column("chunk_count", Integer),
+    Column("format_version", Integer),
 )
 _PENDING = Table(
     "pending",

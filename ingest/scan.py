@@ -30,6 +30,7 @@ from core.index import ChunkIndex
 from core.manifest import NO_TENANT, DocStatus, Manifest, RunSummary
 from ingest.bucket import Bucket, ObjectInfo, is_sidecar, sidecar_for
 from ingest.documents import tenant_id_of
+from ingest.formats import format_version
 from ingest.held_deletes import CONFIRMED_DELETES, HELD_DELETES
 from ingest.sync import DocumentSyncer, SyncOutcome
 
@@ -96,6 +97,7 @@ class BucketScanner:
                 and record.same_object(
                     obj.size, obj.mtime, obj.etag, sidecar.signature if sidecar else ""
                 )
+                and record.format_version == format_version(obj.key)
                 and (
                     record.status == DocStatus.FAILED
                     or (record.tombstone and obj.key not in indexed)

@@ -32,6 +32,7 @@ from ingest.bucket import (
     sidecar_for,
 )
 from ingest.documents import DocumentBuilder, DocumentError, PreparedDocument, tenant_of
+from ingest.formats import format_version
 
 OutcomeKind = Literal["added", "modified", "unchanged", "failed", "deleted"]
 
@@ -212,6 +213,7 @@ class DocumentSyncer:
                     meta_hash=p.doc.meta_hash,
                     chunk_ids=new_ids,
                     meta=p.doc.meta,
+                    format_version=format_version(p.obj.key),
                 )
             )
         self._manifest.put(*records)
@@ -219,7 +221,8 @@ class DocumentSyncer:
     def _still_indexed(
         self, record: DocumentRecord | None, content_hash: str, meta_hash: str
     ) -> bool:
-        """Same bytes, same sidecar, same name, and the index holds exactly the recorded chunks.
+        """Same bytes, same sidecar, same name, read by its format's parser as it is now, and the
+        index holds exactly the recorded chunks.
 
         The last checks let a scan that noticed missing or extra points, or a source named as an
         older version named documents, repair them: the document is rebuilt from the embedding
@@ -231,6 +234,7 @@ class DocumentSyncer:
             and record.scope is not None
             and (record.content_hash, record.meta_hash) == (content_hash, meta_hash)
             and record.source == self.bucket.uri(record.doc_id)
+            and record.format_version == format_version(record.doc_id)
             and self._index.chunk_ids(record.scope, record.doc_id) == set(record.chunk_ids)
         )
 
@@ -278,6 +282,7 @@ class DocumentSyncer:
                 sidecar=sidecar_sig,
                 error=reason,
                 attempts=attempts,
+                format_version=format_version(obj.key),
             )
         )
         return SyncOutcome(obj.key, "failed", error=reason)

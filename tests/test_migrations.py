@@ -22,7 +22,7 @@ from tests.support.stores import key_store
 
 DATA = Path(__file__).parent / "data"
 V0_KEY = "rag_81cf247b8e13_KEHBKjgb5shdBtTGarZHGUVPaU6eh-t2-8aXwIJVKbc"  # in api_keys_v0.sql
-MANIFEST_STEPS = 5  # the manifest history's revisions: a release before Alembic reads the count
+MANIFEST_STEPS = 6  # the manifest history's revisions: a release before Alembic reads the count
 
 
 def restore(dump: str, path: Path) -> Path:
@@ -62,6 +62,7 @@ def test_manifest_of_the_previous_release_upgrades_in_place(tmp_path: Path) -> N
         )
         assert indexed.meta == {}  # the column migration 2 added, with its default
         assert indexed.deleted_by == ""  # migration 3's, empty for a document not deleted
+        assert indexed.format_version == 1  # migration 6's: read by its format's first parser
         # Migration 4's chunk count, from the chunk ids: what scans compare with the index.
         assert manifest.object_states()["notes/a.md"].chunk_count == 2
         assert manifest.chunk_count() == 2
