@@ -43,13 +43,6 @@ except ModuleNotFoundError as exc:
     raise missing_extra("eval", "RAGAS scoring (rag eval, the nightly evaluation)", exc) from exc
 
 LLM_METRICS = ("faithfulness", "answer_relevancy", "context_precision", "context_recall")
-NON_LLM_METRICS = (
-    "id_context_precision",
-    "id_context_recall",
-    "nonllm_context_precision",
-    "nonllm_context_recall",
-    "string_similarity",
-)
 _VERSION = 1  # bump when scoring changes, so cached items are recomputed
 ItemsDone = Callable[[int, int], None]  # items settled so far, of all
 

@@ -76,9 +76,6 @@ class Extraction:
     relations: list[Relation]
 
 
-EMPTY = Extraction([], [])
-
-
 class EntityExtractor(Protocol):
     def extract(self, chunk_text: str) -> Extraction: ...
 

@@ -150,13 +150,6 @@ class RebuildProgress:
     def seconds(self) -> float:
         return (self.finished_at or time.time()) - self.started_at
 
-    @property
-    def eta_seconds(self) -> float | None:
-        elapsed = time.time() - self.started_at
-        if not self.done or self.done >= self.total:
-            return None
-        return elapsed / self.done * (self.total - self.done)
-
 
 def needs_rebuild(runtime: Runtime) -> bool:
     """Whether the configured fingerprint differs from the served generation's.
