@@ -16,6 +16,7 @@ import numpy as np
 from sqlalchemy import Column, Engine, LargeBinary, MetaData, Table, Text, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from core.hub import local_models_only
 from core.inference import InferenceThread
 from core.model_digest import model_folder, weights_digest
 from core.onnx_models import (
@@ -57,6 +58,7 @@ class Embedder:
         query_prefix: str = "",
         inference: InferenceOptions | None = None,
     ) -> None:
+        local_models_only()
         self.model_name = model
         # What the embedding cache files vectors under: the model's name and the digest of its
         # files, since new weights at the same path (a fine-tuned or upgraded model) make other

@@ -8,7 +8,6 @@ ingestion, search, the LLM client) is assembled above the domain, in `serving.pl
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -25,10 +24,6 @@ from core.manifest import Manifest
 from core.onnx_models import InferenceOptions
 from core.serving import Generation, ServedEmbedder, ServedIndex, Serving
 from core.settings import Settings
-
-# Models load from local folders or the local hub cache only; nothing is fetched at run time.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 class Runtime:

@@ -34,8 +34,6 @@ from eval.llm import Answerer, bounded_map
 from eval.metrics import mean
 from eval.runner import Retrieved
 
-os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")  # ragas reports usage over the network
-
 try:
     from ragas.embeddings.base import BaseRagasEmbedding
     from ragas.llms.base import InstructorBaseRagasLLM
@@ -197,6 +195,9 @@ class RagasScorer:
     ) -> None:
         """`identity` names the answerer and judge models; a change invalidates cached items.
         `concurrency` and `timeout_s`: the settings' eval_concurrency and eval_timeout_s."""
+        # ragas reports usage over the network unless told not to; it reads this when it first
+        # tracks a call, which the metrics below make.
+        os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
         from ragas.metrics.collections import (
             AnswerRelevancy,
             ContextPrecisionWithReference,

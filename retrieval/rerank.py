@@ -16,6 +16,7 @@ from typing import Protocol
 import httpx
 import numpy as np
 
+from core.hub import local_models_only
 from core.inference import InferenceThread
 from core.model_digest import model_folder, model_label
 from core.onnx_models import (
@@ -62,6 +63,7 @@ class CrossEncoderReranker:
         max_tokens: int | None = None,
         inference: InferenceOptions | None = None,
     ) -> None:
+        local_models_only()
         self.name = model
         self._batch_size = batch_size
         self._max_tokens = max_tokens
