@@ -281,7 +281,8 @@ def _run_in_workers(
     from kombu.utils.url import maybe_sanitize_url
     from redis.exceptions import RedisError
 
-    from workers.app import app as celery_app
+    from workers import names
+    from workers.app import create_app
     from workers.deployment import HEADER, heartbeats, serving
     from workers.locks import redis_client
     from workers.tasks.evaluation import Ticket
@@ -294,8 +295,8 @@ def _run_in_workers(
     redis = redis_client(settings.redis_url)
     try:
         target = serving(settings, heartbeats(redis))
-        celery_app.send_task(
-            "rag.eval.tenant",
+        create_app(settings).send_task(
+            names.EVAL_TENANT,
             kwargs={**run, "sample": sample, "ticket": ticket.id},
             queue=target.queue,  # its workers' own: no other deployment's take it
             expires=bound,

@@ -22,7 +22,7 @@ from core.types import TenantScope
 from ingest.bucket import LocalBucket
 from tests.support.api_env import ApiEnv, prepare_runtime, running_app
 from workers import context
-from workers.app import configure
+from workers.app import create_app
 from workers.deployment import Deployment
 from workers.locks import Locks
 from workers.redis_server import free_port
@@ -161,7 +161,7 @@ def test_a_concurrent_sync_and_delete_end_in_one_consistent_state(env: ApiEnv) -
     parse and embedding, after it), and once exactly between its index and manifest writes.
     """
     ctx = context.install(env.platform)
-    configure(env.runtime.settings)
+    create_app(env.runtime.settings)
     doc, path = "tenants/acme/long.txt", _bucket(env) / "tenants/acme/long.txt"
     try:
         path.write_text(_long_text(0))

@@ -89,7 +89,7 @@ def test_rag_commands_parse_with_the_real_cli(service: str) -> None:
 
 @pytest.mark.parametrize("service", ["beat", "flower"])
 def test_celery_commands_name_this_app(service: str) -> None:
-    assert SERVICES[service]["command"][:3] == ["celery", "-A", "workers.app"]
+    assert SERVICES[service]["command"][:3] == ["celery", "-A", "workers.main"]
 
 
 def test_the_image_installs_every_package() -> None:

@@ -1,4 +1,4 @@
-"""Real worker processes (`celery -A workers.app worker --pool=threads --beat`) on a local
+"""Real worker processes (`celery -A workers.main worker --pool=threads --beat`) on a local
 bucket, with the real Redis (DB 11), the real model and the real embedded shard.
 
 The embedded shard admits one process, so the test reads the index only while no worker runs:
@@ -31,7 +31,7 @@ from tests.support.workers import (
     index_contents,
     run_until_converged,
 )
-from workers.app import configure
+from workers.app import create_app
 from workers.tasks.ingestion import sync_document
 
 pytestmark = pytest.mark.slow
@@ -98,7 +98,7 @@ def test_drop_replace_delete_with_real_workers(
         (bucket_dir / key).write_text(document_text(n, edit=3))
     for key in deleted:
         (bucket_dir / key).unlink()
-    configure(settings)
+    create_app(settings)
     for _ in range(2):
         sync_document.apply_async((replaced[0],), task_id="the-same-task")
 

@@ -28,7 +28,7 @@ from tests.support.services import redis_url
 from tests.support.settings import make_settings
 from tests.support.workers import WORKER_DB
 from workers import context
-from workers.app import configure
+from workers.app import create_app
 from workers.context import WorkerContext
 from workers.locks import Locks
 from workers.redis_server import answers, ensure_redis, free_port
@@ -37,7 +37,7 @@ from workers.tasks.ingestion import scan_bucket, scan_keys, sync_document, sync_
 
 def _context(settings: Settings, embedder: Embedder) -> Iterator[WorkerContext]:
     platform = Platform(Runtime(settings, embedder))
-    configure(settings)
+    create_app(settings)
     ctx = context.install(platform)
     yield ctx
     context.close()

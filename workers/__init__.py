@@ -1,6 +1,7 @@
 """Celery workers that keep the index in step with the watched bucket.
 
-`celery -A workers.app worker` finds the app in `workers.app`; `rag up` runs the same app inside
-one process. Nothing is imported here, so a command that needs one module of this package (say
-`rag worker`'s command line) does not build the Celery app.
+The Celery app is made from the settings by `workers.app.create_app`, when a command asks for it:
+`rag worker`, `rag up` (the same app inside one process) and `celery -A workers.main`. Nothing
+is imported here, and no module of this package but `workers.main` (the `celery` command line's
+entry) makes an app when it is imported.
 """

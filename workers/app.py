@@ -9,20 +9,26 @@ names the deployment that sent it, and workers run only their own deployment's
 
 from __future__ import annotations
 
-from core.settings import Settings, get_settings
+import importlib
+
+from core.settings import Settings
+from workers import names
 from workers.beat import beat_schedule
 from workers.deployment import Deployment, DeploymentCelery
 
-app = DeploymentCelery(
-    "rag",
-    include=["workers.tasks.ingestion", "workers.tasks.maintenance", "workers.tasks.evaluation"],
-)
+# The tasks are `shared_task`s of these modules: each app this process makes takes them all.
+TASK_MODULES = ["workers.tasks.ingestion", "workers.tasks.maintenance", "workers.tasks.evaluation"]
 
 
-def configure(settings: Settings) -> None:
-    """Point the app at `settings`; `rag up` calls it again once it knows which Redis to use."""
+def create_app(settings: Settings) -> DeploymentCelery:
+    """The app of `settings`' deployment, made the process's default and current one, through
+    which every task is sent and run (`rag up`, `rag worker`, the `celery` command line of
+    `workers.main`, and `rag eval`'s hand-off). Made when asked, never at import: one made
+    later (`rag up`, once it knows which Redis to use) replaces it."""
     workers = settings.workers
     scans = {"queue": workers.celery_scan_queue}
+    app = DeploymentCelery("rag", include=TASK_MODULES, set_as_current=True)
+    app.set_default()  # threads that did not make it (pool, watcher, API) use it too
     app.deployment = Deployment.of(settings)
     app.conf.update(
         broker_url=settings.redis_url,
@@ -36,15 +42,7 @@ def configure(settings: Settings) -> None:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue=workers.celery_documents_queue,
-        task_routes={
-            "rag.scan_bucket": scans,
-            "rag.scan_keys": scans,
-            "rag.index.optimize": scans,
-            "rag.index.rebuild": scans,
-            "rag.eval.nightly": scans,
-            "rag.eval.tenants": scans,
-            "rag.eval.tenant": scans,
-        },
+        task_routes={name: scans for name in names.ON_SCAN_QUEUE},
         broker_transport_options={"visibility_timeout": workers.broker_visibility_timeout_seconds},
         result_backend_transport_options={"retry_policy": {"timeout": 5.0}},
         broker_connection_retry_on_startup=True,
@@ -52,6 +50,7 @@ def configure(settings: Settings) -> None:
         beat_schedule=beat_schedule(settings),
         timezone="UTC",
     )
-
-
-configure(get_settings())
+    for module in TASK_MODULES:  # registered now, so that tasks are sent by name at once
+        importlib.import_module(module)
+    app.finalize(auto=True)
+    return app

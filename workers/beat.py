@@ -9,19 +9,20 @@ from typing import Any
 from celery.schedules import crontab
 
 from core.settings import Settings
+from workers import names
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     interval = settings.workers.scan_interval_seconds
     schedule: dict[str, dict[str, Any]] = {
         "scan-bucket": {
-            "task": "rag.scan_bucket",
+            "task": names.SCAN_BUCKET,
             "schedule": interval,
             # A scan nobody picked up in time is superseded by the next one; don't pile them up.
             "options": {"queue": settings.workers.celery_scan_queue, "expires": interval},
         },
         "optimize-index": {
-            "task": "rag.index.optimize",
+            "task": names.OPTIMIZE_INDEX,
             "schedule": settings.index.optimize_interval_seconds,
             "options": {
                 "queue": settings.workers.celery_scan_queue,
@@ -32,13 +33,13 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     nightly = crontab(hour=settings.eval.nightly_hour, minute=settings.eval.nightly_minute)
     # Every tenant with a golden set; a tenant without one costs nothing.
     schedule["nightly-tenant-eval"] = {
-        "task": "rag.eval.tenants",
+        "task": names.EVAL_TENANTS,
         "schedule": nightly,
         "options": {"queue": settings.workers.celery_scan_queue},
     }
     if settings.eval.dataset is not None:
         schedule["nightly-eval"] = {
-            "task": "rag.eval.nightly",
+            "task": names.EVAL_NIGHTLY,
             "schedule": crontab(
                 hour=settings.eval.nightly_hour, minute=settings.eval.nightly_minute
             ),

@@ -45,7 +45,7 @@ def worker(
 ) -> None:
     """Run a Celery worker (distributed mode).
 
-    `celery -A workers.app worker` with the right queues. Any number may run against a Qdrant
+    `celery -A workers.main worker` with the right queues. Any number may run against a Qdrant
     server (RAG_INDEX_MODE=server, RAG_QDRANT_URL); with the embedded index only one process may
     open it, so use `rag up` instead.
     """

@@ -126,7 +126,7 @@ class DeploymentTask(Task):
 
 class DeploymentCelery(Celery):
     """The platform's Celery app: every task it sends names `deployment` (set by
-    `workers.app.configure`), and its tasks are `DeploymentTask`s."""
+    `workers.app.create_app`), and its tasks are `DeploymentTask`s."""
 
     deployment: Deployment
 

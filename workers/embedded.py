@@ -27,7 +27,7 @@ from core.settings import Settings
 from ingest.watch import Watcher, watcher_for
 from serving.platform import Platform
 from workers import context
-from workers.app import app, configure
+from workers.app import create_app
 from workers.context import quiet_progress_bars
 from workers.deployment import Heartbeat
 from workers.redis_server import ensure_redis
@@ -51,7 +51,7 @@ class EmbeddedPool:
 
     def start(self) -> None:
         s = self.platform.settings
-        configure(s)
+        app = create_app(s)
         self._heartbeat = Heartbeat(s).start()  # warns now of another deployment's workers
         own_queue = app.deployment.queue  # its tasks that another deployment's worker received
         ctx = context.install(self.platform)

@@ -1,4 +1,4 @@
-"""A `celery -A workers.app worker` process: the command line `rag worker` runs, and a handle on a
+"""A `celery -A workers.main worker` process: the command line `rag worker` runs, and a handle on a
 child process for the tests and the bench (start, stop gracefully, or kill -9 mid-task)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ def worker_argv(
 ) -> list[str]:
     """Consume both queues; with `beat`, also run the scheduler (exactly one per deployment)."""
     argv = [
-        sys.executable, "-m", "celery", "-A", "workers.app", "worker",
+        sys.executable, "-m", "celery", "-A", "workers.main", "worker",
         f"--pool={pool}", f"--concurrency={concurrency}", "--loglevel=INFO",
         "-Q", f"{settings.workers.celery_scan_queue},{settings.workers.celery_documents_queue}",
         "--without-gossip", "--without-mingle",

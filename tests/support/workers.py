@@ -85,8 +85,8 @@ def deployment(tmp: Path, bucket_url: str, redis_url: str, **extra: str) -> Depl
 
 def send_as(sender: Settings | None, redis_url: str, task: str, args: tuple, queue: str) -> str:
     """Send `task` to the Redis at `redis_url` as `sender`'s deployment would (None: as a client
-    that names no deployment), through a Celery client of its own: configuring the shared
-    `workers.app` here would point every later test's tasks at this deployment. Its task id."""
+    that names no deployment), through a Celery client of its own: `workers.app.create_app` here
+    would make this deployment's app the process's default for every later test. Its task id."""
     client = Celery(broker=redis_url, set_as_current=False)
     identity = deployments.Deployment.of(sender).header() if sender is not None else None
     headers = {deployments.HEADER: identity} if identity is not None else {}

@@ -17,13 +17,15 @@ import socket
 import uuid
 from pathlib import Path
 
-from workers.app import app
+from celery import shared_task
+
+from workers import names
 from workers.context import context
 
 log = logging.getLogger(__name__)
 
 
-@app.task(name="rag.eval.tenants")
+@shared_task(name=names.EVAL_TENANTS)
 def nightly_tenant_eval() -> dict[str, str]:
     from serving.evaluation import evaluate_every_tenant
 
@@ -90,7 +92,7 @@ class Ticket:
         self._answer.unlink(missing_ok=True)
 
 
-@app.task(name="rag.eval.tenant")
+@shared_task(name=names.EVAL_TENANT)
 def tenant_eval(
     tenant: str,
     mode: str = "hybrid",
@@ -119,7 +121,7 @@ def tenant_eval(
     return answer
 
 
-@app.task(name="rag.eval.nightly")
+@shared_task(name=names.EVAL_NIGHTLY)
 def nightly_eval() -> str:
     from eval.pipeline import run_nightly
     from serving.platform import Platform

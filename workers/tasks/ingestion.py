@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy.exc
-from celery import Task
+from celery import Task, shared_task
 from qdrant_client.http.exceptions import ResponseHandlingException
 from redis.exceptions import RedisError
 
@@ -36,7 +36,7 @@ from ingest.documents import tenant_id_of
 from ingest.held_deletes import held_deletes
 from ingest.isolation import ParserStartError
 from ingest.sync import SyncOutcome
-from workers.app import app
+from workers import names
 from workers.context import WorkerContext, context
 from workers.objects import current
 
@@ -82,7 +82,7 @@ def _tenant(ctx: WorkerContext, doc_id: str) -> str:
 # --------------------------------------------------------------------------- scans
 
 
-@app.task(name="rag.scan_bucket")
+@shared_task(name=names.SCAN_BUCKET)
 def scan_bucket() -> dict[str, Any]:
     """Diff the whole bucket against the manifest and the index; enqueue what differs."""
     ctx = context()
@@ -114,7 +114,7 @@ def scan_bucket() -> dict[str, Any]:
         return report
 
 
-@app.task(name="rag.scan_keys")
+@shared_task(name=names.SCAN_KEYS)
 def scan_keys(keys: list[str]) -> dict[str, Any]:
     """A watcher's hint that these keys changed: enqueue them without listing the bucket.
 
@@ -238,13 +238,13 @@ def _groups(doc_ids: list[str], most: int, workers: int) -> list[list[str]]:
 # --------------------------------------------------------------------------- documents
 
 
-@app.task(name="rag.sync_document", bind=True, max_retries=None)
+@shared_task(name=names.SYNC_DOCUMENT, bind=True, max_retries=None)
 def sync_document(self: Task, doc_id: str, run_id: int | None = None) -> dict[str, Any]:
     """Bring one document in line with the bucket (it was new or changed when enqueued)."""
     return _settle(self, doc_id, run_id)
 
 
-@app.task(name="rag.sync_documents")
+@shared_task(name=names.SYNC_DOCUMENTS)
 def sync_documents(
     doc_ids: list[str], task_ids: list[str], run_id: int | None = None
 ) -> list[dict[str, Any]]:
@@ -252,7 +252,7 @@ def sync_documents(
     return _settle_group(doc_ids, task_ids, run_id)
 
 
-@app.task(name="rag.delete_document", bind=True, max_retries=None)
+@shared_task(name=names.DELETE_DOCUMENT, bind=True, max_retries=None)
 def delete_document(self: Task, doc_id: str, run_id: int | None = None) -> dict[str, Any]:
     """Bring one document in line with the bucket (it was gone when enqueued)."""
     return _settle(self, doc_id, run_id)

@@ -17,10 +17,10 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from celery import Task
+from celery import Task, shared_task
 
 from ingest.reindex import RebuildProgress, needs_rebuild
-from workers.app import app
+from workers import names
 from workers.context import context
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ _OPTIMIZE_LOCK = "optimize"
 _REBUILD_LOCK = "rebuild"
 
 
-@app.task(name="rag.index.optimize")
+@shared_task(name=names.OPTIMIZE_INDEX)
 def optimize_index() -> dict[str, Any]:
     ctx = context()
     if not ctx.locks.task_held(_REBUILD_LOCK) and needs_rebuild(ctx.runtime):
@@ -41,7 +41,7 @@ def optimize_index() -> dict[str, Any]:
         return {"optimized": optimized, "seconds": round(time.perf_counter() - started, 3)}
 
 
-@app.task(name="rag.index.rebuild", bind=True, max_retries=None)
+@shared_task(name=names.REBUILD_INDEX, bind=True, max_retries=None)
 def rebuild_index(self: Task) -> dict[str, Any]:
     """Rebuild towards the configured fingerprint until switched; a no-op when they match.
 
