@@ -386,7 +386,12 @@ def beir_folders(root: Path) -> list[Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=ROOT.parent / "shared/data",
+        help="a dataset or a folder of them",
+    )
     parser.add_argument("--samples", type=int, default=6, help="texts and pairs shown")
     args = parser.parse_args()
 
@@ -409,7 +414,7 @@ def main() -> None:
         queries = dataset.judged_queries
         whole, cut = whole_documents(dataset), chunks(dataset, chunker)
         print(
-            f"\n## {folder.relative_to(args.data)}: {len(dataset.corpus):,} documents "
+            f"\n## {folder.relative_to(args.data.parent)}: {len(dataset.corpus):,} documents "
             f"({len(cut[0]):,} chunks), {len(queries)} test queries"
         )
         served = EngineRun(cut, cfg, bm25)
