@@ -41,23 +41,45 @@ _FACET_LIMIT = 10_000_000
 _SCROLL_PAGE = 1_000
 
 
+def _stemmer(cfg: TextIndexConfig) -> qe.SnowballParams | qe.DisabledStemmer:
+    if not cfg.stemmer:
+        return qe.DisabledStemmer()
+    return qe.SnowballParams(getattr(qe.SnowballLanguage, cfg.stemmer.capitalize()))
+
+
+def _stopwords(cfg: TextIndexConfig) -> qe.Language | qe.StopwordsSet:
+    if not cfg.stopwords:
+        return qe.StopwordsSet(languages=set(), custom=set())
+    return getattr(qe.Language, cfg.stopwords.capitalize())
+
+
 def _text_index(cfg: TextIndexConfig) -> qe.TextIndexParams:
     return qe.TextIndexParams(
         tokenizer=qe.TokenizerType.Word,
         lowercase=cfg.lowercase,
         ascii_folding=cfg.ascii_folding,
-        stemmer=(
-            qe.SnowballParams(getattr(qe.SnowballLanguage, cfg.stemmer.capitalize()))
-            if cfg.stemmer
-            else qe.DisabledStemmer()
-        ),
-        stopwords=(
-            getattr(qe.Language, cfg.stopwords.capitalize())
-            if cfg.stopwords
-            else qe.StopwordsSet(languages=set(), custom=set())
-        ),
+        stemmer=_stemmer(cfg),
+        stopwords=_stopwords(cfg),
         scoring=True,
         enable_hnsw=False,
+    )
+
+
+def analyzer(cfg: TextIndexConfig) -> qe.Bm25:
+    """The engine's own analysis of text under the text index's settings.
+
+    The binding's BM25 model runs the same tokenizer, stopwords and stemmer as the text index
+    and names each token by its murmur3 hash, so what the index makes of a text can be checked
+    token by token against another analyzer (`bench/bm25_parity.py`) without reimplementing it.
+    """
+    return qe.Bm25(
+        qe.Bm25Config(
+            tokenizer=qe.TokenizerType.Word,
+            lowercase=cfg.lowercase,
+            ascii_folding=cfg.ascii_folding,
+            stemmer=_stemmer(cfg),
+            stopwords=_stopwords(cfg),
+        )
     )
 
 

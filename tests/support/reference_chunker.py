@@ -27,8 +27,10 @@ def _is_cut_point(paragraph: str) -> bool:
 
 
 class ReferenceChunker:
-    """`ingest.chunking.Chunker` at CHUNKER_VERSION 1, as main had it (commit ed823d6); it takes
-    the `tokenizers.Tokenizer` behind the model's fast tokenizer, as the Chunker now does."""
+    """`ingest.chunking.Chunker` at CHUNKER_VERSION 1, as main had it (commit ed823d6), with
+    version 2's one change of grouping (a short group leads the next paragraph's split instead
+    of standing alone); it takes the `tokenizers.Tokenizer` behind the model's fast tokenizer,
+    as the Chunker now does."""
 
     def __init__(self, tokenizer: Tokenizer, chunk_size: int, chunk_overlap: int) -> None:
         backend = copy.deepcopy(tokenizer)
@@ -94,6 +96,11 @@ class ReferenceChunker:
             if not paragraph:
                 continue
             tokens = self._tokens(paragraph)
+            if size + tokens > self._size and group and size < self._min_size:
+                pieces.extend(self._splitter.split_text("\n\n".join([*group, paragraph])))
+                group.clear()
+                size = 0
+                continue
             if tokens > self._size:
                 flush()
                 pieces.extend(self._splitter.split_text(paragraph))
