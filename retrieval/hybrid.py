@@ -24,7 +24,6 @@ class RetrievalConfig:
     candidates_per_leg: int
     rrf_k: int
     tie_fetch_limit: int
-    weights: tuple[float, float] | None = None  # (dense, bm25); None weighs legs equally
 
     @classmethod
     def from_settings(cls, retrieval: RetrievalSettings) -> RetrievalConfig:
@@ -60,7 +59,6 @@ class HybridRetriever:
                 candidates=max(c.candidates_per_leg, top_k),
                 rrf_k=c.rrf_k,
                 tie_fetch_limit=c.tie_fetch_limit,
-                weights=c.weights if mode == "hybrid" else None,
                 with_leg_ranks=with_leg_ranks,
             )
         )

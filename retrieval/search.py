@@ -234,9 +234,8 @@ class SearchService:
             deep = max(c.candidates_per_leg, depth)
             for leg in ("dense", "bm25"):
                 rankings[leg] = _retrieve(watch, retriever, scope, req, deep, leg)
-        weights = dict(zip(("dense", "bm25"), c.weights, strict=True)) if c.weights else None
         with watch.stage("fuse"):
-            fused = rrf(rankings, k=c.rrf_k, weights=weights, limit=depth)
+            fused = rrf(rankings, k=c.rrf_k, limit=depth)
         return [RankedChunk(h.id, h.payload, h.score, h.leg_ranks) for h in fused]
 
     def _rerank(self, query: str, chunks: list[RankedChunk]) -> list[RankedChunk]:

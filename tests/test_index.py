@@ -112,16 +112,6 @@ def test_hybrid_is_rrf_over_the_single_leg_rankings(index: ChunkIndex, embedder:
         assert hit.leg_ranks == ref.leg_ranks
 
 
-def test_weighted_rrf_follows_the_heavier_leg(index: ChunkIndex, embedder: Embedder) -> None:
-    query = "urine"  # BM25 finds only d7; dense ranks other kidney/blood texts too
-    vector = embedder.embed_query("how the body removes waste")
-    dense_first = index.search(engine_query(A, limit=1, dense=vector))[0].id
-    heavy_dense = index.search(engine_query(A, 1, vector, query, weights=(10.0, 0.1)))[0].id
-    heavy_bm25 = index.search(engine_query(A, 1, vector, query, weights=(0.1, 10.0)))[0].id
-    assert heavy_dense == dense_first
-    assert index.retrieve(A, [heavy_bm25])[0].payload["doc_id"] == "d7"
-
-
 def _lucene_bm25(corpus: list[list[str]], k1: float = 1.2, b: float = 0.75) -> BM25Okapi:
     """rank-bm25's Okapi BM25 with Lucene's non-negative idf, the variant Qdrant implements."""
 

@@ -63,10 +63,7 @@ class ChunkIndex(ABC):
             for rank, hit in enumerate(hits, start=1):
                 hit.leg_ranks[leg] = rank
         else:
-            weights = None
-            if query.weights is not None:
-                weights = dict(zip(("dense", "bm25"), query.weights, strict=True))
-            hits = self._ordered(query.scope, rrf(legs, query.rrf_k, weights), query.limit)
+            hits = self._ordered(query.scope, rrf(legs, query.rrf_k), query.limit)
             if not query.with_leg_ranks:
                 # The API reports a hybrid hit's leg ranks on request only (its `explain`).
                 for hit in hits:

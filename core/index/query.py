@@ -65,7 +65,6 @@ class EngineQuery:
     candidates: int = field(kw_only=True)
     rrf_k: int = field(kw_only=True)
     tie_fetch_limit: int = field(kw_only=True)
-    weights: tuple[float, float] | None = None  # (dense, bm25)
     with_leg_ranks: bool = False
 
     def __post_init__(self) -> None:
