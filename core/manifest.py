@@ -196,6 +196,8 @@ _STATE_COLUMNS = [f.name for f in fields(ObjectState)]
 _PENDING_COLUMNS = [f.name for f in fields(PendingWork)]
 _RUN_FIELDS = [f.name for f in fields(RunSummary)]
 _COUNTERS = ("added", "modified", "deleted", "unchanged", "failed")
+# A status read back by a dict lookup: calling the enum took half of a scan's read of 100k states.
+_STATUSES = {status.value: status for status in DocStatus}
 
 _metadata = MetaData()
 _DOCUMENTS = Table(
@@ -253,7 +255,7 @@ def _record(row: Any) -> DocumentRecord:
     values = dict(zip(_COLUMNS, row, strict=True))
     for column in _JSON_COLUMNS:
         values[column] = json.loads(values[column])
-    values["status"] = DocStatus(values["status"])
+    values["status"] = _STATUSES[values["status"]]
     return DocumentRecord(**values)
 
 
@@ -303,7 +305,7 @@ class Manifest:
         query = select(*(_DOCUMENTS.c[c] for c in _STATE_COLUMNS)).where(self._documents)
         with reading(self._engine) as conn:
             return {
-                doc_id: ObjectState(doc_id, source, DocStatus(status), *rest)
+                doc_id: ObjectState(doc_id, source, _STATUSES[status], *rest)
                 for doc_id, source, status, *rest in conn.execute(query)
             }
 
@@ -390,7 +392,7 @@ class Manifest:
         with reading(self._engine) as conn:
             works = [PendingWork(*row) for row in conn.execute(query)]
         for work in works:
-            work.status = DocStatus(work.status)
+            work.status = _STATUSES[work.status]
         return {w.doc_id: w for w in works}
 
     def mark_queued(self, tasks: dict[str, tuple[str, str]]) -> None:
