@@ -305,13 +305,15 @@ def status(
 
 def _register_subcommands() -> None:
     """Commands owned by the other packages, each kept beside the code it drives."""
-    from api.cli import keys_app, serve
+    from cli.deletes import deletes_app
+    from cli.eval import eval_app
+    from cli.golden import golden_app
+    from cli.keys import keys_app
     from cli.models import models_app
     from cli.reindex import reindex
+    from cli.serve import serve
     from cli.state import state_app
-    from eval.cli import eval_app, golden_app
-    from ingest.cli import deletes_app
-    from workers.cli import up, worker
+    from cli.workers import up, worker
 
     app.command()(serve)
     app.add_typer(keys_app, name="keys")

@@ -61,7 +61,7 @@ def import_(
         Path, typer.Argument(help="The data dir whose SQLite stores to copy", show_default=False)
     ],
 ) -> None:
-    """Copy a single host's state (its data dir's stores) into RAG_STATE_URL's database.
+    """Copy a data dir's stores into RAG_STATE_URL's database.
 
     Documents, pending work, runs, keys, cached vectors, golden sets and evaluations: nothing
     is embedded again. Rows already there are kept, so it can run again, or resume after an

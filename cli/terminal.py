@@ -13,8 +13,9 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.console import Console
 from rich.text import Text
 
@@ -182,3 +183,16 @@ def _known_error(exc: BaseException) -> CliError | None:
             EXIT_USAGE,
         )
     return None
+
+
+# Plain errors, as `rag` itself prints them (cli/main.py), also when a group runs on its own.
+PLAIN_ERRORS: dict = {"rich_markup_mode": None, "pretty_exceptions_enable": False}
+TenantOption = Annotated[str, typer.Option("--tenant", help="Tenant id")]
+
+
+def tenant_name(tenant: str) -> str:
+    """A `TenantOption`'s tenant id, or a usage error (status 2) naming the rule."""
+    try:
+        return TenantScope(tenant).tenant_id
+    except InvalidTenantError as exc:
+        raise CliError(f"{exc}", exit_code=EXIT_USAGE) from None

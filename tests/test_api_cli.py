@@ -10,7 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from api.auth import KeyStore
-from api.cli import keys_app
+from cli.keys import keys_app
 from core.manifest import DocStatus, DocumentRecord, Manifest
 from core.settings import Settings, get_settings
 

@@ -21,11 +21,11 @@ from typer.testing import CliRunner
 from api.auth import require_operator
 from api.errors import install_error_handlers
 from api.routes import evaluation
+from cli.eval import eval_app
 from core.embedding import Embedder
 from core.runtime import Runtime
 from core.settings import Settings, get_settings
 from core.types import Hit, TenantScope
-from eval.cli import eval_app
 from eval.compare import sections
 from eval.golden import GoldenItem
 from eval.pipeline import EvalLLMs, EvalOutcome, run_eval, run_nightly

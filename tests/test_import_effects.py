@@ -35,8 +35,8 @@ for package in sys.argv[1].split(","):
 for name in names:
     importlib.import_module(name)
 from core.settings import get_settings
-names = set(os.environ) | set(environment)
-changed = sorted(k for k in names if os.environ.get(k) != environment.get(k))
+variables = set(os.environ) | set(environment)
+changed = sorted(k for k in variables if os.environ.get(k) != environment.get(k))
 print(json.dumps({
     "modules": len(names),
     "apps": len(celery._state._apps) - apps,

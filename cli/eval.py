@@ -1,12 +1,11 @@
-"""`rag eval` (a tenant's run on the served index, or a BEIR benchmark), `rag eval baseline
-accept RUN`, and `rag golden` (a tenant's golden set).
+"""`rag eval` (a tenant's run on the served index, or a BEIR benchmark) and `rag eval baseline
+accept RUN`.
 
 Exit codes: 0 no regression, 1 a metric regressed against the baseline (the previous run, for a
 benchmark), 2 unusable input. `rag eval --tenant T` prints the run id as its last line (the run
 is in the state database: `rag eval show RUN --tenant T` prints its report or page), a benchmark
 its report folder.
-Registered in `cli/main.py` with `app.add_typer(eval_app, name="eval")` and
-`app.add_typer(golden_app, name="golden")`.
+Registered by `cli/main.py`.
 """
 
 from __future__ import annotations
@@ -18,26 +17,30 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.terminal import EXIT_USAGE, CliError, cell, print_json
+from cli.terminal import (
+    EXIT_USAGE,
+    PLAIN_ERRORS,
+    CliError,
+    TenantOption,
+    cell,
+    print_json,
+    tenant_name,
+)
 from core.settings import Settings, default_help, get_settings
 from eval.golden import GoldenSetError
 from eval.links import ReportLinks
 
-# Plain errors, as `rag` itself prints them (cli/main.py), also when these apps run on their own.
-_PLAIN = {"rich_markup_mode": None, "pretty_exceptions_enable": False}
 eval_app = typer.Typer(
     help="Evaluate a tenant's golden set or a BEIR dataset.\n\nA tenant's golden set on the "
     "served index (--tenant), or a BEIR benchmark (--dataset), with RAGAS, retrieval metrics and "
     "a regression gate.",
-    **_PLAIN,
+    **PLAIN_ERRORS,
 )
-golden_app = typer.Typer(help="A tenant's golden set: import, export, generate, review.", **_PLAIN)
 baseline_app = typer.Typer(help="The accepted runs a tenant's runs are compared with.")
 eval_app.add_typer(baseline_app, name="baseline")
 console = Console()
 progress_console = Console(stderr=True)
 MODES = ("hybrid", "dense", "bm25", "graph")
-TenantOption = Annotated[str, typer.Option("--tenant", help="Tenant id")]
 
 DatasetOption = Annotated[
     Path | None,
@@ -397,7 +400,7 @@ def accept(run_id: str, tenant: TenantOption) -> None:
     from eval.evaluation_store import EvaluationStore
     from eval.history import EvalRunError, accept_baseline
 
-    name = _tenant(tenant)
+    name = tenant_name(tenant)
     store = EvaluationStore.open(get_settings())
     try:
         accept_baseline(store, name, run_id)
@@ -424,7 +427,7 @@ def show(
     """
     from eval.evaluation_store import EvaluationStore
 
-    name = _tenant(tenant)
+    name = tenant_name(tenant)
     store = EvaluationStore.open(get_settings())
     try:
         shown = store.page(name, run_id) if html else store.report(name, run_id)
@@ -440,160 +443,3 @@ def show(
     except OSError as exc:
         raise CliError(f"cannot write {html}: {exc.strerror}", exit_code=EXIT_USAGE) from None
     console.print(f"wrote the page of {run_id} to {html}", markup=False, highlight=False)
-
-
-def _golden_store():
-    from eval.golden_store import GoldenStore
-
-    return GoldenStore.open(get_settings())
-
-
-def _tenant(tenant: str) -> str:
-    from core.types import InvalidTenantError, TenantScope
-
-    try:
-        return TenantScope(tenant).tenant_id
-    except InvalidTenantError as exc:
-        raise CliError(f"{exc}", exit_code=EXIT_USAGE) from None
-
-
-@golden_app.command("import")
-def golden_import(file: Path, tenant: TenantOption) -> None:
-    """Add or replace items from a JSONL file.
-
-    One item a line; a bad line writes nothing.
-    """
-    from eval.golden import load_golden
-
-    name = _tenant(tenant)
-    try:
-        items = load_golden(file)
-    except (GoldenSetError, OSError) as exc:
-        raise CliError(f"{exc}", exit_code=EXIT_USAGE) from None
-    store = _golden_store()
-    try:
-        console.print(f"imported {store.put(name, items)} golden items into {name}")
-    finally:
-        store.close()
-
-
-@golden_app.command("export")
-def golden_export(
-    tenant: TenantOption,
-    review: Annotated[str | None, typer.Option(help="Only pending or approved items")] = None,
-) -> None:
-    """Print the tenant's golden set as JSONL."""
-    from eval.golden import to_jsonl
-
-    store = _golden_store()
-    try:
-        print(to_jsonl(store.items(_tenant(tenant), review)), end="")  # type: ignore[arg-type]
-    finally:
-        store.close()
-
-
-@golden_app.command("list")
-def golden_list(
-    tenant: TenantOption,
-    review: Annotated[str | None, typer.Option(help="Only pending or approved items")] = None,
-) -> None:
-    """List the items with their review state."""
-    store = _golden_store()
-    try:
-        items = store.items(_tenant(tenant), review)  # type: ignore[arg-type]
-    finally:
-        store.close()
-    table = Table(title=f"{len(items)} golden items")
-    for col in ("id", "review", "question", "relevant"):
-        table.add_column(col)
-    for i in items:
-        table.add_row(i.id, i.review, i.question[:100], ", ".join(i.relevant_doc_ids))
-    console.print(table)
-
-
-@golden_app.command("approve")
-def golden_approve(ids: list[str], tenant: TenantOption) -> None:
-    """Approve pending items: runs use approved ones."""
-    _golden_change(tenant, ids, {"review": "approved"})
-
-
-@golden_app.command("edit")
-def golden_edit(
-    item_id: str,
-    tenant: TenantOption,
-    question: Annotated[str | None, typer.Option()] = None,
-    reference: Annotated[str | None, typer.Option()] = None,
-    relevant: Annotated[list[str] | None, typer.Option(help="Relevant doc id (repeatable)")] = None,
-) -> None:
-    """Change an item's question, reference or documents."""
-    changes = {"question": question, "reference": reference, "relevant_doc_ids": relevant}
-    _golden_change(tenant, [item_id], {k: v for k, v in changes.items() if v is not None})
-
-
-def _golden_change(tenant: str, ids: list[str], changes: dict[str, object]) -> None:
-    from pydantic import ValidationError
-
-    name = _tenant(tenant)
-    store = _golden_store()
-    try:
-        for item_id in ids:
-            if store.update(name, item_id, changes) is None:
-                raise CliError(f"{name} has no golden item {item_id!r}")
-    except ValidationError as exc:
-        raise CliError(f"{exc.errors()[0]['msg']}", exit_code=EXIT_USAGE) from None
-    finally:
-        store.close()
-    console.print(f"updated {len(ids)} item(s)")
-
-
-@golden_app.command("delete")
-def golden_delete(ids: list[str], tenant: TenantOption) -> None:
-    """Delete items by id; exit 1 if one was not found."""
-    store = _golden_store()
-    try:
-        deleted = store.delete(_tenant(tenant), ids)
-    finally:
-        store.close()
-    console.print(f"deleted {deleted} item(s)")
-    if deleted < len(ids):
-        raise typer.Exit(1)
-
-
-@golden_app.command("generate")
-def golden_generate(
-    tenant: TenantOption,
-    n: Annotated[int, typer.Option("-n", min=1, help="Candidates to write")] = 20,
-) -> None:
-    """Have the LLM write candidates from indexed chunks.
-
-    Questions and reference answers on a sample of the tenant's chunks by the configured LLM,
-    stored as pending for review.
-    """
-    from eval.golden_store import generate_candidates
-    from eval.llm import chat_question_writer
-    from serving.platform import Platform
-
-    settings = get_settings()
-    name = _tenant(tenant)
-    with Platform.open(settings) as platform:
-        if platform.llm is None:
-            raise CliError(
-                "no LLM is configured; set RAG_LLM_BASE_URL (and RAG_LLM_MODEL)",
-                exit_code=EXIT_USAGE,
-            )
-        items = generate_candidates(
-            platform.runtime.index,
-            name,
-            n,
-            chat_question_writer(platform.llm),
-            settings.eval.concurrency,
-            settings.eval.timeout_s,
-        )
-    store = _golden_store()
-    try:
-        store.put(name, items)
-    finally:
-        store.close()
-    console.print(
-        f"wrote {len(items)} pending candidates for {name}; review with `rag golden list`"
-    )

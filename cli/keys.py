@@ -1,9 +1,4 @@
-"""`rag serve` and `rag keys ...`: the API's commands, registered on the main CLI by the lead.
-
-from api.cli import keys_app, serve
-app.command()(serve)
-app.add_typer(keys_app, name="keys")
-"""
+"""`rag keys ...`: API keys, each for one tenant and a role (registered by cli/main.py)."""
 
 from __future__ import annotations
 
@@ -13,27 +8,10 @@ import typer
 from rich.table import Table
 
 from cli.terminal import EXIT_USAGE, CliError, cell, console, local_time, print_json, tenant_id
-from core.settings import default_help, get_settings
+from core.settings import get_settings
 from core.types import InvalidTenantError, Role, TenantScope
 
 keys_app = typer.Typer(help="API keys: each maps to one tenant and a role.", no_args_is_help=True)
-
-
-def serve(
-    host: Annotated[
-        str | None, typer.Option(help=f"Address to listen on ({default_help('RAG_API_HOST')})")
-    ] = None,
-    port: Annotated[
-        int | None, typer.Option(help=f"Port to listen on ({default_help('RAG_API_PORT')})")
-    ] = None,
-) -> None:
-    """Serve the REST API (OpenAPI docs at /docs).
-
-    This process owns the index while it runs.
-    """
-    from api.server import serve as run
-
-    run(get_settings(), host, port)
 
 
 @keys_app.command("create")
