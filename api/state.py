@@ -35,8 +35,8 @@ class ApiState:
     _guard: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def redis(self) -> Redis:
-        """The workers' Redis, for the per-document lock (`workers.locks`)."""
-        from workers.locks import redis_client  # `workers` builds the Celery app: on use only
+        """The workers' Redis, for the per-document lock (`core.locks`)."""
+        from core.locks import redis_client
 
         with self._guard:
             if self._redis is None:

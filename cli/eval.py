@@ -284,10 +284,10 @@ def _run_in_workers(
     from kombu.utils.url import maybe_sanitize_url
     from redis.exceptions import RedisError
 
+    from core.locks import redis_client
     from workers import names
     from workers.app import create_app
     from workers.deployment import HEADER, heartbeats, serving
-    from workers.locks import redis_client
     from workers.tasks.evaluation import Ticket
 
     settings = get_settings()

@@ -17,6 +17,7 @@ import pytest
 from redis import Redis
 
 from core.embedding import Embedder
+from core.locks import Locks
 from core.manifest import DeletedBy, DocStatus
 from core.types import TenantScope
 from ingest.bucket import LocalBucket
@@ -24,7 +25,6 @@ from tests.support.api_env import ApiEnv, prepare_runtime, running_app
 from workers import context
 from workers.app import create_app
 from workers.deployment import Deployment
-from workers.locks import Locks
 from workers.redis_server import free_port
 from workers.tasks.ingestion import sync_document
 

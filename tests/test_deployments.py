@@ -19,6 +19,7 @@ import pytest
 from redis import Redis
 
 from core.embedding import Embedder
+from core.locks import Locks
 from core.runtime import Runtime
 from core.settings import Settings
 from ingest.bucket import LocalBucket
@@ -35,7 +36,6 @@ from tests.support.workers import (
     wait_converged,
 )
 from workers import deployment as deployments
-from workers.locks import Locks
 from workers.redis_server import free_port
 
 pytestmark = pytest.mark.slow

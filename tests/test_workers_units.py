@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from redis import Redis
 
 from core.embedding import Embedder
+from core.locks import Locks
 from core.manifest import DocStatus, DocumentRecord, Manifest, RunSummary
 from core.runtime import Runtime
 from core.settings import Settings
@@ -30,7 +31,6 @@ from tests.support.workers import WORKER_DB
 from workers import context
 from workers.app import create_app
 from workers.context import WorkerContext
-from workers.locks import Locks
 from workers.redis_server import answers, ensure_redis, free_port
 from workers.tasks.ingestion import scan_bucket, scan_keys, sync_document, sync_documents
 

@@ -19,13 +19,13 @@ from typing import Any
 from celery import signals
 from redis import Redis
 
+from core.locks import Locks, redis_client
 from core.runtime import Runtime
 from core.settings import Settings, get_settings
 from ingest.bucket import Bucket
 from ingest.service import Ingestion
 from serving.platform import Platform
 from workers.deployment import Deployment, Heartbeat
-from workers.locks import Locks, redis_client
 from workers.shutdown import StopDeadline
 
 

@@ -18,7 +18,7 @@ bucket would run against the other's index. So:
   it back to the shared queue would pass it between the two, or spin on one while its owner is
   away. A task that names no deployment (an older release, a plain Celery client) has no owner
   to go to: it is dropped.
-- Their locks are kept apart (`workers.locks` names each lock within its deployment).
+- Their locks are kept apart (`core.locks` names each lock within its deployment).
 - `rag up` and `rag worker` keep a heartbeat key naming their deployment while they run, and warn
   at start-up of another deployment's: the two still cost each other (every task of either may
   take a detour), so each wants a database of its own.
@@ -44,8 +44,8 @@ from kombu.utils.url import maybe_sanitize_url
 from redis import Redis
 from redis.exceptions import RedisError
 
+from core.locks import redis_client
 from core.settings import Settings
-from workers.locks import redis_client
 
 log = logging.getLogger(__name__)
 

@@ -25,11 +25,11 @@ from api.auth import Principal, current_scope, require_admin, target_scope
 from api.errors import ApiError
 from api.schemas import DeletesConfirmed, DocumentOut, DocumentPage
 from api.state import ApiState, api_state
+from core.locks import Locks
 from core.manifest import DocStatus, DocumentRecord
 from core.types import TenantScope
 from ingest.held_deletes import confirm_held_deletes
 from workers.deployment import Deployment
-from workers.locks import Locks
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 State = Annotated[ApiState, Depends(api_state)]
