@@ -65,6 +65,20 @@ class DeleteGuard:
         """The tenant whose deletes `doc_id` counts among; NO_TENANT for a key that has none."""
         return tenant_id_of(doc_id, self.default_tenant)
 
+    def by_tenant(
+        self, gone: Iterable[str], known: Iterable[str]
+    ) -> list[tuple[str, list[str], int]]:
+        """Each tenant's deletes among `gone`, with how many of its documents are `known`: what
+        `holds` weighs. The scan and the watcher's hints weigh them alike, here."""
+        documents: dict[str, int] = {}
+        for doc_id in known:
+            tenant = self.tenant(doc_id)
+            documents[tenant] = documents.get(tenant, 0) + 1
+        deletes: dict[str, list[str]] = {}
+        for doc_id in gone:
+            deletes.setdefault(self.tenant(doc_id), []).append(doc_id)
+        return [(t, ids, documents.get(t, 0)) for t, ids in deletes.items()]
+
 
 class BucketScanner:
     """Lists the bucket once and diffs it against the manifest and the index."""
@@ -122,14 +136,6 @@ class BucketScanner:
         self, to_delete: list[str], known: set[str]
     ) -> tuple[list[str], dict[str, list[str]]]:
         """Split the deletes into those to carry out and those held per tenant; record both."""
-        guard = self.guard
-        documents: dict[str, int] = {}
-        for doc_id in known:
-            tenant = guard.tenant(doc_id)
-            documents[tenant] = documents.get(tenant, 0) + 1
-        gone: dict[str, list[str]] = {}
-        for doc_id in to_delete:
-            gone.setdefault(guard.tenant(doc_id), []).append(doc_id)
         missing = set(to_delete)
 
         def prune(confirmed: dict | None) -> dict:
@@ -140,13 +146,15 @@ class BucketScanner:
         confirmed = self._manifest.update_meta(CONFIRMED_DELETES, prune)
         carry_out: list[str] = []
         held: dict[str, list[str]] = {}
-        for tenant, doc_ids in gone.items():
+        weighed: dict[str, int] = {}  # tenant -> its documents, for the record of what is held
+        for tenant, doc_ids, documents in self.guard.by_tenant(to_delete, known):
+            weighed[tenant] = documents
             allowed = set(confirmed.get(tenant, ()))
             rest = [d for d in doc_ids if d not in allowed]
             carry_out += [d for d in doc_ids if d in allowed]
             # A document of no tenant was quarantined and never searchable: its delete loses
             # nothing, and no tenant id exists to confirm it with.
-            if tenant != NO_TENANT and guard.holds(len(rest), documents[tenant]):
+            if tenant != NO_TENANT and self.guard.holds(len(rest), documents):
                 held[tenant] = rest
             else:
                 carry_out += rest
@@ -157,7 +165,7 @@ class BucketScanner:
             return {
                 tenant: {
                     "doc_ids": doc_ids,
-                    "documents": documents[tenant],
+                    "documents": weighed[tenant],
                     "since": previous.get(tenant, {}).get("since", now),
                 }
                 for tenant, doc_ids in held.items()

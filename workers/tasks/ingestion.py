@@ -145,17 +145,11 @@ def _unguarded_deletes(
     """The hinted deletes a full scan would not hold back."""
     guard = ctx.ingestion.scanner.guard
     held = held_deletes(ctx.runtime.manifest)
-    documents: dict[str, int] = {}
-    for doc_id, record in records.items():
-        if record.status != DocStatus.DELETED:
-            documents[guard.tenant(doc_id)] = documents.get(guard.tenant(doc_id), 0) + 1
-    by_tenant: dict[str, list[str]] = {}
-    for doc_id in gone:
-        by_tenant.setdefault(guard.tenant(doc_id), []).append(doc_id)
+    known = (d for d, record in records.items() if record.status != DocStatus.DELETED)
     return [
         doc_id
-        for tenant, doc_ids in by_tenant.items()
-        if tenant not in held and not guard.holds(len(doc_ids), documents.get(tenant, 0))
+        for tenant, doc_ids, documents in guard.by_tenant(gone, known)
+        if tenant not in held and not guard.holds(len(doc_ids), documents)
         for doc_id in doc_ids
     ]
 
