@@ -151,18 +151,26 @@ class RebuildProgress:
         return (self.finished_at or time.time()) - self.started_at
 
 
-def needs_rebuild(runtime: Runtime) -> bool:
-    """Whether the configured fingerprint differs from the served generation's.
-
-    When they match, a rebuild that never switched was towards a configuration since reverted:
-    its progress is forgotten, so status stops showing a rebuild that nothing will finish.
-    """
+def reconcile_generation(runtime: Runtime) -> tuple[Fingerprint, Fingerprint]:
+    """(the served generation's fingerprint, the configured one), with the manifest brought in
+    line with the index first: a new index stamped, an interrupted switch finished
+    (`served_fingerprint`), and, when the two match, the progress of a rebuild that never
+    switched forgotten, since it was towards a configuration since reverted and status would
+    show it forever. Every process that opens the platform to write calls it (ingestion, the
+    rebuild task, `rag reindex`)."""
     served = served_fingerprint(runtime)
     configured = configured_fingerprint(runtime.settings, runtime.configured_model())
     if served.id == configured.id:
         rebuild = runtime.manifest.get_meta(REBUILD_META)
         if rebuild is not None and not rebuild["switched"]:
             runtime.manifest.delete_meta(REBUILD_META)
+    return served, configured
+
+
+def needs_rebuild(runtime: Runtime) -> bool:
+    """Whether the configuration asks for another generation than the served one, once the
+    manifest is in line (`reconcile_generation`)."""
+    served, configured = reconcile_generation(runtime)
     return served.id != configured.id
 
 

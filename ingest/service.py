@@ -12,7 +12,7 @@ from core.runtime import Runtime
 from core.settings import IngestSettings
 from ingest.bucket import Bucket, LocalBucket
 from ingest.documents import DocumentBuilder
-from ingest.reindex import needs_rebuild
+from ingest.reindex import reconcile_generation
 from ingest.scan import BucketScanner, DeleteGuard, Progress, ScanPlan, execute
 from ingest.sync import DocumentSyncer
 
@@ -42,7 +42,7 @@ class Ingestion:
         composition root (`serving.platform.Platform.ingestion_of`) enables the graph."""
         s = runtime.settings
         self.runtime = runtime
-        needs_rebuild(runtime)  # stamps a new index with the configured fingerprint
+        reconcile_generation(runtime)  # a new index is stamped with the configured fingerprint
         self.syncer = DocumentSyncer(
             bucket,
             runtime.index,
