@@ -503,7 +503,7 @@ class WorkerSettings(Section):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
         examples=["docs-prod"],
         description="This deployment's name (letters, digits . - _); unset: derived from the "
-        "bucket URL and data dir",
+        "bucket URL and the state database (RAG_STATE_URL), or the data dir without one",
     )
     # `rag up` and `rag worker` keep a heartbeat key naming their deployment in Redis, and warn at
     # start-up of another deployment's on the same database.

@@ -15,6 +15,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
@@ -30,6 +31,7 @@ from tests.support.engine import (
     SHIPPED,
     bm25_params,
     edge_index,
+    engine_query,
     local_server_index,
 )
 
@@ -105,6 +107,22 @@ def test_local_mode_refuses_a_tokenizer_it_cannot_score(tmp_path: Path) -> None:
         ServerIndex(client, "chunks", 4, stemmed, bm25_params())
     assert not client.collection_exists("chunks")
     client.close()
+
+
+def test_stopwords_and_stemmer_set_empty_are_off_for_a_server_too(tmp_path: Path) -> None:
+    """`RAG_BM25_STOPWORDS=''` (what local mode's refusal says to set) turns them off: the text
+    index is made without stopwords, never with a language named '' (which qdrant-client refused
+    while creating the payload indexes, leaving a collection without its text index)."""
+    settings = Settings(bm25_stemmer="", bm25_stopwords="", bm25_ascii_folding=False)
+    plain = TextIndexConfig.from_settings(settings.index)
+    client = QdrantClient(path=str(tmp_path / "local"))
+    index = ServerIndex(client, "chunks", 4, plain, bm25_params())
+    payload = {"tenant_id": "t", "doc_id": "d", "text": "the red fox"}
+    vector = np.ones(4, dtype=np.float32) / 2
+    index.upsert([IndexedChunk(chunk_point_id("t", "d", "h"), vector, payload)])
+    query = engine_query(TenantScope("t"), 5, text="fox")
+    assert [hit.payload["doc_id"] for hit in index.search(query)] == ["d"]
+    index.close()
 
 
 @pytest.mark.parametrize(

@@ -247,6 +247,20 @@ def test_rag_up_runs_its_own_tasks_as_its_app_retries_included(
         redis.close()
 
 
+def test_hosts_sharing_a_state_database_are_one_deployment(tmp_path: Path) -> None:
+    """With the state in one database, each host keeps a data dir of its own, so the data dir
+    no longer tells deployments apart: the bucket and the state database do. Were it still the
+    data dir, each host's workers would hand the others' tasks away and never share a lock."""
+    shared = "postgresql+psycopg://rag:secret@db:5432/rag"
+    host_a = Settings(data_dir=tmp_path / "a", bucket_url="s3://docs/", state={"url": shared})
+    host_b = host_a.updated(data_dir=tmp_path / "b")
+    other_database = host_a.updated(state={"url": "postgresql+psycopg://rag:secret@db:5432/x"})
+    other_password = host_a.updated(state={"url": shared.replace("secret", "rotated")})
+    ids = [deployments.Deployment.of(s).id for s in (host_a, host_b, other_database)]
+    assert ids[0] == ids[1] != ids[2]
+    assert deployments.Deployment.of(other_password).id == ids[0]  # a rotated password
+
+
 def test_a_deployment_is_its_bucket_and_data_dir_or_its_name(tmp_path: Path) -> None:
     """Every process of one deployment agrees on its identity wherever it was started; another
     bucket or data dir is another deployment; a name replaces the derived identity."""

@@ -43,6 +43,7 @@ from celery.exceptions import Ignore
 from kombu.utils.url import maybe_sanitize_url
 from redis import Redis
 from redis.exceptions import RedisError
+from sqlalchemy.engine import make_url
 
 from core.locks import redis_client
 from core.settings import Settings
@@ -64,13 +65,19 @@ class Deployment:
 
     @classmethod
     def of(cls, settings: Settings) -> Deployment:
-        """Named by RAG_WORKERS_DEPLOYMENT, else by its bucket and data dir, made absolute so
-        every process of it agrees wherever it was started."""
+        """Named by RAG_WORKERS_DEPLOYMENT, else by its bucket and where its state lives, made
+        absolute so every process of it agrees wherever it was started: the data dir, or the
+        state database (RAG_STATE_URL, its password left out) that hosts each with a data dir
+        of their own share."""
         bucket = settings.ingest.bucket_url
         if not bucket.startswith("s3://"):
             bucket = str(Path(bucket.removeprefix("file://")).expanduser().resolve())
         data_dir = str(settings.data_dir.expanduser().resolve())
-        derived = hashlib.sha256(f"{bucket}\n{data_dir}".encode()).hexdigest()[:16]
+        state = data_dir
+        if settings.state.url is not None:
+            url = make_url(settings.state.url.get_secret_value())
+            state = url.render_as_string(hide_password=True)
+        derived = hashlib.sha256(f"{bucket}\n{state}".encode()).hexdigest()[:16]
         return cls(settings.workers.deployment or derived, bucket, data_dir)
 
     @classmethod

@@ -110,6 +110,8 @@ class _SharedClient:
 
 
 def _text_index(cfg: TextIndexConfig) -> qm.TextIndexParams:
+    """An empty stemmer or stopwords language (`RAG_BM25_STOPWORDS=''`) is none, as for the
+    embedded engine (`core.index.edge._text_index`)."""
     return qm.TextIndexParams(
         type=qm.TextIndexType.TEXT,
         tokenizer=qm.TokenizerType.WORD,
@@ -120,7 +122,7 @@ def _text_index(cfg: TextIndexConfig) -> qm.TextIndexParams:
             if cfg.stemmer
             else None
         ),
-        stopwords=cfg.stopwords,
+        stopwords=cfg.stopwords or None,
         scoring=True,
         enable_hnsw=False,
     )
