@@ -315,12 +315,27 @@ class IngestSettings(Section):
         default=None,
         validation_alias="RAG_CHUNK_SIZE",
         description="Tokens per chunk; unset: the embedding model's whole window",
+        examples=[128],
     )
     chunk_overlap: int = Field(
         default=64,
         validation_alias="RAG_CHUNK_OVERLAP",
         description="Tokens a chunk shares with the one before it",
     )
+
+    @model_validator(mode="after")
+    def _overlap_within_a_chunk(self) -> IngestSettings:
+        """An overlap as large as a chunk leaves nothing new in the next one: said at start-up,
+        not by every sync failing in the chunker."""
+        if self.chunk_overlap < 0:
+            raise ValueError(f"RAG_CHUNK_OVERLAP is {self.chunk_overlap}: it cannot be negative")
+        if self.chunk_size is not None and self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"RAG_CHUNK_OVERLAP ({self.chunk_overlap}) must be smaller than RAG_CHUNK_SIZE "
+                f"({self.chunk_size})"
+            )
+        return self
+
     # Limits and defaults.
     max_file_bytes: int = Field(
         default=50 * 1024 * 1024,

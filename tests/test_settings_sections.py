@@ -213,7 +213,7 @@ def test_a_section_reads_its_own_prefix_and_the_flat_names_route(
 
 
 def test_a_copy_is_validated_like_the_original(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, chunk_size=48)
+    settings = Settings(data_dir=tmp_path, chunk_size=48, chunk_overlap=8)
     copy = settings.updated(chunk_overlap=4, retrieval={"rrf_k": 10})
     assert (copy.ingest.chunk_size, copy.ingest.chunk_overlap, copy.retrieval.rrf_k) == (48, 4, 10)
     assert copy.data_dir == tmp_path and settings.ingest.chunk_overlap != 4
@@ -236,3 +236,14 @@ def test_an_invalid_variable_is_named_as_the_user_wrote_it(
     with pytest.raises(ValidationError) as raised:  # a keyword names the same variable
         Settings(**{variable.removeprefix("RAG_").lower(): value})
     assert variable_of(raised.value.title, raised.value.errors()[0]["loc"]) == variable
+
+
+@pytest.mark.parametrize(("size", "overlap"), [(40, 64), (64, 64), (None, -1)])
+def test_an_overlap_as_large_as_a_chunk_is_refused_at_start_up(
+    size: int | None, overlap: int
+) -> None:
+    """Found by the multi-host test: RAG_CHUNK_SIZE=40 beside the default overlap of 64 was
+    taken, and every worker task then failed in the chunker."""
+    with pytest.raises(ValidationError, match="RAG_CHUNK_OVERLAP"):
+        Settings(chunk_size=size, chunk_overlap=overlap)
+    assert Settings(chunk_size=65, chunk_overlap=64).ingest.chunk_size == 65
